@@ -29,10 +29,12 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::agent::{AgentKind, AgentLimits};
 use crate::env::daytona::Credentials;
+use crate::env::{DaytonaSettings, Provider};
 use crate::manifest::pipeline::{
-    AgentKind, AgentLimits, AgentSpec, DaytonaSettings, EnvironmentDefaults, ModelParams,
-    ModelSpec, PipelineManifest, PipelineSection, Provider, Stage, TaskSource,
+    AgentSpec, EnvironmentDefaults, ModelParams, ModelSpec, PipelineManifest, PipelineSection,
+    Stage, TaskSource,
 };
 use crate::manifest::{ManifestError, Pipeline, load_task};
 use crate::plan::{Plan, PlanError};

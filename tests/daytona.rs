@@ -10,8 +10,8 @@ use std::process::Output;
 
 use common::daytona::{FakeDaytona, Faults, KEY};
 use common::project::{Project, copy_tree, docker_ids, text};
+use helios::env::DaytonaSettings;
 use helios::env::daytona::Credentials;
-use helios::manifest::pipeline::DaytonaSettings;
 use helios::{AgentRunner, RunEvent, RunStatus};
 use serde_json::Value;
 

@@ -3,6 +3,7 @@
 //! `computer-use` (a model working a virtual desktop through its provider's computer tool).
 
 pub mod computer_use;
+mod kind;
 pub mod model_loop;
 pub mod prompt;
 pub mod terminal;
@@ -11,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::env::{EnvError, ExecSpec, Instance, tarball};
-use crate::manifest::pipeline::AgentKind;
+pub use kind::{AgentKind, AgentLimits};
 
 /// Where the agent's instruction is put in the container for `command` agents.
 pub const INSTRUCTION_PATH: &str = "/helios/instruction.md";

@@ -2,8 +2,8 @@
 //! `--provider daytona` (or `all`) every Daytona sandbox it labelled.
 
 use super::ExitStatus;
+use crate::env::Provider;
 use crate::env::{Engine, OpenOptions};
-use crate::manifest::pipeline::Provider;
 
 pub(super) fn run(labels: &[String], providers: &[Provider]) -> ExitStatus {
     let runtime = tokio::runtime::Builder::new_current_thread()

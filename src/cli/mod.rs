@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::manifest::pipeline::Provider;
+use crate::env::Provider;
 
 pub use exit::ExitStatus;
 

@@ -115,7 +115,7 @@ fn human(plan: &Plan, assessment: &Assessment, lock: Option<&Path>) -> String {
         .filter(|t| matches!(t.image, ImageSource::Prebuilt(_)))
         .count();
     out.push_str(&format!("image builds: {}", plan.builds.len()));
-    if plan.uses(crate::manifest::pipeline::Provider::Daytona) {
+    if plan.uses(crate::env::Provider::Daytona) {
         out.push_str(" (Daytona builds its sandboxes' images itself)");
     }
     if prebuilt > 0 {
@@ -173,7 +173,7 @@ struct JsonStage<'a> {
     name: &'a str,
     needs: &'a [String],
     gate: Option<&'a crate::manifest::pipeline::Gate>,
-    provider: crate::manifest::pipeline::Provider,
+    provider: crate::env::Provider,
     #[serde(flatten)]
     counts: Counts,
 }

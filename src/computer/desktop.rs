@@ -8,69 +8,11 @@ use base64::Engine as _;
 use futures_util::future::BoxFuture;
 
 use super::action::Action;
-use crate::env::{EnvError, ExecSpec, Instance, tarball};
-use crate::manifest::task::DesktopConfig;
+use crate::env::desktop::{DISPLAY, SCRIPT_DIR, said};
+use crate::env::{EnvError, ExecSpec, Instance};
 
-/// Where the scripts go in the container.
-pub const SCRIPT_DIR: &str = "/helios/desktop";
-const START_SCRIPT: &str = include_str!("../../environments/desktop/desktop-start.sh");
-const SCREENSHOT_SCRIPT: &str = include_str!("../../environments/desktop/screenshot.sh");
-/// The X display the desktop runs on.
-pub const DISPLAY: &str = ":1";
-/// How long the desktop may take to come up, each step bounded by the script itself.
-const START_DEADLINE: Duration = Duration::from_secs(120);
 /// How long one action or screenshot may take (a `wait` adds its own seconds).
 const ACTION_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Starts the desktop `config` asks for in the container and waits until it is ready:
-/// Xvfb at the configured size, the window manager, the task's autostart programs.
-pub async fn start(instance: &Instance, config: &DesktopConfig) -> Result<(), EnvError> {
-    let io = |e: std::io::Error| EnvError::Io(format!("packing the desktop scripts: {e}"));
-    for (name, script) in [
-        ("desktop-start.sh", START_SCRIPT),
-        ("screenshot.sh", SCREENSHOT_SCRIPT),
-    ] {
-        let path = format!("{}/{name}", SCRIPT_DIR.trim_start_matches('/'));
-        let archive = tarball::pack_file(&path, script.as_bytes(), 0o755).map_err(io)?;
-        instance.upload_archive(archive).await?;
-    }
-    let mut env = BTreeMap::from([
-        ("DISPLAY".to_string(), DISPLAY.to_string()),
-        ("HELIOS_DESKTOP_WIDTH".into(), config.width.to_string()),
-        ("HELIOS_DESKTOP_HEIGHT".into(), config.height.to_string()),
-        ("HELIOS_DESKTOP_DEPTH".into(), config.depth.to_string()),
-    ]);
-    if config.vnc {
-        env.insert("HELIOS_DESKTOP_VNC".into(), "1".into());
-    }
-    if let Some(window) = &config.wait_for_window {
-        env.insert("HELIOS_DESKTOP_WAIT_WINDOW".into(), window.clone());
-    }
-    let output = instance
-        .exec(&ExecSpec {
-            command: format!("{SCRIPT_DIR}/desktop-start.sh"),
-            workdir: None,
-            env,
-            deadline: Some(START_DEADLINE),
-        })
-        .await?;
-    if output.exit_code == Some(0) {
-        return Ok(());
-    }
-    let why = if output.timed_out {
-        format!("it did not start within {}s", START_DEADLINE.as_secs())
-    } else {
-        let said = said(&output);
-        if said.is_empty() {
-            format!("desktop-start.sh exited with {:?}", output.exit_code)
-        } else {
-            said.lines().last().unwrap_or(said).to_string()
-        }
-    };
-    Err(EnvError::Desktop(format!(
-        "the desktop did not start: {why} (its logs are in the trial's desktop/ directory; the image needs Debian's xvfb, blackbox, xdotool, x11-apps, netpbm and x11-utils, see environments/desktop/Dockerfile)"
-    )))
-}
 
 /// What acting on a desktop answers: text for the model, or why the action failed (the
 /// model is told); `Err` only when the environment itself fails.
@@ -195,16 +137,6 @@ impl Desktop for ContainerDesktop<'_> {
 
 /// The last bytes of every PNG: the IEND chunk and its checksum.
 const PNG_END: &[u8] = b"IEND\xAE\x42\x60\x82";
-
-/// What a command said about its failure: stderr, or stdout where a provider merges them.
-fn said(output: &crate::env::ExecOutput) -> &str {
-    let stderr = output.stderr.trim();
-    if stderr.is_empty() {
-        output.stdout.trim()
-    } else {
-        stderr
-    }
-}
 
 /// `X=12\nY=34\n...` from `xdotool getmouselocation --shell`.
 fn parse_location(text: &str) -> Option<(u32, u32)> {

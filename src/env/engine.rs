@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::daytona::{self, DaytonaEngine, Sandbox};
 use super::docker::{Container, DockerEngine};
 use super::{EnvError, EnvSpec, ExecOutput, ExecSpec, tarball};
-use crate::manifest::pipeline::{DaytonaSettings, Provider};
+use crate::env::{DaytonaSettings, Provider};
 
 /// Concurrent Docker API calls when nothing else is said.
 pub const DEFAULT_DOCKER_CALLS: usize = 16;

@@ -3,14 +3,17 @@
 //! what the trial lifecycle sees of either, so nothing above this module names one.
 
 pub mod daytona;
+pub mod desktop;
 pub mod docker;
 mod engine;
+mod provider;
 pub mod tarball;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use engine::{Engine, Instance, OpenOptions};
+pub use provider::{DaytonaSettings, Provider};
 
 /// What went wrong with the environment itself (never the agent's fault).
 #[derive(Debug, Clone, thiserror::Error)]

@@ -11,7 +11,8 @@ use super::check_task::env_syntax;
 use super::discover::{compile_filters, report_unmatched};
 use super::document::{Document, pointer_push};
 use super::model_id::{ModelId, ModelIdError, ModelProvider};
-use super::pipeline::{AgentKind, PipelineManifest};
+use super::pipeline::PipelineManifest;
+use crate::agent::AgentKind;
 use crate::diagnostic::{Code, Diagnostic, Report, suggestion_hint};
 use crate::model::scripted::Script;
 

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::task::NetworkMode;
+use crate::agent::{AgentKind, AgentLimits};
+use crate::env::{DaytonaSettings, Provider};
 
 /// A pipeline: tasks × agents × models × attempts, in stages that may depend on each other.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -64,55 +66,6 @@ fn default_concurrency() -> u32 {
     4
 }
 
-/// Where trials run.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Deserialize,
-    Serialize,
-    JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Provider {
-    /// The local Docker engine.
-    #[default]
-    Docker,
-    /// Daytona cloud sandboxes (`DAYTONA_API_KEY`, `DAYTONA_API_URL`, `DAYTONA_TARGET`).
-    Daytona,
-}
-
-impl Provider {
-    pub const ALL: [&'static str; 2] = ["docker", "daytona"];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Docker => "docker",
-            Provider::Daytona => "daytona",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Provider> {
-        match name {
-            "docker" => Some(Provider::Docker),
-            "daytona" => Some(Provider::Daytona),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Provider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// `[environment]` in a pipeline: defaults for every trial.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -135,45 +88,6 @@ pub struct EnvironmentDefaults {
     /// trial's result, so they are not part of trial ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daytona: Option<DaytonaSettings>,
-}
-
-/// `[environment.daytona]`: how helios manages Daytona sandboxes.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DaytonaSettings {
-    /// The region sandboxes are created in (default: `DAYTONA_TARGET`, else the
-    /// organization's default region).
-    #[schemars(length(min = 1))]
-    pub target: Option<String>,
-    /// Sandbox create calls in flight at once (default 8).
-    #[schemars(range(min = 1))]
-    pub max_creates: Option<u32>,
-    /// Seconds between two looks at a sandbox that is not ready yet (default 1).
-    #[schemars(extend("exclusiveMinimum" = 0))]
-    pub poll_interval_sec: Option<f64>,
-    /// Seconds a sandbox may take to be ready, its image build included (default: the
-    /// task's `[environment] build_timeout_sec`).
-    #[schemars(extend("exclusiveMinimum" = 0))]
-    pub ready_timeout_sec: Option<f64>,
-    /// Minutes without activity before Daytona stops a sandbox; 0 never (default 0: helios
-    /// deletes every sandbox itself, and a sandbox must not stop under a quiet agent).
-    #[schemars(range(min = 0))]
-    pub auto_stop_interval: Option<u32>,
-    /// Minutes a stopped sandbox is kept before Daytona archives it; 0 is Daytona's
-    /// longest interval.
-    #[schemars(range(min = 0))]
-    pub auto_archive_interval: Option<u32>,
-    /// Minutes a stopped sandbox is kept before Daytona deletes it; 0 at once, -1 never
-    /// (default 0: a sandbox that stopped is not worth paying for).
-    #[schemars(range(min = -1))]
-    pub auto_delete_interval: Option<i32>,
-    /// Retries of a failed call to Daytona (429, 5xx, lost connections); default 5.
-    pub max_retries: Option<u32>,
-    /// The toolbox endpoint, with `{id}` for the sandbox id (default: asked of Daytona with
-    /// `GET /sandbox/{id}/toolbox-proxy-url`). The older form is
-    /// `https://app.daytona.io/api/toolbox/{id}/toolbox`.
-    #[schemars(regex(pattern = r"\{id\}"))]
-    pub toolbox_url: Option<String>,
 }
 
 /// `[[tasks]]`: a source of task directories.
@@ -254,40 +168,6 @@ pub struct ModelParams {
     pub extra: BTreeMap<String, Value>,
 }
 
-/// What an agent is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum AgentKind {
-    /// Runs the task's `solution/solve.sh`.
-    Oracle,
-    /// Does nothing; the verifier should give 0.
-    Nop,
-    /// A model working through a shell in the task's container.
-    Terminal,
-    /// A model working a desktop through screenshots, mouse and keyboard.
-    ComputerUse,
-    /// A command run in the task's container (an installed agent).
-    Command,
-}
-
-impl AgentKind {
-    pub const ALL: [&'static str; 5] = ["oracle", "nop", "terminal", "computer-use", "command"];
-
-    pub fn needs_model(self) -> bool {
-        matches!(self, AgentKind::Terminal | AgentKind::ComputerUse)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentKind::Oracle => "oracle",
-            AgentKind::Nop => "nop",
-            AgentKind::Terminal => "terminal",
-            AgentKind::ComputerUse => "computer-use",
-            AgentKind::Command => "command",
-        }
-    }
-}
-
 /// `[agents.NAME]`: an agent stages can run.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -322,29 +202,6 @@ pub enum SafetyChecks {
     Acknowledge,
     /// Do not act: the trial ends with the error kind `safety_refused`.
     Refuse,
-}
-
-/// Limits of one agent run. Absent values take the defaults in `docs/manifests.md`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AgentLimits {
-    /// Most model turns (default 10).
-    #[schemars(range(min = 1))]
-    pub max_turns: Option<u32>,
-    /// Most seconds for the whole run (default 300).
-    #[schemars(extend("exclusiveMinimum" = 0))]
-    pub max_time: Option<f64>,
-    /// Most seconds for one turn (default 60).
-    #[schemars(extend("exclusiveMinimum" = 0))]
-    pub timeout_per_turn: Option<f64>,
-    /// End the run at the first tool error (default false).
-    pub stop_on_tool_error: Option<bool>,
-    /// Most tokens, input and output together, over the run.
-    #[schemars(range(min = 1))]
-    pub max_tokens: Option<u64>,
-    /// Most US dollars spent on the model over the run.
-    #[schemars(extend("exclusiveMinimum" = 0))]
-    pub max_cost_usd: Option<f64>,
 }
 
 /// `[[verify]]`: a verification step after the task's own tests.

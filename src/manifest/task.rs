@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
+
+use crate::env::desktop::DesktopConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -185,44 +187,6 @@ impl EnvironmentSection {
             (None, _) => NetworkMode::Public,
         }
     }
-}
-
-/// `[environment.desktop]`: the container runs a virtual X display (Xvfb) of this size
-/// with a window manager; helios starts it after the container and before the agent.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DesktopConfig {
-    /// Screen width in pixels.
-    #[serde(default = "default_desktop_width")]
-    #[schemars(range(min = 64, max = 8192))]
-    pub width: u32,
-    /// Screen height in pixels.
-    #[serde(default = "default_desktop_height")]
-    #[schemars(range(min = 64, max = 8192))]
-    pub height: u32,
-    /// Colour depth: 16 or 24 bits.
-    #[serde(default = "default_desktop_depth")]
-    #[schemars(extend("enum" = [16, 24]))]
-    pub depth: u32,
-    /// Also serve the display over VNC on port 5900 (needs x11vnc in the image).
-    #[serde(default)]
-    pub vnc: bool,
-    /// The desktop is ready only once a visible window's name matches this regular
-    /// expression (`xdotool search --name`).
-    #[schemars(length(min = 1))]
-    pub wait_for_window: Option<String>,
-}
-
-fn default_desktop_width() -> u32 {
-    1024
-}
-
-fn default_desktop_height() -> u32 {
-    768
-}
-
-fn default_desktop_depth() -> u32 {
-    24
 }
 
 /// `[environment.healthcheck]`, as Docker's HEALTHCHECK.

@@ -12,8 +12,10 @@ use super::{
     ImageBuild, ImageSource, Inputs, Node, Plan, PlannedStage, PlannedTask, ResolvedAgent,
     ResolvedLimits, ResolvedModel, Trial, TrialId,
 };
+use crate::agent::AgentKind;
+use crate::env::Provider;
 use crate::manifest::model_id::ModelId;
-use crate::manifest::pipeline::{AgentKind, EnvironmentDefaults, Provider, VerifyStep};
+use crate::manifest::pipeline::{EnvironmentDefaults, VerifyStep};
 use crate::manifest::{BUILTIN_AGENTS, Pipeline};
 
 /// Why a plan could not be made.

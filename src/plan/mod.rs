@@ -19,8 +19,10 @@ use serde_json::Value;
 pub use digest::{Digest, DigestError};
 pub use expand::PlanError;
 
+use crate::agent::{AgentKind, AgentLimits};
+use crate::env::Provider;
 use crate::manifest::Pipeline;
-use crate::manifest::pipeline::{AgentKind, AgentLimits, Gate, Provider};
+use crate::manifest::pipeline::Gate;
 
 /// What was read from disk for a pipeline: task and environment digests, template digests.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::manifest::pipeline::Provider;
+use crate::env::Provider;
 use crate::results::TrialStatus;
 use crate::runner::{BuildOutcome, RunEvent, SkipReason};
 

@@ -73,7 +73,7 @@ pub struct TrialResult {
     pub image: String,
     /// Where the trial ran.
     #[serde(default)]
-    pub provider: crate::manifest::pipeline::Provider,
+    pub provider: crate::env::Provider,
     /// The id of the trial's Docker container, or of its Daytona sandbox.
     pub container: Option<String>,
     /// Infrastructure failures before the attempt that produced this result.

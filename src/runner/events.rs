@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::manifest::pipeline::Provider;
+use crate::env::Provider;
 use crate::results::TrialStatus;
 
 /// Something that happened during `apply`.

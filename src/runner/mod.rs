@@ -22,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 pub use events::{BuildOutcome, RunEvent, SkipReason};
 pub use prepare::{TrialSetup, prepare};
 
+use crate::env::Provider;
 use crate::env::daytona::Credentials;
 use crate::env::{Engine, EnvError, Labels, OpenOptions};
 use crate::manifest::Pipeline;
-use crate::manifest::pipeline::Provider;
 use crate::plan::lock::LockFile;
 use crate::plan::status::{Assessment, TrialState};
 use crate::plan::{Node, Plan};

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::agent::AgentKind;
 use crate::env::EnvSpec;
+use crate::env::Provider;
 use crate::env::daytona;
 use crate::manifest::env_expand;
-use crate::manifest::pipeline::{AgentKind, Provider, VerifyStep};
+use crate::manifest::pipeline::VerifyStep;
 use crate::manifest::task::NetworkMode;
 use crate::manifest::{Pipeline, TaskDir};
 use crate::plan::{ImageSource, Plan};
@@ -34,7 +36,7 @@ pub struct TaskRuntime {
     pub verifier_env: BTreeMap<String, String>,
     pub solution_env: BTreeMap<String, String>,
     /// The virtual desktop the task asks for.
-    pub desktop: Option<crate::manifest::task::DesktopConfig>,
+    pub desktop: Option<crate::env::desktop::DesktopConfig>,
 }
 
 /// One trial, ready to run.

@@ -230,7 +230,7 @@ async fn lifecycle(
         )));
     }
     if let Some(desktop) = &task.desktop
-        && let Err(error) = crate::computer::desktop::start(instance, desktop).await
+        && let Err(error) = crate::env::desktop::start(instance, desktop).await
     {
         // Its logs say why; keep them with the trial (best effort: the error stands).
         let _ = instance.download_dir("/logs", &setup.dir).await;

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::api::{Api, Attempts, BuildInfo, CreateSandbox, Replay, SandboxDto};
 use super::{EnvError, EnvSpec, HOST_LABEL, MANAGED_LABEL, PID_LABEL};
-use crate::manifest::pipeline::DaytonaSettings;
+use crate::env::DaytonaSettings;
 use crate::retry::RetryPolicy;
 
 pub const KEY_VARIABLE: &str = "DAYTONA_API_KEY";
