@@ -29,19 +29,21 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::agent::trajectory::{ToolStep, Trajectory};
 use crate::agent::{AgentKind, AgentLimits};
 use crate::env::daytona::Credentials;
 use crate::env::{DaytonaSettings, Provider};
+use crate::events::RunEvent;
+use crate::events::TrialStatus;
 use crate::manifest::pipeline::{
     AgentSpec, EnvironmentDefaults, ModelParams, ModelSpec, PipelineManifest, PipelineSection,
     Stage, TaskSource,
 };
 use crate::manifest::{ManifestError, Pipeline, load_task};
 use crate::plan::{Plan, PlanError};
-use crate::results::TrialStatus;
-use crate::results::trajectory::{ToolStep, Trajectory};
-use crate::results::trial::{ErrorInfo, TrialResult};
-use crate::runner::{ApplyOptions, RunError, RunEvent};
+use crate::runner::{ApplyOptions, Run, RunError};
+use crate::store::RunStore;
+use crate::store::trial::{ErrorInfo, TrialResult};
 use crate::view::{ViewOptions, Viewer};
 
 /// How one run behaves. The defaults are those of the reference `RunConfig`.
@@ -324,9 +326,15 @@ impl AgentRunner {
         let pipeline = self.pipeline(&run_id, provider)?;
         let plan = Plan::of(&pipeline)?;
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let options = ApplyOptions {
+            labels: self.labels.clone(),
+            daytona: self.credentials.clone(),
+            ..ApplyOptions::default()
+        };
+        let run = Run::open(&pipeline, plan, options, &events).await?;
         let (receiver, viewer_url) = if self.watch {
-            let viewer = Viewer::watch(ViewOptions::new(&self.output_dir), &plan).await?;
-            let url = viewer.page_of(&plan.run_dir);
+            let viewer = Viewer::watch(ViewOptions::new(&self.output_dir), run.run_dir()).await?;
+            let url = viewer.page_of(run.run_dir());
             eprintln!("helios: watch the run at {url}");
             let (forwarded, receiver_after) = tokio::sync::mpsc::unbounded_channel();
             let recorder = viewer.recorder();
@@ -339,33 +347,22 @@ impl AgentRunner {
             (receiver, None)
         };
         let cancel = CancellationToken::new();
-        let options = ApplyOptions {
-            labels: self.labels.clone(),
-            daytona: self.credentials.clone(),
-            ..ApplyOptions::default()
-        };
         let token = cancel.clone();
         let started = Instant::now();
         let metadata = self.config.metadata.clone();
         let handle = tokio::spawn(async move {
-            let outcome = crate::runner::apply(&pipeline, plan, options, token, events).await?;
-            let result = outcome
-                .results
+            let outcome = run.execute(token, events).await?;
+            let trial = outcome
+                .trials
                 .into_iter()
                 .next()
                 .ok_or(RunnerError::NoResult)?;
-            // The one stage is `run`; the trial's directory ends with its id.
-            let suffix = format!("__{}", result.trial_id);
-            let dir = std::fs::read_dir(outcome.run_dir.join("run"))
-                .ok()
-                .and_then(|entries| {
-                    entries.flatten().map(|e| e.path()).find(|p| {
-                        p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().ends_with(&suffix))
-                    })
-                })
-                .unwrap_or_else(|| outcome.run_dir.clone());
-            Ok(to_run_result(result, dir, started.elapsed(), metadata))
+            Ok(to_run_result(
+                trial.result,
+                trial.dir,
+                started.elapsed(),
+                metadata,
+            ))
         });
         Ok(RunStream {
             events: receiver,
@@ -494,13 +491,11 @@ fn to_run_result(
     duration: Duration,
     metadata: BTreeMap<String, Value>,
 ) -> RunResult {
-    let trajectory: Option<Trajectory> = std::fs::read(dir.join("agent/trajectory.json"))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let trajectory: Option<Trajectory> = RunStore::read_trajectory(&dir);
     let turn_count = trajectory.as_ref().map_or(0, |t| {
         t.steps
             .iter()
-            .filter(|s| s.source == crate::results::trajectory::Source::Agent)
+            .filter(|s| s.source == crate::agent::trajectory::Source::Agent)
             .count() as u32
     });
     RunResult {

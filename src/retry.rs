@@ -36,6 +36,38 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// Retries of infrastructure failures (a container that would not start, an engine
+    /// hiccup, a build that broke): `retries` more attempts, waiting 2 s, then longer.
+    pub fn infrastructure(retries: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: retries as usize + 1,
+            min_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(60),
+            max_total_wait: Duration::from_secs(300),
+        }
+    }
+
+    /// The waits before each retry, for loops that keep their own state between attempts:
+    /// exponential with jitter, at most `max_attempts - 1` of them, within
+    /// `max_total_wait`.
+    pub fn delays(&self) -> impl Iterator<Item = Duration> + use<> {
+        let mut waited = Duration::ZERO;
+        let limit = self.max_total_wait;
+        use backon::BackoffBuilder;
+        ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_attempts.saturating_sub(1))
+            .build()
+            .take_while(move |delay| {
+                waited += *delay;
+                waited <= limit
+            })
+    }
+}
+
 /// Runs `call` until it succeeds, fails in a way that retrying cannot help, or the policy
 /// is spent; `on_retry` hears of each retried failure and the wait before the next try.
 pub async fn run<T, E, F, Fut>(
@@ -86,6 +118,15 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn infrastructure_delays_grow_and_stop_after_the_retries() {
+        let delays: Vec<Duration> = RetryPolicy::infrastructure(3).delays().collect();
+        assert_eq!(delays.len(), 3);
+        assert!(delays[0] >= Duration::from_secs(2), "{delays:?}");
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(120)));
+        assert_eq!(RetryPolicy::infrastructure(0).delays().count(), 0);
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

@@ -675,7 +675,7 @@ async fn the_agent_scales_each_providers_coordinates_onto_a_large_screen() {
             rates: None,
             system_prompt: SYSTEM.into(),
             user_prompt: TASK.into(),
-            limits: helios::plan::ResolvedLimits::from(&Default::default()),
+            limits: helios::agent::ResolvedLimits::from(&Default::default()),
             task_timeout: None,
             trajectory_path: dir.path().join("trajectory.json"),
             session_id: "s".into(),

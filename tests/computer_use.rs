@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::project::{Project, copy_tree, text};
-use helios::results::trajectory::Trajectory;
+use helios::agent::trajectory::Trajectory;
 
 fn trial_dir(project: &Project, stage: &str, prefix: &str) -> PathBuf {
     std::fs::read_dir(project.path(&format!("runs/computer-use/{stage}")))

@@ -476,7 +476,10 @@ async fn agent_runner_runs_on_daytona_and_a_cancel_deletes_the_sandbox() {
     let mut started = false;
     while !started {
         match stream.next().await {
-            Some(RunEvent::TrialPhase { phase: "agent", .. }) => started = true,
+            Some(RunEvent::TrialPhase {
+                phase: helios::events::Phase::Agent,
+                ..
+            }) => started = true,
             Some(_) => {}
             None => panic!("the run ended before its agent started"),
         }

@@ -113,7 +113,10 @@ async fn max_turns_and_max_time_end_the_run_with_their_status() {
         .await
         .unwrap();
     assert_eq!(result.status, RunStatus::Failed);
-    assert_eq!(result.error.as_ref().unwrap().kind, "max_turns");
+    assert_eq!(
+        result.error.as_ref().unwrap().kind,
+        helios::events::ErrorKind::MaxTurns
+    );
     assert_eq!(result.reward, Some(0.0), "the verifier still ran");
 
     let slow = script(
@@ -132,7 +135,10 @@ async fn max_turns_and_max_time_end_the_run_with_their_status() {
         .await
         .unwrap();
     assert_eq!(result.status, RunStatus::TimedOut, "{result:?}");
-    assert_eq!(result.error.as_ref().unwrap().kind, "agent_timeout");
+    assert_eq!(
+        result.error.as_ref().unwrap().kind,
+        helios::events::ErrorKind::AgentTimeout
+    );
     project.assert_clean();
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::http::{Reply, Server, ok, status};
 use common::project::{Project, copy_tree as copy, text};
-use helios::results::trajectory::Trajectory;
+use helios::agent::trajectory::Trajectory;
 use serde_json::json;
 
 const KEY: &str = "sk-helios-test-key-0f1e2d3c4b5a";

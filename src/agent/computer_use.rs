@@ -9,10 +9,10 @@ use base64::Engine as _;
 use futures_util::future::BoxFuture;
 
 use super::model_loop::{Ending, Handled, Opening, Toolbox};
+use crate::agent::trajectory::{Content, ContentPart, ImageSource};
 use crate::computer::{Action, Desktop, MapError, Protocol, SafetyPolicy, Scaling};
 use crate::env::EnvError;
 use crate::model::{ComputerTool, Image, Message, Part, ToolCall, ToolResult, ToolSpec};
-use crate::results::trajectory::{Content, ContentPart, ImageSource};
 
 /// Where screenshots go, relative to the trajectory's directory.
 pub const SCREENSHOT_DIR: &str = "screenshots";
@@ -66,10 +66,10 @@ impl<'a> Computer<'a> {
         self.shots += 1;
         let name = format!("{:04}.png", self.shots);
         let io = |e: std::io::Error| {
-            EnvError::Io(format!(
-                "saving a screenshot in `{}`: {e}",
-                self.dir.display()
-            ))
+            EnvError::io(
+                format!("saving a screenshot in `{}`", self.dir.display()),
+                e,
+            )
         };
         std::fs::create_dir_all(&self.dir).map_err(io)?;
         std::fs::write(self.dir.join(&name), &png).map_err(io)?;

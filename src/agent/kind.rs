@@ -59,3 +59,33 @@ pub struct AgentLimits {
     #[schemars(extend("exclusiveMinimum" = 0))]
     pub max_cost_usd: Option<f64>,
 }
+
+/// Agent limits with defaults applied (those of the reference `RunConfig`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedLimits {
+    pub max_turns: u32,
+    pub max_time: f64,
+    pub timeout_per_turn: f64,
+    pub stop_on_tool_error: bool,
+    pub max_tokens: Option<u64>,
+    pub max_cost_usd: Option<f64>,
+}
+
+impl ResolvedLimits {
+    pub const DEFAULT_MAX_TURNS: u32 = 10;
+    pub const DEFAULT_MAX_TIME: f64 = 300.0;
+    pub const DEFAULT_TIMEOUT_PER_TURN: f64 = 60.0;
+
+    pub fn from(limits: &AgentLimits) -> Self {
+        ResolvedLimits {
+            max_turns: limits.max_turns.unwrap_or(Self::DEFAULT_MAX_TURNS),
+            max_time: limits.max_time.unwrap_or(Self::DEFAULT_MAX_TIME),
+            timeout_per_turn: limits
+                .timeout_per_turn
+                .unwrap_or(Self::DEFAULT_TIMEOUT_PER_TURN),
+            stop_on_tool_error: limits.stop_on_tool_error.unwrap_or(false),
+            max_tokens: limits.max_tokens,
+            max_cost_usd: limits.max_cost_usd,
+        }
+    }
+}

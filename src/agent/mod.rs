@@ -7,12 +7,15 @@ mod kind;
 pub mod model_loop;
 pub mod prompt;
 pub mod terminal;
+pub mod trajectory;
 
 use std::path::Path;
 use std::time::Duration;
 
 use crate::env::{EnvError, ExecSpec, Instance, tarball};
-pub use kind::{AgentKind, AgentLimits};
+pub use kind::{AgentKind, AgentLimits, ResolvedLimits};
+
+use crate::events::{ErrorKind, RunEvent, TrialIndex};
 
 /// Where the agent's instruction is put in the container for `command` agents.
 pub const INSTRUCTION_PATH: &str = "/helios/instruction.md";
@@ -33,7 +36,7 @@ pub struct AgentRun {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentStop {
     pub timed_out: bool,
-    pub kind: String,
+    pub kind: ErrorKind,
     pub message: String,
 }
 
@@ -44,7 +47,7 @@ pub struct ModelPlan {
     pub model: crate::model::runtime::ModelRuntime,
     pub system_prompt: String,
     pub user_prompt: String,
-    pub limits: crate::plan::ResolvedLimits,
+    pub limits: ResolvedLimits,
     pub computer: Option<ComputerPlan>,
 }
 
@@ -67,10 +70,10 @@ pub enum AgentError {
 }
 
 impl AgentError {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            AgentError::Env(e) => e.kind(),
-            AgentError::NoSolution => "no_solution",
+            AgentError::Env(e) => ErrorKind::from(e),
+            AgentError::NoSolution => ErrorKind::NoSolution,
         }
     }
 }
@@ -90,10 +93,7 @@ pub struct AgentContext<'a> {
     pub trajectory_path: std::path::PathBuf,
     pub session_id: &'a str,
     /// Where to report the agent's steps as they happen, and the trial's index.
-    pub events: Option<(
-        tokio::sync::mpsc::UnboundedSender<crate::runner::RunEvent>,
-        usize,
-    )>,
+    pub events: Option<(tokio::sync::mpsc::UnboundedSender<RunEvent>, TrialIndex)>,
 }
 
 /// Runs the agent in the trial's environment.
@@ -123,7 +123,7 @@ pub async fn run(instance: &Instance, cx: &AgentContext<'_>) -> Result<AgentRun,
                 cx.instruction.as_bytes(),
                 0o644,
             )
-            .map_err(|e| EnvError::Io(e.to_string()))?;
+            .map_err(|e| EnvError::io("packing the instruction", e))?;
             instance.upload_archive(archive).await?;
             let mut env = cx.agent_env.clone();
             env.insert("HELIOS_INSTRUCTION_FILE".into(), INSTRUCTION_PATH.into());
@@ -204,7 +204,7 @@ fn model_run(outcome: model_loop::LoopOutcome) -> AgentRun {
         timed_out: false,
         stop: outcome.ending.error().map(|(kind, message)| AgentStop {
             timed_out: outcome.ending.is_timeout(),
-            kind: kind.to_string(),
+            kind,
             message,
         }),
         usage: Some(outcome.usage),

@@ -8,18 +8,19 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
+use crate::agent::ResolvedLimits;
+use crate::agent::trajectory::{
+    ATIF_VERSION, AgentInfo, Content, FinalMetrics, Observation, ObservationResult, Source, Step,
+    StepMetrics, ToolCallRecord, Trajectory,
+};
 use crate::env::EnvError;
+use crate::events::now_rfc3339;
+use crate::events::{ErrorKind, RunEvent, TrialIndex};
 use crate::model::pricing::Rates;
 use crate::model::{
     ChatRequest, ComputerTool, Message, ModelClient, ModelError, Part, Role, ToolCall, ToolResult,
     ToolSpec, Usage,
 };
-use crate::plan::ResolvedLimits;
-use crate::results::trajectory::{
-    ATIF_VERSION, AgentInfo, Content, FinalMetrics, Observation, ObservationResult, Source, Step,
-    StepMetrics, ToolCallRecord, Trajectory,
-};
-use crate::results::trial::now_rfc3339;
 
 /// How a model-driven run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,32 +45,35 @@ pub enum Ending {
 
 impl Ending {
     /// The error kind and message recorded for endings that are not a clean finish.
-    pub fn error(&self) -> Option<(&'static str, String)> {
+    pub fn error(&self) -> Option<(ErrorKind, String)> {
         Some(match self {
             Ending::Finished | Ending::EndedTurn => return None,
             Ending::MaxTurns(n) => (
-                "max_turns",
+                ErrorKind::MaxTurns,
                 format!("the agent used all {n} turns without finishing"),
             ),
             Ending::TimedOut(s) => (
-                "agent_timeout",
+                ErrorKind::AgentTimeout,
                 format!("the agent did not finish within {s}s"),
             ),
             Ending::TurnTimedOut(s) => (
-                "turn_timeout",
+                ErrorKind::TurnTimeout,
                 format!("a model turn took longer than {s}s"),
             ),
             Ending::TokenLimit(n) => (
-                "token_limit",
+                ErrorKind::TokenLimit,
                 format!("the agent used more than {n} tokens"),
             ),
-            Ending::CostLimit(c) => ("cost_limit", format!("the agent spent more than ${c}")),
+            Ending::CostLimit(c) => (
+                ErrorKind::CostLimit,
+                format!("the agent spent more than ${c}"),
+            ),
             Ending::ToolError(m) => (
-                "tool_error",
+                ErrorKind::ToolError,
                 format!("a tool call failed and stop_on_tool_error is set: {m}"),
             ),
-            Ending::SafetyRefused(m) => ("safety_refused", m.clone()),
-            Ending::Model(e) => (e.kind(), e.to_string()),
+            Ending::SafetyRefused(m) => (ErrorKind::SafetyRefused, m.clone()),
+            Ending::Model(e) => (ErrorKind::from(e), e.to_string()),
         })
     }
 
@@ -149,10 +153,7 @@ pub struct ModelLoop {
     pub trajectory_path: PathBuf,
     pub session_id: String,
     /// Where to report text, tool calls and results as they happen, and the trial's index.
-    pub events: Option<(
-        tokio::sync::mpsc::UnboundedSender<crate::runner::RunEvent>,
-        usize,
-    )>,
+    pub events: Option<(tokio::sync::mpsc::UnboundedSender<RunEvent>, TrialIndex)>,
 }
 
 impl ModelLoop {
@@ -223,10 +224,10 @@ impl ModelLoop {
                     Ok(Ok(reply)) => reply,
                 };
             usage += reply.usage;
-            self.emit(|index| crate::runner::RunEvent::AgentTurn { index, turn: turns });
+            self.emit(|index| RunEvent::AgentTurn { index, turn: turns });
             let text = reply.text();
             if !text.is_empty() {
-                self.emit(|index| crate::runner::RunEvent::AgentText {
+                self.emit(|index| RunEvent::AgentText {
                     index,
                     text: text.clone(),
                 });
@@ -269,7 +270,7 @@ impl ModelLoop {
             let mut tool_error = None;
             let mut stop = None;
             for call in &calls {
-                self.emit(|index| crate::runner::RunEvent::ToolCall {
+                self.emit(|index| RunEvent::ToolCall {
                     index,
                     name: call.name.clone(),
                     input: call.input.clone(),
@@ -281,7 +282,7 @@ impl ModelLoop {
                 if result.is_error && tool_error.is_none() {
                     tool_error = Some(result.output.clone());
                 }
-                self.emit(|index| crate::runner::RunEvent::ToolResult {
+                self.emit(|index| RunEvent::ToolResult {
                     index,
                     name: call.name.clone(),
                     output: handled.content.text(),
@@ -344,7 +345,7 @@ impl ModelLoop {
         })
     }
 
-    fn emit(&self, event: impl FnOnce(usize) -> crate::runner::RunEvent) {
+    fn emit(&self, event: impl FnOnce(TrialIndex) -> RunEvent) {
         if let Some((sender, index)) = &self.events {
             let _ = sender.send(event(*index));
         }
@@ -374,7 +375,7 @@ impl ModelLoop {
         let mut bytes = serde_json::to_vec_pretty(&trajectory).expect("trajectories serialize");
         bytes.push(b'\n');
         // A trajectory that cannot be written must not end the trial; the result says so.
-        if let Err(e) = crate::results::write_atomic(&self.trajectory_path, &bytes) {
+        if let Err(e) = crate::store::write_atomic(&self.trajectory_path, &bytes) {
             eprintln!(
                 "helios: cannot write {}: {e}",
                 self.trajectory_path.display()
@@ -390,10 +391,10 @@ mod tests {
     #[test]
     fn endings_map_to_kinds() {
         assert_eq!(Ending::Finished.error(), None);
-        assert_eq!(Ending::MaxTurns(3).error().unwrap().0, "max_turns");
+        assert_eq!(Ending::MaxTurns(3).error().unwrap().0, ErrorKind::MaxTurns);
         assert_eq!(
             Ending::SafetyRefused("x".into()).error().unwrap().0,
-            "safety_refused"
+            ErrorKind::SafetyRefused
         );
         assert!(Ending::TimedOut(1.0).is_timeout());
         assert_eq!(
@@ -401,7 +402,7 @@ mod tests {
                 .error()
                 .unwrap()
                 .0,
-            "model_timeout"
+            ErrorKind::ModelTimeout
         );
     }
 }

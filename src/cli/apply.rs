@@ -7,11 +7,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::ExitStatus;
 use crate::diagnostic::render;
+use crate::events::RunEvent;
+use crate::events::TrialStatus;
 use crate::manifest::load_pipeline;
 use crate::plan::Plan;
 use crate::report;
-use crate::results::TrialStatus;
-use crate::runner::{self, ApplyOptions, RunError, RunEvent};
+use crate::runner::{self, ApplyOptions, Run, RunError};
 use crate::view::{ViewOptions, Viewer};
 
 pub(super) struct ApplyArgs<'a> {
@@ -54,10 +55,20 @@ pub(super) fn run(args: ApplyArgs<'_>) -> ExitStatus {
         .expect("a tokio runtime starts");
     runtime.block_on(async {
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let lock_path = plan.run_dir.join(crate::plan::lock::LOCK_FILE);
-        let first_lock = !lock_path.exists();
+        let options = ApplyOptions {
+            rebuild: args.rebuild,
+            retries: args.retries,
+            labels: args.labels,
+            concurrency: args.concurrency,
+            daytona: None,
+        };
+        // Nothing is written until every check has passed and the providers answered.
+        let run = match Run::open(&pipeline, plan, options, &events).await {
+            Ok(run) => run,
+            Err(error) => return conclude(Err(error)),
+        };
         let viewer = match args.watch {
-            Some(options) => match start_viewer(options, &plan).await {
+            Some(options) => match start_viewer(options, run.run_dir()).await {
                 Ok(viewer) => Some(viewer),
                 Err(status) => return status,
             },
@@ -74,28 +85,11 @@ pub(super) fn run(args: ApplyArgs<'_>) -> ExitStatus {
         let reporter = tokio::spawn(report::progress::report(receiver));
         let cancel = CancellationToken::new();
         tokio::spawn(watch_interrupts(cancel.clone(), events.downgrade()));
-        let options = ApplyOptions {
-            rebuild: args.rebuild,
-            retries: args.retries,
-            labels: args.labels,
-            concurrency: args.concurrency,
-            daytona: None,
-        };
-        let outcome = runner::apply(&pipeline, plan, options, cancel, events).await;
+        let outcome = run.execute(cancel, events).await;
         let _ = reporter.await;
-        let started = outcome.is_ok();
         let status = conclude(outcome);
         if let Some(viewer) = viewer {
-            if !started {
-                // Nothing ran: the run the viewer announced is not left behind either.
-                viewer.stop().await;
-                if first_lock {
-                    let _ = std::fs::remove_file(&lock_path);
-                    if let Some(dir) = lock_path.parent() {
-                        let _ = std::fs::remove_dir(dir);
-                    }
-                }
-            } else if status == ExitStatus::Interrupted {
+            if status == ExitStatus::Interrupted {
                 viewer.stop().await;
             } else {
                 eprintln!(
@@ -110,10 +104,10 @@ pub(super) fn run(args: ApplyArgs<'_>) -> ExitStatus {
 }
 
 /// Starts the viewer on the run's output directory and says where to look.
-async fn start_viewer(options: ViewOptions, plan: &Plan) -> Result<Viewer, ExitStatus> {
-    match Viewer::watch(options, plan).await {
+async fn start_viewer(options: ViewOptions, run_dir: &Path) -> Result<Viewer, ExitStatus> {
+    match Viewer::watch(options, run_dir).await {
         Ok(viewer) => {
-            eprintln!("helios: watch the run at {}", viewer.page_of(&plan.run_dir));
+            eprintln!("helios: watch the run at {}", viewer.page_of(run_dir));
             Ok(viewer)
         }
         Err(error) => {

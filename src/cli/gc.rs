@@ -22,17 +22,16 @@ pub(super) fn run(labels: &[String], providers: &[Provider]) -> ExitStatus {
                     continue;
                 }
             };
-            let removed = match &engine {
-                Engine::Docker(docker) => docker.gc(labels).await.map(|(containers, images)| {
-                    format!(
-                        "removed {containers} container(s) and {images} image(s) labelled by helios"
-                    )
-                }),
-                Engine::Daytona(daytona) => daytona
-                    .gc(labels)
-                    .await
-                    .map(|n| format!("deleted {n} Daytona sandbox(es) labelled by helios")),
-            };
+            let removed = engine.gc(labels).await.map(|collected| match provider {
+                Provider::Docker => format!(
+                    "removed {} container(s) and {} image(s) labelled by helios",
+                    collected.instances, collected.images
+                ),
+                Provider::Daytona => format!(
+                    "deleted {} Daytona sandbox(es) labelled by helios",
+                    collected.instances
+                ),
+            });
             match removed {
                 Ok(line) => println!("{line}"),
                 Err(error) => {

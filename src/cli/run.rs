@@ -94,7 +94,7 @@ pub(super) fn run(args: RunArgs) -> ExitStatus {
                 match result.status {
                     RunStatus::Completed => ExitStatus::Success,
                     RunStatus::Cancelled => ExitStatus::Interrupted,
-                    _ if result.error.as_ref().is_some_and(|e| is_infra(&e.kind)) => {
+                    _ if result.error.as_ref().is_some_and(|e| e.kind.is_infrastructure()) => {
                         ExitStatus::Infrastructure
                     }
                     _ => ExitStatus::TrialsFailed,
@@ -103,20 +103,6 @@ pub(super) fn run(args: RunArgs) -> ExitStatus {
             Err(error) => report_error(&error, args.styled),
         }
     })
-}
-
-fn is_infra(kind: &str) -> bool {
-    matches!(
-        kind,
-        "docker_error"
-            | "docker_unreachable"
-            | "build_failed"
-            | "build_timeout"
-            | "io_error"
-            | "auth"
-            | "daytona_error"
-            | "sandbox_not_ready"
-    )
 }
 
 fn report_error(error: &RunnerError, styled: bool) -> ExitStatus {

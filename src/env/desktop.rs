@@ -59,7 +59,7 @@ fn default_desktop_depth() -> u32 {
 /// Starts the desktop `config` asks for in the container and waits until it is ready:
 /// Xvfb at the configured size, the window manager, the task's autostart programs.
 pub async fn start(instance: &Instance, config: &DesktopConfig) -> Result<(), EnvError> {
-    let io = |e: std::io::Error| EnvError::Io(format!("packing the desktop scripts: {e}"));
+    let io = |e: std::io::Error| EnvError::io("packing the desktop scripts", e);
     for (name, script) in [
         ("desktop-start.sh", START_SCRIPT),
         ("screenshot.sh", SCREENSHOT_SCRIPT),

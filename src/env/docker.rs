@@ -20,9 +20,11 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{
-    EnvError, EnvSpec, ExecOutput, ExecSpec, HOST_LABEL, MANAGED_LABEL, PID_LABEL, RUN_LABEL,
-    tarball,
+    BuildSpec, Collected, EnvError, EnvSpec, Environment, ExecOutput, ExecSpec, HOST_LABEL,
+    Instance, MANAGED_LABEL, PID_LABEL, Provider, RUN_LABEL, Sandbox, tarball,
 };
 
 /// Most bytes of stdout (and of stderr) kept from one command; the rest is cut.
@@ -57,8 +59,8 @@ fn engine_error(e: bollard::errors::Error) -> EnvError {
         bollard::errors::Error::DockerResponseServerError {
             status_code,
             message,
-        } => EnvError::Engine(format!("{message} (HTTP {status_code})")),
-        other => EnvError::Engine(other.to_string()),
+        } => EnvError::engine(format!("{message} (HTTP {status_code})")),
+        other => EnvError::engine(other.to_string()),
     }
 }
 
@@ -92,7 +94,7 @@ impl DockerEngine {
     }
 
     /// Whether an image with this tag exists locally.
-    pub async fn image_exists(&self, tag: &str) -> Result<bool, EnvError> {
+    pub(crate) async fn has_image(&self, tag: &str) -> Result<bool, EnvError> {
         let _permit = self.permit().await;
         match self.docker.inspect_image(tag).await {
             Ok(_) => Ok(true),
@@ -104,8 +106,8 @@ impl DockerEngine {
     }
 
     /// Makes sure a prebuilt image is present, pulling it when it is not.
-    pub async fn ensure_image(&self, image: &str) -> Result<(), EnvError> {
-        if self.image_exists(image).await? {
+    pub(crate) async fn pull_if_missing(&self, image: &str) -> Result<(), EnvError> {
+        if self.has_image(image).await? {
             return Ok(());
         }
         let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
@@ -115,9 +117,9 @@ impl DockerEngine {
         let mut stream = self.docker.create_image(Some(options), None, None);
         while let Some(item) = stream.next().await {
             let info =
-                item.map_err(|e| EnvError::Engine(format!("cannot pull image `{image}`: {e}")))?;
+                item.map_err(|e| EnvError::engine(format!("cannot pull image `{image}`: {e}")))?;
             if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-                return Err(EnvError::Engine(format!(
+                return Err(EnvError::engine(format!(
                     "cannot pull image `{image}`: {detail}"
                 )));
             }
@@ -127,7 +129,7 @@ impl DockerEngine {
 
     /// Builds `context` (a directory with a Dockerfile) as `tag`, writing the build's output
     /// to `log`. Fails with the build's own error message, or after `timeout`.
-    pub async fn build(
+    pub(crate) async fn build_image(
         &self,
         context: &Path,
         tag: &str,
@@ -136,7 +138,7 @@ impl DockerEngine {
         log: &Path,
     ) -> Result<(), EnvError> {
         let io =
-            |e: std::io::Error| EnvError::Io(format!("build context `{}`: {e}", context.display()));
+            |e: std::io::Error| EnvError::io(format!("build context `{}`", context.display()), e);
         let archive = tarball::pack_dir(context, ".").map_err(io)?;
         if let Some(parent) = log.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(io)?;
@@ -204,8 +206,8 @@ impl DockerEngine {
         }
     }
 
-    /// Creates and starts a container that stays up until [`DockerEngine::remove`].
-    pub async fn start(&self, spec: &EnvSpec) -> Result<Container, EnvError> {
+    /// Creates and starts a container that stays up until [`DockerEngine::remove_container`].
+    pub(crate) async fn start_container(&self, spec: &EnvSpec) -> Result<Container, EnvError> {
         let host_config = HostConfig {
             init: Some(true),
             nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
@@ -239,14 +241,14 @@ impl DockerEngine {
         let container = Container { id: created.id };
         if let Err(e) = self.docker.start_container(&container.id, None).await {
             drop(_permit);
-            let _ = self.remove(&container).await;
+            let _ = self.remove_container(&container).await;
             return Err(engine_error(e));
         }
         Ok(container)
     }
 
     /// Runs `bash -c COMMAND`; past the deadline the command and its children are killed.
-    pub async fn exec(
+    pub(crate) async fn exec_in(
         &self,
         container: &Container,
         spec: &ExecSpec,
@@ -289,7 +291,7 @@ impl DockerEngine {
                 .map_err(engine_error)?
         };
         let StartExecResults::Attached { mut output, .. } = started else {
-            return Err(EnvError::Engine("exec did not attach".into()));
+            return Err(EnvError::engine("exec did not attach"));
         };
         let mut result = ExecOutput::default();
         let mut stdout = Vec::new();
@@ -360,7 +362,7 @@ impl DockerEngine {
     }
 
     /// Unpacks a tar archive at `/` in the container.
-    pub async fn upload_archive(
+    pub(crate) async fn upload_to(
         &self,
         container: &Container,
         archive: Vec<u8>,
@@ -378,7 +380,7 @@ impl DockerEngine {
     }
 
     /// Copies the container's directory `path` into the host directory `dest`.
-    pub async fn download_dir(
+    pub(crate) async fn download_from(
         &self,
         container: &Container,
         path: &str,
@@ -400,12 +402,12 @@ impl DockerEngine {
         let dest = dest.to_path_buf();
         tokio::task::spawn_blocking(move || tarball::unpack_stripped(bytes.as_slice(), &dest))
             .await
-            .map_err(|e| EnvError::Io(e.to_string()))?
-            .map_err(|e| EnvError::Io(format!("unpacking `{path}`: {e}")))
+            .map_err(|e| EnvError::io(format!("unpacking `{path}`"), std::io::Error::other(e)))?
+            .map_err(|e| EnvError::io(format!("unpacking `{path}`"), e))
     }
 
     /// Removes a container and its anonymous volumes, killing it if it runs.
-    pub async fn remove(&self, container: &Container) -> Result<(), EnvError> {
+    pub(crate) async fn remove_container(&self, container: &Container) -> Result<(), EnvError> {
         let options = RemoveContainerOptionsBuilder::default()
             .force(true)
             .v(true)
@@ -484,14 +486,15 @@ impl DockerEngine {
 
     /// Removes containers of earlier applies on this machine whose process is gone.
     /// Returns how many were removed.
-    pub async fn reap_dead_runs(&self) -> Result<usize, EnvError> {
+    pub(crate) async fn reap(&self) -> Result<usize, EnvError> {
         let host = super::hostname();
         let mut removed = 0;
         for container in self.containers_with(&[RUN_LABEL.to_string()]).await? {
             let same_host = container.labels.get(HOST_LABEL) == Some(&host);
             let pid: Option<i32> = container.labels.get(PID_LABEL).and_then(|p| p.parse().ok());
             if same_host && pid.is_some_and(|pid| !process_alive(pid)) {
-                self.remove(&Container { id: container.id }).await?;
+                self.remove_container(&Container { id: container.id })
+                    .await?;
                 removed += 1;
             }
         }
@@ -499,12 +502,12 @@ impl DockerEngine {
     }
 
     /// Removes every container and image helios labelled (and matching `labels`).
-    pub async fn gc(&self, labels: &[String]) -> Result<(usize, usize), EnvError> {
+    pub(crate) async fn collect(&self, labels: &[String]) -> Result<(usize, usize), EnvError> {
         let mut filter = vec![MANAGED_LABEL.to_string()];
         filter.extend(labels.iter().cloned());
         let containers = self.containers_with(&filter).await?;
         for container in &containers {
-            self.remove(&Container {
+            self.remove_container(&Container {
                 id: container.id.clone(),
             })
             .await?;
@@ -537,5 +540,87 @@ pub(super) fn process_alive(pid: i32) -> bool {
             Err(e) => e == rustix::io::Errno::PERM,
         },
         None => false,
+    }
+}
+
+#[async_trait::async_trait]
+impl Environment for DockerEngine {
+    fn provider(&self) -> Provider {
+        Provider::Docker
+    }
+
+    fn builds_images(&self) -> bool {
+        true
+    }
+
+    async fn image_exists(&self, tag: &str) -> Result<bool, EnvError> {
+        self.has_image(tag).await
+    }
+
+    async fn ensure_image(&self, image: &str) -> Result<(), EnvError> {
+        self.pull_if_missing(image).await
+    }
+
+    async fn build(&self, spec: &BuildSpec<'_>) -> Result<(), EnvError> {
+        self.build_image(spec.context, spec.tag, spec.labels, spec.timeout, spec.log)
+            .await
+    }
+
+    async fn create(
+        &self,
+        spec: &EnvSpec,
+        _cancel: &CancellationToken,
+    ) -> Result<Instance, EnvError> {
+        let container = self.start_container(spec).await?;
+        Ok(Instance::new(DockerSandbox {
+            engine: self.clone(),
+            container,
+        }))
+    }
+
+    async fn reap_dead_runs(&self) -> Result<usize, EnvError> {
+        self.reap().await
+    }
+
+    async fn gc(&self, labels: &[String]) -> Result<Collected, EnvError> {
+        let (instances, images) = self.collect(labels).await?;
+        Ok(Collected { instances, images })
+    }
+}
+
+/// A trial's container, with the engine that made it.
+struct DockerSandbox {
+    engine: DockerEngine,
+    container: Container,
+}
+
+#[async_trait::async_trait]
+impl Sandbox for DockerSandbox {
+    fn id(&self) -> &str {
+        &self.container.id
+    }
+
+    fn provider(&self) -> Provider {
+        Provider::Docker
+    }
+
+    async fn exec(&self, spec: &ExecSpec) -> Result<ExecOutput, EnvError> {
+        self.engine.exec_in(&self.container, spec).await
+    }
+
+    async fn upload_archive(&self, archive: Vec<u8>) -> Result<(), EnvError> {
+        self.engine.upload_to(&self.container, archive).await
+    }
+
+    async fn download_dir(
+        &self,
+        path: &str,
+        dest: &Path,
+    ) -> Result<tarball::UnpackStats, EnvError> {
+        self.engine.download_from(&self.container, path, dest).await
+    }
+
+    async fn remove(&self) -> Result<(), EnvError> {
+        self.engine.remove_container(&self.container).await
     }
 }

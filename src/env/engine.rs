@@ -1,15 +1,19 @@
-//! The provider-neutral face of environments: an [`Engine`] starts [`Instance`]s, and an
-//! instance runs commands and moves files, whichever provider is behind it. The trial
-//! lifecycle, agents and verifiers only ever see these two types.
+//! The provider-neutral face of environments: the [`Environment`] trait a provider
+//! implements (images, creating sandboxes, reaping and gc) and the [`Sandbox`] trait of
+//! what it creates (exec, upload, download, remove). The runner, agents and verifiers hold
+//! an [`Engine`] and [`Instance`]s, handles over these traits, and never name a provider.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::daytona::{self, DaytonaEngine, Sandbox};
-use super::docker::{Container, DockerEngine};
-use super::{EnvError, EnvSpec, ExecOutput, ExecSpec, tarball};
-use crate::env::{DaytonaSettings, Provider};
+use super::daytona::{self, DaytonaEngine};
+use super::docker::DockerEngine;
+use super::{DaytonaSettings, EnvError, EnvSpec, ExecOutput, ExecSpec, Provider, tarball};
 
 /// Concurrent Docker API calls when nothing else is said.
 pub const DEFAULT_DOCKER_CALLS: usize = 16;
@@ -32,12 +36,93 @@ impl Default for OpenOptions {
     }
 }
 
+/// An image build: a directory with a Dockerfile, made into `tag`.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildSpec<'a> {
+    pub context: &'a Path,
+    pub tag: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub timeout: Duration,
+    /// Where the build's output goes.
+    pub log: &'a Path,
+}
+
+/// What `helios gc` removed from one provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Containers or sandboxes.
+    pub instances: usize,
+    pub images: usize,
+}
+
+/// A provider of environments: the local Docker engine, Daytona, or the in-memory fake.
+#[async_trait]
+pub trait Environment: Send + Sync + 'static {
+    fn provider(&self) -> Provider;
+
+    /// Whether helios builds images itself on this machine (`false`: the provider builds
+    /// them from the Dockerfile's text, as Daytona's declarative build does).
+    fn builds_images(&self) -> bool;
+
+    /// Whether an image with this tag exists already.
+    async fn image_exists(&self, tag: &str) -> Result<bool, EnvError>;
+
+    /// Makes sure a prebuilt image (`docker_image`) is present, pulling it when it is not.
+    async fn ensure_image(&self, image: &str) -> Result<(), EnvError>;
+
+    /// Builds an image, its output in `spec.log`.
+    async fn build(&self, spec: &BuildSpec<'_>) -> Result<(), EnvError>;
+
+    /// Creates a trial's environment. It may not be ready to run commands yet: see
+    /// [`Instance::ready`]. A cancel while the provider is still asked to create it ends
+    /// with [`EnvError::Cancelled`] and leaves nothing behind.
+    async fn create(
+        &self,
+        spec: &EnvSpec,
+        cancel: &CancellationToken,
+    ) -> Result<Instance, EnvError>;
+
+    /// Removes what earlier runs on this machine left when their process died; returns how
+    /// many. For a remote provider this is also the first authenticated call, so a refused
+    /// key shows here, before any trial starts.
+    async fn reap_dead_runs(&self) -> Result<usize, EnvError>;
+
+    /// Removes everything helios labelled (and that carries every label in `labels`).
+    async fn gc(&self, labels: &[String]) -> Result<Collected, EnvError>;
+}
+
+/// A trial's running environment, as a provider implements it.
+#[async_trait]
+pub trait Sandbox: Send + Sync + 'static {
+    /// The container id or the sandbox id.
+    fn id(&self) -> &str;
+
+    fn provider(&self) -> Provider;
+
+    /// Waits until commands can run (a sandbox reaching `started`, its image built).
+    async fn ready(&self) -> Result<(), EnvError> {
+        Ok(())
+    }
+
+    /// Runs `bash -c COMMAND`; past the deadline the command and its children are killed.
+    async fn exec(&self, spec: &ExecSpec) -> Result<ExecOutput, EnvError>;
+
+    /// Unpacks a tar archive at `/`.
+    async fn upload_archive(&self, archive: Vec<u8>) -> Result<(), EnvError>;
+
+    /// Copies the directory `path` into the host directory `dest` (its contents, not the
+    /// directory itself).
+    async fn download_dir(&self, path: &str, dest: &Path)
+    -> Result<tarball::UnpackStats, EnvError>;
+
+    /// Removes the environment (with retries for a remote provider). An error names what
+    /// is left, so that it can be removed by hand or by `helios gc`.
+    async fn remove(&self) -> Result<(), EnvError>;
+}
+
 /// A connection to one provider.
 #[derive(Clone)]
-pub enum Engine {
-    Docker(DockerEngine),
-    Daytona(DaytonaEngine),
-}
+pub struct Engine(Arc<dyn Environment>);
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,77 +130,41 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+impl std::ops::Deref for Engine {
+    type Target = dyn Environment;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
+    }
+}
+
 impl Engine {
+    /// Wraps a provider's implementation.
+    pub fn new(environment: impl Environment) -> Engine {
+        Engine(Arc::new(environment))
+    }
+
     /// Connects to `provider`: the Docker engine as the `docker` CLI would, or Daytona with
     /// `DAYTONA_API_KEY` / `DAYTONA_API_URL` / `DAYTONA_TARGET` read through `host` (no
-    /// network call yet for Daytona: [`Engine::reap_dead_runs`] is the first).
+    /// network call yet for Daytona: [`Environment::reap_dead_runs`] is the first).
     pub async fn open(
         provider: Provider,
         options: &OpenOptions,
         host: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<Engine, EnvError> {
         Ok(match provider {
-            Provider::Docker => Engine::Docker(DockerEngine::connect(options.docker_calls).await?),
+            Provider::Docker => Engine::new(DockerEngine::connect(options.docker_calls).await?),
             Provider::Daytona => {
                 let config = daytona::Config::resolve(&options.daytona, host)?;
-                Engine::Daytona(DaytonaEngine::new(config)?)
+                Engine::new(DaytonaEngine::new(config)?)
             }
         })
     }
-
-    pub fn provider(&self) -> Provider {
-        match self {
-            Engine::Docker(_) => Provider::Docker,
-            Engine::Daytona(_) => Provider::Daytona,
-        }
-    }
-
-    /// Creates a trial's environment. It may not be ready to run commands yet: see
-    /// [`Instance::ready`]. A cancel while the provider is still asked to create it ends
-    /// with [`EnvError::Cancelled`] and leaves nothing behind.
-    pub async fn start(
-        &self,
-        spec: &EnvSpec,
-        cancel: &CancellationToken,
-    ) -> Result<Instance, EnvError> {
-        Ok(Instance(match self {
-            Engine::Docker(engine) => Inner::Docker {
-                container: engine.start(spec).await?,
-                engine: engine.clone(),
-            },
-            Engine::Daytona(engine) => Inner::Daytona {
-                sandbox: engine.create(spec, cancel).await?,
-                engine: engine.clone(),
-            },
-        }))
-    }
-
-    /// Removes what earlier runs on this machine left when their process died; returns
-    /// how many. For Daytona this is also the first authenticated call, so a refused key
-    /// shows here, before any trial starts.
-    pub async fn reap_dead_runs(&self) -> Result<usize, EnvError> {
-        match self {
-            Engine::Docker(docker) => docker.reap_dead_runs().await,
-            Engine::Daytona(daytona) => daytona.reap_dead_runs().await,
-        }
-    }
 }
 
-/// A trial's running environment: a container or a sandbox, with the engine that made it.
+/// A trial's running environment: a container or a sandbox, whichever provider made it.
 #[derive(Clone)]
-pub struct Instance(Inner);
-
-#[derive(Clone)]
-enum Inner {
-    Docker {
-        engine: DockerEngine,
-        container: Container,
-    },
-    Daytona {
-        engine: DaytonaEngine,
-        sandbox: Sandbox,
-    },
-}
+pub struct Instance(Arc<dyn Sandbox>);
 
 impl std::fmt::Debug for Instance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,71 +172,23 @@ impl std::fmt::Debug for Instance {
     }
 }
 
+impl std::ops::Deref for Instance {
+    type Target = dyn Sandbox;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
+    }
+}
+
 impl Instance {
-    /// The container id or the sandbox id.
-    pub fn id(&self) -> &str {
-        match &self.0 {
-            Inner::Docker { container, .. } => &container.id,
-            Inner::Daytona { sandbox, .. } => sandbox.id(),
-        }
-    }
-
-    pub fn provider(&self) -> Provider {
-        match &self.0 {
-            Inner::Docker { .. } => Provider::Docker,
-            Inner::Daytona { .. } => Provider::Daytona,
-        }
-    }
-
-    /// Waits until commands can run (a sandbox reaching `started`, its image built).
-    pub async fn ready(&self) -> Result<(), EnvError> {
-        match &self.0 {
-            Inner::Docker { .. } => Ok(()),
-            Inner::Daytona { engine, sandbox } => engine.wait_ready(sandbox).await,
-        }
-    }
-
-    /// Runs `bash -c COMMAND`; past the deadline the command and its children are killed.
-    pub async fn exec(&self, spec: &ExecSpec) -> Result<ExecOutput, EnvError> {
-        match &self.0 {
-            Inner::Docker { engine, container } => engine.exec(container, spec).await,
-            Inner::Daytona { engine, sandbox } => engine.exec(sandbox, spec).await,
-        }
+    pub fn new(sandbox: impl Sandbox) -> Instance {
+        Instance(Arc::new(sandbox))
     }
 
     /// Copies the host directory `dir` to `/<name>`.
     pub async fn upload_dir(&self, dir: &Path, name: &str) -> Result<(), EnvError> {
         let archive = tarball::pack_dir(dir, name)
-            .map_err(|e| EnvError::Io(format!("packing `{}`: {e}", dir.display())))?;
+            .map_err(|e| EnvError::io(format!("packing `{}`", dir.display()), e))?;
         self.upload_archive(archive).await
-    }
-
-    /// Unpacks a tar archive at `/`.
-    pub async fn upload_archive(&self, archive: Vec<u8>) -> Result<(), EnvError> {
-        match &self.0 {
-            Inner::Docker { engine, container } => engine.upload_archive(container, archive).await,
-            Inner::Daytona { engine, sandbox } => engine.upload_archive(sandbox, archive).await,
-        }
-    }
-
-    /// Copies the directory `path` into the host directory `dest`.
-    pub async fn download_dir(
-        &self,
-        path: &str,
-        dest: &Path,
-    ) -> Result<tarball::UnpackStats, EnvError> {
-        match &self.0 {
-            Inner::Docker { engine, container } => engine.download_dir(container, path, dest).await,
-            Inner::Daytona { engine, sandbox } => engine.download_dir(sandbox, path, dest).await,
-        }
-    }
-
-    /// Removes the environment (with retries for a remote provider). An error names what
-    /// is left, so that it can be removed by hand or by `helios gc`.
-    pub async fn remove(&self) -> Result<(), EnvError> {
-        match &self.0 {
-            Inner::Docker { engine, container } => engine.remove(container).await,
-            Inner::Daytona { engine, sandbox } => engine.delete(sandbox.id()).await,
-        }
     }
 }

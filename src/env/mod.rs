@@ -6,13 +6,17 @@ pub mod daytona;
 pub mod desktop;
 pub mod docker;
 mod engine;
+pub mod fake;
 mod provider;
 pub mod tarball;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-pub use engine::{Engine, Instance, OpenOptions};
+pub use engine::{
+    BuildSpec, Collected, DEFAULT_DOCKER_CALLS, Engine, Environment, Instance, OpenOptions, Sandbox,
+};
 pub use provider::{DaytonaSettings, Provider};
 
 /// What went wrong with the environment itself (never the agent's fault).
@@ -20,8 +24,13 @@ pub use provider::{DaytonaSettings, Provider};
 pub enum EnvError {
     #[error("cannot reach the Docker engine: {0}")]
     Unreachable(String),
-    #[error("the Docker engine failed: {0}")]
-    Engine(String),
+    /// The engine refused or failed a call.
+    #[error("the Docker engine failed: {message}")]
+    Engine {
+        message: String,
+        #[source]
+        source: Option<Arc<bollard::errors::Error>>,
+    },
     #[error("building image `{tag}` failed: {reason} (build log: {log})")]
     BuildFailed {
         tag: String,
@@ -38,8 +47,13 @@ pub enum EnvError {
     Unsupported(String),
     #[error("{0}")]
     Desktop(String),
-    #[error("{0}")]
-    Io(String),
+    /// A file on this machine could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     /// The provider's credentials are missing or were refused.
     #[error("{0}")]
     Auth(String),
@@ -59,20 +73,19 @@ pub enum EnvError {
 }
 
 impl EnvError {
-    /// The error kind recorded in `result.json`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            EnvError::Unreachable(_) => "docker_unreachable",
-            EnvError::Engine(_) => "docker_error",
-            EnvError::BuildFailed { .. } => "build_failed",
-            EnvError::BuildTimeout { .. } => "build_timeout",
-            EnvError::Unsupported(_) => "unsupported",
-            EnvError::Desktop(_) => "desktop_failed",
-            EnvError::Io(_) => "io_error",
-            EnvError::Auth(_) => "auth",
-            EnvError::Daytona(_) => "daytona_error",
-            EnvError::NotReady { .. } => "sandbox_not_ready",
-            EnvError::Cancelled => "cancelled",
+    /// A failure of the engine described by `message` alone.
+    pub fn engine(message: impl Into<String>) -> EnvError {
+        EnvError::Engine {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An I/O failure while doing `context` (a lowercase fragment naming the file).
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> EnvError {
+        EnvError::Io {
+            context: context.into(),
+            source: Arc::new(source),
         }
     }
 
@@ -81,13 +94,23 @@ impl EnvError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            EnvError::Engine(_)
+            EnvError::Engine { .. }
                 | EnvError::Unreachable(_)
-                | EnvError::Io(_)
+                | EnvError::Io { .. }
                 | EnvError::Desktop(_)
                 | EnvError::Daytona(_)
                 | EnvError::NotReady { .. }
         )
+    }
+}
+
+impl crate::retry::Transient for EnvError {
+    fn is_retryable(&self) -> bool {
+        EnvError::is_retryable(self)
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        None
     }
 }
 

@@ -254,7 +254,7 @@ fn plan_tasks(pipeline: &Pipeline, inputs: &Inputs) -> (Vec<PlannedTask>, Vec<Im
                             digest,
                             tag: format!(
                                 "helios/{}:{}",
-                                super::safe(&task.name).to_lowercase(),
+                                crate::store::path_component(&task.name).to_lowercase(),
                                 digest.short(12)
                             ),
                             context: task.dir.join("environment"),

@@ -1,5 +1,5 @@
-//! The lock file, `<run_dir>/helios.lock.json`: the resolved plan a run was made from, so
-//! it can be audited and resumed.
+//! The lock file's content: the resolved plan a run was made from, so it can be audited
+//! and resumed. The results store names, writes and reads the file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{ImageSource, Plan};
-
-/// The lock file's name inside the run directory.
-pub const LOCK_FILE: &str = "helios.lock.json";
+use crate::store::RunStore;
 
 /// The format version of the lock file.
 pub const LOCK_FORMAT: u32 = 1;
@@ -106,21 +104,11 @@ impl LockFile {
 
     /// Writes the lock file into `run_dir` atomically and returns its path.
     pub fn write(&self, run_dir: &Path) -> std::io::Result<PathBuf> {
-        let path = run_dir.join(LOCK_FILE);
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        bytes.push(b'\n');
-        crate::results::write_atomic(&path, &bytes)?;
-        Ok(path)
+        RunStore::new(run_dir).write_lock(self)
     }
 
     /// Reads the lock file of `run_dir`, if there is one.
     pub fn read(run_dir: &Path) -> std::io::Result<Option<LockFile>> {
-        match std::fs::read(run_dir.join(LOCK_FILE)) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(std::io::Error::other),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        RunStore::new(run_dir).read_lock()
     }
 }

@@ -19,10 +19,11 @@ use serde_json::Value;
 pub use digest::{Digest, DigestError};
 pub use expand::PlanError;
 
-use crate::agent::{AgentKind, AgentLimits};
+use crate::agent::{AgentKind, ResolvedLimits};
 use crate::env::Provider;
 use crate::manifest::Pipeline;
 use crate::manifest::pipeline::Gate;
+use crate::store::{RunStore, path_component};
 
 /// What was read from disk for a pipeline: task and environment digests, template digests.
 #[derive(Debug, Clone)]
@@ -76,36 +77,6 @@ pub struct ResolvedAgent {
     pub limits: ResolvedLimits,
     pub system_prompt: Option<Digest>,
     pub user_prompt: Option<Digest>,
-}
-
-/// Agent limits with defaults applied (those of the reference `RunConfig`).
-#[derive(Debug, Clone, Serialize)]
-pub struct ResolvedLimits {
-    pub max_turns: u32,
-    pub max_time: f64,
-    pub timeout_per_turn: f64,
-    pub stop_on_tool_error: bool,
-    pub max_tokens: Option<u64>,
-    pub max_cost_usd: Option<f64>,
-}
-
-impl ResolvedLimits {
-    pub const DEFAULT_MAX_TURNS: u32 = 10;
-    pub const DEFAULT_MAX_TIME: f64 = 300.0;
-    pub const DEFAULT_TIMEOUT_PER_TURN: f64 = 60.0;
-
-    pub fn from(limits: &AgentLimits) -> Self {
-        ResolvedLimits {
-            max_turns: limits.max_turns.unwrap_or(Self::DEFAULT_MAX_TURNS),
-            max_time: limits.max_time.unwrap_or(Self::DEFAULT_MAX_TIME),
-            timeout_per_turn: limits
-                .timeout_per_turn
-                .unwrap_or(Self::DEFAULT_TIMEOUT_PER_TURN),
-            stop_on_tool_error: limits.stop_on_tool_error.unwrap_or(false),
-            max_tokens: limits.max_tokens,
-            max_cost_usd: limits.max_cost_usd,
-        }
-    }
 }
 
 /// A model as it goes into trial ids: its name, normalised id, endpoint and parameters.
@@ -195,21 +166,23 @@ impl Plan {
     /// The directory of a trial's results, relative to [`Plan::run_dir`]:
     /// `<stage>/<task>__<agent>[__<model>][__p-<params8>]__a<attempt>__<id16>`.
     pub fn trial_dir(&self, trial: &Trial) -> PathBuf {
-        let mut dir = PathBuf::from(safe(&self.stages[trial.stage as usize].name));
-        dir.push(format!("{}__{}", self.slot_name(trial), trial.id.short()));
-        dir
+        RunStore::trial_path(
+            &self.stages[trial.stage as usize].name,
+            &self.slot_name(trial),
+            &trial.id.short(),
+        )
     }
 
     /// The trial's directory name without its id: the same for a trial whose inputs changed.
     pub fn slot_name(&self, trial: &Trial) -> String {
         let mut name = format!(
             "{}__{}",
-            safe(&self.tasks[trial.task as usize].name),
-            safe(&self.agents[trial.agent as usize].name)
+            path_component(&self.tasks[trial.task as usize].name),
+            path_component(&self.agents[trial.agent as usize].name)
         );
         if let Some(model) = trial.model {
             name.push_str("__");
-            name.push_str(&safe(&self.models[model as usize].name));
+            name.push_str(&path_component(&self.models[model as usize].name));
         }
         if trial.params != 0 {
             let params =
@@ -237,19 +210,6 @@ impl Plan {
     pub fn model_name(&self, trial: &Trial) -> Option<&str> {
         trial.model.map(|m| self.models[m as usize].name.as_str())
     }
-}
-
-/// Keeps names usable as one path component on every filesystem.
-fn safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

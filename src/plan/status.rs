@@ -1,12 +1,10 @@
 //! Compares a plan with the results already on disk: which trials are done, which are new
 //! because an input changed, and which were never run.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
-use super::{Plan, safe};
-use crate::results::ResultHeader;
+use super::Plan;
+use crate::store::{ResultHeader, RunStore};
 
 /// Where a planned trial stands against the results directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,16 +53,17 @@ impl Assessment {
     /// Reads the run directory once per stage, and `result.json` of trials whose directory
     /// exists.
     pub fn of(plan: &Plan) -> Assessment {
+        let store = RunStore::new(&plan.run_dir);
         let mut states = Vec::with_capacity(plan.trials.len());
         for stage in &plan.stages {
-            let existing = existing_trial_dirs(&plan.run_dir.join(safe(&stage.name)));
+            let existing = store.existing_trials(&stage.name);
             for trial in &plan.trials[stage.trials.clone()] {
                 let slot = plan.slot_name(trial);
                 let id = trial.id.short();
                 let state = match existing.get(&slot) {
                     None => TrialState::New,
                     Some(ids) if ids.contains(&id) => {
-                        let dir = plan.run_dir.join(plan.trial_dir(trial));
+                        let dir = store.trial_dir(&plan.trial_dir(trial));
                         match ResultHeader::read(&dir) {
                             Some(header) if header.status.is_final() && header.trial_id == id => {
                                 TrialState::Done
@@ -93,21 +92,4 @@ impl Assessment {
     pub fn total(&self) -> Counts {
         self.counts(0..self.states.len())
     }
-}
-
-/// Trial directories of a stage, grouped by slot name (the name without its id).
-fn existing_trial_dirs(stage_dir: &std::path::Path) -> HashMap<String, Vec<String>> {
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    let Ok(entries) = std::fs::read_dir(stage_dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some((slot, id)) = name.rsplit_once("__") {
-            out.entry(slot.to_string())
-                .or_default()
-                .push(id.to_string());
-        }
-    }
-    out
 }

@@ -1,4 +1,4 @@
-//! Reporting on runs for people: live progress from [`RunEvent`](crate::runner::RunEvent)s
+//! Reporting on runs for people: live progress from [`RunEvent`](crate::events::RunEvent)s
 //! and the closing table. It only consumes events and results; it never drives a run.
 
 pub mod progress;

@@ -8,8 +8,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::env::Provider;
-use crate::results::TrialStatus;
-use crate::runner::{BuildOutcome, RunEvent, SkipReason};
+use crate::events::TrialStatus;
+use crate::events::{BuildOutcome, RunEvent, SkipReason};
 
 /// Consumes events until the channel closes.
 pub async fn report(mut events: UnboundedReceiver<RunEvent>) {
@@ -118,7 +118,7 @@ impl View for Lines {
                     "[{}/{}] {label}: {}",
                     self.finished,
                     self.to_run,
-                    outcome(*status, *reward, error_kind.as_deref())
+                    outcome(*status, *reward, error_kind.map(|k| k.as_str()))
                 ))
             }
             _ => note(event),
@@ -207,7 +207,7 @@ impl View for Bars {
                 if *status != TrialStatus::Completed {
                     self.println(format!(
                         "{label}: {}",
-                        outcome(*status, *reward, error_kind.as_deref())
+                        outcome(*status, *reward, error_kind.map(|k| k.as_str()))
                     ));
                 }
             }

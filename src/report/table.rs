@@ -4,7 +4,7 @@
 use comfy_table::presets::NOTHING;
 use comfy_table::{CellAlignment, Table};
 
-use crate::results::summary::Summary;
+use crate::store::summary::Summary;
 
 pub fn render(summary: &Summary) -> String {
     let with_cost = summary.cost_usd.is_some();

@@ -1,37 +1,38 @@
-//! The runner: executes a plan's DAG. Image builds, stage gates, trials and the final
-//! report run as their predecessors finish, under a bound on concurrent trials; a
-//! cancellation token stops everything cleanly. It reports through [`RunEvent`]s and never
-//! prints.
+//! The runner: executes a plan's DAG. A [`Run`] is opened first (every trial resolved,
+//! the providers connected and checked, the lock file written), then executed by a
+//! dispatcher that owns the run's state: it starts image builds, evaluates stage gates,
+//! queues trials under the concurrency bound, and hears from each build and trial by
+//! message when it ends. It reports through [`RunEvent`]s and never prints.
 
-pub mod events;
 pub mod prepare;
 pub mod trial;
 
-use std::collections::{BTreeMap, HashSet};
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::{OnceCell, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use events::{BuildOutcome, RunEvent, SkipReason};
 pub use prepare::{TrialSetup, prepare};
 
-use crate::env::Provider;
 use crate::env::daytona::Credentials;
-use crate::env::{Engine, EnvError, Labels, OpenOptions};
+use crate::env::{BuildSpec, Engine, EnvError, Labels, OpenOptions, Provider};
+use crate::events::{BuildOutcome, RunEvent, SkipReason, TrialIndex, TrialStatus};
 use crate::manifest::Pipeline;
 use crate::plan::lock::LockFile;
 use crate::plan::status::{Assessment, TrialState};
-use crate::plan::{Node, Plan};
-use crate::results::summary::Summary;
-use crate::results::trial::TrialResult;
-use crate::results::{TrialStatus, write_atomic};
+use crate::plan::{ImageSource, Node, Plan};
+use crate::retry::RetryPolicy;
+use crate::store::summary::Summary;
+use crate::store::trial::TrialResult;
+use crate::store::{RunStore, write_atomic};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -60,6 +61,13 @@ impl Default for ApplyOptions {
     }
 }
 
+impl ApplyOptions {
+    /// How infrastructure failures are retried: `retries` times, with backoff.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::infrastructure(self.retries)
+    }
+}
+
 /// Why a run could not start or go on.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -67,7 +75,7 @@ pub enum RunError {
     Preflight(Vec<String>),
     #[error(transparent)]
     Env(#[from] EnvError),
-    #[error("cannot write `{path}`: {source}")]
+    #[error("cannot write `{path}`")]
     Write {
         path: PathBuf,
         #[source]
@@ -75,12 +83,23 @@ pub enum RunError {
     },
 }
 
+/// One trial's ending, as the run saw it.
+#[derive(Debug, Clone)]
+pub struct TrialOutcome {
+    pub index: TrialIndex,
+    /// The trial's directory, where its result and files are.
+    pub dir: PathBuf,
+    pub result: TrialResult,
+    /// Whether this run ran it (`false`: a result from an earlier run was kept).
+    pub ran_now: bool,
+}
+
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
     pub run_dir: PathBuf,
-    /// Results of every trial that has one: run now or done before, in plan order.
-    pub results: Vec<TrialResult>,
+    /// Every trial that has a result, run now or done before, in plan order.
+    pub trials: Vec<TrialOutcome>,
     /// Trials run by this apply.
     pub ran: usize,
     /// Trials skipped because a finished result existed.
@@ -92,35 +111,25 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
+    /// The results, in plan order.
+    pub fn results(&self) -> impl Iterator<Item = &TrialResult> {
+        self.trials.iter().map(|t| &t.result)
+    }
+
     pub fn count(&self, status: TrialStatus) -> usize {
-        self.results.iter().filter(|r| r.status == status).count()
+        self.results().filter(|r| r.status == status).count()
+    }
+
+    /// Trials whose infrastructure failed, counted apart from the agent's failures.
+    pub fn infrastructure_errors(&self) -> usize {
+        self.results()
+            .filter(|r| r.error.as_ref().is_some_and(|e| e.kind.is_infrastructure()))
+            .count()
     }
 }
 
-/// Everything the node tasks share.
-struct Shared {
-    plan: Plan,
-    setups: Vec<TrialSetup>,
-    states: Vec<TrialState>,
-    /// One engine per provider the plan's trials use.
-    engines: BTreeMap<Provider, Engine>,
-    labels: Labels,
-    options: ApplyOptions,
-    cancel: CancellationToken,
-    events: UnboundedSender<RunEvent>,
-    trials: Semaphore,
-    builds: Vec<OnceCell<Result<(), EnvError>>>,
-    build_logs: Vec<PathBuf>,
-    admitted: Vec<OnceCell<Option<HashSet<u32>>>>,
-    /// Prebuilt images that could not be pulled, with why.
-    missing_images: BTreeMap<String, EnvError>,
-    results: Mutex<Vec<Option<TrialResult>>>,
-    skipped: Mutex<Vec<SkipReason>>,
-    summary_error: OnceCell<RunError>,
-}
-
-/// Runs `plan` (made from `pipeline`) to the end or until `cancel` fires. It connects to
-/// the providers its trials use (Docker, Daytona) and checks them before any trial starts.
+/// Runs `plan` (made from `pipeline`) to the end or until `cancel` fires: [`Run::open`],
+/// then [`Run::execute`].
 pub async fn apply(
     pipeline: &Pipeline,
     plan: Plan,
@@ -128,69 +137,156 @@ pub async fn apply(
     cancel: CancellationToken,
     events: UnboundedSender<RunEvent>,
 ) -> Result<RunOutcome, RunError> {
+    Run::open(pipeline, plan, options, &events)
+        .await?
+        .execute(cancel, events)
+        .await
+}
+
+/// A run that is ready to execute: every trial resolved, the providers it uses connected,
+/// the lock file written. Nothing is written before every check has passed.
+pub struct Run {
+    plan: Plan,
+    setups: Vec<TrialSetup>,
+    states: Vec<TrialState>,
+    previous: Vec<Option<TrialResult>>,
+    engines: BTreeMap<Provider, Engine>,
+    concurrency: usize,
+    options: ApplyOptions,
+    store: RunStore,
+}
+
+impl Run {
+    /// Checks everything, connects to the providers the plan's trials use (Docker,
+    /// Daytona), removes what dead runs left there, and writes the lock file.
+    pub async fn open(
+        pipeline: &Pipeline,
+        plan: Plan,
+        options: ApplyOptions,
+        events: &UnboundedSender<RunEvent>,
+    ) -> Result<Run, RunError> {
+        let host = host_lookup(&options);
+        let setups = prepare(pipeline, &plan, &host).map_err(RunError::Preflight)?;
+        let engines = open_engines(pipeline, &plan, &host, events).await?;
+        Run::start(pipeline, plan, setups, engines, options)
+    }
+
+    /// As [`Run::open`], with engines the caller made (a provider of its own, or the fake
+    /// environment in tests). Every provider the plan uses must be among them.
+    pub fn with_engines(
+        pipeline: &Pipeline,
+        plan: Plan,
+        options: ApplyOptions,
+        engines: BTreeMap<Provider, Engine>,
+    ) -> Result<Run, RunError> {
+        let host = host_lookup(&options);
+        let setups = prepare(pipeline, &plan, &host).map_err(RunError::Preflight)?;
+        let missing: Vec<String> = [Provider::Docker, Provider::Daytona]
+            .into_iter()
+            .filter(|p| plan.uses(*p) && !engines.contains_key(p))
+            .map(|p| format!("no engine was given for the provider `{p}` the plan uses"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(RunError::Preflight(missing));
+        }
+        Run::start(pipeline, plan, setups, engines, options)
+    }
+
+    fn start(
+        pipeline: &Pipeline,
+        plan: Plan,
+        setups: Vec<TrialSetup>,
+        engines: BTreeMap<Provider, Engine>,
+        options: ApplyOptions,
+    ) -> Result<Run, RunError> {
+        let store = RunStore::new(&plan.run_dir);
+        let states = Assessment::of(&plan).states;
+        let previous = states
+            .iter()
+            .zip(&setups)
+            .map(|(state, setup)| {
+                (*state == TrialState::Done)
+                    .then(|| RunStore::read_result(&setup.dir))
+                    .flatten()
+            })
+            .collect();
+        LockFile::of(&plan)
+            .write(store.dir())
+            .map_err(|source| RunError::Write {
+                path: store.lock_path(),
+                source,
+            })?;
+        let concurrency = options
+            .concurrency
+            .unwrap_or(pipeline.manifest.pipeline.concurrency as usize)
+            .max(1);
+        Ok(Run {
+            plan,
+            setups,
+            states,
+            previous,
+            engines,
+            concurrency,
+            options,
+            store,
+        })
+    }
+
+    /// The run's directory (its lock file is there already).
+    pub fn run_dir(&self) -> &std::path::Path {
+        self.store.dir()
+    }
+
+    /// Runs every node of the plan as its predecessors finish; a cancel stops trials and
+    /// builds cleanly, and what finished is kept.
+    pub async fn execute(
+        self,
+        cancel: CancellationToken,
+        events: UnboundedSender<RunEvent>,
+    ) -> Result<RunOutcome, RunError> {
+        let done = self
+            .states
+            .iter()
+            .filter(|s| **s == TrialState::Done)
+            .count();
+        let _ = events.send(RunEvent::Started {
+            run_dir: self.plan.run_dir.clone(),
+            trials: self.plan.trials.len(),
+            to_run: self.plan.trials.len() - done,
+            done,
+            builds: self.plan.builds.len(),
+        });
+        let missing_images = ensure_prebuilt_images(&self.plan, &self.states, &self.engines).await;
+        let context = Arc::new(Context {
+            labels: Labels::new(&self.plan.pipeline, self.options.labels.clone()),
+            build_logs: self
+                .plan
+                .builds
+                .iter()
+                .map(|b| self.store.build_log(&b.tag))
+                .collect(),
+            missing_images,
+            plan: self.plan,
+            setups: self.setups,
+            states: self.states,
+            engines: self.engines,
+            options: self.options,
+            store: self.store,
+            cancel,
+            events,
+        });
+        Dispatcher::new(context, self.previous, self.concurrency)
+            .run()
+            .await
+    }
+}
+
+fn host_lookup(options: &ApplyOptions) -> impl Fn(&str) -> Option<String> + Sync + use<> {
     let credentials = options.daytona.clone();
-    let host = move |name: &str| match &credentials {
+    move |name: &str| match &credentials {
         Some(credentials) if name.starts_with("DAYTONA_") => credentials.lookup(name),
         _ => std::env::var(name).ok(),
-    };
-    let setups = prepare(pipeline, &plan, &host).map_err(RunError::Preflight)?;
-    let engines = open_engines(pipeline, &plan, &host, &events).await?;
-    let states = Assessment::of(&plan).states;
-    let mut previous: Vec<Option<TrialResult>> = vec![None; plan.trials.len()];
-    for (i, state) in states.iter().enumerate() {
-        if *state == TrialState::Done {
-            previous[i] = read_result(&setups[i].dir);
-        }
     }
-    let lock_path = plan.run_dir.join(crate::plan::lock::LOCK_FILE);
-    LockFile::of(&plan)
-        .write(&plan.run_dir)
-        .map_err(|source| RunError::Write {
-            path: lock_path,
-            source,
-        })?;
-    let done = states.iter().filter(|s| **s == TrialState::Done).count();
-    let _ = events.send(RunEvent::Started {
-        run_dir: plan.run_dir.clone(),
-        trials: plan.trials.len(),
-        to_run: plan.trials.len() - done,
-        done,
-        builds: plan.builds.len(),
-    });
-    let concurrency = options
-        .concurrency
-        .unwrap_or(pipeline.manifest.pipeline.concurrency as usize)
-        .max(1);
-    let build_logs = plan
-        .builds
-        .iter()
-        .map(|b| {
-            plan.run_dir
-                .join("builds")
-                .join(format!("{}.log", b.tag.replace(['/', ':'], "_")))
-        })
-        .collect();
-    let missing_images = ensure_prebuilt_images(&plan, &states, &engines).await;
-    let shared = Arc::new(Shared {
-        missing_images,
-        labels: Labels::new(&plan.pipeline, options.labels.clone()),
-        builds: plan.builds.iter().map(|_| OnceCell::new()).collect(),
-        admitted: plan.stages.iter().map(|_| OnceCell::new()).collect(),
-        skipped: Mutex::new(vec![SkipReason::Done; plan.trials.len()]),
-        summary_error: OnceCell::new(),
-        results: Mutex::new(previous),
-        trials: Semaphore::new(concurrency),
-        build_logs,
-        plan,
-        setups,
-        states,
-        engines,
-        options,
-        cancel,
-        events,
-    });
-    dispatch(shared.clone()).await;
-    finish(&shared)
 }
 
 /// Connects to every provider the plan uses, and removes what dead runs left there. A
@@ -231,120 +327,397 @@ async fn open_engines(
     Ok(engines)
 }
 
-/// Pulls the prebuilt images of Docker trials that will run; the ones that fail are
-/// returned.
+/// Pulls the prebuilt images of trials that will run on a provider that builds images
+/// here; the ones that fail are returned.
 async fn ensure_prebuilt_images(
     plan: &Plan,
     states: &[TrialState],
     engines: &BTreeMap<Provider, Engine>,
 ) -> BTreeMap<String, EnvError> {
-    let Some(Engine::Docker(engine)) = engines.get(&Provider::Docker) else {
-        return BTreeMap::new();
-    };
-    let mut images: Vec<&str> = plan
+    let mut images: Vec<(Provider, &str)> = plan
         .trials
         .iter()
         .zip(states)
-        .filter(|(t, state)| **state != TrialState::Done && plan.provider(t) == Provider::Docker)
+        .filter(|(_, state)| **state != TrialState::Done)
         .filter_map(|(t, _)| match &plan.tasks[t.task as usize].image {
-            crate::plan::ImageSource::Prebuilt(image) => Some(image.as_str()),
-            crate::plan::ImageSource::Build(_) => None,
+            ImageSource::Prebuilt(image) => Some((plan.provider(t), image.as_str())),
+            ImageSource::Build(_) => None,
         })
+        .filter(|(provider, _)| engines.get(provider).is_some_and(|e| e.builds_images()))
         .collect();
     images.sort_unstable();
     images.dedup();
     let mut missing = BTreeMap::new();
-    for image in images {
-        if let Err(error) = engine.ensure_image(image).await {
+    for (provider, image) in images {
+        if let Err(error) = engines[&provider].ensure_image(image).await {
             missing.insert(image.to_string(), error);
         }
     }
     missing
 }
 
-fn read_result(dir: &std::path::Path) -> Option<TrialResult> {
-    serde_json::from_slice(&std::fs::read(dir.join("result.json")).ok()?).ok()
+/// What every build and trial task reads; nothing in it changes during the run.
+struct Context {
+    plan: Plan,
+    setups: Vec<TrialSetup>,
+    states: Vec<TrialState>,
+    /// One engine per provider the plan's trials use.
+    engines: BTreeMap<Provider, Engine>,
+    labels: Labels,
+    options: ApplyOptions,
+    store: RunStore,
+    build_logs: Vec<PathBuf>,
+    /// Prebuilt images that could not be pulled, with why.
+    missing_images: BTreeMap<String, EnvError>,
+    cancel: CancellationToken,
+    events: UnboundedSender<RunEvent>,
 }
 
-/// Starts every node whose predecessors are finished, until all are.
-async fn dispatch(shared: Arc<Shared>) {
-    let graph = &shared.plan.graph;
-    let mut waiting: Vec<usize> = graph
-        .node_indices()
-        .map(|n| graph.neighbors_directed(n, Direction::Incoming).count())
-        .collect();
-    let mut running: JoinSet<NodeIndex> = JoinSet::new();
-    let start = |node: NodeIndex, running: &mut JoinSet<NodeIndex>| {
-        let shared = shared.clone();
-        running.spawn(async move {
-            run_node(&shared, node).await;
-            node
+impl Context {
+    fn emit(&self, event: RunEvent) {
+        let _ = self.events.send(event);
+    }
+}
+
+/// What a build or trial task tells the dispatcher when it ends.
+enum Finished {
+    Build(usize, Result<(), EnvError>),
+    Trial(usize, Box<TrialResult>),
+}
+
+/// Owns the run's state and decides what starts when.
+struct Dispatcher {
+    cx: Arc<Context>,
+    /// Per node of the plan's graph: predecessors not finished yet.
+    waiting: Vec<usize>,
+    /// The graph node of each image build.
+    build_nodes: Vec<NodeIndex>,
+    builds: Vec<Option<Result<(), EnvError>>>,
+    /// Per stage: the tasks its gate admitted (`None`: no gate, all of them).
+    admitted: Vec<Option<HashSet<u32>>>,
+    results: Vec<Option<TrialResult>>,
+    skipped: Vec<Option<SkipReason>>,
+    /// Trials whose predecessors are done, waiting for a place under the bound; they
+    /// start in plan order.
+    queue: BTreeSet<usize>,
+    running_trials: usize,
+    concurrency: usize,
+    tasks: JoinSet<Finished>,
+    summary_error: Option<RunError>,
+}
+
+impl Dispatcher {
+    fn new(cx: Arc<Context>, previous: Vec<Option<TrialResult>>, concurrency: usize) -> Self {
+        let graph = &cx.plan.graph;
+        let mut build_nodes = vec![NodeIndex::end(); cx.plan.builds.len()];
+        for node in graph.node_indices() {
+            if let Node::Build(b) = graph[node] {
+                build_nodes[b] = node;
+            }
+        }
+        Dispatcher {
+            build_nodes,
+            waiting: graph
+                .node_indices()
+                .map(|n| graph.neighbors_directed(n, Direction::Incoming).count())
+                .collect(),
+            builds: cx.plan.builds.iter().map(|_| None).collect(),
+            admitted: cx.plan.stages.iter().map(|_| None).collect(),
+            skipped: vec![None; previous.len()],
+            results: previous,
+            queue: BTreeSet::new(),
+            running_trials: 0,
+            concurrency,
+            tasks: JoinSet::new(),
+            summary_error: None,
+            cx,
+        }
+    }
+
+    async fn run(mut self) -> Result<RunOutcome, RunError> {
+        let roots: Vec<NodeIndex> = self
+            .cx
+            .plan
+            .graph
+            .node_indices()
+            .filter(|n| self.waiting[n.index()] == 0)
+            .collect();
+        for node in roots {
+            self.start(node);
+        }
+        loop {
+            self.start_queued_trials();
+            if self.tasks.is_empty() && self.queue.is_empty() {
+                break;
+            }
+            let finished = tokio::select! {
+                finished = self.tasks.join_next(), if !self.tasks.is_empty() => finished,
+                _ = self.cx.cancel.cancelled(), if !self.queue.is_empty() => {
+                    self.cancel_queued();
+                    continue;
+                }
+            };
+            match finished.expect("the set is not empty") {
+                Ok(finished) => self.finished(finished),
+                Err(error) => std::panic::resume_unwind(error.into_panic()),
+            }
+        }
+        self.outcome()
+    }
+
+    /// Starts `node`, whose predecessors have all finished. Gates, skipped trials and the
+    /// report finish at once; builds and trials become tasks.
+    fn start(&mut self, node: NodeIndex) {
+        match self.cx.plan.graph[node] {
+            Node::Build(b) => {
+                let cx = self.cx.clone();
+                self.tasks
+                    .spawn(async move { Finished::Build(b, build(&cx, b).await) });
+            }
+            Node::Gate(s) => {
+                self.admitted[s] = self.admitted_tasks(s);
+                self.done(node);
+            }
+            Node::Trial(t) => match self.skip_reason(t) {
+                Some(reason) => self.skip(t, reason),
+                None => {
+                    self.queue.insert(t);
+                }
+            },
+            Node::Report => {
+                if let Err(error) = self.write_summary() {
+                    self.summary_error = Some(error);
+                }
+                self.done(node);
+            }
+        }
+    }
+
+    /// Why trial `t` is not run, if it is not.
+    fn skip_reason(&self, t: usize) -> Option<SkipReason> {
+        let trial = &self.cx.plan.trials[t];
+        if self.cx.states[t] == TrialState::Done {
+            return Some(SkipReason::Done);
+        }
+        let gate = self.admitted[trial.stage as usize].as_ref();
+        if gate.is_some_and(|admitted| !admitted.contains(&trial.task)) {
+            return Some(SkipReason::GatedOut);
+        }
+        self.cx
+            .cancel
+            .is_cancelled()
+            .then_some(SkipReason::Cancelled)
+    }
+
+    fn skip(&mut self, t: usize, reason: SkipReason) {
+        self.skipped[t] = Some(reason);
+        self.cx.emit(RunEvent::TrialSkipped {
+            index: TrialIndex(t),
+            reason,
         });
+        self.done(self.cx.plan.trial_nodes[t]);
+    }
+
+    /// Starts queued trials while there is room under the concurrency bound.
+    fn start_queued_trials(&mut self) {
+        while self.running_trials < self.concurrency {
+            let Some(t) = self.queue.pop_first() else {
+                return;
+            };
+            if self.cx.cancel.is_cancelled() {
+                self.skip(t, SkipReason::Cancelled);
+                continue;
+            }
+            let setup = &self.cx.setups[t];
+            let build_error = setup
+                .task
+                .build
+                .and_then(|b| self.builds[b].as_ref().and_then(|r| r.as_ref().err()))
+                .or_else(|| self.cx.missing_images.get(&setup.task.image))
+                .cloned();
+            let cx = self.cx.clone();
+            self.running_trials += 1;
+            self.tasks.spawn(async move {
+                let result = run_trial(&cx, t, build_error).await;
+                Finished::Trial(t, Box::new(result))
+            });
+        }
+    }
+
+    /// After the first Ctrl-C, queued trials are not started.
+    fn cancel_queued(&mut self) {
+        while let Some(t) = self.queue.pop_first() {
+            self.skip(t, SkipReason::Cancelled);
+        }
+    }
+
+    fn finished(&mut self, finished: Finished) {
+        match finished {
+            Finished::Build(b, result) => {
+                self.builds[b] = Some(result);
+                self.done(self.build_nodes[b]);
+            }
+            Finished::Trial(t, result) => {
+                self.running_trials -= 1;
+                self.results[t] = Some(*result);
+                self.done(self.cx.plan.trial_nodes[t]);
+            }
+        }
+    }
+
+    /// Marks `node` finished and starts the nodes that waited only for it.
+    fn done(&mut self, node: NodeIndex) {
+        let next: Vec<NodeIndex> = self
+            .cx
+            .plan
+            .graph
+            .neighbors_directed(node, Direction::Outgoing)
+            .collect();
+        for next in next {
+            self.waiting[next.index()] -= 1;
+            if self.waiting[next.index()] == 0 {
+                self.start(next);
+            }
+        }
+    }
+
+    /// The tasks a gated stage admits (`None`: all of them).
+    fn admitted_tasks(&self, s: usize) -> Option<HashSet<u32>> {
+        let plan = &self.cx.plan;
+        let stage = &plan.stages[s];
+        let gate = stage.gate.as_ref()?;
+        let from = plan.stages.iter().find(|x| x.name == gate.stage)?;
+        let admitted: HashSet<u32> = from
+            .trials
+            .clone()
+            .filter(|&t| plan.agents[plan.trials[t].agent as usize].name == gate.agent)
+            .filter(|&t| {
+                self.results[t]
+                    .as_ref()
+                    .and_then(|r| r.reward)
+                    .is_some_and(|r| r >= gate.min_reward)
+            })
+            .map(|t| plan.trials[t].task)
+            .collect();
+        let tasks: HashSet<u32> = stage.trials.clone().map(|t| plan.trials[t].task).collect();
+        self.cx.emit(RunEvent::StageGated {
+            stage: stage.name.clone(),
+            admitted: tasks.intersection(&admitted).count(),
+            tasks: tasks.len(),
+        });
+        Some(admitted)
+    }
+
+    /// The report node: `summary.json` from every result there is.
+    fn write_summary(&self) -> Result<(), RunError> {
+        let results: Vec<&TrialResult> = self.results.iter().flatten().collect();
+        let summary = Summary::of(&self.cx.plan.pipeline, &results);
+        self.cx
+            .store
+            .write_summary(&summary)
+            .map_err(|source| RunError::Write {
+                path: self.cx.store.summary_path(),
+                source,
+            })
+    }
+
+    fn outcome(self) -> Result<RunOutcome, RunError> {
+        if let Some(error) = self.summary_error {
+            return Err(error);
+        }
+        let cx = &self.cx;
+        let (mut ran, mut already_done, mut gated_out, mut not_started) = (0, 0, 0, 0);
+        let mut trials = Vec::new();
+        for (t, result) in self.results.into_iter().enumerate() {
+            let ran_now = cx.states[t] != TrialState::Done;
+            match (&result, self.skipped[t]) {
+                (Some(_), _) if !ran_now => already_done += 1,
+                (Some(_), _) => ran += 1,
+                (None, Some(SkipReason::GatedOut)) => gated_out += 1,
+                (None, _) => not_started += 1,
+            }
+            if let Some(result) = result {
+                trials.push(TrialOutcome {
+                    index: TrialIndex(t),
+                    dir: cx.setups[t].dir.clone(),
+                    result,
+                    ran_now,
+                });
+            }
+        }
+        let results: Vec<&TrialResult> = trials.iter().map(|t| &t.result).collect();
+        let summary = Summary::of(&cx.plan.pipeline, &results);
+        cx.emit(RunEvent::Finished);
+        Ok(RunOutcome {
+            run_dir: cx.plan.run_dir.clone(),
+            trials,
+            ran,
+            already_done,
+            gated_out,
+            not_started,
+            cancelled: cx.cancel.is_cancelled(),
+            summary,
+        })
+    }
+}
+
+/// Runs trial `t` to its result and hands it to the store.
+async fn run_trial(cx: &Context, t: usize, build_error: Option<EnvError>) -> TrialResult {
+    let setup = &cx.setups[t];
+    let build = setup.task.build;
+    let env = trial::TrialEnv {
+        engine: cx
+            .engines
+            .get(&setup.provider)
+            .expect("an engine is open for every provider the plan uses"),
+        labels: &cx.labels,
+        store: &cx.store,
+        cancel: &cx.cancel,
+        events: &cx.events,
+        retry: cx.options.retry_policy(),
+        build_log: build.map(|b| cx.build_logs[b].as_path()),
     };
-    for node in graph.node_indices().filter(|n| waiting[n.index()] == 0) {
-        start(node, &mut running);
-    }
-    while let Some(finished) = running.join_next().await {
-        let node = finished.expect("node tasks do not panic");
-        for next in graph.neighbors_directed(node, Direction::Outgoing) {
-            waiting[next.index()] -= 1;
-            if waiting[next.index()] == 0 {
-                start(next, &mut running);
-            }
-        }
-    }
+    trial::run(setup, &env, build_error.as_ref()).await
 }
 
-async fn run_node(shared: &Shared, node: NodeIndex) {
-    match shared.plan.graph[node] {
-        Node::Build(b) => build(shared, b).await,
-        Node::Gate(s) => {
-            let admitted = admitted_tasks(shared, s);
-            let _ = shared.admitted[s].set(admitted);
-        }
-        Node::Trial(t) => run_trial(shared, t).await,
-        Node::Report => {
-            if let Err(error) = write_summary(shared) {
-                let _ = shared.summary_error.set(error);
-            }
-        }
-    }
-}
-
-async fn build(shared: &Shared, b: usize) {
-    let plan = &shared.plan;
+/// Builds image `b` where its trials need it built here, retrying failures that may pass
+/// (an engine hiccup, not a Dockerfile that fails) with backoff.
+async fn build(cx: &Context, b: usize) -> Result<(), EnvError> {
+    let plan = &cx.plan;
     let image = &plan.builds[b];
-    let users: Vec<Provider> = plan
+    let providers: Vec<Provider> = plan
         .trials
         .iter()
         .enumerate()
         .filter(|(i, t)| {
-            shared.states[*i] != TrialState::Done
-                && matches!(plan.tasks[t.task as usize].image, crate::plan::ImageSource::Build(x) if x == b)
+            cx.states[*i] != TrialState::Done
+                && plan.tasks[t.task as usize].image == ImageSource::Build(b)
         })
         .map(|(_, t)| plan.provider(t))
         .collect();
-    if !users.contains(&Provider::Docker) {
+    let engine = providers
+        .iter()
+        .filter_map(|p| cx.engines.get(p))
+        .find(|e| e.builds_images());
+    let Some(engine) = engine else {
         // Remote providers build the image themselves, from the Dockerfile's text.
-        let outcome = if users.is_empty() {
-            BuildOutcome::NotNeeded
-        } else {
-            BuildOutcome::Remote
-        };
-        let _ = shared.events.send(RunEvent::BuildFinished {
+        cx.emit(RunEvent::BuildFinished {
             tag: image.tag.clone(),
-            outcome,
+            outcome: if providers.is_empty() {
+                BuildOutcome::NotNeeded
+            } else {
+                BuildOutcome::Remote
+            },
             seconds: 0.0,
         });
-        let _ = shared.builds[b].set(Ok(()));
-        return;
-    }
-    let started = Instant::now();
-    let _ = shared.events.send(RunEvent::BuildStarted {
+        return Ok(());
+    };
+    let started = tokio::time::Instant::now();
+    cx.emit(RunEvent::BuildStarted {
         tag: image.tag.clone(),
     });
-    let outcome = build_image(shared, b).await;
-    let _ = shared.events.send(RunEvent::BuildFinished {
+    let outcome = build_image(cx, engine, b).await;
+    cx.emit(RunEvent::BuildFinished {
         tag: image.tag.clone(),
         outcome: match &outcome {
             Ok(true) => BuildOutcome::Built,
@@ -353,186 +726,58 @@ async fn build(shared: &Shared, b: usize) {
         },
         seconds: started.elapsed().as_secs_f64(),
     });
-    let _ = shared.builds[b].set(outcome.map(|_| ()));
+    outcome.map(|_| ())
 }
 
-/// Builds (or finds) image `b` with Docker; `Ok(true)` when it was built now.
-async fn build_image(shared: &Shared, b: usize) -> Result<bool, EnvError> {
-    let image = &shared.plan.builds[b];
-    let Some(Engine::Docker(docker)) = shared.engines.get(&Provider::Docker) else {
-        return Err(EnvError::Unsupported(
-            "an image build without a Docker engine".into(),
-        ));
-    };
-    if !shared.options.rebuild && docker.image_exists(&image.tag).await? {
-        let log = &shared.build_logs[b];
+/// Builds (or finds) image `b`; `Ok(true)` when it was built now.
+async fn build_image(cx: &Context, engine: &Engine, b: usize) -> Result<bool, EnvError> {
+    let image = &cx.plan.builds[b];
+    let log = &cx.build_logs[b];
+    if !cx.options.rebuild && engine.image_exists(&image.tag).await? {
         if !log.exists() {
             let note = format!(
                 "image {} already existed (same environment digest); not rebuilt\n",
                 image.tag
             );
-            write_atomic(log, note.as_bytes()).map_err(|e| EnvError::Io(e.to_string()))?;
+            write_atomic(log, note.as_bytes())
+                .map_err(|e| EnvError::io(format!("writing `{}`", log.display()), e))?;
         }
         return Ok(false);
     }
-    let first = &shared.plan.tasks[image.tasks[0]];
-    let timeout = shared
+    let first = &cx.plan.tasks[image.tasks[0]];
+    let timeout = cx
         .setups
         .iter()
         .find(|s| s.task.name == first.name)
         .map_or(std::time::Duration::from_secs(600), |s| {
             s.task.build_timeout
         });
-    let labels = shared.labels.image(&first.name);
-    let mut failures = 0;
+    let labels = cx.labels.image(&first.name);
+    let spec = BuildSpec {
+        context: &image.context,
+        tag: &image.tag,
+        labels: &labels,
+        timeout,
+        log,
+    };
+    let mut delays = cx.options.retry_policy().delays();
     loop {
-        let result = docker
-            .build(
-                &image.context,
-                &image.tag,
-                &labels,
-                timeout,
-                &shared.build_logs[b],
-            )
-            .await;
-        match result {
+        let error = match engine.build(&spec).await {
             Ok(()) => return Ok(true),
-            Err(e)
-                if failures < shared.options.retries
-                    && e.is_retryable()
-                    && !shared.cancel.is_cancelled() =>
-            {
-                failures += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// The tasks a gated stage admits (`None`: all of them).
-fn admitted_tasks(shared: &Shared, s: usize) -> Option<HashSet<u32>> {
-    let plan = &shared.plan;
-    let stage = &plan.stages[s];
-    let gate = stage.gate.as_ref()?;
-    let from = plan.stages.iter().find(|x| x.name == gate.stage)?;
-    let results = shared.results.lock().expect("results lock");
-    let admitted: HashSet<u32> = from
-        .trials
-        .clone()
-        .filter(|&t| plan.agents[plan.trials[t].agent as usize].name == gate.agent)
-        .filter(|&t| {
-            results[t]
-                .as_ref()
-                .and_then(|r| r.reward)
-                .is_some_and(|r| r >= gate.min_reward)
-        })
-        .map(|t| plan.trials[t].task)
-        .collect();
-    let tasks: HashSet<u32> = stage.trials.clone().map(|t| plan.trials[t].task).collect();
-    let _ = shared.events.send(RunEvent::StageGated {
-        stage: stage.name.clone(),
-        admitted: tasks.intersection(&admitted).count(),
-        tasks: tasks.len(),
-    });
-    Some(admitted)
-}
-
-async fn run_trial(shared: &Shared, t: usize) {
-    let plan = &shared.plan;
-    let trial = &plan.trials[t];
-    let skip = |reason| {
-        shared.skipped.lock().expect("skip lock")[t] = reason;
-        let _ = shared
-            .events
-            .send(RunEvent::TrialSkipped { index: t, reason });
-    };
-    if shared.states[t] == TrialState::Done {
-        return skip(SkipReason::Done);
-    }
-    let gate = shared.admitted[trial.stage as usize]
-        .get()
-        .and_then(Option::as_ref);
-    if gate.is_some_and(|admitted| !admitted.contains(&trial.task)) {
-        return skip(SkipReason::GatedOut);
-    }
-    let Ok(_permit) = shared.trials.acquire().await else {
-        return;
-    };
-    if shared.cancel.is_cancelled() {
-        return skip(SkipReason::Cancelled);
-    }
-    let setup = &shared.setups[t];
-    let build = setup.task.build;
-    let build_error = build
-        .and_then(|b| shared.builds[b].get().and_then(|r| r.as_ref().err()))
-        .or_else(|| shared.missing_images.get(&setup.task.image));
-    let env = trial::TrialEnv {
-        engine: shared
-            .engines
-            .get(&setup.provider)
-            .expect("an engine is open for every provider the plan uses"),
-        labels: &shared.labels,
-        cancel: &shared.cancel,
-        events: &shared.events,
-        retries: shared.options.retries,
-        build_log: build.map(|b| shared.build_logs[b].as_path()),
-    };
-    let result = trial::run(setup, &env, build_error).await;
-    shared.results.lock().expect("results lock")[t] = Some(result);
-}
-
-/// The results that exist, in plan order: run now or done before.
-fn existing_results(shared: &Shared) -> Vec<TrialResult> {
-    shared
-        .results
-        .lock()
-        .expect("results lock")
-        .iter()
-        .flatten()
-        .cloned()
-        .collect()
-}
-
-/// The report node: `summary.json` from every result there is.
-fn write_summary(shared: &Shared) -> Result<(), RunError> {
-    let results = existing_results(shared);
-    let summary = Summary::of(&shared.plan.pipeline, &results.iter().collect::<Vec<_>>());
-    let path = shared.plan.run_dir.join("summary.json");
-    let mut bytes = serde_json::to_vec_pretty(&summary).expect("summaries serialize");
-    bytes.push(b'\n');
-    write_atomic(&path, &bytes).map_err(|source| RunError::Write { path, source })
-}
-
-fn finish(shared: &Shared) -> Result<RunOutcome, RunError> {
-    if let Some(error) = shared.summary_error.get() {
-        return Err(RunError::Write {
-            path: shared.plan.run_dir.join("summary.json"),
-            source: std::io::Error::other(error.to_string()),
+            Err(error) => error,
+        };
+        let wait = match delays.next() {
+            Some(wait) if error.is_retryable() && !cx.cancel.is_cancelled() => wait,
+            _ => return Err(error),
+        };
+        cx.emit(RunEvent::BuildRetry {
+            tag: image.tag.clone(),
+            error: error.to_string(),
+            wait_seconds: wait.as_secs_f64(),
         });
-    }
-    let plan = &shared.plan;
-    let results = std::mem::take(&mut *shared.results.lock().expect("results lock"));
-    let skipped = shared.skipped.lock().expect("skip lock").clone();
-    let (mut ran, mut already_done, mut gated_out, mut not_started) = (0, 0, 0, 0);
-    for (t, result) in results.iter().enumerate() {
-        match (result, shared.states[t]) {
-            (Some(_), TrialState::Done) => already_done += 1,
-            (Some(_), _) => ran += 1,
-            (None, _) if skipped[t] == SkipReason::GatedOut => gated_out += 1,
-            (None, _) => not_started += 1,
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = cx.cancel.cancelled() => return Err(error),
         }
     }
-    let results: Vec<TrialResult> = results.into_iter().flatten().collect();
-    let summary = Summary::of(&plan.pipeline, &results.iter().collect::<Vec<_>>());
-    let _ = shared.events.send(RunEvent::Finished);
-    Ok(RunOutcome {
-        run_dir: plan.run_dir.clone(),
-        results,
-        ran,
-        already_done,
-        gated_out,
-        not_started,
-        cancelled: shared.cancel.is_cancelled(),
-        summary,
-    })
 }

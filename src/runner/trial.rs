@@ -5,19 +5,18 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::events::RunEvent;
 use super::prepare::TrialSetup;
 use crate::agent::{self, AgentContext, AgentError, AgentRun};
 use crate::env::{Engine, EnvError, ExecSpec, Instance, Labels};
-use crate::results::trial::{
-    ErrorInfo, PhaseTiming, RESULT_FORMAT, RetriedFailure, TrialResult, now_rfc3339,
-};
-use crate::results::{TrialStatus, write_atomic};
+use crate::events::{ErrorKind, Phase, RunEvent, TrialIndex, TrialStatus, now_rfc3339};
+use crate::retry::RetryPolicy;
+use crate::store::RunStore;
+use crate::store::trial::{ErrorInfo, PhaseTiming, RESULT_FORMAT, RetriedFailure, TrialResult};
 use crate::verify::reward::{self, RewardError, Rewards};
 use crate::verify::steps::{self, StepRun};
 
@@ -26,10 +25,11 @@ pub struct TrialEnv<'a> {
     /// The engine of the trial's provider.
     pub engine: &'a Engine,
     pub labels: &'a Labels,
+    pub store: &'a RunStore,
     pub cancel: &'a CancellationToken,
     pub events: &'a UnboundedSender<RunEvent>,
-    /// Infrastructure failures retried before giving up.
-    pub retries: u32,
+    /// How infrastructure failures are retried.
+    pub retry: RetryPolicy,
     /// The build log of the trial's image, linked into its directory.
     pub build_log: Option<&'a Path>,
 }
@@ -52,17 +52,17 @@ struct Ran {
 struct Clock<'a> {
     timings: Vec<PhaseTiming>,
     events: &'a UnboundedSender<RunEvent>,
-    index: usize,
+    index: TrialIndex,
 }
 
 impl Clock<'_> {
-    fn start(&mut self, phase: &'static str) -> (usize, Instant) {
+    fn start(&mut self, phase: Phase) -> (usize, Instant) {
         let _ = self.events.send(RunEvent::TrialPhase {
             index: self.index,
             phase,
         });
         self.timings.push(PhaseTiming {
-            phase: phase.to_string(),
+            phase,
             started_at: now_rfc3339(),
             seconds: 0.0,
         });
@@ -81,20 +81,22 @@ pub async fn run(
     build_error: Option<&EnvError>,
 ) -> TrialResult {
     let _ = env.events.send(RunEvent::TrialStarted {
-        index: setup.index,
+        index: TrialIndex(setup.index),
         label: setup.label.clone(),
     });
     let mut retried = Vec::new();
     let mut clock = Clock {
         timings: Vec::new(),
         events: env.events,
-        index: setup.index,
+        index: TrialIndex(setup.index),
     };
     let mut teardown_errors = Vec::new();
+    let mut delays = env.retry.delays();
     let (outcome, environment) = loop {
         clock.timings.clear();
-        if let Err(e) = reset_dir(&setup.dir, env.build_log) {
-            break (Attempt::Infra(e), None);
+        if let Err(e) = env.store.reset_trial(&setup.dir, env.build_log) {
+            let context = format!("trial directory `{}`", setup.dir.display());
+            break (Attempt::Infra(EnvError::io(context, e)), None);
         }
         if let Some(error) = build_error {
             break (Attempt::Infra(error.clone()), None);
@@ -102,10 +104,10 @@ pub async fn run(
         // Starting is not raced against a cancel here: an environment created while its
         // future is dropped would be left behind. The engine itself stops early on a cancel
         // and removes what it made.
-        let phase = clock.start("environment");
+        let phase = clock.start(Phase::Environment);
         let mut spec = setup.task.container.clone();
         spec.labels = env.labels.container(&setup.trial_id, &setup.task.name);
-        let (outcome, environment) = match env.engine.start(&spec, env.cancel).await {
+        let (outcome, environment) = match env.engine.create(&spec, env.cancel).await {
             Err(EnvError::Cancelled) => (Attempt::Cancelled, None),
             Err(error) => (Attempt::Infra(error), None),
             Ok(instance) => {
@@ -118,74 +120,69 @@ pub async fn run(
                         outcome = work(setup, env, &instance, &mut clock, phase) => outcome,
                     }
                 };
-                let phase = clock.start("teardown");
+                let phase = clock.start(Phase::Teardown);
                 // A failed removal leaves a labelled environment that the next apply or
                 // `helios gc` removes; it is recorded and reported, and the trial's own
                 // outcome stands.
                 if let Err(error) = instance.remove().await {
                     let _ = env.events.send(RunEvent::TeardownFailed {
-                        index: setup.index,
+                        index: TrialIndex(setup.index),
                         label: setup.label.clone(),
                         provider: instance.provider(),
                         id: instance.id().to_string(),
                         error: error.to_string(),
                     });
-                    teardown_errors.push(ErrorInfo::new(error.kind(), error.to_string()));
+                    teardown_errors
+                        .push(ErrorInfo::new(ErrorKind::from(&error), error.to_string()));
                 }
                 clock.stop(phase);
                 (outcome, Some(instance.id().to_string()))
             }
         };
-        match outcome {
-            Attempt::Infra(error)
-                if error.is_retryable() && (retried.len() as u32) < env.retries =>
-            {
-                let _ = env.events.send(RunEvent::TrialRetry {
-                    index: setup.index,
-                    label: setup.label.clone(),
-                    error: error.to_string(),
-                });
-                retried.push(RetriedFailure {
-                    at: now_rfc3339(),
-                    error: ErrorInfo::new(error.kind(), error.to_string()),
-                });
-            }
+        let (error, wait) = match outcome {
+            Attempt::Infra(error) if error.is_retryable() => match delays.next() {
+                Some(wait) => (error, wait),
+                None => break (Attempt::Infra(error), environment),
+            },
             outcome => break (outcome, environment),
+        };
+        let kind = ErrorKind::from(&error);
+        let _ = env.events.send(RunEvent::TrialRetry {
+            index: TrialIndex(setup.index),
+            label: setup.label.clone(),
+            kind,
+            error: error.to_string(),
+            wait_seconds: wait.as_secs_f64(),
+        });
+        retried.push(RetriedFailure {
+            at: now_rfc3339(),
+            error: ErrorInfo::new(kind, error.to_string()),
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = env.cancel.cancelled() => break (Attempt::Cancelled, environment),
         }
     };
     let mut result = conclude(setup, outcome, environment, clock.timings, retried);
     result.teardown_errors = teardown_errors;
-    let mut bytes = serde_json::to_vec_pretty(&result).expect("results serialize");
-    bytes.push(b'\n');
-    if let Err(e) = write_atomic(&setup.dir.join("result.json"), &bytes) {
-        eprintln!("helios: cannot write the result of {}: {e}", setup.label);
+    if let Err(e) = RunStore::write_result(&setup.dir, &result) {
+        // The result still reaches the run's outcome and summary; the event says why the
+        // file is missing.
+        result.error.get_or_insert_with(|| {
+            ErrorInfo::new(
+                ErrorKind::IoError,
+                format!("cannot write `{}/result.json`: {e}", setup.dir.display()),
+            )
+        });
     }
     let _ = env.events.send(RunEvent::TrialFinished {
-        index: setup.index,
+        index: TrialIndex(setup.index),
         label: setup.label.clone(),
         status: result.status,
         reward: result.reward,
-        error_kind: result.error.as_ref().map(|e| e.kind.clone()),
+        error_kind: result.error.as_ref().map(|e| e.kind),
     });
     result
-}
-
-/// A fresh trial directory (a rerun must not mix with old files), with the build log.
-fn reset_dir(dir: &Path, build_log: Option<&Path>) -> Result<(), EnvError> {
-    let io = |e: std::io::Error| EnvError::Io(format!("trial directory `{}`: {e}", dir.display()));
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(io)?;
-    }
-    for sub in ["agent", "verifier", "artifacts"] {
-        std::fs::create_dir_all(dir.join(sub)).map_err(io)?;
-    }
-    if let Some(log) = build_log.filter(|l| l.exists()) {
-        let target = dir.join("build.log");
-        if std::fs::hard_link(log, &target).is_err() {
-            std::fs::copy(log, &target).map_err(io)?;
-        }
-    }
-    Ok(())
 }
 
 async fn work(
@@ -221,7 +218,7 @@ async fn lifecycle(
         })
         .await?;
     if made.exit_code != Some(0) {
-        return Err(EnvError::Engine(format!(
+        return Err(EnvError::engine(format!(
             "cannot create /logs in {} `{}`: {}{}",
             instance.provider(),
             instance.id(),
@@ -239,7 +236,7 @@ async fn lifecycle(
     clock.stop(phase);
 
     let mut ran = Ran::default();
-    let phase = clock.start("agent");
+    let phase = clock.start(Phase::Agent);
     let cx = AgentContext {
         kind: setup.kind,
         task_dir: &task.dir,
@@ -250,9 +247,9 @@ async fn lifecycle(
         command: setup.command.as_deref(),
         timeout: task.agent_timeout,
         model_plan: setup.model_plan.as_deref(),
-        trajectory_path: setup.dir.join("agent").join("trajectory.json"),
+        trajectory_path: setup.dir.join(crate::store::TRAJECTORY_FILE),
         session_id: &setup.trial_id,
-        events: Some((env.events.clone(), setup.index)),
+        events: Some((env.events.clone(), TrialIndex(setup.index))),
     };
     let agent_result = agent::run(instance, &cx).await;
     if let Err(AgentError::Env(e)) = &agent_result
@@ -265,7 +262,7 @@ async fn lifecycle(
     clock.stop(phase);
 
     if agent_ok {
-        let phase = clock.start("verifier");
+        let phase = clock.start(Phase::Verifier);
         let tests = steps::run_tests(
             instance,
             &task.dir,
@@ -299,7 +296,7 @@ async fn lifecycle(
         clock.stop(phase);
     }
 
-    let phase = clock.start("collect");
+    let phase = clock.start(Phase::Collect);
     instance.download_dir("/logs", &setup.dir).await?;
     clock.stop(phase);
     Ok(ran)
@@ -313,7 +310,38 @@ fn conclude(
     timings: Vec<PhaseTiming>,
     retried: Vec<RetriedFailure>,
 ) -> TrialResult {
-    let mut result = TrialResult {
+    let mut result = blank_result(setup, environment, timings, retried);
+    match outcome {
+        Attempt::Cancelled => result.fail(
+            TrialStatus::Cancelled,
+            ErrorKind::Cancelled,
+            "the run was interrupted",
+        ),
+        Attempt::Infra(error) => result.fail(
+            TrialStatus::InfraError,
+            ErrorKind::from(&error),
+            error.to_string(),
+        ),
+        Attempt::Ran(ran) => {
+            let ran = *ran;
+            if record_agent(setup, &mut result, ran.agent) {
+                if let Some(tests) = ran.tests {
+                    record_verification(setup, &mut result, tests, &ran.steps);
+                }
+            }
+        }
+    }
+    result
+}
+
+/// A completed result with the trial's identity and nothing else yet.
+fn blank_result(
+    setup: &TrialSetup,
+    environment: Option<String>,
+    timings: Vec<PhaseTiming>,
+    retried: Vec<RetriedFailure>,
+) -> TrialResult {
+    TrialResult {
         format: RESULT_FORMAT,
         trial_id: setup.trial_id.clone(),
         full_id: setup.full_id.clone(),
@@ -338,104 +366,78 @@ fn conclude(
         retried,
         teardown_errors: Vec::new(),
         helios_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    let fail = |result: &mut TrialResult, status, kind: &str, message: String| {
-        result.status = status;
-        result.error = Some(ErrorInfo::new(kind, message));
-    };
-    let ran = match outcome {
-        Attempt::Cancelled => {
-            fail(
-                &mut result,
-                TrialStatus::Cancelled,
-                "cancelled",
-                "the run was interrupted".into(),
-            );
-            return result;
-        }
-        Attempt::Infra(error) => {
-            fail(
-                &mut result,
-                TrialStatus::InfraError,
-                error.kind(),
-                error.to_string(),
-            );
-            return result;
-        }
-        Attempt::Ran(ran) => ran,
-    };
-    match ran.agent {
-        Some(Err(error)) => {
-            fail(
-                &mut result,
-                TrialStatus::Failed,
-                error.kind(),
-                error.to_string(),
-            );
-            return result;
-        }
-        Some(Ok(agent)) => {
-            result.agent_exit_code = agent.exit_code;
-            result.usage = agent.usage;
-            result.cost_usd = agent.cost_usd;
-            if let Some(stop) = &agent.stop {
-                let status = if stop.timed_out {
-                    TrialStatus::TimedOut
-                } else {
-                    TrialStatus::Failed
-                };
-                fail(
-                    &mut result,
-                    status,
-                    &stop.kind,
-                    format!("{}; the verifier ran", stop.message),
-                );
-            }
-            if agent.timed_out {
-                let limit = setup.task.agent_timeout.map_or(0.0, |d| d.as_secs_f64());
-                fail(
-                    &mut result,
-                    TrialStatus::TimedOut,
-                    "agent_timeout",
-                    format!(
-                        "the agent did not finish within {limit}s; it was stopped and the verifier ran"
-                    ),
-                );
-            }
-        }
-        None => {}
     }
-    let Some(tests) = ran.tests else {
-        return result;
+}
+
+/// Records how the agent ended; `false` when it could not run at all (nothing to verify).
+fn record_agent(
+    setup: &TrialSetup,
+    result: &mut TrialResult,
+    agent: Option<Result<AgentRun, AgentError>>,
+) -> bool {
+    let agent = match agent {
+        None => return true,
+        Some(Err(error)) => {
+            result.fail(TrialStatus::Failed, error.kind(), error.to_string());
+            return false;
+        }
+        Some(Ok(agent)) => agent,
     };
+    result.agent_exit_code = agent.exit_code;
+    result.usage = agent.usage;
+    result.cost_usd = agent.cost_usd;
+    if let Some(stop) = &agent.stop {
+        let status = if stop.timed_out {
+            TrialStatus::TimedOut
+        } else {
+            TrialStatus::Failed
+        };
+        result.fail(
+            status,
+            stop.kind,
+            format!("{}; the verifier ran", stop.message),
+        );
+    }
+    if agent.timed_out {
+        let limit = setup.task.agent_timeout.map_or(0.0, |d| d.as_secs_f64());
+        result.fail(
+            TrialStatus::TimedOut,
+            ErrorKind::AgentTimeout,
+            format!(
+                "the agent did not finish within {limit}s; it was stopped and the verifier ran"
+            ),
+        );
+    }
+    true
+}
+
+/// Records the verifier's exit, its timeout, and the rewards it wrote.
+fn record_verification(
+    setup: &TrialSetup,
+    result: &mut TrialResult,
+    tests: StepRun,
+    steps: &[(String, StepRun)],
+) {
     result.verifier_exit_code = tests.exit_code;
     if tests.timed_out {
         let limit = setup.task.verifier_timeout.as_secs_f64();
-        fail(
-            &mut result,
+        result.fail(
             TrialStatus::TimedOut,
-            "verifier_timeout",
+            ErrorKind::VerifierTimeout,
             format!("tests/test.sh did not finish within {limit}s"),
         );
-        return result;
+        return;
     }
-    match combine_rewards(&setup.dir, &ran.steps, &setup.steps) {
+    match combine_rewards(&setup.dir, steps, &setup.steps) {
         Ok((rewards, primary)) => {
             result.rewards = rewards;
             result.reward = primary;
         }
-        Err(error) => {
-            if result.error.is_none() {
-                fail(
-                    &mut result,
-                    TrialStatus::Failed,
-                    error.kind(),
-                    error.to_string(),
-                );
-            }
+        Err(error) if result.error.is_none() => {
+            result.fail(TrialStatus::Failed, error.kind(), error.to_string());
         }
+        Err(_) => {}
     }
-    result
 }
 
 /// The tests' rewards, and with extra steps, each step's reward under its name and a

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::events::ErrorKind;
+
 /// The rewards of one verification step, by name.
 pub type Rewards = BTreeMap<String, f64>;
 
@@ -20,11 +22,11 @@ pub enum RewardError {
 
 impl RewardError {
     /// The error kind recorded in `result.json`.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            RewardError::Missing { .. } => "reward_missing",
-            RewardError::Empty { .. } => "reward_empty",
-            RewardError::Invalid { .. } => "reward_invalid",
+            RewardError::Missing { .. } => ErrorKind::RewardMissing,
+            RewardError::Empty { .. } => ErrorKind::RewardEmpty,
+            RewardError::Invalid { .. } => ErrorKind::RewardInvalid,
         }
     }
 }
@@ -124,9 +126,18 @@ mod tests {
             parse_txt("\n", "r"),
             Err(RewardError::Empty { file: "r".into() })
         );
-        assert_eq!(parse_txt("pass", "r").unwrap_err().kind(), "reward_invalid");
-        assert_eq!(parse_txt("inf", "r").unwrap_err().kind(), "reward_invalid");
-        assert_eq!(parse_txt("NaN", "r").unwrap_err().kind(), "reward_invalid");
+        assert_eq!(
+            parse_txt("pass", "r").unwrap_err().kind(),
+            ErrorKind::RewardInvalid
+        );
+        assert_eq!(
+            parse_txt("inf", "r").unwrap_err().kind(),
+            ErrorKind::RewardInvalid
+        );
+        assert_eq!(
+            parse_txt("NaN", "r").unwrap_err().kind(),
+            ErrorKind::RewardInvalid
+        );
     }
 
     #[test]
@@ -134,22 +145,31 @@ mod tests {
         let r = parse_json(r#"{"reward": 0.5, "tests_passed": 3}"#, "r").unwrap();
         assert_eq!(r["tests_passed"], 3.0);
         assert_eq!(primary(&r), Some(0.5));
-        assert_eq!(parse_json("{}", "r").unwrap_err().kind(), "reward_empty");
-        assert_eq!(parse_json("[1]", "r").unwrap_err().kind(), "reward_invalid");
+        assert_eq!(
+            parse_json("{}", "r").unwrap_err().kind(),
+            ErrorKind::RewardEmpty
+        );
+        assert_eq!(
+            parse_json("[1]", "r").unwrap_err().kind(),
+            ErrorKind::RewardInvalid
+        );
         assert_eq!(
             parse_json(r#"{"a": "1"}"#, "r").unwrap_err().kind(),
-            "reward_invalid"
+            ErrorKind::RewardInvalid
         );
         assert_eq!(
             parse_json(r#"{"a": {"b": 1}}"#, "r").unwrap_err().kind(),
-            "reward_invalid"
+            ErrorKind::RewardInvalid
         );
     }
 
     #[test]
     fn json_wins_over_txt_and_missing_is_its_own_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read(dir.path(), "v").unwrap_err().kind(), "reward_missing");
+        assert_eq!(
+            read(dir.path(), "v").unwrap_err().kind(),
+            ErrorKind::RewardMissing
+        );
         std::fs::write(dir.path().join("reward.txt"), "0").unwrap();
         assert_eq!(read(dir.path(), "v").unwrap()["reward"], 0.0);
         std::fs::write(dir.path().join("reward.json"), r#"{"reward": 1}"#).unwrap();

@@ -9,7 +9,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::plan::lock::{LOCK_FILE, LockFile, LockedTrial};
+use crate::plan::lock::{LockFile, LockedTrial};
+use crate::store::LOCK_FILE;
 
 /// Why a request for something in the results directory cannot be answered.
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,8 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::catalog::{Catalog, TrialRow};
+use crate::events::{RunEvent, TrialIndex};
 use crate::plan::lock::LockFile;
-use crate::runner::RunEvent;
 
 /// Something a browser watching a run should know.
 #[derive(Debug, Clone, Serialize)]
@@ -100,9 +100,9 @@ struct LiveRun {
     dir: PathBuf,
     lock: LockFile,
     /// Rows of trials that have started and not finished, by plan index.
-    running: HashMap<usize, TrialRow>,
+    running: HashMap<TrialIndex, TrialRow>,
     /// What running agents did so far, by plan index.
-    steps: HashMap<usize, Vec<LiveStep>>,
+    steps: HashMap<TrialIndex, Vec<LiveStep>>,
     state: String,
 }
 
@@ -201,7 +201,7 @@ impl LiveHub {
                     }
                 }),
                 RunEvent::TrialStarted { index, .. } => state.run.as_mut().and_then(|run| {
-                    let trial = run.lock.trials.get(*index)?;
+                    let trial = run.lock.trials.get(index.get())?;
                     let mut row = TrialRow::pending(trial, &run.lock.params);
                     row.status = "running".into();
                     run.running.insert(*index, row.clone());
@@ -296,7 +296,7 @@ fn begin(state: &mut State, run_dir: &Path) -> Option<LiveMessage> {
     })
 }
 
-fn push_step(state: &mut State, index: usize, step: LiveStep) -> Option<LiveMessage> {
+fn push_step(state: &mut State, index: TrialIndex, step: LiveStep) -> Option<LiveMessage> {
     let run = state.run.as_mut()?;
     let key = run.running.get(&index)?.key.clone();
     run.steps.entry(index).or_default().push(step.clone());
@@ -310,8 +310,8 @@ fn push_step(state: &mut State, index: usize, step: LiveStep) -> Option<LiveMess
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::TrialStatus;
     use crate::plan::lock::LockedTrial;
-    use crate::results::TrialStatus;
 
     fn run_dir_with_lock() -> (tempfile::TempDir, PathBuf) {
         let root = tempfile::tempdir().unwrap();
@@ -359,21 +359,21 @@ mod tests {
         assert_eq!(hub.run_state(&run).as_deref(), Some("running"));
         hub.record(
             &RunEvent::TrialStarted {
-                index: 0,
+                index: TrialIndex(0),
                 label: "x".into(),
             },
             &catalog,
         );
         hub.record(
             &RunEvent::TrialPhase {
-                index: 0,
-                phase: "agent",
+                index: TrialIndex(0),
+                phase: crate::events::Phase::Agent,
             },
             &catalog,
         );
         hub.record(
             &RunEvent::AgentText {
-                index: 0,
+                index: TrialIndex(0),
                 text: "hello".into(),
             },
             &catalog,
@@ -396,7 +396,7 @@ mod tests {
         .unwrap();
         hub.record(
             &RunEvent::TrialFinished {
-                index: 0,
+                index: TrialIndex(0),
                 label: "x".into(),
                 status: TrialStatus::Completed,
                 reward: Some(1.0),
@@ -421,7 +421,7 @@ mod tests {
         let hub = LiveHub::new();
         hub.record(
             &RunEvent::TrialStarted {
-                index: 7,
+                index: TrialIndex(7),
                 label: "x".into(),
             },
             &catalog,

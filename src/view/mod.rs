@@ -18,9 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub use catalog::{Catalog, CatalogError, TrialRow};
 pub use live::{LiveHub, LiveMessage, LiveStep};
 
-use crate::plan::Plan;
-use crate::plan::lock::LockFile;
-use crate::runner::RunEvent;
+use crate::events::RunEvent;
 
 /// The port tried first when none is given.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -117,20 +115,14 @@ impl Viewer {
         })
     }
 
-    /// Starts a viewer over the output directory of `plan` that follows its run from the
-    /// start: the run's lock file is written first (the runner writes the same one), so
-    /// the run is listed and followed before its first event. `options.root` is ignored.
-    pub async fn watch(mut options: ViewOptions, plan: &Plan) -> Result<Viewer, ViewError> {
-        let run_dir = &plan.run_dir;
-        LockFile::of(plan)
-            .write(run_dir)
-            .map_err(|source| ViewError::Write {
-                path: run_dir.clone(),
-                source,
-            })?;
+    /// Starts a viewer over the output directory of the run in `run_dir` that follows it
+    /// from the start: the runner has written its lock file already (see
+    /// `runner::Run::open`), so the run is listed and followed before its first event. The
+    /// viewer writes nothing. `options.root` is ignored.
+    pub async fn watch(mut options: ViewOptions, run_dir: &Path) -> Result<Viewer, ViewError> {
         options.root = run_dir
             .parent()
-            .map_or_else(|| run_dir.clone(), Path::to_path_buf);
+            .map_or_else(|| run_dir.to_path_buf(), Path::to_path_buf);
         let viewer = Viewer::start(options).await?;
         viewer.live.begin(run_dir);
         Ok(viewer)

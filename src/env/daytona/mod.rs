@@ -18,7 +18,12 @@ use tokio::sync::{OnceCell, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use self::api::{Api, Attempts, BuildInfo, CreateSandbox, Replay, SandboxDto};
-use super::{EnvError, EnvSpec, HOST_LABEL, MANAGED_LABEL, PID_LABEL};
+use std::path::Path;
+
+use super::{
+    BuildSpec, Collected, EnvError, EnvSpec, Environment, ExecOutput, ExecSpec, HOST_LABEL,
+    Instance, MANAGED_LABEL, PID_LABEL, Provider, Sandbox, tarball,
+};
 use crate::env::DaytonaSettings;
 use crate::retry::RetryPolicy;
 
@@ -139,7 +144,7 @@ pub struct DaytonaEngine {
 
 /// A trial's sandbox.
 #[derive(Debug, Clone)]
-pub struct Sandbox {
+pub struct RemoteSandbox {
     id: String,
     ready_timeout: Duration,
     /// Its image, for messages.
@@ -150,7 +155,7 @@ pub struct Sandbox {
     toolbox: Arc<OnceCell<String>>,
 }
 
-impl Sandbox {
+impl RemoteSandbox {
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -183,11 +188,11 @@ impl DaytonaEngine {
     /// or between retries, returns at once; one during a request waits for its answer and
     /// deletes what it made. A create that was retried after a lost answer deletes the
     /// sandboxes the lost tries may have made (found by a label unique to the call).
-    pub async fn create(
+    pub(crate) async fn create_sandbox(
         &self,
         spec: &EnvSpec,
         cancel: &CancellationToken,
-    ) -> Result<Sandbox, EnvError> {
+    ) -> Result<RemoteSandbox, EnvError> {
         let nonce = format!(
             "{}-{}-{}",
             std::process::id(),
@@ -236,7 +241,7 @@ impl DaytonaEngine {
                 if sent > 1 {
                     self.delete_strays(&nonce, Some(&made.id)).await;
                 }
-                Ok(Sandbox {
+                Ok(RemoteSandbox {
                     started: made.state.as_deref() == Some("started"),
                     id: made.id,
                     ready_timeout: self.config.ready_timeout.unwrap_or(spec.ready_timeout),
@@ -291,7 +296,7 @@ impl DaytonaEngine {
     }
 
     /// `GET /sandbox/{id}` until the sandbox is `started`, fails, or its time is up.
-    pub async fn wait_ready(&self, sandbox: &Sandbox) -> Result<(), EnvError> {
+    pub async fn wait_ready(&self, sandbox: &RemoteSandbox) -> Result<(), EnvError> {
         if sandbox.started {
             return Ok(());
         }
@@ -392,7 +397,7 @@ impl DaytonaEngine {
 
     /// Deletes the sandboxes of earlier runs on this machine whose process is gone. The
     /// first authenticated call of a run: a refused key is reported here.
-    pub async fn reap_dead_runs(&self) -> Result<usize, EnvError> {
+    pub(crate) async fn reap(&self) -> Result<usize, EnvError> {
         let labels = BTreeMap::from([
             (MANAGED_LABEL.to_string(), "true".to_string()),
             (HOST_LABEL.to_string(), super::hostname()),
@@ -410,7 +415,7 @@ impl DaytonaEngine {
 
     /// Deletes every sandbox helios labelled that also carries `labels` (`key=value`, or
     /// `key` alone); returns how many.
-    pub async fn gc(&self, labels: &[String]) -> Result<usize, EnvError> {
+    pub(crate) async fn collect(&self, labels: &[String]) -> Result<usize, EnvError> {
         let mut filter = BTreeMap::from([(MANAGED_LABEL.to_string(), "true".to_string())]);
         let mut keys = Vec::new();
         for label in labels {
@@ -528,5 +533,96 @@ mod tests {
             None,
             "resources need a build, not a snapshot"
         );
+    }
+}
+
+#[async_trait::async_trait]
+impl Environment for DaytonaEngine {
+    fn provider(&self) -> Provider {
+        Provider::Daytona
+    }
+
+    fn builds_images(&self) -> bool {
+        false
+    }
+
+    async fn image_exists(&self, _tag: &str) -> Result<bool, EnvError> {
+        // Daytona builds each sandbox's image from the Dockerfile's text itself.
+        Ok(false)
+    }
+
+    async fn ensure_image(&self, _image: &str) -> Result<(), EnvError> {
+        Ok(())
+    }
+
+    async fn build(&self, spec: &BuildSpec<'_>) -> Result<(), EnvError> {
+        Err(EnvError::Unsupported(format!(
+            "Daytona builds `{}` itself, from the Dockerfile, when a sandbox is made",
+            spec.tag
+        )))
+    }
+
+    async fn create(
+        &self,
+        spec: &EnvSpec,
+        cancel: &CancellationToken,
+    ) -> Result<Instance, EnvError> {
+        let sandbox = self.create_sandbox(spec, cancel).await?;
+        Ok(Instance::new(DaytonaInstance {
+            engine: self.clone(),
+            sandbox,
+        }))
+    }
+
+    async fn reap_dead_runs(&self) -> Result<usize, EnvError> {
+        self.reap().await
+    }
+
+    async fn gc(&self, labels: &[String]) -> Result<Collected, EnvError> {
+        Ok(Collected {
+            instances: self.collect(labels).await?,
+            images: 0,
+        })
+    }
+}
+
+/// A trial's sandbox, with the connection that made it.
+struct DaytonaInstance {
+    engine: DaytonaEngine,
+    sandbox: RemoteSandbox,
+}
+
+#[async_trait::async_trait]
+impl Sandbox for DaytonaInstance {
+    fn id(&self) -> &str {
+        self.sandbox.id()
+    }
+
+    fn provider(&self) -> Provider {
+        Provider::Daytona
+    }
+
+    async fn ready(&self) -> Result<(), EnvError> {
+        self.engine.wait_ready(&self.sandbox).await
+    }
+
+    async fn exec(&self, spec: &ExecSpec) -> Result<ExecOutput, EnvError> {
+        self.engine.exec_in(&self.sandbox, spec).await
+    }
+
+    async fn upload_archive(&self, archive: Vec<u8>) -> Result<(), EnvError> {
+        self.engine.upload_to(&self.sandbox, archive).await
+    }
+
+    async fn download_dir(
+        &self,
+        path: &str,
+        dest: &Path,
+    ) -> Result<tarball::UnpackStats, EnvError> {
+        self.engine.download_from(&self.sandbox, path, dest).await
+    }
+
+    async fn remove(&self) -> Result<(), EnvError> {
+        self.engine.delete(self.sandbox.id()).await
     }
 }

@@ -14,7 +14,7 @@ use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 
 use super::api::{ExecuteRequest, ExecuteResponse, Replay, ToolboxProxyUrl, to_env};
-use super::{DaytonaEngine, Sandbox};
+use super::{DaytonaEngine, RemoteSandbox};
 use crate::env::{EnvError, ExecOutput, ExecSpec, shell_quote, tarball};
 
 /// Most bytes of output kept from one command; the rest is cut.
@@ -37,7 +37,7 @@ k "$p""#;
 
 impl DaytonaEngine {
     /// The sandbox's toolbox base URL.
-    async fn toolbox(&self, sandbox: &Sandbox) -> Result<String, EnvError> {
+    async fn toolbox(&self, sandbox: &RemoteSandbox) -> Result<String, EnvError> {
         sandbox
             .toolbox
             .get_or_try_init(|| async {
@@ -71,7 +71,11 @@ impl DaytonaEngine {
     /// Runs `bash -c COMMAND` with the spec's directory and environment. Standard output
     /// and standard error come back together, in `stdout`. Past the deadline the toolbox
     /// kills the command; helios then kills what is left of its process tree.
-    pub async fn exec(&self, sandbox: &Sandbox, spec: &ExecSpec) -> Result<ExecOutput, EnvError> {
+    pub(crate) async fn exec_in(
+        &self,
+        sandbox: &RemoteSandbox,
+        spec: &ExecSpec,
+    ) -> Result<ExecOutput, EnvError> {
         let pid_file = format!("/tmp/.helios-exec-{}", self.next());
         match self.execute(sandbox, spec, &pid_file).await? {
             Some(output) => Ok(output),
@@ -89,7 +93,7 @@ impl DaytonaEngine {
     /// One command through the toolbox; `None` when its time ran out.
     async fn execute(
         &self,
-        sandbox: &Sandbox,
+        sandbox: &RemoteSandbox,
         spec: &ExecSpec,
         pid_file: &str,
     ) -> Result<Option<ExecOutput>, EnvError> {
@@ -146,7 +150,7 @@ impl DaytonaEngine {
         }))
     }
 
-    async fn kill_tree(&self, sandbox: &Sandbox, pid_file: &str) -> Result<(), EnvError> {
+    async fn kill_tree(&self, sandbox: &RemoteSandbox, pid_file: &str) -> Result<(), EnvError> {
         let spec = ExecSpec {
             command: format!(
                 "sh -c {} helios-kill {}",
@@ -163,9 +167,9 @@ impl DaytonaEngine {
     }
 
     /// Unpacks a tar archive at `/`: uploaded as a file, then `tar -xf` in the sandbox.
-    pub async fn upload_archive(
+    pub(crate) async fn upload_to(
         &self,
-        sandbox: &Sandbox,
+        sandbox: &RemoteSandbox,
         archive: Vec<u8>,
     ) -> Result<(), EnvError> {
         let path = format!("/tmp/.helios-upload-{}.tar", self.next());
@@ -200,9 +204,9 @@ impl DaytonaEngine {
 
     /// Copies the sandbox's directory `path` into the host directory `dest`: packed with
     /// `tar -cf` in the sandbox, downloaded, unpacked here.
-    pub async fn download_dir(
+    pub(crate) async fn download_from(
         &self,
-        sandbox: &Sandbox,
+        sandbox: &RemoteSandbox,
         path: &str,
         dest: &Path,
     ) -> Result<tarball::UnpackStats, EnvError> {
@@ -252,19 +256,19 @@ impl DaytonaEngine {
         let path = path.to_string();
         tokio::task::spawn_blocking(move || tarball::unpack_stripped(bytes.as_ref(), &dest))
             .await
-            .map_err(|e| EnvError::Io(e.to_string()))?
-            .map_err(|e| EnvError::Io(format!("unpacking `{path}`: {e}")))
+            .map_err(|e| EnvError::io(format!("unpacking `{path}`"), std::io::Error::other(e)))?
+            .map_err(|e| EnvError::io(format!("unpacking `{path}`"), e))
     }
 
     /// Runs a helper command that must succeed.
     async fn must_run(
         &self,
-        sandbox: &Sandbox,
+        sandbox: &RemoteSandbox,
         command: String,
         what: &str,
     ) -> Result<(), EnvError> {
         let output = self
-            .exec(
+            .exec_in(
                 sandbox,
                 &ExecSpec {
                     command,

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::TrialStatus;
+use crate::env::Provider;
+pub use crate::events::now_rfc3339;
+use crate::events::{ErrorKind, Phase, TrialStatus};
 
 /// The format version of `result.json`.
 pub const RESULT_FORMAT: u32 = 1;
@@ -13,14 +15,14 @@ pub const RESULT_FORMAT: u32 = 1;
 /// A typed error, as recorded: a stable `kind` and a message for people.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorInfo {
-    pub kind: String,
+    pub kind: ErrorKind,
     pub message: String,
 }
 
 impl ErrorInfo {
-    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> ErrorInfo {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ErrorInfo {
         ErrorInfo {
-            kind: kind.into(),
+            kind,
             message: message.into(),
         }
     }
@@ -29,7 +31,7 @@ impl ErrorInfo {
 /// When a phase of the trial started and how long it took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhaseTiming {
-    pub phase: String,
+    pub phase: Phase,
     /// RFC 3339, UTC.
     pub started_at: String,
     pub seconds: f64,
@@ -73,7 +75,7 @@ pub struct TrialResult {
     pub image: String,
     /// Where the trial ran.
     #[serde(default)]
-    pub provider: crate::env::Provider,
+    pub provider: Provider,
     /// The id of the trial's Docker container, or of its Daytona sandbox.
     pub container: Option<String>,
     /// Infrastructure failures before the attempt that produced this result.
@@ -86,13 +88,14 @@ pub struct TrialResult {
 }
 
 impl TrialResult {
+    /// Records how the trial failed (a later failure replaces an earlier one).
+    pub fn fail(&mut self, status: TrialStatus, kind: ErrorKind, message: impl Into<String>) {
+        self.status = status;
+        self.error = Some(ErrorInfo::new(kind, message));
+    }
+
     /// Passed means a primary reward of at least 1.
     pub fn passed(&self) -> bool {
         self.reward.is_some_and(|r| r >= 1.0)
     }
-}
-
-/// The current time as RFC 3339 with milliseconds.
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }

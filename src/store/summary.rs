@@ -67,7 +67,9 @@ impl Summary {
                 sums[i].1 += 1;
             }
             if let Some(error) = &result.error {
-                *row.errors.entry(error.kind.clone()).or_default() += 1;
+                *row.errors
+                    .entry(error.kind.as_str().to_string())
+                    .or_default() += 1;
             }
             if let Some(cost) = result.cost_usd {
                 row.cost_usd = Some(row.cost_usd.unwrap_or(0.0) + cost);

@@ -1,0 +1,343 @@
+//! An in-memory environment for tests of everything above `env`: sandboxes are maps of
+//! files, commands are answered by a script the test gives, and time passes on tokio's
+//! clock (so a paused clock makes a whole run instant and deterministic). It records what
+//! was asked of it, so a test can check bounds, retries and clean-up.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    BuildSpec, Collected, EnvError, EnvSpec, Environment, ExecOutput, ExecSpec, Instance, Provider,
+    Sandbox, tarball,
+};
+
+/// A command a fake sandbox was asked to run, as its script sees it.
+#[derive(Debug, Clone)]
+pub struct FakeCall {
+    /// The sandbox's id (`fake-1`, `fake-2`, … in order of creation).
+    pub sandbox: String,
+    pub command: String,
+    pub env: BTreeMap<String, String>,
+    /// The image the sandbox was made from.
+    pub image: String,
+}
+
+/// What a fake command does.
+#[derive(Debug, Clone, Default)]
+pub struct FakeReply {
+    /// How long it runs (on tokio's clock); past the call's deadline it is killed.
+    pub takes: Duration,
+    pub exit_code: i64,
+    pub stdout: String,
+    /// Files it writes in the sandbox (absolute paths), once it has run.
+    pub writes: Vec<(String, String)>,
+    /// The environment fails instead (the call never answers).
+    pub fails: Option<EnvError>,
+}
+
+impl FakeReply {
+    /// Exits 0 at once.
+    pub fn ok() -> FakeReply {
+        FakeReply::default()
+    }
+
+    pub fn taking(mut self, takes: Duration) -> FakeReply {
+        self.takes = takes;
+        self
+    }
+
+    pub fn writing(mut self, path: &str, content: &str) -> FakeReply {
+        self.writes.push((path.to_string(), content.to_string()));
+        self
+    }
+
+    pub fn exiting(mut self, code: i64) -> FakeReply {
+        self.exit_code = code;
+        self
+    }
+
+    pub fn failing(error: EnvError) -> FakeReply {
+        FakeReply {
+            fails: Some(error),
+            ..FakeReply::default()
+        }
+    }
+}
+
+type ExecScript = dyn Fn(&FakeCall) -> FakeReply + Send + Sync;
+type CreateScript = dyn Fn(usize) -> Result<(), EnvError> + Send + Sync;
+
+/// What the fake was asked to do, for a test to check.
+#[derive(Debug, Clone, Default)]
+pub struct FakeRecord {
+    /// Create calls, failed ones included.
+    pub create_calls: usize,
+    pub created: usize,
+    pub removed: usize,
+    /// The most sandboxes that existed at once.
+    pub most_at_once: usize,
+    pub builds: Vec<String>,
+    /// Every command, with the id of its sandbox and when it started (tokio's clock,
+    /// from the fake's creation).
+    pub commands: Vec<(String, String, Duration)>,
+}
+
+struct FakeState {
+    exec: Box<ExecScript>,
+    create: Box<CreateScript>,
+    builds_fail: Option<EnvError>,
+    record: Mutex<FakeRecord>,
+    live: AtomicUsize,
+    started: tokio::time::Instant,
+}
+
+/// The fake provider. It presents itself as Docker, so a plan needs no change to use it.
+#[derive(Clone)]
+pub struct FakeEngine {
+    state: Arc<FakeState>,
+}
+
+impl Default for FakeEngine {
+    fn default() -> Self {
+        FakeEngine::new(|_| FakeReply::ok())
+    }
+}
+
+impl FakeEngine {
+    /// A fake whose commands are answered by `exec`.
+    pub fn new(exec: impl Fn(&FakeCall) -> FakeReply + Send + Sync + 'static) -> FakeEngine {
+        FakeEngine {
+            state: Arc::new(FakeState {
+                exec: Box::new(exec),
+                create: Box::new(|_| Ok(())),
+                builds_fail: None,
+                record: Mutex::new(FakeRecord::default()),
+                live: AtomicUsize::new(0),
+                started: tokio::time::Instant::now(),
+            }),
+        }
+    }
+
+    /// Makes create call number `n` (from 0) answer with `create(n)`.
+    pub fn on_create(
+        self,
+        create: impl Fn(usize) -> Result<(), EnvError> + Send + Sync + 'static,
+    ) -> FakeEngine {
+        self.rebuilt(|state| state.create = Box::new(create))
+    }
+
+    /// Makes every image build fail with `error`.
+    pub fn failing_builds(self, error: EnvError) -> FakeEngine {
+        self.rebuilt(|state| state.builds_fail = Some(error))
+    }
+
+    fn rebuilt(self, change: impl FnOnce(&mut FakeState)) -> FakeEngine {
+        let mut state = Arc::try_unwrap(self.state)
+            .unwrap_or_else(|_| panic!("configure a FakeEngine before sharing it"));
+        change(&mut state);
+        FakeEngine {
+            state: Arc::new(state),
+        }
+    }
+
+    /// What it was asked so far.
+    pub fn record(&self) -> FakeRecord {
+        self.state.record.lock().expect("fake record").clone()
+    }
+
+    /// Sandboxes that exist now.
+    pub fn live(&self) -> usize {
+        self.state.live.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Environment for FakeEngine {
+    fn provider(&self) -> Provider {
+        Provider::Docker
+    }
+
+    fn builds_images(&self) -> bool {
+        true
+    }
+
+    async fn image_exists(&self, _tag: &str) -> Result<bool, EnvError> {
+        Ok(false)
+    }
+
+    async fn ensure_image(&self, _image: &str) -> Result<(), EnvError> {
+        Ok(())
+    }
+
+    async fn build(&self, spec: &BuildSpec<'_>) -> Result<(), EnvError> {
+        self.state
+            .record
+            .lock()
+            .expect("fake record")
+            .builds
+            .push(spec.tag.to_string());
+        match &self.state.builds_fail {
+            Some(error) => Err(error.clone()),
+            None => spec
+                .log
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(spec.log, format!("fake build of {}\n", spec.tag)))
+                .map_err(|e| EnvError::io(format!("writing `{}`", spec.log.display()), e)),
+        }
+    }
+
+    async fn create(
+        &self,
+        spec: &EnvSpec,
+        _cancel: &CancellationToken,
+    ) -> Result<Instance, EnvError> {
+        let call = {
+            let mut record = self.state.record.lock().expect("fake record");
+            record.create_calls += 1;
+            record.create_calls - 1
+        };
+        (self.state.create)(call)?;
+        let live = self.state.live.fetch_add(1, Ordering::SeqCst) + 1;
+        let id = {
+            let mut record = self.state.record.lock().expect("fake record");
+            record.created += 1;
+            record.most_at_once = record.most_at_once.max(live);
+            format!("fake-{}", record.created)
+        };
+        Ok(Instance::new(FakeSandbox {
+            id,
+            image: spec.image.clone(),
+            state: self.state.clone(),
+            files: Mutex::new(BTreeMap::new()),
+            removed: Mutex::new(false),
+        }))
+    }
+
+    async fn reap_dead_runs(&self) -> Result<usize, EnvError> {
+        Ok(0)
+    }
+
+    async fn gc(&self, _labels: &[String]) -> Result<Collected, EnvError> {
+        Ok(Collected::default())
+    }
+}
+
+struct FakeSandbox {
+    id: String,
+    image: String,
+    state: Arc<FakeState>,
+    files: Mutex<BTreeMap<String, Vec<u8>>>,
+    removed: Mutex<bool>,
+}
+
+#[async_trait]
+impl Sandbox for FakeSandbox {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn provider(&self) -> Provider {
+        Provider::Docker
+    }
+
+    async fn exec(&self, spec: &ExecSpec) -> Result<ExecOutput, EnvError> {
+        let call = FakeCall {
+            sandbox: self.id.clone(),
+            command: spec.command.clone(),
+            env: spec.env.clone(),
+            image: self.image.clone(),
+        };
+        self.state
+            .record
+            .lock()
+            .expect("fake record")
+            .commands
+            .push((
+                self.id.clone(),
+                spec.command.clone(),
+                self.state.started.elapsed(),
+            ));
+        let reply = (self.state.exec)(&call);
+        if let Some(error) = reply.fails {
+            return Err(error);
+        }
+        if let Some(deadline) = spec.deadline.filter(|d| *d < reply.takes) {
+            tokio::time::sleep(deadline).await;
+            return Ok(ExecOutput {
+                exit_code: None,
+                timed_out: true,
+                ..ExecOutput::default()
+            });
+        }
+        tokio::time::sleep(reply.takes).await;
+        let mut files = self.files.lock().expect("fake files");
+        for (path, content) in reply.writes {
+            files.insert(path, content.into_bytes());
+        }
+        Ok(ExecOutput {
+            exit_code: Some(reply.exit_code),
+            stdout: reply.stdout,
+            stderr: String::new(),
+            timed_out: false,
+        })
+    }
+
+    async fn upload_archive(&self, archive: Vec<u8>) -> Result<(), EnvError> {
+        let io = |e: std::io::Error| EnvError::io("unpacking an upload", e);
+        let mut tar = tar::Archive::new(archive.as_slice());
+        let mut files = self.files.lock().expect("fake files");
+        for entry in tar.entries().map_err(io)? {
+            let mut entry = entry.map_err(io)?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let path = format!("/{}", entry.path().map_err(io)?.display());
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).map_err(io)?;
+            files.insert(path, content);
+        }
+        Ok(())
+    }
+
+    async fn download_dir(
+        &self,
+        path: &str,
+        dest: &Path,
+    ) -> Result<tarball::UnpackStats, EnvError> {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        let files = self.files.lock().expect("fake files").clone();
+        let mut stats = tarball::UnpackStats::default();
+        for (file, content) in files.iter() {
+            let Some(relative) = file.strip_prefix(&prefix) else {
+                continue;
+            };
+            let target = dest.join(relative);
+            let io = |e| EnvError::io(format!("writing `{}`", target.display()), e);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            std::fs::write(&target, content).map_err(io)?;
+            stats.files += 1;
+            stats.bytes += content.len() as u64;
+        }
+        Ok(stats)
+    }
+
+    async fn remove(&self) -> Result<(), EnvError> {
+        let mut removed = self.removed.lock().expect("fake removed");
+        if !*removed {
+            *removed = true;
+            self.state.live.fetch_sub(1, Ordering::SeqCst);
+            self.state.record.lock().expect("fake record").removed += 1;
+        }
+        Ok(())
+    }
+}

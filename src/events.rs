@@ -1,0 +1,411 @@
+//! Events: the one typed, serializable contract between the runner and whatever reports on
+//! a run (the progress view, the live viewer, the library's stream), and the vocabulary
+//! they share: trial indexes, phases, statuses and error kinds.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::env::{EnvError, Provider};
+use crate::model::ModelError;
+
+/// A trial's place in its plan (`Plan::trials`), stable for the whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TrialIndex(pub usize);
+
+impl TrialIndex {
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl std::fmt::Display for TrialIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The phases of a trial, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The container or sandbox is made and readied (a desktop started).
+    Environment,
+    Agent,
+    Verifier,
+    /// `/logs` is copied into the trial's directory.
+    Collect,
+    Teardown,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Environment => "environment",
+            Phase::Agent => "agent",
+            Phase::Verifier => "verifier",
+            Phase::Collect => "collect",
+            Phase::Teardown => "teardown",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a trial ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialStatus {
+    /// The agent finished and the verifier gave a reward.
+    Completed,
+    /// The agent or the verifier failed (a typed error is recorded).
+    Failed,
+    /// The agent or the verifier ran out of time.
+    TimedOut,
+    /// Stopped by the user before it ended.
+    Cancelled,
+    /// The infrastructure failed (Docker, a build) after every retry.
+    InfraError,
+}
+
+impl TrialStatus {
+    /// Whether the trial has a result worth keeping: re-applying skips it.
+    pub fn is_final(self) -> bool {
+        !matches!(self, TrialStatus::Cancelled | TrialStatus::InfraError)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialStatus::Completed => "completed",
+            TrialStatus::Failed => "failed",
+            TrialStatus::TimedOut => "timed_out",
+            TrialStatus::Cancelled => "cancelled",
+            TrialStatus::InfraError => "infra_error",
+        }
+    }
+}
+
+impl std::fmt::Display for TrialStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+macro_rules! error_kinds {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )*) => {
+        /// Why a trial did not end with a clean reward, as `result.json` records it (the
+        /// `snake_case` names are the stable, documented strings).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ErrorKind {
+            $( $(#[$doc])* $variant, )*
+            /// A kind this version of helios does not know (a result written by another).
+            #[serde(other)]
+            Unknown,
+        }
+
+        impl ErrorKind {
+            /// Every kind but [`ErrorKind::Unknown`], for documentation and tests.
+            pub const ALL: &'static [ErrorKind] = &[$(ErrorKind::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( ErrorKind::$variant => $name, )*
+                    ErrorKind::Unknown => "unknown",
+                }
+            }
+        }
+    };
+}
+
+error_kinds! {
+    // The environment (never the agent's fault).
+    DockerUnreachable = "docker_unreachable",
+    DockerError = "docker_error",
+    BuildFailed = "build_failed",
+    BuildTimeout = "build_timeout",
+    /// Something the provider cannot do (a prebuilt image on Daytona without a registry).
+    Unsupported = "unsupported",
+    DesktopFailed = "desktop_failed",
+    IoError = "io_error",
+    /// The provider's credentials are missing or were refused.
+    Auth = "auth",
+    DaytonaError = "daytona_error",
+    SandboxNotReady = "sandbox_not_ready",
+    Cancelled = "cancelled",
+    // The agent.
+    NoSolution = "no_solution",
+    AgentTimeout = "agent_timeout",
+    TurnTimeout = "turn_timeout",
+    MaxTurns = "max_turns",
+    TokenLimit = "token_limit",
+    CostLimit = "cost_limit",
+    ToolError = "tool_error",
+    SafetyRefused = "safety_refused",
+    // The agent's model.
+    ModelMissingKey = "model_missing_key",
+    ModelAuth = "model_auth",
+    ModelUnknown = "model_unknown",
+    ContextOverflow = "context_overflow",
+    ModelRateLimited = "model_rate_limited",
+    ModelServerError = "model_server_error",
+    ModelBadRequest = "model_bad_request",
+    ModelMalformedReply = "model_malformed_reply",
+    ModelTimeout = "model_timeout",
+    ModelConnection = "model_connection",
+    // The verifier.
+    VerifierTimeout = "verifier_timeout",
+    RewardMissing = "reward_missing",
+    RewardEmpty = "reward_empty",
+    RewardInvalid = "reward_invalid",
+}
+
+impl ErrorKind {
+    /// Whether the machine or a provider failed rather than the agent: such trials are
+    /// retried, counted apart from agent failures, and make `helios run` exit 5.
+    pub fn is_infrastructure(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::DockerUnreachable
+                | ErrorKind::DockerError
+                | ErrorKind::BuildFailed
+                | ErrorKind::BuildTimeout
+                | ErrorKind::Unsupported
+                | ErrorKind::DesktopFailed
+                | ErrorKind::IoError
+                | ErrorKind::Auth
+                | ErrorKind::DaytonaError
+                | ErrorKind::SandboxNotReady
+        )
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&EnvError> for ErrorKind {
+    fn from(error: &EnvError) -> ErrorKind {
+        match error {
+            EnvError::Unreachable(_) => ErrorKind::DockerUnreachable,
+            EnvError::Engine { .. } => ErrorKind::DockerError,
+            EnvError::BuildFailed { .. } => ErrorKind::BuildFailed,
+            EnvError::BuildTimeout { .. } => ErrorKind::BuildTimeout,
+            EnvError::Unsupported(_) => ErrorKind::Unsupported,
+            EnvError::Desktop(_) => ErrorKind::DesktopFailed,
+            EnvError::Io { .. } => ErrorKind::IoError,
+            EnvError::Auth(_) => ErrorKind::Auth,
+            EnvError::Daytona(_) => ErrorKind::DaytonaError,
+            EnvError::NotReady { .. } => ErrorKind::SandboxNotReady,
+            EnvError::Cancelled => ErrorKind::Cancelled,
+        }
+    }
+}
+
+impl From<&ModelError> for ErrorKind {
+    fn from(error: &ModelError) -> ErrorKind {
+        match error {
+            ModelError::MissingKey { .. } => ErrorKind::ModelMissingKey,
+            ModelError::Auth { .. } => ErrorKind::ModelAuth,
+            ModelError::UnknownModel { .. } => ErrorKind::ModelUnknown,
+            ModelError::ContextOverflow { .. } => ErrorKind::ContextOverflow,
+            ModelError::RateLimited { .. } => ErrorKind::ModelRateLimited,
+            ModelError::Server { .. } => ErrorKind::ModelServerError,
+            ModelError::BadRequest { .. } | ModelError::Unsupported { .. } => {
+                ErrorKind::ModelBadRequest
+            }
+            ModelError::Malformed { .. } => ErrorKind::ModelMalformedReply,
+            ModelError::Timeout { .. } => ErrorKind::ModelTimeout,
+            ModelError::Connection { .. } => ErrorKind::ModelConnection,
+        }
+    }
+}
+
+/// Something that happened during a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// The run begins: how much there is to do.
+    Started {
+        run_dir: PathBuf,
+        trials: usize,
+        to_run: usize,
+        done: usize,
+        builds: usize,
+    },
+    /// Containers or sandboxes left by dead runs on this machine were removed.
+    Reaped {
+        provider: Provider,
+        count: usize,
+    },
+    BuildStarted {
+        tag: String,
+    },
+    BuildFinished {
+        tag: String,
+        outcome: BuildOutcome,
+        seconds: f64,
+    },
+    /// A failed image build that will be tried again after `wait_seconds`.
+    BuildRetry {
+        tag: String,
+        error: String,
+        wait_seconds: f64,
+    },
+    /// A stage's gate let in `admitted` of `tasks` tasks.
+    StageGated {
+        stage: String,
+        admitted: usize,
+        tasks: usize,
+    },
+    TrialStarted {
+        index: TrialIndex,
+        label: String,
+    },
+    /// A trial entered a phase.
+    TrialPhase {
+        index: TrialIndex,
+        phase: Phase,
+    },
+    /// A model-driven agent received its model's reply number `turn`.
+    AgentTurn {
+        index: TrialIndex,
+        turn: u32,
+    },
+    /// A model-driven agent said something.
+    AgentText {
+        index: TrialIndex,
+        text: String,
+    },
+    /// A model-driven agent called a tool.
+    ToolCall {
+        index: TrialIndex,
+        name: String,
+        input: serde_json::Value,
+    },
+    /// A tool call's result, as the model sees it.
+    ToolResult {
+        index: TrialIndex,
+        name: String,
+        output: String,
+        is_error: bool,
+        /// Images it carried (a computer-use screenshot), relative to the trial's
+        /// `agent/` directory.
+        images: Vec<String>,
+    },
+    /// An infrastructure failure that will be retried after `wait_seconds`.
+    TrialRetry {
+        index: TrialIndex,
+        label: String,
+        kind: ErrorKind,
+        error: String,
+        wait_seconds: f64,
+    },
+    /// A trial's container or sandbox could not be removed: it is left running.
+    TeardownFailed {
+        index: TrialIndex,
+        label: String,
+        provider: Provider,
+        /// The container or sandbox id, to remove it by hand.
+        id: String,
+        error: String,
+    },
+    TrialFinished {
+        index: TrialIndex,
+        label: String,
+        status: TrialStatus,
+        reward: Option<f64>,
+        error_kind: Option<ErrorKind>,
+    },
+    /// A trial that was not started because it was done, gated out or cancelled.
+    TrialSkipped {
+        index: TrialIndex,
+        reason: SkipReason,
+    },
+    /// The first Ctrl-C: running trials stop and clean up.
+    Cancelling,
+    Finished,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildOutcome {
+    Built,
+    /// The image with this digest already existed.
+    Cached,
+    Failed,
+    /// Every trial using it was already done.
+    NotNeeded,
+    /// Its trials run on a provider that builds the image itself (Daytona).
+    Remote,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    Done,
+    GatedOut,
+    Cancelled,
+}
+
+/// The current time as RFC 3339 with milliseconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_final_statuses_count_as_done() {
+        assert!(TrialStatus::Completed.is_final());
+        assert!(TrialStatus::Failed.is_final());
+        assert!(TrialStatus::TimedOut.is_final());
+        assert!(!TrialStatus::Cancelled.is_final());
+        assert!(!TrialStatus::InfraError.is_final());
+    }
+
+    #[test]
+    fn error_kinds_serialize_as_their_documented_names() {
+        for kind in ErrorKind::ALL {
+            let json = serde_json::to_string(kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            let back: ErrorKind = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, *kind);
+        }
+    }
+
+    #[test]
+    fn an_error_kind_from_a_newer_helios_reads_as_unknown() {
+        let kind: ErrorKind = serde_json::from_str("\"quota_exceeded\"").unwrap();
+        assert_eq!(kind, ErrorKind::Unknown);
+    }
+
+    #[test]
+    fn a_failed_desktop_start_is_infrastructure_for_apply_and_run_alike() {
+        let kind = ErrorKind::from(&EnvError::Desktop("no Xvfb".into()));
+        assert!(kind.is_infrastructure());
+        assert!(!ErrorKind::AgentTimeout.is_infrastructure());
+        assert!(!ErrorKind::Cancelled.is_infrastructure());
+    }
+
+    #[test]
+    fn events_serialize_with_their_name_as_a_tag() {
+        let event = RunEvent::TrialPhase {
+            index: TrialIndex(3),
+            phase: Phase::Verifier,
+        };
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            serde_json::json!({"event": "trial_phase", "index": 3, "phase": "verifier"})
+        );
+    }
+}

@@ -1,0 +1,545 @@
+//! The dispatcher and trial lifecycle on the in-memory environment, on tokio's paused
+//! clock: no Docker, no sleeps, and time that passes only as the fake says.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::env::fake::{FakeCall, FakeEngine, FakeReply};
+use crate::events::ErrorKind;
+use crate::manifest::load_pipeline;
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A scratch project with `tasks` tasks (`t0`, `t1`, …) whose `task.toml` is `task_toml`,
+/// each with a solution, and a pipeline whose body follows a `[pipeline]` table naming
+/// the output directory.
+fn project(tasks: usize, task_toml: &str, pipeline: &str) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    for t in 0..tasks {
+        let dir = root.path().join(format!("tasks/t{t}"));
+        write(&dir.join("task.toml"), task_toml);
+        write(&dir.join("instruction.md"), "Write the file.\n");
+        write(
+            &dir.join("environment/Dockerfile"),
+            "FROM debian:bookworm-slim\n",
+        );
+        write(
+            &dir.join("tests/test.sh"),
+            "echo 1 > /logs/verifier/reward.txt\n",
+        );
+        write(&dir.join("solution/solve.sh"), "touch /app/done\n");
+    }
+    let path = root.path().join("pipeline.toml");
+    write(
+        &path,
+        &format!(
+            "[pipeline]\nname = \"p\"\noutput_dir = \"runs\"\n{pipeline}\n\n[[tasks]]\npath = \"tasks/*\"\n"
+        ),
+    );
+    (root, path)
+}
+
+/// Oracle runs pass, nop runs fail: the verifier rewards what the solution did.
+fn honest(call: &FakeCall) -> FakeReply {
+    if call.command.contains("/solution/solve.sh") {
+        FakeReply::ok()
+            .taking(Duration::from_secs(10))
+            .writing("/app/done", "")
+    } else if call.command.contains("/tests/test.sh") {
+        FakeReply::ok().taking(Duration::from_secs(5))
+    } else {
+        FakeReply::ok()
+    }
+}
+
+struct Ran {
+    outcome: RunOutcome,
+    events: Vec<RunEvent>,
+}
+
+impl Ran {
+    fn results(&self) -> Vec<&crate::store::trial::TrialResult> {
+        self.outcome.results().collect()
+    }
+}
+
+/// Runs the pipeline at `path` on `fake`, cancelling with `cancel`.
+async fn run_on(
+    path: &Path,
+    fake: &FakeEngine,
+    options: ApplyOptions,
+    cancel: CancellationToken,
+) -> Ran {
+    let pipeline = load_pipeline(path)
+        .unwrap_or_else(|e| panic!("{}", e.report))
+        .value;
+    let plan = Plan::of(&pipeline).unwrap();
+    let engines = BTreeMap::from([(Provider::Docker, Engine::new(fake.clone()))]);
+    let run = Run::with_engines(&pipeline, plan, options, engines).unwrap();
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let outcome = run.execute(cancel, sender).await.unwrap();
+    Ran {
+        outcome,
+        events: drain(receiver),
+    }
+}
+
+fn drain(mut receiver: UnboundedReceiver<RunEvent>) -> Vec<RunEvent> {
+    let mut events = Vec::new();
+    while let Ok(event) = receiver.try_recv() {
+        events.push(event);
+    }
+    events
+}
+
+/// The verifier writes a reward of 1 when the solution ran, else 0.
+fn rewarding(fake_files: Arc<Mutex<BTreeMap<String, bool>>>) -> impl Fn(&FakeCall) -> FakeReply {
+    move |call| {
+        let mut solved = fake_files.lock().unwrap();
+        if call.command.contains("/solution/solve.sh") {
+            solved.insert(call.sandbox.clone(), true);
+            return honest(call);
+        }
+        if call.command.contains("/tests/test.sh") {
+            let reward = if solved.get(&call.sandbox).copied().unwrap_or(false) {
+                "1"
+            } else {
+                "0"
+            };
+            return honest(call).writing("/logs/verifier/reward.txt", reward);
+        }
+        honest(call)
+    }
+}
+
+fn rewarding_fake() -> FakeEngine {
+    FakeEngine::new(rewarding(Arc::default()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn oracle_passes_and_nop_fails_on_the_fake_environment() {
+    let (_root, path) = project(
+        2,
+        "",
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\", \"nop\"]",
+    );
+    let fake = rewarding_fake();
+    let ran = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let rewards: Vec<(String, Option<f64>)> = ran
+        .results()
+        .iter()
+        .map(|r| (format!("{}/{}", r.task, r.agent), r.reward))
+        .collect();
+    assert_eq!(
+        rewards,
+        [
+            ("t0/oracle".to_string(), Some(1.0)),
+            ("t1/oracle".to_string(), Some(1.0)),
+            ("t0/nop".to_string(), Some(0.0)),
+            ("t1/nop".to_string(), Some(0.0)),
+        ]
+    );
+    assert_eq!(ran.outcome.ran, 4);
+    let record = fake.record();
+    assert_eq!(
+        (record.created, record.removed),
+        (4, 4),
+        "every sandbox removed"
+    );
+    assert_eq!(
+        record.builds.len(),
+        1,
+        "one image for two identical environments"
+    );
+    for trial in &ran.outcome.trials {
+        assert!(trial.dir.join("result.json").is_file(), "{:?}", trial.dir);
+    }
+    assert!(matches!(ran.events.last(), Some(RunEvent::Finished)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_more_trials_at_once_than_the_concurrency_bound() {
+    let (_root, path) = project(
+        6,
+        "",
+        "concurrency = 2\n[[stages]]\nname = \"s\"\nagents = [\"oracle\"]\nattempts = 2",
+    );
+    let fake = rewarding_fake();
+    let ran = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(ran.results().len(), 12);
+    let record = fake.record();
+    assert_eq!(
+        record.most_at_once, 2,
+        "the bound is reached and never passed"
+    );
+    assert_eq!(record.created, 12);
+    let overridden = ApplyOptions {
+        concurrency: Some(5),
+        ..ApplyOptions::default()
+    };
+    let (_root, path) = project(
+        6,
+        "",
+        "[[stages]]\nname = \"s\"\nagents = [\"nop\"]\nattempts = 2",
+    );
+    let fake = rewarding_fake();
+    run_on(&path, &fake, overridden, CancellationToken::new()).await;
+    assert_eq!(fake.record().most_at_once, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gated_stage_runs_only_the_tasks_whose_oracle_passed() {
+    let (_root, path) = project(
+        3,
+        "",
+        r#"
+[[stages]]
+name = "sanity"
+agents = ["oracle"]
+
+[[stages]]
+name = "eval"
+needs = ["sanity"]
+gate = { stage = "sanity" }
+agents = ["nop"]
+"#,
+    );
+    // The oracle of t1 fails: its solution exits 1 and solves nothing.
+    let solved: Arc<Mutex<BTreeMap<String, bool>>> = Arc::default();
+    let honest_rewards = rewarding(solved.clone());
+    let fake = FakeEngine::new(move |call| {
+        if call.command.contains("/solution/solve.sh") && call.sandbox == "fake-2" {
+            return FakeReply::ok().exiting(1);
+        }
+        honest_rewards(call)
+    });
+    let ran = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let eval: Vec<&str> = ran
+        .results()
+        .iter()
+        .filter(|r| r.stage == "eval")
+        .map(|r| r.task.as_str())
+        .collect();
+    assert_eq!(eval, ["t0", "t2"]);
+    assert_eq!(ran.outcome.gated_out, 1);
+    assert!(ran.events.iter().any(|e| matches!(
+        e,
+        RunEvent::StageGated { stage, admitted: 2, tasks: 3 } if stage == "eval"
+    )));
+    // The gate waited for every sanity trial: no eval sandbox before the last sanity one.
+    let record = fake.record();
+    let first_eval = record
+        .commands
+        .iter()
+        .position(|(id, _, _)| id == "fake-4")
+        .unwrap();
+    assert!(
+        record.commands[..first_eval]
+            .iter()
+            .all(|(id, _, _)| id != "fake-4")
+    );
+    let last_sanity = record
+        .commands
+        .iter()
+        .rposition(|(id, _, _)| id == "fake-3")
+        .unwrap();
+    assert!(last_sanity < first_eval);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_infrastructure_failure_is_retried_with_backoff_and_counted_apart() {
+    let (_root, path) = project(2, "", "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]");
+    // The first two creates fail as an engine hiccup; t1's trial then runs normally.
+    let fake = rewarding_fake().on_create(|n| {
+        if n < 2 {
+            Err(EnvError::engine("connection reset"))
+        } else {
+            Ok(())
+        }
+    });
+    let options = ApplyOptions {
+        concurrency: Some(1),
+        retries: 2,
+        ..ApplyOptions::default()
+    };
+    let started = tokio::time::Instant::now();
+    let ran = run_on(&path, &fake, options, CancellationToken::new()).await;
+    let results = ran.results();
+    assert_eq!(
+        results[0].status,
+        TrialStatus::Completed,
+        "{:#?}",
+        results[0]
+    );
+    assert_eq!(fake.record().create_calls, 4, "{:#?}", ran.events);
+    assert_eq!(results[0].reward, Some(1.0));
+    assert_eq!(
+        results[0].retried.len(),
+        2,
+        "two failures before the attempt that ran"
+    );
+    assert_eq!(results[0].retried[0].error.kind, ErrorKind::DockerError);
+    let waits: Vec<f64> = ran
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::TrialRetry { wait_seconds, .. } => Some(*wait_seconds),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waits.len(), 2);
+    assert!(
+        waits[0] >= 2.0,
+        "the first retry waits the policy's minimum: {waits:?}"
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        elapsed >= waits.iter().sum::<f64>(),
+        "the waits really passed: {elapsed}"
+    );
+    assert_eq!(ran.outcome.infrastructure_errors(), 0);
+
+    // Past the retries, the failure is the trial's result, apart from agent failures.
+    let (_root, path) = project(
+        2,
+        "",
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\", \"nop\"]",
+    );
+    let fake = rewarding_fake().on_create(|n| {
+        if n < 3 {
+            Err(EnvError::engine("connection reset"))
+        } else {
+            Ok(())
+        }
+    });
+    let options = ApplyOptions {
+        concurrency: Some(1),
+        retries: 2,
+        ..ApplyOptions::default()
+    };
+    let ran = run_on(&path, &fake, options, CancellationToken::new()).await;
+    let results = ran.results();
+    assert_eq!(results[0].status, TrialStatus::InfraError);
+    assert_eq!(
+        results[0].error.as_ref().unwrap().kind,
+        ErrorKind::DockerError
+    );
+    assert_eq!(ran.outcome.infrastructure_errors(), 1);
+    assert_eq!(ran.outcome.count(TrialStatus::InfraError), 1);
+    assert_eq!(ran.outcome.summary.rows.len(), 2);
+    let failed_by_agents = results.iter().filter(|r| r.reward == Some(0.0)).count();
+    assert_eq!(
+        failed_by_agents, 2,
+        "nop's rewards of 0 are not infrastructure errors"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_build_that_fails_is_not_retried_and_its_trials_are_infrastructure_errors() {
+    let (_root, path) = project(2, "", "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]");
+    let fake = rewarding_fake().failing_builds(EnvError::BuildFailed {
+        tag: "t".into(),
+        reason: "RUN exited 1".into(),
+        log: "build.log".into(),
+    });
+    let ran = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(
+        fake.record().builds.len(),
+        1,
+        "a failing Dockerfile is built once"
+    );
+    assert_eq!(
+        fake.record().created,
+        0,
+        "no trial starts on an image that is not there"
+    );
+    for result in ran.results() {
+        assert_eq!(result.status, TrialStatus::InfraError);
+        assert_eq!(result.error.as_ref().unwrap().kind, ErrorKind::BuildFailed);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_past_its_timeout_is_stopped_and_the_verifier_still_runs() {
+    let (_root, path) = project(
+        1,
+        "[agent]\ntimeout_sec = 30.0\n",
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = FakeEngine::new(|call| {
+        if call.command.contains("/solution/solve.sh") {
+            FakeReply::ok().taking(Duration::from_secs(3600))
+        } else if call.command.contains("/tests/test.sh") {
+            FakeReply::ok().writing("/logs/verifier/reward.txt", "0")
+        } else {
+            FakeReply::ok()
+        }
+    });
+    let started = tokio::time::Instant::now();
+    let ran = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let result = ran.results()[0];
+    assert_eq!(result.status, TrialStatus::TimedOut);
+    assert_eq!(result.error.as_ref().unwrap().kind, ErrorKind::AgentTimeout);
+    assert_eq!(
+        result.reward,
+        Some(0.0),
+        "the verifier ran after the timeout"
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(30) && elapsed < Duration::from_secs(3600),
+        "stopped at its limit: {elapsed:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verifier_past_its_timeout_ends_the_trial_timed_out() {
+    let (_root, path) = project(
+        1,
+        "[verifier]\ntimeout_sec = 60.0\n",
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = FakeEngine::new(|call| {
+        if call.command.contains("/tests/test.sh") {
+            FakeReply::ok()
+                .taking(Duration::from_secs(600))
+                .writing("/logs/verifier/reward.txt", "1")
+        } else {
+            FakeReply::ok()
+        }
+    });
+    let ran = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let result = ran.results()[0];
+    assert_eq!(result.status, TrialStatus::TimedOut);
+    assert_eq!(
+        result.error.as_ref().unwrap().kind,
+        ErrorKind::VerifierTimeout
+    );
+    assert_eq!(
+        result.reward, None,
+        "no reward from a verifier that was killed"
+    );
+    assert_eq!(fake.live(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_stops_running_trials_starts_no_more_and_removes_every_sandbox() {
+    let (_root, path) = project(
+        4,
+        "",
+        "concurrency = 2\n[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = FakeEngine::new(|call| {
+        if call.command.contains("/solution/solve.sh") {
+            FakeReply::ok().taking(Duration::from_secs(100))
+        } else {
+            FakeReply::ok()
+        }
+    });
+    let cancel = CancellationToken::new();
+    let cancelling = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(50)).await;
+        cancelling.cancel();
+    });
+    let ran = run_on(&path, &fake, ApplyOptions::default(), cancel).await;
+    assert!(ran.outcome.cancelled);
+    let results = ran.results();
+    assert_eq!(results.len(), 2, "the two running trials end as results");
+    assert!(results.iter().all(|r| r.status == TrialStatus::Cancelled));
+    assert_eq!(
+        ran.outcome.not_started, 2,
+        "the two queued trials never start"
+    );
+    let record = fake.record();
+    assert_eq!(record.created, 2);
+    assert_eq!(record.removed, 2);
+    assert_eq!(fake.live(), 0);
+    assert_eq!(
+        ran.events
+            .iter()
+            .filter(|e| matches!(
+                e,
+                RunEvent::TrialSkipped {
+                    reason: SkipReason::Cancelled,
+                    ..
+                }
+            ))
+            .count(),
+        2
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_run_skips_what_is_done_and_reruns_what_was_cancelled() {
+    let (_root, path) = project(2, "", "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]");
+    let fake = rewarding_fake();
+    let first = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(first.outcome.ran, 2);
+    let again = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!((again.outcome.ran, again.outcome.already_done), (0, 2));
+    assert_eq!(
+        again.outcome.trials.len(),
+        2,
+        "done results are part of the outcome"
+    );
+    assert!(again.outcome.trials.iter().all(|t| !t.ran_now));
+    assert_eq!(fake.record().created, 2, "nothing ran the second time");
+}
