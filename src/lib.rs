@@ -17,6 +17,7 @@ pub mod report;
 pub mod results;
 pub mod retry;
 pub mod runner;
+pub mod template;
 pub mod verify;
 pub mod view;
 
