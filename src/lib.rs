@@ -18,6 +18,7 @@ pub mod report;
 pub mod retry;
 pub mod runner;
 pub mod store;
+pub mod template;
 pub mod verify;
 pub mod view;
 

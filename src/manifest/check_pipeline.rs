@@ -1,35 +1,28 @@
 //! Checks of a pipeline beyond its schema: references, stage cycles, gates, prompt templates.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::DiGraph;
+use serde_json::Value;
 
 use super::check_task::env_syntax;
 use super::discover::{compile_filters, report_unmatched};
 use super::document::{Document, pointer_push};
 use super::model_id::{ModelId, ModelIdError, ModelProvider};
-use super::pipeline::PipelineManifest;
+use super::pipeline::{AgentSpec, PipelineManifest};
 use crate::agent::AgentKind;
 use crate::diagnostic::{Code, Diagnostic, Report, suggestion_hint};
 use crate::model::scripted::Script;
+use crate::template::{
+    self, AgentContext, LimitsContext, ModelContext, Problem, PromptContext, TaskContext,
+    TemplateError,
+};
 
 /// Agents every pipeline has without declaring them.
 pub const BUILTIN_AGENTS: [&str; 2] = ["oracle", "nop"];
-
-/// The names a prompt template may use at its top level.
-pub const TEMPLATE_CONTEXT: [&str; 8] = [
-    "instruction",
-    "task",
-    "vars",
-    "params",
-    "limits",
-    "agent",
-    "model",
-    "stage",
-];
 
 pub(crate) struct PipelineCheck<'a> {
     pub file: &'a Path,
@@ -37,6 +30,8 @@ pub(crate) struct PipelineCheck<'a> {
     pub doc: &'a Document,
     pub manifest: &'a PipelineManifest,
     pub task_names: &'a [String],
+    /// The tasks that loaded, whose metadata the sample contexts of prompt templates use.
+    pub tasks: &'a [Option<super::TaskDir>],
 }
 
 impl PipelineCheck<'_> {
@@ -206,16 +201,22 @@ impl PipelineCheck<'_> {
                     );
                     continue;
                 }
-                self.template(path, &at(field), out, report);
+                let (stand_in, samples) = self.samples(name, agent);
+                self.template(path, &at(field), &stand_in, &samples, out, report);
             }
         }
     }
 
-    /// A prompt template must exist, parse, and use only names the prompt context has.
+    /// A prompt template must exist, parse, use only names the prompt context has, and render
+    /// with `samples`, with the same environment and the same context as a trial renders it.
+    /// With no samples (no stage runs the agent, or no task loaded), only the names are
+    /// checked, against the shape of `stand_in`.
     fn template(
         &self,
         relative: &str,
         pointer: &str,
+        stand_in: &PromptContext,
+        samples: &[PromptContext],
         out: &mut Vec<Diagnostic>,
         report: &mut Report,
     ) {
@@ -240,36 +241,120 @@ impl PipelineCheck<'_> {
         };
         let text: Arc<str> = text.into();
         report.sources.insert(path.clone(), text.clone());
-        let env = minijinja::Environment::new();
-        let name = path.display().to_string();
-        let template = match env.template_from_named_str(&name, &text) {
+        let template = match template::compile(&path.display().to_string(), &text) {
             Ok(t) => t,
             Err(e) => {
-                out.push(template_error(&path, &text, &e));
+                out.push(template_error(&path, &e, None));
                 return;
             }
         };
-        let mut unknown: Vec<String> = template
-            .undeclared_variables(false)
-            .into_iter()
-            .filter(|v| !TEMPLATE_CONTEXT.contains(&v.as_str()))
-            .collect();
-        unknown.sort();
-        for variable in unknown {
-            let span = text
-                .find(&variable)
-                .map_or(0..0, |start| start..start + variable.len());
-            out.push(
-                Diagnostic::error(
-                    Code::Template,
-                    path.clone(),
-                    format!("template uses `{variable}`, which prompts do not have"),
-                )
-                .at(span)
-                .label("undefined")
-                .maybe_hint(suggestion_hint(&variable, TEMPLATE_CONTEXT)),
-            );
+        if samples.is_empty() {
+            let errors = template.check_names(stand_in);
+            out.extend(errors.iter().map(|e| template_error(&path, e, None)));
         }
+        // Every sample, because a trial's data decides some of what a template can use (a
+        // task's metadata, a stage's matrix); the first that fails is enough to report.
+        for sample in samples {
+            let errors = template.check(sample);
+            if !errors.is_empty() {
+                let which = (samples.len() > 1).then_some(sample);
+                out.extend(errors.iter().map(|e| template_error(&path, e, which)));
+                return;
+            }
+        }
+    }
+
+    /// A context of the right shape for agent `name`, and contexts like those its trials will
+    /// render its prompts with: one per stage that runs it, model and task (of distinct
+    /// metadata). Values the manifest does not know (the instruction, a matrix's later values)
+    /// are stand-ins of the right type.
+    fn samples(&self, name: &str, agent: &AgentSpec) -> (PromptContext, Vec<PromptContext>) {
+        let limits = &agent.limits;
+        let stand_in = PromptContext {
+            instruction: "(the task's instruction)".to_string(),
+            task: TaskContext {
+                name: String::new(),
+                metadata: BTreeMap::new(),
+            },
+            vars: self.manifest.vars.clone(),
+            params: BTreeMap::new(),
+            // The defaults of `plan::ResolvedLimits`; only their types matter to a template.
+            limits: LimitsContext {
+                max_turns: limits.max_turns.unwrap_or(10),
+                max_time: limits.max_time.unwrap_or(300.0),
+                timeout_per_turn: limits.timeout_per_turn.unwrap_or(60.0),
+                stop_on_tool_error: limits.stop_on_tool_error.unwrap_or(false),
+                max_tokens: limits.max_tokens,
+                max_cost_usd: limits.max_cost_usd,
+            },
+            agent: AgentContext {
+                name: name.to_string(),
+                kind: agent.kind.as_str().to_string(),
+            },
+            model: ModelContext {
+                name: String::new(),
+                id: String::new(),
+            },
+            stage: String::new(),
+        };
+        let tasks: Vec<&super::TaskDir> = self.tasks.iter().flatten().collect();
+        let mut samples = Vec::new();
+        for stage in self
+            .manifest
+            .stages
+            .iter()
+            .filter(|s| s.agents.iter().any(|a| a == name))
+        {
+            let models = if stage.models.is_empty() {
+                agent.model.as_slice()
+            } else {
+                stage.models.as_slice()
+            };
+            // Invalid globs are reported with the stage; here they just match nothing.
+            let filters: Vec<glob::Pattern> = stage
+                .tasks
+                .iter()
+                .filter_map(|t| glob::Pattern::new(t).ok())
+                .collect();
+            let mut metadata_seen = Vec::new();
+            let stage_tasks: Vec<&super::TaskDir> = tasks
+                .iter()
+                .copied()
+                .filter(|t| filters.is_empty() || filters.iter().any(|f| f.matches(&t.name)))
+                .filter(|t| {
+                    let new = !metadata_seen.contains(&&t.manifest.metadata);
+                    metadata_seen.push(&t.manifest.metadata);
+                    new
+                })
+                .collect();
+            let params: BTreeMap<String, Value> = stage
+                .matrix
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.first()?.clone())))
+                .collect();
+            for model in models {
+                let Some(spec) = self.manifest.models.get(model) else {
+                    continue;
+                };
+                for task in &stage_tasks {
+                    samples.push(PromptContext {
+                        instruction: format!("(the instruction of task `{}`)", task.name),
+                        task: TaskContext {
+                            name: task.name.clone(),
+                            metadata: task.manifest.metadata.clone(),
+                        },
+                        params: params.clone(),
+                        model: ModelContext {
+                            name: model.clone(),
+                            id: spec.id.clone(),
+                        },
+                        stage: stage.name.clone(),
+                        ..stand_in.clone()
+                    });
+                }
+            }
+        }
+        (stand_in, samples)
     }
 
     fn stages(&self, out: &mut Vec<Diagnostic>) {
@@ -673,28 +758,153 @@ fn ancestors(count: usize, graph: &DiGraph<usize, usize>) -> Vec<BTreeSet<usize>
         .collect()
 }
 
-fn template_error(path: &Path, text: &str, error: &minijinja::Error) -> Diagnostic {
-    let span = error.range().or_else(|| {
-        let line = error.line()?;
-        let start: usize = text
-            .split_inclusive('\n')
-            .take(line.saturating_sub(1))
-            .map(str::len)
-            .sum();
-        let len = text[start..].find('\n').unwrap_or(text.len() - start);
-        Some(start..start + len)
+/// The diagnostic of a template problem; `sample` names the trial it happens to when that
+/// depends on the trial's data.
+fn template_error(
+    path: &Path,
+    error: &TemplateError,
+    sample: Option<&PromptContext>,
+) -> Diagnostic {
+    let (message, label, hint) = match &error.problem {
+        Problem::Syntax => (
+            format!("template does not parse: {}", error.message),
+            "here",
+            None,
+        ),
+        Problem::Undefined {
+            variable,
+            candidates,
+        } => (
+            format!("template uses `{variable}`, which prompts do not have"),
+            "undefined",
+            suggestion_hint(variable, candidates.iter().map(String::as_str)),
+        ),
+        Problem::Render => (
+            format!("template does not render: {}", error.message),
+            "here",
+            None,
+        ),
+    };
+    let hint = hint.or_else(|| {
+        let sample = sample?;
+        Some(format!(
+            "found by rendering it as for task `{}` in stage `{}` with model `{}`",
+            sample.task.name, sample.stage, sample.model.name
+        ))
     });
-    let detail = error
-        .detail()
-        .map_or_else(|| error.kind().to_string(), str::to_string);
-    let d = Diagnostic::error(
-        Code::Template,
-        PathBuf::from(path),
-        format!("template does not parse: {detail}"),
-    )
-    .label("here");
-    match span {
-        Some(span) => d.at(span),
+    let d = Diagnostic::error(Code::Template, PathBuf::from(path), message)
+        .label(label)
+        .maybe_hint(hint);
+    match &error.span {
+        Some(span) => d.at(span.clone()),
         None => d,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::manifest::load_pipeline;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// The template diagnostics of `pipeline` with prompt `template`, in a scratch project
+    /// whose task `a` has `difficulty` metadata and task `b` has none.
+    fn template_errors(pipeline: &str, template: &str) -> Vec<String> {
+        let root = tempfile::tempdir().unwrap();
+        for (name, metadata) in [("a", "[metadata]\ndifficulty = \"easy\"\n"), ("b", "")] {
+            let dir = root.path().join("tasks").join(name);
+            write(
+                &dir.join("task.toml"),
+                &format!("{metadata}[environment]\nworkdir = \"/app\"\n"),
+            );
+            write(&dir.join("instruction.md"), "Solve it.\n");
+            write(
+                &dir.join("tests/test.sh"),
+                "echo 1 > /logs/verifier/reward.txt\n",
+            );
+            write(
+                &dir.join("environment/Dockerfile"),
+                "FROM debian:bookworm-slim\n",
+            );
+        }
+        write(&root.path().join("prompt.j2"), template);
+        let path = root.path().join("pipeline.toml");
+        write(&path, pipeline);
+        match load_pipeline(&path) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .report
+                .diagnostics
+                .iter()
+                .filter(|d| d.code == crate::diagnostic::Code::Template)
+                .map(|d| format!("{} / {}", d.message, d.hint.clone().unwrap_or_default()))
+                .collect(),
+        }
+    }
+
+    const PIPELINE: &str = r#"
+[pipeline]
+name = "p"
+[[tasks]]
+path = "tasks/*"
+[models.m]
+id = "anthropic/claude-sonnet-4-20250514"
+[agents.t]
+kind = "terminal"
+model = "m"
+user_prompt = "prompt.j2"
+"#;
+
+    #[test]
+    fn metadata_that_one_task_lacks_fails_validation_naming_the_task() {
+        let pipeline = format!("{PIPELINE}[[stages]]\nname = \"s\"\nagents = [\"t\"]\n");
+        assert_eq!(
+            template_errors(&pipeline, "{{ task.metadata.difficulty }}"),
+            [
+                "template uses `task.metadata.difficulty`, which prompts do not have / found by \
+              rendering it as for task `b` in stage `s` with model `m`"
+            ]
+        );
+        let only_a = format!("{pipeline}tasks = [\"a\"]\n");
+        assert_eq!(
+            template_errors(&only_a, "{{ task.metadata.difficulty }}"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn params_are_those_of_the_stages_matrix() {
+        let pipeline = format!(
+            "{PIPELINE}[[stages]]\nname = \"s\"\nagents = [\"t\"]\n[stages.matrix]\n\
+             temperature = [0.0, 1.0]\n"
+        );
+        assert_eq!(
+            template_errors(&pipeline, "{{ params.temperature }}"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            template_errors(&pipeline, "{{ params.temprature }}"),
+            [
+                "template uses `params.temprature`, which prompts do not have / did you mean \
+              `params.temperature`?"
+            ]
+        );
+    }
+
+    #[test]
+    fn templates_of_an_agent_no_stage_runs_have_their_names_checked() {
+        let pipeline = format!("{PIPELINE}[[stages]]\nname = \"s\"\nagents = [\"nop\"]\n");
+        assert_eq!(
+            template_errors(&pipeline, "{{ model.nmae }}"),
+            [
+                "template uses `model.nmae`, which prompts do not have / did you mean \
+              `model.name`?"
+            ]
+        );
     }
 }

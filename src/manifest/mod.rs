@@ -26,7 +26,9 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-pub use check_pipeline::{BUILTIN_AGENTS, TEMPLATE_CONTEXT};
+/// The names a prompt template may use at its top level.
+pub use crate::template::VARIABLES as TEMPLATE_CONTEXT;
+pub use check_pipeline::BUILTIN_AGENTS;
 pub use document::{Document, Syntax};
 pub use pipeline::PipelineManifest;
 pub use schema::SchemaKind;
@@ -271,6 +273,7 @@ impl Loader {
             doc: &doc,
             manifest: &manifest,
             task_names: &task_names,
+            tasks: &tasks,
         }
         .run(&mut self.report);
         if self.report.error_count() > errors_before {

@@ -234,18 +234,35 @@ fn model_plan(
         .tasks
         .iter()
         .find(|t| t.name == task.name)
-        .map(|t| serde_json::to_value(&t.manifest.metadata).unwrap_or(Value::Null))
-        .unwrap_or(Value::Null);
-    let context = serde_json::json!({
-        "instruction": task.instruction,
-        "task": {"name": task.name, "metadata": metadata},
-        "vars": pipeline.manifest.vars,
-        "params": plan.params[trial.params as usize],
-        "limits": agent.limits,
-        "agent": {"name": agent.name, "kind": agent.kind.as_str()},
-        "model": {"name": model.name, "id": model.id},
-        "stage": plan.stages[trial.stage as usize].name,
-    });
+        .map(|t| t.manifest.metadata.clone())
+        .unwrap_or_default();
+    let limits = &agent.limits;
+    let context = crate::template::PromptContext {
+        instruction: task.instruction.clone(),
+        task: crate::template::TaskContext {
+            name: task.name.clone(),
+            metadata,
+        },
+        vars: pipeline.manifest.vars.clone(),
+        params: plan.params[trial.params as usize].clone(),
+        limits: crate::template::LimitsContext {
+            max_turns: limits.max_turns,
+            max_time: limits.max_time,
+            timeout_per_turn: limits.timeout_per_turn,
+            stop_on_tool_error: limits.stop_on_tool_error,
+            max_tokens: limits.max_tokens,
+            max_cost_usd: limits.max_cost_usd,
+        },
+        agent: crate::template::AgentContext {
+            name: agent.name.clone(),
+            kind: agent.kind.as_str().to_string(),
+        },
+        model: crate::template::ModelContext {
+            name: model.name.clone(),
+            id: model.id.clone(),
+        },
+        stage: plan.stages[trial.stage as usize].name.clone(),
+    };
     let computer = if agent.kind == AgentKind::ComputerUse {
         Some(computer_plan(spec, &agent.name, task, model)?)
     } else {
@@ -259,7 +276,7 @@ fn model_plan(
             ),
             None => (format!("built-in {what} prompt"), default.to_string()),
         };
-        crate::agent::prompt::render(&name, &source, &context)
+        crate::template::render(&name, &source, &context)
             .map_err(|e| format!("agent `{}`: {e}", agent.name))
     };
     Ok(crate::agent::ModelPlan {
