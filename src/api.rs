@@ -44,7 +44,6 @@ use crate::plan::{Plan, PlanError};
 use crate::runner::{ApplyOptions, Run, RunError};
 use crate::store::RunStore;
 use crate::store::trial::{ErrorInfo, TrialResult};
-use crate::view::{ViewOptions, Viewer};
 
 /// How one run behaves. The defaults are those of the reference `RunConfig`.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,8 +166,11 @@ pub enum RunnerError {
     UnknownAgent(String),
     #[error("unknown provider `{0}` (hint: use `docker` or `daytona`)")]
     UnknownProvider(String),
-    #[error("the viewer cannot start: {0}")]
+    #[cfg(feature = "viewer")]
+    #[error("the viewer cannot start")]
     Viewer(#[from] crate::view::ViewError),
+    #[error("this helios was built without the `viewer` feature, so it cannot watch a run")]
+    NoViewer,
     #[error("the `{0}` agent needs a model (hint: call `.model(...)`)")]
     NeedsModel(String),
     #[error(transparent)]
@@ -333,16 +335,7 @@ impl AgentRunner {
         };
         let run = Run::open(&pipeline, plan, options, &events).await?;
         let (receiver, viewer_url) = if self.watch {
-            let viewer = Viewer::watch(ViewOptions::new(&self.output_dir), run.run_dir()).await?;
-            let url = viewer.page_of(run.run_dir());
-            eprintln!("helios: watch the run at {url}");
-            let (forwarded, receiver_after) = tokio::sync::mpsc::unbounded_channel();
-            let recorder = viewer.recorder();
-            tokio::spawn(async move {
-                recorder.forward(receiver, forwarded).await;
-                viewer.stop().await;
-            });
-            (receiver_after, Some(url))
+            watch(&self.output_dir, run.run_dir(), receiver).await?
         } else {
             (receiver, None)
         };
@@ -617,4 +610,33 @@ pub fn task_dir(path: &Path) -> PathBuf {
     } else {
         path.to_path_buf()
     }
+}
+
+/// Serves the viewer over `output_dir` while the run in `run_dir` goes on: events pass
+/// through it on their way to the stream.
+#[cfg(feature = "viewer")]
+async fn watch(
+    output_dir: &Path,
+    run_dir: &Path,
+    receiver: UnboundedReceiver<RunEvent>,
+) -> Result<(UnboundedReceiver<RunEvent>, Option<String>), RunnerError> {
+    use crate::view::{ViewOptions, Viewer};
+    let viewer = Viewer::watch(ViewOptions::new(output_dir), run_dir).await?;
+    let url = viewer.page_of(run_dir);
+    let (forwarded, receiver_after) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = viewer.recorder();
+    tokio::spawn(async move {
+        recorder.forward(receiver, forwarded).await;
+        viewer.stop().await;
+    });
+    Ok((receiver_after, Some(url)))
+}
+
+#[cfg(not(feature = "viewer"))]
+async fn watch(
+    _output_dir: &Path,
+    _run_dir: &Path,
+    _receiver: UnboundedReceiver<RunEvent>,
+) -> Result<(UnboundedReceiver<RunEvent>, Option<String>), RunnerError> {
+    Err(RunnerError::NoViewer)
 }

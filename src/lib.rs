@@ -6,6 +6,8 @@
 
 pub mod agent;
 pub mod api;
+pub mod atomic;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod computer;
 pub mod diagnostic;
@@ -14,12 +16,14 @@ pub mod events;
 pub mod manifest;
 pub mod model;
 pub mod plan;
+#[cfg(feature = "cli")]
 pub mod report;
 pub mod retry;
 pub mod runner;
 pub mod store;
 pub mod template;
 pub mod verify;
+#[cfg(feature = "viewer")]
 pub mod view;
 
 pub use api::{AgentRunner, RunConfig, RunContext, RunResult, RunStatus, RunStream, RunnerError};

@@ -375,7 +375,7 @@ impl ModelLoop {
         let mut bytes = serde_json::to_vec_pretty(&trajectory).expect("trajectories serialize");
         bytes.push(b'\n');
         // A trajectory that cannot be written must not end the trial; the result says so.
-        if let Err(e) = crate::store::write_atomic(&self.trajectory_path, &bytes) {
+        if let Err(e) = crate::atomic::write_atomic(&self.trajectory_path, &bytes) {
             eprintln!(
                 "helios: cannot write {}: {e}",
                 self.trajectory_path.display()

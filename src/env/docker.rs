@@ -533,7 +533,7 @@ fn append_capped(buffer: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// Whether a process with this pid exists on this machine.
-pub(super) fn process_alive(pid: i32) -> bool {
+pub(crate) fn process_alive(pid: i32) -> bool {
     match rustix::process::Pid::from_raw(pid) {
         Some(pid) => match rustix::process::test_kill_process(pid) {
             Ok(()) => true,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::daytona::{self, DaytonaEngine};
+use super::daytona;
 use super::docker::DockerEngine;
 use super::{DaytonaSettings, EnvError, EnvSpec, ExecOutput, ExecSpec, Provider, tarball};
 
@@ -156,10 +156,23 @@ impl Engine {
             Provider::Docker => Engine::new(DockerEngine::connect(options.docker_calls).await?),
             Provider::Daytona => {
                 let config = daytona::Config::resolve(&options.daytona, host)?;
-                Engine::new(DaytonaEngine::new(config)?)
+                open_daytona(config)?
             }
         })
     }
+}
+
+#[cfg(feature = "daytona")]
+fn open_daytona(config: daytona::Config) -> Result<Engine, EnvError> {
+    Ok(Engine::new(daytona::DaytonaEngine::new(config)?))
+}
+
+#[cfg(not(feature = "daytona"))]
+fn open_daytona(_config: daytona::Config) -> Result<Engine, EnvError> {
+    Err(EnvError::Unsupported(
+        "this helios was built without the `daytona` feature; rebuild with it to use Daytona"
+            .into(),
+    ))
 }
 
 /// A trial's running environment: a container or a sandbox, whichever provider made it.

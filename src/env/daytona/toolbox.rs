@@ -14,7 +14,7 @@ use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 
 use super::api::{ExecuteRequest, ExecuteResponse, Replay, ToolboxProxyUrl, to_env};
-use super::{DaytonaEngine, RemoteSandbox};
+use super::engine::{DaytonaEngine, RemoteSandbox};
 use crate::env::{EnvError, ExecOutput, ExecSpec, shell_quote, tarball};
 
 /// Most bytes of output kept from one command; the rest is cut.
