@@ -9,8 +9,9 @@ use base64::Engine as _;
 use futures_util::future::BoxFuture;
 
 use super::model_loop::{Ending, Handled, Opening, Toolbox};
-use crate::computer::{Action, Desktop, MapError, Protocol, SafetyPolicy, Scaling};
+use crate::computer::Desktop;
 use crate::env::EnvError;
+use crate::model::computer::{Action, MapError, Protocol, SafetyPolicy, Scaling};
 use crate::model::{ComputerTool, Image, Message, Part, ToolCall, ToolResult, ToolSpec};
 use crate::results::trajectory::{Content, ContentPart, ImageSource};
 
@@ -311,7 +312,7 @@ mod tests {
             fake.done.lock().unwrap().as_slice(),
             [Action::Click {
                 to: Some((960, 540)),
-                button: crate::computer::action::Button::Left,
+                button: crate::model::computer::Button::Left,
                 count: 1,
                 modifiers: vec![]
             }]

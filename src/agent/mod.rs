@@ -52,8 +52,8 @@ pub struct ModelPlan {
 pub struct ComputerPlan {
     /// The task's screen size.
     pub screen: (u32, u32),
-    pub protocol: crate::computer::Protocol,
-    pub safety: crate::computer::SafetyPolicy,
+    pub protocol: crate::model::computer::Protocol,
+    pub safety: crate::model::computer::SafetyPolicy,
 }
 
 /// Why an agent could not run at all.

@@ -10,10 +10,10 @@ use petgraph::graph::DiGraph;
 use super::check_task::env_syntax;
 use super::discover::{compile_filters, report_unmatched};
 use super::document::{Document, pointer_push};
-use super::model_id::{ModelId, ModelIdError, ModelProvider};
 use super::pipeline::{AgentKind, PipelineManifest};
 use crate::diagnostic::{Code, Diagnostic, Report, suggestion_hint};
 use crate::model::scripted::Script;
+use crate::model::{ModelId, ModelIdError, ModelProvider};
 
 /// Agents every pipeline has without declaring them.
 pub const BUILTIN_AGENTS: [&str; 2] = ["oracle", "nop"];

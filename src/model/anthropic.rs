@@ -2,10 +2,10 @@
 
 use serde_json::{Map, Value, json};
 
+use super::ModelParams;
 use super::{
     ChatRequest, ChatResponse, ModelError, Part, Role, StopReason, ToolCall, Usage, native_for,
 };
-use crate::manifest::pipeline::ModelParams;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 pub const API_VERSION: &str = "2023-06-01";

@@ -10,10 +10,10 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
+use super::ModelParams;
 use super::{
     ChatRequest, ChatResponse, ModelError, Part, Role, StopReason, ToolCall, Usage, native_for,
 };
-use crate::manifest::pipeline::ModelParams;
 
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 

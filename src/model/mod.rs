@@ -4,14 +4,18 @@
 
 pub mod anthropic;
 pub mod client;
+pub mod computer;
 pub mod gemini;
+pub mod id;
 pub mod openai;
 pub mod openai_responses;
 pub mod pricing;
+pub mod provider;
 pub mod retry;
 pub mod runtime;
 mod script_checks;
 pub mod scripted;
+pub mod spec;
 
 use std::time::Duration;
 
@@ -19,6 +23,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use client::{HttpModel, ModelConfig};
+pub use id::{ModelId, ModelIdError, ModelProvider};
+pub use provider::{Api, Wire};
+pub use spec::{ModelParams, ModelSpec, Price};
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,7 +360,7 @@ pub(crate) struct SamplingNames {
 /// Puts the parameters that are set into `target`, under the wire format's names.
 pub(crate) fn insert_sampling(
     target: &mut serde_json::Map<String, Value>,
-    params: &crate::manifest::pipeline::ModelParams,
+    params: &ModelParams,
     names: &SamplingNames,
 ) {
     let mut put = |name: Option<&str>, value: Option<Value>| {
@@ -372,10 +379,7 @@ pub(crate) fn insert_sampling(
 }
 
 /// The request body with the provider-specific `extra` fields merged in.
-pub(crate) fn with_extra(
-    mut body: serde_json::Map<String, Value>,
-    params: &crate::manifest::pipeline::ModelParams,
-) -> Value {
+pub(crate) fn with_extra(mut body: serde_json::Map<String, Value>, params: &ModelParams) -> Value {
     body.extend(params.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
     Value::Object(body)
 }

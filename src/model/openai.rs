@@ -3,8 +3,8 @@
 
 use serde_json::{Map, Value, json};
 
+use super::ModelParams;
 use super::{ChatRequest, ChatResponse, ModelError, Part, Role, StopReason, ToolCall, Usage};
-use crate::manifest::pipeline::ModelParams;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 

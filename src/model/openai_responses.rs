@@ -14,11 +14,11 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
+use super::ModelParams;
 use super::{
     ChatRequest, ChatResponse, Image, Message, ModelError, Part, Role, StopReason, ToolCall,
     ToolResult, Usage,
 };
-use crate::manifest::pipeline::ModelParams;
 
 /// The provider name in [`Part::Native`] items.
 pub const PROVIDER: &str = "openai";

@@ -12,9 +12,9 @@ use super::{
     ImageBuild, ImageSource, Inputs, Node, Plan, PlannedStage, PlannedTask, ResolvedAgent,
     ResolvedLimits, ResolvedModel, Trial, TrialId,
 };
-use crate::manifest::model_id::ModelId;
 use crate::manifest::pipeline::{AgentKind, EnvironmentDefaults, Provider, VerifyStep};
 use crate::manifest::{BUILTIN_AGENTS, Pipeline};
+use crate::model::ModelId;
 
 /// Why a plan could not be made.
 #[derive(Debug, thiserror::Error)]
