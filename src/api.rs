@@ -36,10 +36,10 @@ use crate::env::{DaytonaSettings, Provider};
 use crate::events::RunEvent;
 use crate::events::TrialStatus;
 use crate::manifest::pipeline::{
-    AgentSpec, EnvironmentDefaults, ModelParams, ModelSpec, PipelineManifest, PipelineSection,
-    Stage, TaskSource,
+    AgentSpec, EnvironmentDefaults, PipelineManifest, PipelineSection, Stage, TaskSource,
 };
 use crate::manifest::{ManifestError, Pipeline, load_task};
+use crate::model::{ModelParams, ModelSpec};
 use crate::plan::{Plan, PlanError};
 use crate::runner::{ApplyOptions, Run, RunError};
 use crate::store::RunStore;

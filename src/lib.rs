@@ -9,7 +9,6 @@ pub mod api;
 pub mod atomic;
 #[cfg(feature = "cli")]
 pub mod cli;
-pub mod computer;
 pub mod diagnostic;
 pub mod env;
 pub mod events;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::http::{Reply, Server, ok, status};
 
-use helios::manifest::model_id::ModelId;
+use helios::model::ModelId;
 use helios::model::retry::RetryPolicy;
 use helios::model::{
     ChatRequest, ChatResponse, ComputerTool, HttpModel, Image, Message, ModelClient, ModelConfig,
@@ -551,19 +551,19 @@ async fn gemini_computer_use_two_turns() {
 /// A 1920x1080 desktop that records what it is told to do and shows a different picture
 /// after each action.
 struct LargeScreen {
-    done: std::sync::Mutex<Vec<helios::computer::Action>>,
+    done: std::sync::Mutex<Vec<helios::model::computer::Action>>,
 }
 
-impl helios::computer::Desktop for LargeScreen {
+impl helios::agent::computer::Desktop for LargeScreen {
     fn screen(&self) -> (u32, u32) {
         (1920, 1080)
     }
     fn perform<'a>(
         &'a self,
-        action: &'a helios::computer::Action,
+        action: &'a helios::model::computer::Action,
     ) -> futures_util::future::BoxFuture<
         'a,
-        Result<helios::computer::desktop::ActOutcome, helios::env::EnvError>,
+        Result<helios::agent::computer::desktop::ActOutcome, helios::env::EnvError>,
     > {
         self.done.lock().unwrap().push(action.clone());
         Box::pin(async { Ok(Ok(None)) })
@@ -607,8 +607,8 @@ fn size_of(base64_png: &str) -> (u32, u32) {
 async fn the_agent_scales_each_providers_coordinates_onto_a_large_screen() {
     use helios::agent::computer_use::Computer;
     use helios::agent::model_loop::{Ending, ModelLoop};
-    use helios::computer::action::Button;
-    use helios::computer::{Action, Protocol, SafetyPolicy};
+    use helios::model::computer::action::Button;
+    use helios::model::computer::{Action, Protocol, SafetyPolicy};
 
     let anthropic_click = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-20250514",
         "content": [{"type": "tool_use", "id": "toolu_1", "name": "computer", "input": {"action": "left_click", "coordinate": [683, 384]}}],

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::http::{Reply, Server, ok, status};
 
-use helios::manifest::model_id::ModelId;
+use helios::model::ModelId;
 use helios::model::retry::RetryPolicy;
 use helios::model::{
     ChatRequest, HttpModel, Message, ModelClient, ModelConfig, ModelError, Part, Role, StopReason,

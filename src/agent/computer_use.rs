@@ -9,9 +9,10 @@ use base64::Engine as _;
 use futures_util::future::BoxFuture;
 
 use super::model_loop::{Ending, Handled, Opening, Toolbox};
+use crate::agent::computer::Desktop;
 use crate::agent::trajectory::{Content, ContentPart, ImageSource};
-use crate::computer::{Action, Desktop, MapError, Protocol, SafetyPolicy, Scaling};
 use crate::env::EnvError;
+use crate::model::computer::{Action, MapError, Protocol, SafetyPolicy, Scaling};
 use crate::model::{ComputerTool, Image, Message, Part, ToolCall, ToolResult, ToolSpec};
 
 /// Where screenshots go, relative to the trajectory's directory.
@@ -253,7 +254,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::computer::desktop::ActOutcome;
+    use crate::agent::computer::desktop::ActOutcome;
 
     /// A desktop that records actions and answers with a generated screenshot.
     struct Fake {
@@ -311,7 +312,7 @@ mod tests {
             fake.done.lock().unwrap().as_slice(),
             [Action::Click {
                 to: Some((960, 540)),
-                button: crate::computer::action::Button::Left,
+                button: crate::model::computer::Button::Left,
                 count: 1,
                 modifiers: vec![]
             }]

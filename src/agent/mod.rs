@@ -2,6 +2,7 @@
 //! such as an installed agent's CLI), `terminal` (a model working through bash) and
 //! `computer-use` (a model working a virtual desktop through its provider's computer tool).
 
+pub mod computer;
 pub mod computer_use;
 mod kind;
 pub mod model_loop;
@@ -56,8 +57,8 @@ pub struct ModelPlan {
 pub struct ComputerPlan {
     /// The task's screen size.
     pub screen: (u32, u32),
-    pub protocol: crate::computer::Protocol,
-    pub safety: crate::computer::SafetyPolicy,
+    pub protocol: crate::model::computer::Protocol,
+    pub safety: crate::model::computer::SafetyPolicy,
 }
 
 /// Why an agent could not run at all.
@@ -159,7 +160,7 @@ pub async fn run(instance: &Instance, cx: &AgentContext<'_>) -> Result<AgentRun,
             let computer = plan.computer.as_ref().ok_or_else(|| {
                 EnvError::Unsupported("the computer-use agent needs a desktop".into())
             })?;
-            let desktop = crate::computer::ContainerDesktop {
+            let desktop = crate::agent::computer::ContainerDesktop {
                 instance,
                 screen: computer.screen,
             };

@@ -11,11 +11,11 @@ use serde_json::Value;
 use super::check_task::env_syntax;
 use super::discover::{compile_filters, report_unmatched};
 use super::document::{Document, pointer_push};
-use super::model_id::{ModelId, ModelIdError, ModelProvider};
 use super::pipeline::{AgentSpec, PipelineManifest};
 use crate::agent::AgentKind;
 use crate::diagnostic::{Code, Diagnostic, Report, suggestion_hint};
 use crate::model::scripted::Script;
+use crate::model::{ModelId, ModelIdError, ModelProvider};
 use crate::template::{
     self, AgentContext, LimitsContext, ModelContext, Problem, PromptContext, TaskContext,
     TemplateError,

@@ -11,7 +11,6 @@ mod check_task;
 pub mod discover;
 pub mod document;
 pub mod env_expand;
-pub mod model_id;
 pub mod paths;
 pub mod pipeline;
 pub mod schema;

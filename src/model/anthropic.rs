@@ -1,11 +1,14 @@
 //! Anthropic Messages API: `POST /v1/messages`.
 
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::ModelParams;
 use super::{
     ChatRequest, ChatResponse, ModelError, Part, Role, StopReason, ToolCall, Usage, native_for,
 };
-use crate::manifest::pipeline::ModelParams;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 pub const API_VERSION: &str = "2023-06-01";
@@ -13,104 +16,188 @@ pub const API_VERSION: &str = "2023-06-01";
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
 /// The provider name in [`Part::Native`] items.
-pub const PROVIDER: &str = "anthropic";
+pub const PROVIDER: &str = super::Api::Anthropic.name();
 
 /// The computer tool version, and the beta header that enables it.
 pub const COMPUTER_TOOL_TYPE: &str = "computer_20250124";
 pub const COMPUTER_BETA: &str = "computer-use-2025-01-24";
 
-fn image_block(image: &super::Image) -> Value {
-    json!({"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": image.data}})
-}
-
 pub fn endpoint(base: &str) -> String {
     format!("{}/v1/messages", base.trim_end_matches('/'))
 }
 
+/// A Messages request.
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<&'a str>,
+    messages: Vec<MessageOut<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Tool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "super::no_stop")]
+    stop_sequences: &'a [String],
+    #[serde(flatten)]
+    extra: &'a BTreeMap<String, Value>,
+}
+
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    role: &'static str,
+    content: Vec<Content<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Content<'a> {
+    Block(Block<'a>),
+    /// A block of an earlier reply (thinking), sent back as it came.
+    Native(&'a Value),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text {
+        text: &'a str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: &'a Value,
+    },
+    ToolResult {
+        tool_use_id: &'a str,
+        content: ResultContent<'a>,
+        is_error: bool,
+    },
+    Image {
+        source: ImageSource<'a>,
+    },
+}
+
+/// A tool result's content: its text, or text and images as blocks when it has images.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ResultContent<'a> {
+    Text(&'a str),
+    Blocks(Vec<Block<'a>>),
+}
+
+#[derive(Serialize)]
+struct ImageSource<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    media_type: &'a str,
+    data: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Tool<'a> {
+    Function {
+        name: &'a str,
+        description: &'a str,
+        input_schema: &'a Value,
+    },
+    Computer {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        name: &'static str,
+        display_width_px: u32,
+        display_height_px: u32,
+    },
+}
+
+fn image_block(image: &super::Image) -> Block<'_> {
+    Block::Image {
+        source: ImageSource {
+            kind: "base64",
+            media_type: &image.media_type,
+            data: &image.data,
+        },
+    }
+}
+
+fn content(part: &Part) -> Content<'_> {
+    Content::Block(match part {
+        Part::Text { text } => Block::Text { text },
+        Part::ToolCall(call) => Block::ToolUse {
+            id: &call.id,
+            name: &call.name,
+            input: &call.input,
+        },
+        Part::ToolResult(result) => Block::ToolResult {
+            tool_use_id: &result.call_id,
+            content: if result.images.is_empty() {
+                ResultContent::Text(&result.output)
+            } else {
+                let text = (!result.output.is_empty()).then(|| Block::Text {
+                    text: &result.output,
+                });
+                ResultContent::Blocks(
+                    text.into_iter()
+                        .chain(result.images.iter().map(image_block))
+                        .collect(),
+                )
+            },
+            is_error: result.is_error,
+        },
+        Part::Image(image) => image_block(image),
+        Part::Native { item, .. } => return Content::Native(item),
+    })
+}
+
 pub fn body(model: &str, params: &ModelParams, request: &ChatRequest) -> Value {
-    let messages: Vec<Value> = request
+    let messages = request
         .messages
         .iter()
-        .map(|m| {
-            let content: Vec<Value> = m
+        .map(|m| MessageOut {
+            role: match m.role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            },
+            content: m
                 .parts
                 .iter()
                 .filter(|part| native_for(part, PROVIDER))
-                .map(|part| match part {
-                    Part::Text { text } => json!({"type": "text", "text": text}),
-                    Part::ToolCall(call) => {
-                        json!({"type": "tool_use", "id": call.id, "name": call.name, "input": call.input})
-                    }
-                    Part::ToolResult(result) if result.images.is_empty() => json!({
-                        "type": "tool_result",
-                        "tool_use_id": result.call_id,
-                        "content": result.output,
-                        "is_error": result.is_error,
-                    }),
-                    Part::ToolResult(result) => {
-                        let mut content = Vec::new();
-                        if !result.output.is_empty() {
-                            content.push(json!({"type": "text", "text": result.output}));
-                        }
-                        content.extend(result.images.iter().map(image_block));
-                        json!({
-                            "type": "tool_result",
-                            "tool_use_id": result.call_id,
-                            "content": content,
-                            "is_error": result.is_error,
-                        })
-                    }
-                    Part::Image(image) => image_block(image),
-                    Part::Native { item, .. } => item.clone(),
-                })
-                .collect();
-            let role = match m.role {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            };
-            json!({"role": role, "content": content})
+                .map(content)
+                .collect(),
         })
         .collect();
-    let mut body = Map::new();
-    body.insert("model".into(), model.into());
-    body.insert(
-        "max_tokens".into(),
-        params.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).into(),
-    );
-    if let Some(system) = &request.system {
-        body.insert("system".into(), system.as_str().into());
-    }
-    body.insert("messages".into(), messages.into());
-    let mut tools: Vec<Value> = request
+    let mut tools: Vec<Tool> = request
         .tools
         .iter()
-        .map(
-            |t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}),
-        )
+        .map(|t| Tool::Function {
+            name: &t.name,
+            description: &t.description,
+            input_schema: &t.parameters,
+        })
         .collect();
     if let Some(computer) = &request.computer {
-        tools.push(json!({
-            "type": COMPUTER_TOOL_TYPE,
-            "name": "computer",
-            "display_width_px": computer.display_width,
-            "display_height_px": computer.display_height,
-        }));
+        tools.push(Tool::Computer {
+            kind: COMPUTER_TOOL_TYPE,
+            name: "computer",
+            display_width_px: computer.display_width,
+            display_height_px: computer.display_height,
+        });
     }
-    if !tools.is_empty() {
-        body.insert("tools".into(), tools.into());
-    }
-    super::insert_sampling(
-        &mut body,
-        params,
-        &super::SamplingNames {
-            temperature: "temperature",
-            top_p: "top_p",
-            max_tokens: None,
-            seed: None,
-            stop: Some("stop_sequences"),
-        },
-    );
-    super::with_extra(body, params)
+    super::to_body(&Body {
+        model,
+        max_tokens: params.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        system: request.system.as_deref(),
+        messages,
+        tools,
+        temperature: params.temperature,
+        top_p: params.top_p,
+        stop_sequences: &params.stop,
+        extra: &params.extra,
+    })
 }
 
 pub fn parse(bytes: &[u8]) -> Result<ChatResponse, ModelError> {
@@ -206,6 +293,8 @@ fn is_overflow(body: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::model::{ComputerTool, Message};
 

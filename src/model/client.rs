@@ -10,10 +10,8 @@ use tokio::sync::Semaphore;
 
 use super::retry::{RetryPolicy, parse_retry_after};
 use super::{
-    ChatRequest, ChatResponse, ModelClient, ModelError, anthropic, gemini, openai, openai_responses,
+    Api, ChatRequest, ChatResponse, ModelClient, ModelError, ModelId, ModelParams, anthropic,
 };
-use crate::manifest::model_id::{ModelId, ModelProvider};
-use crate::manifest::pipeline::ModelParams;
 
 /// Everything needed to talk to one model.
 #[derive(Debug, Clone)]
@@ -44,28 +42,10 @@ impl ModelConfig {
     }
 }
 
-/// The provider a client speaks to.
-#[derive(Debug, Clone, Copy)]
-enum Wire {
-    Anthropic,
-    OpenAi,
-    Gemini,
-}
-
-/// The wire format of one request: OpenAI's computer tool exists only in the Responses
-/// API, so a request with one goes there and any other to Chat Completions.
-#[derive(Debug, Clone, Copy)]
-enum Format {
-    Anthropic,
-    OpenAiChat,
-    OpenAiResponses,
-    Gemini,
-}
-
 /// A model reached over HTTP.
 pub struct HttpModel {
     config: ModelConfig,
-    wire: Wire,
+    api: Api,
     key: String,
     http: reqwest::Client,
     /// Shared by every trial that uses this model: its `max_connections`.
@@ -94,18 +74,15 @@ impl HttpModel {
         config: ModelConfig,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<HttpModel, ModelError> {
-        let wire = match config.id.provider {
-            ModelProvider::Anthropic => Wire::Anthropic,
-            ModelProvider::OpenAi => Wire::OpenAi,
-            ModelProvider::Gemini => Wire::Gemini,
-            ModelProvider::Scripted => {
-                return Err(ModelError::BadRequest {
-                    provider: "scripted",
-                    status: 0,
-                    message: "a scripted model is not reached over HTTP".into(),
-                });
-            }
-        };
+        let api = config
+            .id
+            .provider
+            .api()
+            .ok_or_else(|| ModelError::BadRequest {
+                provider: "scripted",
+                status: 0,
+                message: "a scripted model is not reached over HTTP".into(),
+            })?;
         let key = lookup(&config.api_key_env)
             .filter(|k| !k.trim().is_empty())
             .ok_or_else(|| ModelError::MissingKey {
@@ -121,7 +98,7 @@ impl HttpModel {
             })?;
         Ok(HttpModel {
             config,
-            wire,
+            api,
             key,
             http,
             limit: None,
@@ -139,11 +116,10 @@ impl HttpModel {
     }
 
     fn base(&self) -> &str {
-        self.config.base_url.as_deref().unwrap_or(match self.wire {
-            Wire::Anthropic => anthropic::DEFAULT_BASE_URL,
-            Wire::OpenAi => openai::DEFAULT_BASE_URL,
-            Wire::Gemini => gemini::DEFAULT_BASE_URL,
-        })
+        self.config
+            .base_url
+            .as_deref()
+            .unwrap_or(self.api.default_base_url())
     }
 
     /// One request, no retry.
@@ -159,42 +135,23 @@ impl HttpModel {
         };
         let model = self.config.id.model.as_str();
         let params = &self.config.params;
-        let format = match self.wire {
-            Wire::Anthropic => Format::Anthropic,
-            Wire::OpenAi if request.computer.is_some() => Format::OpenAiResponses,
-            Wire::OpenAi => Format::OpenAiChat,
-            Wire::Gemini => Format::Gemini,
-        };
-        let builder = match format {
-            Format::Anthropic => {
-                let builder = self
-                    .http
-                    .post(anthropic::endpoint(self.base()))
+        let wire = self.api.wire(request.computer.is_some());
+        let builder = self.http.post(wire.endpoint(self.base(), model));
+        let builder = match self.api {
+            Api::Anthropic => {
+                let builder = builder
                     .header("x-api-key", &self.key)
                     .header("anthropic-version", anthropic::API_VERSION);
-                let builder = if request.computer.is_some() {
+                if request.computer.is_some() {
                     builder.header("anthropic-beta", anthropic::COMPUTER_BETA)
                 } else {
                     builder
-                };
-                builder.json(&anthropic::body(model, params, request))
+                }
             }
-            Format::OpenAiChat => self
-                .http
-                .post(openai::endpoint(self.base()))
-                .bearer_auth(&self.key)
-                .json(&openai::body(model, params, request)?),
-            Format::OpenAiResponses => self
-                .http
-                .post(openai_responses::endpoint(self.base()))
-                .bearer_auth(&self.key)
-                .json(&openai_responses::body(model, params, request)?),
-            Format::Gemini => self
-                .http
-                .post(gemini::endpoint(self.base(), model))
-                .header("x-goog-api-key", &self.key)
-                .json(&gemini::body(params, request)),
+            Api::OpenAi => builder.bearer_auth(&self.key),
+            Api::Gemini => builder.header("x-goog-api-key", &self.key),
         };
+        let builder = builder.json(&wire.body(model, params, request)?);
         let timeout = self.config.request_timeout;
         let exchange = async {
             let response = builder.send().await.map_err(|e| self.transport_error(e))?;
@@ -217,21 +174,9 @@ impl HttpModel {
                     seconds: timeout.as_secs_f64(),
                 })??;
         let outcome = if (200..300).contains(&status) {
-            match format {
-                Format::Anthropic => anthropic::parse(&body),
-                Format::OpenAiChat => openai::parse(&body),
-                Format::OpenAiResponses => openai_responses::parse(&body),
-                Format::Gemini => gemini::parse(&body),
-            }
+            wire.parse(&body)
         } else {
-            Err(match format {
-                Format::Anthropic => anthropic::error(status, retry_after, &body, model),
-                Format::OpenAiChat => openai::error(status, retry_after, &body, model),
-                Format::OpenAiResponses => {
-                    openai_responses::error(status, retry_after, &body, model)
-                }
-                Format::Gemini => gemini::error(status, retry_after, &body, model),
-            })
+            Err(wire.error(status, retry_after, &body, model))
         };
         outcome.map_err(|e| self.redact(e))
     }

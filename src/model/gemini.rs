@@ -6,14 +6,15 @@
 //! (and asks to get back) return unchanged; a model turn without them is written from its
 //! text and calls.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
+use super::ModelParams;
 use super::{
     ChatRequest, ChatResponse, ModelError, Part, Role, StopReason, ToolCall, Usage, native_for,
 };
-use crate::manifest::pipeline::ModelParams;
 
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 
@@ -25,45 +26,156 @@ pub fn endpoint(base: &str, model: &str) -> String {
 }
 
 /// The provider name in [`Part::Native`] items.
-pub const PROVIDER: &str = "gemini";
+pub const PROVIDER: &str = super::Api::Gemini.name();
 
-fn inline_data(image: &super::Image) -> Value {
-    json!({"inlineData": {"mimeType": image.media_type, "data": image.data}})
+/// A generateContent request.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    contents: Vec<ContentOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system_instruction: Option<SystemInstruction<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Tool<'a>>,
+    #[serde(skip_serializing_if = "GenerationConfig::is_empty")]
+    generation_config: GenerationConfig<'a>,
+    #[serde(flatten)]
+    extra: &'a BTreeMap<String, Value>,
+}
+
+#[derive(Serialize)]
+struct ContentOut<'a> {
+    role: &'static str,
+    parts: Vec<PartOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum PartOut<'a> {
+    /// A part of an earlier reply, sent back as it came (its `thoughtSignature` too).
+    Native(&'a Value),
+    Typed(TypedPart<'a>),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+enum TypedPart<'a> {
+    Text(&'a str),
+    FunctionCall {
+        id: &'a str,
+        name: &'a str,
+        args: &'a Value,
+    },
+    FunctionResponse(FunctionResponse<'a>),
+    InlineData(Blob<'a>),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Blob<'a> {
+    mime_type: &'a str,
+    data: &'a str,
+}
+
+#[derive(Serialize)]
+struct FunctionResponse<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    name: &'a str,
+    response: Response<'a>,
+    /// Images of the result (a multimodal function response).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    parts: Vec<TypedPart<'a>>,
+}
+
+/// A result's output (or error), with its provider fields among them.
+#[derive(Serialize)]
+struct Response<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(flatten)]
+    extra: Option<&'a Map<String, Value>>,
+}
+
+#[derive(Serialize)]
+struct SystemInstruction<'a> {
+    parts: [TypedPart<'a>; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Tool<'a> {
+    ComputerUse(ComputerUse<'a>),
+    FunctionDeclarations(Vec<FunctionDeclaration<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ComputerUse<'a> {
+    environment: &'static str,
+    excluded_predefined_functions: &'a [String],
+}
+
+#[derive(Serialize)]
+struct FunctionDeclaration<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a Value,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerationConfig<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_output_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "super::no_stop")]
+    stop_sequences: &'a [String],
+}
+
+impl GenerationConfig<'_> {
+    fn is_empty(&self) -> bool {
+        self.temperature.is_none()
+            && self.top_p.is_none()
+            && self.max_output_tokens.is_none()
+            && self.seed.is_none()
+            && self.stop_sequences.is_empty()
+    }
+}
+
+fn inline_data(image: &super::Image) -> TypedPart<'_> {
+    TypedPart::InlineData(Blob {
+        mime_type: &image.media_type,
+        data: &image.data,
+    })
 }
 
 /// A tool's result: its output (or error) and any provider fields in `response`, and its
 /// images as parts of the function response (a multimodal function response). `id` is
 /// sent only when the call had one on the wire (older models give calls none).
-fn function_response(result: &super::ToolResult, wire_ids: &HashSet<&str>) -> Value {
-    let mut response = Map::new();
+fn function_response<'a>(result: &'a super::ToolResult, wire_ids: &HashSet<&str>) -> TypedPart<'a> {
     // A screenshot with nothing to say needs no empty `output`.
-    if result.is_error || !result.output.is_empty() || result.images.is_empty() {
-        response.insert(
-            if result.is_error { "error" } else { "output" }.into(),
-            result.output.clone().into(),
-        );
-    }
-    if let Some(Value::Object(extra)) = &result.extra {
-        response.extend(extra.clone());
-    }
-    let mut call = Map::new();
-    if wire_ids.contains(result.call_id.as_str()) {
-        call.insert("id".into(), result.call_id.clone().into());
-    }
-    call.insert("name".into(), result.name.clone().into());
-    call.insert("response".into(), response.into());
-    if !result.images.is_empty() {
-        call.insert(
-            "parts".into(),
-            result
-                .images
-                .iter()
-                .map(inline_data)
-                .collect::<Vec<_>>()
-                .into(),
-        );
-    }
-    json!({ "functionResponse": call })
+    let said = (result.is_error || !result.output.is_empty() || result.images.is_empty())
+        .then_some(result.output.as_str());
+    TypedPart::FunctionResponse(FunctionResponse {
+        id: wire_ids
+            .contains(result.call_id.as_str())
+            .then_some(result.call_id.as_str()),
+        name: &result.name,
+        response: Response {
+            output: said.filter(|_| !result.is_error),
+            error: said.filter(|_| result.is_error),
+            extra: result.extra.as_ref().and_then(Value::as_object),
+        },
+        parts: result.images.iter().map(inline_data).collect(),
+    })
 }
 
 fn is_gemini_native(part: &Part) -> bool {
@@ -95,76 +207,77 @@ fn wire_call_ids(request: &ChatRequest) -> HashSet<&str> {
 
 pub fn body(params: &ModelParams, request: &ChatRequest) -> Value {
     let wire_ids = wire_call_ids(request);
-    let contents: Vec<Value> = request
+    let contents = request
         .messages
         .iter()
         .map(|m| {
             // A model turn the API wrote goes back as it came, signatures included.
             let replay = m.role == Role::Assistant && m.parts.iter().any(is_gemini_native);
-            let parts: Vec<Value> = m
+            let parts = m
                 .parts
                 .iter()
                 .filter(|part| native_for(part, PROVIDER))
                 .filter(|part| !replay || is_gemini_native(part))
-                .map(|part| match part {
-                    Part::Text { text } => json!({"text": text}),
-                    Part::ToolCall(call) => json!({"functionCall": {"id": call.id, "name": call.name, "args": call.input}}),
-                    Part::ToolResult(result) => function_response(result, &wire_ids),
-                    Part::Image(image) => inline_data(image),
-                    Part::Native { item, .. } => item.clone(),
+                .map(|part| {
+                    PartOut::Typed(match part {
+                        Part::Text { text } => TypedPart::Text(text),
+                        Part::ToolCall(call) => TypedPart::FunctionCall {
+                            id: &call.id,
+                            name: &call.name,
+                            args: &call.input,
+                        },
+                        Part::ToolResult(result) => function_response(result, &wire_ids),
+                        Part::Image(image) => inline_data(image),
+                        Part::Native { item, .. } => return PartOut::Native(item),
+                    })
                 })
                 .collect();
-            let role = match m.role {
-                Role::User => "user",
-                Role::Assistant => "model",
-            };
-            json!({"role": role, "parts": parts})
+            ContentOut {
+                role: match m.role {
+                    Role::User => "user",
+                    Role::Assistant => "model",
+                },
+                parts,
+            }
         })
         .collect();
-    let mut body = Map::new();
-    body.insert("contents".into(), contents.into());
-    if let Some(system) = &request.system {
-        body.insert(
-            "systemInstruction".into(),
-            json!({"parts": [{"text": system}]}),
-        );
-    }
     let mut tools = Vec::new();
     if let Some(computer) = &request.computer {
         // The 2.5 computer-use models know only the browser environment; a desktop
         // excludes the browser-only functions instead.
-        tools.push(json!({"computerUse": {
-            "environment": "ENVIRONMENT_BROWSER",
-            "excludedPredefinedFunctions": computer.excluded_functions,
-        }}));
+        tools.push(Tool::ComputerUse(ComputerUse {
+            environment: "ENVIRONMENT_BROWSER",
+            excluded_predefined_functions: &computer.excluded_functions,
+        }));
     }
     if !request.tools.is_empty() {
-        let declarations: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|t| json!({"name": t.name, "description": t.description, "parameters": t.parameters}))
-            .collect();
-        tools.push(json!({"functionDeclarations": declarations}));
+        tools.push(Tool::FunctionDeclarations(
+            request
+                .tools
+                .iter()
+                .map(|t| FunctionDeclaration {
+                    name: &t.name,
+                    description: &t.description,
+                    parameters: &t.parameters,
+                })
+                .collect(),
+        ));
     }
-    if !tools.is_empty() {
-        body.insert("tools".into(), tools.into());
-    }
-    let mut config = Map::new();
-    super::insert_sampling(
-        &mut config,
-        params,
-        &super::SamplingNames {
-            temperature: "temperature",
-            top_p: "topP",
-            max_tokens: Some("maxOutputTokens"),
-            seed: Some("seed"),
-            stop: Some("stopSequences"),
+    super::to_body(&Body {
+        contents,
+        system_instruction: request.system.as_deref().map(|system| SystemInstruction {
+            parts: [TypedPart::Text(system)],
+        }),
+        tools,
+        generation_config: GenerationConfig {
+            temperature: params.temperature,
+            top_p: params.top_p,
+            max_output_tokens: params.max_tokens,
+            seed: params.seed,
+            stop_sequences: &params.stop,
         },
-    );
-    if !config.is_empty() {
-        body.insert("generationConfig".into(), Value::Object(config));
-    }
-    super::with_extra(body, params)
+        extra: &params.extra,
+    })
 }
 
 pub fn parse(bytes: &[u8]) -> Result<ChatResponse, ModelError> {
@@ -262,6 +375,8 @@ pub fn error(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::model::{Image, Message, ToolResult};
 

@@ -4,14 +4,18 @@
 
 pub mod anthropic;
 pub mod client;
+pub mod computer;
 pub mod gemini;
+pub mod id;
 pub mod openai;
 pub mod openai_responses;
 pub mod pricing;
+pub mod provider;
 pub mod retry;
 pub mod runtime;
 mod script_checks;
 pub mod scripted;
+pub mod spec;
 
 use std::time::Duration;
 
@@ -19,6 +23,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use client::{HttpModel, ModelConfig};
+pub use id::{ModelId, ModelIdError, ModelProvider};
+pub use provider::{Api, Wire};
+pub use spec::{ModelParams, ModelSpec, Price};
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,43 +348,16 @@ pub(crate) fn error_fields(body: &[u8], code_pointer: &str) -> (String, String) 
     (code, message)
 }
 
-/// What a wire format calls each sampling parameter; `None` leaves that one out.
-pub(crate) struct SamplingNames {
-    pub temperature: &'static str,
-    pub top_p: &'static str,
-    pub max_tokens: Option<&'static str>,
-    pub seed: Option<&'static str>,
-    pub stop: Option<&'static str>,
+/// A typed request body as JSON. Going through a `Value` makes a key of the `extra` fields
+/// (flattened last into every body) replace the field of that name where it stands, as the
+/// provider's documentation of the field would have it, instead of being sent twice.
+pub(crate) fn to_body(body: &impl Serialize) -> Value {
+    serde_json::to_value(body).expect("request bodies have string keys only")
 }
 
-/// Puts the parameters that are set into `target`, under the wire format's names.
-pub(crate) fn insert_sampling(
-    target: &mut serde_json::Map<String, Value>,
-    params: &crate::manifest::pipeline::ModelParams,
-    names: &SamplingNames,
-) {
-    let mut put = |name: Option<&str>, value: Option<Value>| {
-        if let (Some(name), Some(value)) = (name, value) {
-            target.insert(name.to_string(), value);
-        }
-    };
-    put(Some(names.temperature), params.temperature.map(Value::from));
-    put(Some(names.top_p), params.top_p.map(Value::from));
-    put(names.max_tokens, params.max_tokens.map(Value::from));
-    put(names.seed, params.seed.map(Value::from));
-    put(
-        names.stop,
-        (!params.stop.is_empty()).then(|| Value::from(params.stop.clone())),
-    );
-}
-
-/// The request body with the provider-specific `extra` fields merged in.
-pub(crate) fn with_extra(
-    mut body: serde_json::Map<String, Value>,
-    params: &crate::manifest::pipeline::ModelParams,
-) -> Value {
-    body.extend(params.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-    Value::Object(body)
+/// Whether a list of stop sequences is left out of a request.
+pub(crate) fn no_stop(stop: &[String]) -> bool {
+    stop.is_empty()
 }
 
 /// A reply body as JSON, or the typed error for one that is not.

@@ -1,10 +1,13 @@
 //! OpenAI Chat Completions: `POST {base}/chat/completions`, also spoken by compatible
 //! servers (vLLM, Ollama, LiteLLM, OpenRouter) through `base_url`.
 
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 
+use serde::Serialize;
+use serde_json::Value;
+
+use super::ModelParams;
 use super::{ChatRequest, ChatResponse, ModelError, Part, Role, StopReason, ToolCall, Usage};
-use crate::manifest::pipeline::ModelParams;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
@@ -19,6 +22,99 @@ fn uses_completion_tokens(model: &str) -> bool {
         .any(|p| model.starts_with(p))
 }
 
+/// A Chat Completions request.
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    messages: Vec<ChatMessage<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<ChatTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "super::no_stop")]
+    stop: &'a [String],
+    #[serde(flatten)]
+    extra: &'a BTreeMap<String, Value>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+enum ChatMessage<'a> {
+    System {
+        content: &'a str,
+    },
+    User {
+        content: UserContent,
+    },
+    Tool {
+        tool_call_id: &'a str,
+        content: &'a str,
+    },
+    Assistant {
+        /// `null` when the turn is only tool calls.
+        content: Option<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<ChatToolCall<'a>>,
+    },
+}
+
+/// A user message's content: its text, or text and images as parts when it has images.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum UserContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ContentPart {
+    Text { text: String },
+    ImageUrl { image_url: ImageUrl },
+}
+
+#[derive(Serialize)]
+struct ImageUrl {
+    url: String,
+}
+
+#[derive(Serialize)]
+struct ChatToolCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionCall<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionCall<'a> {
+    name: &'a str,
+    /// The input as a JSON text, which is what the API takes.
+    arguments: String,
+}
+
+#[derive(Serialize)]
+struct ChatTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionDeclaration<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDeclaration<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a Value,
+}
+
 /// The request body; a request with a computer tool is refused, since Chat Completions has
 /// none (the client sends those through the Responses API).
 pub fn body(model: &str, params: &ModelParams, request: &ChatRequest) -> Result<Value, ModelError> {
@@ -30,7 +126,7 @@ pub fn body(model: &str, params: &ModelParams, request: &ChatRequest) -> Result<
     }
     let mut messages = Vec::new();
     if let Some(system) = &request.system {
-        messages.push(json!({"role": "system", "content": system}));
+        messages.push(ChatMessage::System { content: system });
     }
     for message in &request.messages {
         let text: String = message
@@ -50,7 +146,10 @@ pub fn body(model: &str, params: &ModelParams, request: &ChatRequest) -> Result<
                 for part in &message.parts {
                     match part {
                         Part::ToolResult(result) => {
-                            messages.push(json!({"role": "tool", "tool_call_id": result.call_id, "content": result.output}));
+                            messages.push(ChatMessage::Tool {
+                                tool_call_id: &result.call_id,
+                                content: &result.output,
+                            });
                             images.extend(result.images.iter());
                         }
                         Part::Image(image) => images.push(image),
@@ -59,79 +158,73 @@ pub fn body(model: &str, params: &ModelParams, request: &ChatRequest) -> Result<
                 }
                 if images.is_empty() {
                     if !text.is_empty() {
-                        messages.push(json!({"role": "user", "content": text}));
+                        messages.push(ChatMessage::User {
+                            content: UserContent::Text(text),
+                        });
                     }
                 } else {
-                    let mut content = Vec::new();
+                    let mut parts = Vec::new();
                     if !text.is_empty() {
-                        content.push(json!({"type": "text", "text": text}));
+                        parts.push(ContentPart::Text { text });
                     }
-                    content.extend(images.iter().map(|image| json!({
-                        "type": "image_url",
-                        "image_url": {"url": format!("data:{};base64,{}", image.media_type, image.data)},
-                    })));
-                    messages.push(json!({"role": "user", "content": content}));
+                    parts.extend(images.iter().map(|image| ContentPart::ImageUrl {
+                        image_url: ImageUrl {
+                            url: format!("data:{};base64,{}", image.media_type, image.data),
+                        },
+                    }));
+                    messages.push(ChatMessage::User {
+                        content: UserContent::Parts(parts),
+                    });
                 }
             }
             Role::Assistant => {
-                let calls: Vec<Value> = message
+                let tool_calls = message
                     .parts
                     .iter()
                     .filter_map(|p| match p {
-                        Part::ToolCall(call) => Some(json!({
-                            "id": call.id,
-                            "type": "function",
-                            "function": {"name": call.name, "arguments": call.input.to_string()},
-                        })),
+                        Part::ToolCall(call) => Some(ChatToolCall {
+                            id: &call.id,
+                            kind: "function",
+                            function: FunctionCall {
+                                name: &call.name,
+                                arguments: call.input.to_string(),
+                            },
+                        }),
                         _ => None,
                     })
                     .collect();
-                let mut entry = Map::new();
-                entry.insert("role".into(), "assistant".into());
-                entry.insert(
-                    "content".into(),
-                    if text.is_empty() {
-                        Value::Null
-                    } else {
-                        text.into()
-                    },
-                );
-                if !calls.is_empty() {
-                    entry.insert("tool_calls".into(), calls.into());
-                }
-                messages.push(Value::Object(entry));
+                messages.push(ChatMessage::Assistant {
+                    content: (!text.is_empty()).then_some(text),
+                    tool_calls,
+                });
             }
         }
     }
-    let mut body = Map::new();
-    body.insert("model".into(), model.into());
-    body.insert("messages".into(), messages.into());
-    if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|t| {
-                json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}})
-            })
-            .collect();
-        body.insert("tools".into(), tools.into());
-    }
-    super::insert_sampling(
-        &mut body,
-        params,
-        &super::SamplingNames {
-            temperature: "temperature",
-            top_p: "top_p",
-            max_tokens: Some(if uses_completion_tokens(model) {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
-            }),
-            seed: Some("seed"),
-            stop: Some("stop"),
-        },
-    );
-    Ok(super::with_extra(body, params))
+    let tools = request
+        .tools
+        .iter()
+        .map(|t| ChatTool {
+            kind: "function",
+            function: FunctionDeclaration {
+                name: &t.name,
+                description: &t.description,
+                parameters: &t.parameters,
+            },
+        })
+        .collect();
+    let completion_tokens = uses_completion_tokens(model);
+    Ok(super::to_body(&Body {
+        model,
+        messages,
+        tools,
+        temperature: params.temperature,
+        top_p: params.top_p,
+        max_tokens: params.max_tokens.filter(|_| !completion_tokens),
+        max_completion_tokens: params.max_tokens.filter(|_| completion_tokens),
+        seed: params.seed,
+        stop: &params.stop,
+        extra: &params.extra,
+    }))
 }
 
 pub fn parse(bytes: &[u8]) -> Result<ChatResponse, ModelError> {

@@ -10,18 +10,19 @@
 //! `computer_call` with its `id` and `status`); an assistant message without them is
 //! written from its text and function calls.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
+use super::ModelParams;
 use super::{
     ChatRequest, ChatResponse, Image, Message, ModelError, Part, Role, StopReason, ToolCall,
     ToolResult, Usage,
 };
-use crate::manifest::pipeline::ModelParams;
 
 /// The provider name in [`Part::Native`] items.
-pub const PROVIDER: &str = "openai";
+pub const PROVIDER: &str = super::Api::OpenAi.name();
 
 /// The native computer tool's type, and the name its calls get in helios.
 pub const COMPUTER_TOOL_TYPE: &str = "computer_use_preview";
@@ -39,12 +40,113 @@ fn unsupported(message: impl Into<String>) -> ModelError {
     }
 }
 
+/// A Responses request.
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instructions: Option<&'a str>,
+    input: Vec<Item<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncation: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Tool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_output_tokens: Option<u32>,
+    #[serde(flatten)]
+    extra: &'a BTreeMap<String, Value>,
+}
+
+/// One item of `input`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Item<'a> {
+    /// An item of an earlier reply, sent back as it came.
+    Native(&'a Value),
+    Message(InputMessage<'a>),
+    Output(CallOutput<'a>),
+    FunctionCall(FunctionCall<'a>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+enum InputMessage<'a> {
+    User { content: Vec<Content<'a>> },
+    Assistant { content: String },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Content<'a> {
+    InputText { text: &'a str },
+    InputImage { image_url: String },
+}
+
+/// A `computer_call_output` or a `function_call_output`, with the result's provider
+/// fields (`acknowledged_safety_checks`) among its own.
+#[derive(Serialize)]
+struct CallOutput<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    call_id: &'a str,
+    output: Output<'a>,
+    #[serde(flatten)]
+    extra: Option<&'a Map<String, Value>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Output<'a> {
+    Screenshot {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        image_url: String,
+    },
+    Text(&'a str),
+    Content(Vec<Content<'a>>),
+}
+
+#[derive(Serialize)]
+struct FunctionCall<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    call_id: &'a str,
+    name: &'a str,
+    arguments: String,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Tool<'a> {
+    Function {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        name: &'a str,
+        description: &'a str,
+        parameters: &'a Value,
+        strict: bool,
+    },
+    Computer {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        display_width: u32,
+        display_height: u32,
+        environment: &'a str,
+    },
+}
+
 fn data_url(image: &Image) -> String {
     format!("data:{};base64,{}", image.media_type, image.data)
 }
 
-fn input_image(image: &Image) -> Value {
-    json!({"type": "input_image", "image_url": data_url(image)})
+fn input_image(image: &Image) -> Content<'_> {
+    Content::InputImage {
+        image_url: data_url(image),
+    }
 }
 
 fn is_openai_native(part: &Part) -> bool {
@@ -76,132 +178,128 @@ pub fn body(model: &str, params: &ModelParams, request: &ChatRequest) -> Result<
             Role::Assistant => assistant_items(message, request, &mut input)?,
         }
     }
-    let mut body = Map::new();
-    body.insert("model".into(), model.into());
-    if let Some(system) = &request.system {
-        body.insert("instructions".into(), system.as_str().into());
-    }
-    body.insert("input".into(), input.into());
-    let mut tools: Vec<Value> = request
+    let mut tools: Vec<Tool> = request
         .tools
         .iter()
-        .map(|t| {
+        .map(|t| Tool::Function {
+            kind: "function",
+            name: &t.name,
+            description: &t.description,
+            parameters: &t.parameters,
             // The Responses API makes function tools strict unless told otherwise, which
             // would reject schemas with optional properties; Chat Completions does not.
-            json!({"type": "function", "name": t.name, "description": t.description,
-                   "parameters": t.parameters, "strict": false})
+            strict: false,
         })
         .collect();
     if let Some(computer) = &request.computer {
-        tools.push(json!({
-            "type": COMPUTER_TOOL_TYPE,
-            "display_width": computer.display_width,
-            "display_height": computer.display_height,
-            "environment": computer.environment,
-        }));
-        // `computer-use-preview` requires it; elsewhere the API's default (an error when
-        // the conversation is too long) is kept.
-        body.insert("truncation".into(), "auto".into());
-    }
-    if !tools.is_empty() {
-        body.insert("tools".into(), tools.into());
+        tools.push(Tool::Computer {
+            kind: COMPUTER_TOOL_TYPE,
+            display_width: computer.display_width,
+            display_height: computer.display_height,
+            environment: &computer.environment,
+        });
     }
     // The Responses API has no `seed` and no stop sequences.
-    super::insert_sampling(
-        &mut body,
-        params,
-        &super::SamplingNames {
-            temperature: "temperature",
-            top_p: "top_p",
-            max_tokens: Some("max_output_tokens"),
-            seed: None,
-            stop: None,
-        },
-    );
-    Ok(super::with_extra(body, params))
+    Ok(super::to_body(&Body {
+        model,
+        instructions: request.system.as_deref(),
+        input,
+        // `computer-use-preview` requires it; elsewhere the API's default (an error when
+        // the conversation is too long) is kept.
+        truncation: request.computer.as_ref().map(|_| "auto"),
+        tools,
+        temperature: params.temperature,
+        top_p: params.top_p,
+        max_output_tokens: params.max_tokens,
+        extra: &params.extra,
+    }))
 }
 
 /// A user message: tool outputs first, each its own item, then one message with the
 /// text and images (and whatever a computer call's output cannot hold).
-fn user_items(
-    message: &Message,
+fn user_items<'a>(
+    message: &'a Message,
     computer_calls: &HashSet<&str>,
-    input: &mut Vec<Value>,
+    input: &mut Vec<Item<'a>>,
 ) -> Result<(), ModelError> {
     let mut content = Vec::new();
     for part in &message.parts {
         match part {
-            Part::Text { text } => content.push(json!({"type": "input_text", "text": text})),
+            Part::Text { text } => content.push(Content::InputText { text }),
             Part::Image(image) => content.push(input_image(image)),
             Part::ToolResult(result) if computer_calls.contains(result.call_id.as_str()) => {
                 input.push(computer_call_output(result, &mut content)?);
             }
             Part::ToolResult(result) => input.push(function_call_output(result)?),
-            Part::Native { provider, item } if provider == PROVIDER => input.push(item.clone()),
+            Part::Native { provider, item } if provider == PROVIDER => {
+                input.push(Item::Native(item))
+            }
             Part::ToolCall(_) | Part::Native { .. } => {}
         }
     }
     if !content.is_empty() {
-        input.push(json!({"role": "user", "content": content}));
+        input.push(Item::Message(InputMessage::User { content }));
     }
     Ok(())
 }
 
 /// A computer call's output holds one screenshot; its text (an error, a note) and any other
 /// image go to `content`, the user message after the outputs.
-fn computer_call_output(
-    result: &ToolResult,
-    content: &mut Vec<Value>,
-) -> Result<Value, ModelError> {
+fn computer_call_output<'a>(
+    result: &'a ToolResult,
+    content: &mut Vec<Content<'a>>,
+) -> Result<Item<'a>, ModelError> {
     let (screenshot, others) = result.images.split_first().ok_or_else(|| {
         unsupported(format!(
             "the result of computer call `{}` has no screenshot, which the API requires",
             result.call_id
         ))
     })?;
-    let mut item = Map::new();
-    item.insert("type".into(), "computer_call_output".into());
-    item.insert("call_id".into(), result.call_id.clone().into());
-    item.insert(
-        "output".into(),
-        json!({"type": "computer_screenshot", "image_url": data_url(screenshot)}),
-    );
-    merge_extra(&mut item, result)?;
+    let item = CallOutput {
+        kind: "computer_call_output",
+        call_id: &result.call_id,
+        output: Output::Screenshot {
+            kind: "computer_screenshot",
+            image_url: data_url(screenshot),
+        },
+        extra: extra(result)?,
+    };
     if !result.output.is_empty() {
-        content.push(json!({"type": "input_text", "text": result.output}));
+        content.push(Content::InputText {
+            text: &result.output,
+        });
     }
     content.extend(others.iter().map(input_image));
-    Ok(Value::Object(item))
+    Ok(Item::Output(item))
 }
 
 /// A function's output: its text, or a list of text and images when it returned images.
-fn function_call_output(result: &ToolResult) -> Result<Value, ModelError> {
+fn function_call_output(result: &ToolResult) -> Result<Item<'_>, ModelError> {
     let output = if result.images.is_empty() {
-        Value::from(result.output.clone())
+        Output::Text(&result.output)
     } else {
         let mut list = Vec::new();
         if !result.output.is_empty() {
-            list.push(json!({"type": "input_text", "text": result.output}));
+            list.push(Content::InputText {
+                text: &result.output,
+            });
         }
         list.extend(result.images.iter().map(input_image));
-        Value::from(list)
+        Output::Content(list)
     };
-    let mut item = Map::new();
-    item.insert("type".into(), "function_call_output".into());
-    item.insert("call_id".into(), result.call_id.clone().into());
-    item.insert("output".into(), output);
-    merge_extra(&mut item, result)?;
-    Ok(Value::Object(item))
+    Ok(Item::Output(CallOutput {
+        kind: "function_call_output",
+        call_id: &result.call_id,
+        output,
+        extra: extra(result)?,
+    }))
 }
 
-/// Puts the result's provider fields (`acknowledged_safety_checks`) into its item.
-fn merge_extra(item: &mut Map<String, Value>, result: &ToolResult) -> Result<(), ModelError> {
+/// The result's provider fields (`acknowledged_safety_checks`), which go into its item.
+fn extra(result: &ToolResult) -> Result<Option<&Map<String, Value>>, ModelError> {
     match &result.extra {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Object(extra)) => {
-            item.extend(extra.clone());
-            Ok(())
-        }
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(extra)) => Ok(Some(extra)),
         Some(other) => Err(unsupported(format!(
             "the extra fields of the result of call `{}` are not an object: {other}",
             result.call_id
@@ -211,14 +309,14 @@ fn merge_extra(item: &mut Map<String, Value>, result: &ToolResult) -> Result<(),
 
 /// An assistant message: the API's own items when it holds them, else its text and
 /// function calls.
-fn assistant_items(
-    message: &Message,
+fn assistant_items<'a>(
+    message: &'a Message,
     request: &ChatRequest,
-    input: &mut Vec<Value>,
+    input: &mut Vec<Item<'a>>,
 ) -> Result<(), ModelError> {
     if message.parts.iter().any(is_openai_native) {
         input.extend(message.parts.iter().filter_map(|part| match part {
-            Part::Native { provider, item } if provider == PROVIDER => Some(item.clone()),
+            Part::Native { provider, item } if provider == PROVIDER => Some(Item::Native(item)),
             _ => None,
         }));
         return Ok(());
@@ -232,7 +330,7 @@ fn assistant_items(
         })
         .collect();
     if !text.is_empty() {
-        input.push(json!({"role": "assistant", "content": text}));
+        input.push(Item::Message(InputMessage::Assistant { content: text }));
     }
     for part in &message.parts {
         let Part::ToolCall(call) = part else {
@@ -249,8 +347,12 @@ fn assistant_items(
             Value::String(raw) => raw.clone(),
             other => other.to_string(),
         };
-        input.push(json!({"type": "function_call", "call_id": call.id,
-                          "name": call.name, "arguments": arguments}));
+        input.push(Item::FunctionCall(FunctionCall {
+            kind: "function_call",
+            call_id: &call.id,
+            name: &call.name,
+            arguments,
+        }));
     }
     Ok(())
 }
@@ -441,6 +543,8 @@ pub fn error(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::model::{ComputerTool, ToolSpec};
 

@@ -7,8 +7,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use super::Usage;
-use crate::manifest::model_id::ModelId;
-use crate::manifest::pipeline::Price;
+use super::{ModelId, Price};
 
 /// A model's prices per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use super::computer::Protocol;
 use super::pricing::{self, Rates};
 use super::retry::RetryPolicy;
 use super::scripted::{Script, ScriptedModel};
 use super::{HttpModel, ModelClient, ModelConfig};
-use crate::manifest::model_id::{ModelId, ModelProvider};
-use crate::manifest::pipeline::ModelSpec;
+use super::{ModelId, ModelProvider, ModelSpec};
 
 /// One model of the pipeline, ready for trials.
 #[derive(Clone)]
@@ -49,22 +49,12 @@ impl ModelRuntime {
         }
     }
 
-    /// The computer tool a `computer-use` agent uses with this model: its provider's.
-    pub fn computer_protocol(&self) -> Option<crate::computer::Protocol> {
+    /// The computer tool a `computer-use` agent uses with this model: its provider's, or
+    /// for a script, that of the provider whose replies it holds.
+    pub fn computer_protocol(&self) -> Option<Protocol> {
         match &self.source {
-            Source::Http(model) => crate::computer::Protocol::of(model.config().id.provider),
-            Source::Scripted(script) => match script.format {
-                crate::model::scripted::ScriptFormat::Anthropic => {
-                    Some(crate::computer::Protocol::Anthropic)
-                }
-                crate::model::scripted::ScriptFormat::OpenAi => {
-                    Some(crate::computer::Protocol::OpenAi)
-                }
-                crate::model::scripted::ScriptFormat::Gemini => {
-                    Some(crate::computer::Protocol::Gemini)
-                }
-                crate::model::scripted::ScriptFormat::Neutral => None,
-            },
+            Source::Http(model) => model.config().id.provider.api(),
+            Source::Scripted(script) => script.format.api(),
         }
     }
 }

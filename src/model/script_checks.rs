@@ -5,15 +5,15 @@
 
 use serde_json::Value;
 
-use super::scripted::ScriptFormat;
+use super::Api;
 
-/// Checks an encoded request `body` against the reply bodies `played` before it.
-pub(crate) fn check(format: ScriptFormat, body: &Value, played: &[&Value]) -> Result<(), String> {
-    match format {
-        ScriptFormat::Anthropic => anthropic(body, played),
-        ScriptFormat::OpenAi => openai(body, played),
-        ScriptFormat::Gemini => gemini(body, played),
-        ScriptFormat::Neutral => Ok(()),
+/// Checks an encoded request `body` (in `api`'s full wire format) against the reply bodies
+/// `played` before it.
+pub(crate) fn check(api: Api, body: &Value, played: &[&Value]) -> Result<(), String> {
+    match api {
+        Api::Anthropic => anthropic(body, played),
+        Api::OpenAi => openai(body, played),
+        Api::Gemini => gemini(body, played),
     }
 }
 

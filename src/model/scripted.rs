@@ -15,59 +15,69 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::ModelParams;
 use super::{
-    ChatRequest, ChatResponse, ModelClient, ModelError, Part, StopReason, ToolCall, Usage,
-    anthropic, gemini, openai_responses, script_checks,
+    Api, ChatRequest, ChatResponse, ModelClient, ModelError, Part, StopReason, ToolCall, Usage,
+    script_checks,
 };
-use crate::manifest::pipeline::ModelParams;
 
 /// How a script's replies are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ScriptFormat {
     /// helios's own form: `text`, `tool_calls`, `usage`.
     #[default]
     Neutral,
-    /// Anthropic Messages response bodies.
-    Anthropic,
-    /// OpenAI Responses API response bodies.
-    #[serde(rename = "openai")]
-    OpenAi,
-    /// Gemini generateContent response bodies.
-    Gemini,
+    /// A provider's response bodies, in the wire format that carries its computer tool
+    /// (OpenAI's are Responses API bodies).
+    Provider(Api),
 }
 
 impl ScriptFormat {
+    /// What `format` may say.
+    const NAMES: [&'static str; 4] = [
+        "neutral",
+        Api::Anthropic.name(),
+        Api::OpenAi.name(),
+        Api::Gemini.name(),
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             ScriptFormat::Neutral => "neutral",
-            ScriptFormat::Anthropic => "anthropic",
-            ScriptFormat::OpenAi => "openai",
-            ScriptFormat::Gemini => "gemini",
+            ScriptFormat::Provider(api) => api.name(),
         }
     }
 
-    /// Decodes a reply body with the provider's own decoder.
-    fn decode(self, body: &Value) -> Result<ChatResponse, ModelError> {
-        let bytes = body.to_string();
+    /// The provider whose bodies the script holds, and so whose computer tool it speaks.
+    pub fn api(self) -> Option<Api> {
         match self {
-            ScriptFormat::Anthropic => anthropic::parse(bytes.as_bytes()),
-            ScriptFormat::OpenAi => openai_responses::parse(bytes.as_bytes()),
-            ScriptFormat::Gemini => gemini::parse(bytes.as_bytes()),
-            ScriptFormat::Neutral => unreachable!("neutral replies are not response bodies"),
+            ScriptFormat::Neutral => None,
+            ScriptFormat::Provider(api) => Some(api),
         }
     }
+}
 
-    /// Encodes a request with the provider's own encoder, as the HTTP client would.
-    fn encode(self, request: &ChatRequest) -> Result<Value, ModelError> {
-        let params = ModelParams::default();
-        match self {
-            ScriptFormat::Anthropic => Ok(anthropic::body(MODEL, &params, request)),
-            ScriptFormat::OpenAi => openai_responses::body(MODEL, &params, request),
-            ScriptFormat::Gemini => Ok(gemini::body(&params, request)),
-            ScriptFormat::Neutral => unreachable!("neutral requests are not encoded"),
+impl<'de> Deserialize<'de> for ScriptFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        match name.as_str() {
+            "neutral" => Ok(ScriptFormat::Neutral),
+            _ => Api::from_name(&name)
+                .map(ScriptFormat::Provider)
+                .ok_or_else(|| serde::de::Error::unknown_variant(&name, &ScriptFormat::NAMES)),
         }
     }
+}
+
+/// Decodes a reply body with the provider's own decoder.
+fn decode(api: Api, body: &Value) -> Result<ChatResponse, ModelError> {
+    api.full_wire().parse(body.to_string().as_bytes())
+}
+
+/// Encodes a request with the provider's own encoder, as the HTTP client would.
+fn encode(api: Api, request: &ChatRequest) -> Result<Value, ModelError> {
+    api.full_wire()
+        .body(MODEL, &ModelParams::default(), request)
 }
 
 /// The model name in the requests a scripted model encodes.
@@ -171,20 +181,18 @@ impl Script {
 }
 
 fn read_reply(format: ScriptFormat, reply: Value) -> Result<ScriptReply, String> {
-    if format == ScriptFormat::Neutral {
+    let ScriptFormat::Provider(api) = format else {
         return serde_json::from_value(reply)
             .map(ScriptReply::Neutral)
             .map_err(|e| e.to_string());
-    }
+    };
     if !reply.is_object() {
         return Err(format!(
             "a reply of a `{}` script is the provider's response body, an object",
-            format.name()
+            api.name()
         ));
     }
-    format
-        .decode(&reply)
-        .map_err(|e| format!("the {} decoder cannot read it: {e}", format.name()))?;
+    decode(api, &reply).map_err(|e| format!("the {} decoder cannot read it: {e}", api.name()))?;
     Ok(ScriptReply::Provider(reply))
 }
 
@@ -213,8 +221,8 @@ impl ScriptedModel {
 
     fn play(&self, request: &ChatRequest) -> Result<ChatResponse, ModelError> {
         let index = self.next.fetch_add(1, Ordering::SeqCst);
-        if self.script.format != ScriptFormat::Neutral {
-            self.check_request(index, request)?;
+        if let Some(api) = self.script.format.api() {
+            self.check_request(api, index, request)?;
         }
         let reply = self
             .script
@@ -229,14 +237,21 @@ impl ScriptedModel {
             })?;
         match reply {
             ScriptReply::Neutral(reply) => Ok(neutral_response(index, reply)),
-            ScriptReply::Provider(body) => self.script.format.decode(body),
+            ScriptReply::Provider(body) => match self.script.format.api() {
+                Some(api) => decode(api, body),
+                None => unreachable!("a neutral script holds no provider bodies"),
+            },
         }
     }
 
     /// Encodes the request, keeps the body, and refuses what the provider would refuse.
-    fn check_request(&self, index: usize, request: &ChatRequest) -> Result<(), ModelError> {
-        let format = self.script.format;
-        let body = format.encode(request)?;
+    fn check_request(
+        &self,
+        api: Api,
+        index: usize,
+        request: &ChatRequest,
+    ) -> Result<(), ModelError> {
+        let body = encode(api, request)?;
         self.sent.lock().expect("not poisoned").push(body.clone());
         let played: Vec<&Value> = self
             .script
@@ -248,11 +263,11 @@ impl ScriptedModel {
                 ScriptReply::Neutral(_) => None,
             })
             .collect();
-        script_checks::check(format, &body, &played).map_err(|message| ModelError::Unsupported {
-            provider: match format {
-                ScriptFormat::Anthropic => "Anthropic (scripted)",
-                ScriptFormat::OpenAi => "OpenAI Responses (scripted)",
-                _ => "Gemini (scripted)",
+        script_checks::check(api, &body, &played).map_err(|message| ModelError::Unsupported {
+            provider: match api {
+                Api::Anthropic => "Anthropic (scripted)",
+                Api::OpenAi => "OpenAI Responses (scripted)",
+                Api::Gemini => "Gemini (scripted)",
             },
             message: format!("request {}: {message}", index + 1),
         })

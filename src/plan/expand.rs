@@ -14,9 +14,9 @@ use super::{
 };
 use crate::agent::AgentKind;
 use crate::env::Provider;
-use crate::manifest::model_id::ModelId;
 use crate::manifest::pipeline::{EnvironmentDefaults, VerifyStep};
 use crate::manifest::{BUILTIN_AGENTS, Pipeline};
+use crate::model::ModelId;
 
 /// Why a plan could not be made.
 #[derive(Debug, thiserror::Error)]

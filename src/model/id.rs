@@ -2,34 +2,35 @@
 
 use std::fmt;
 
-/// The model APIs helios speaks.
+use super::Api;
+
+/// Who answers a model: a provider's API, or a script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ModelProvider {
-    Anthropic,
-    OpenAi,
-    Gemini,
+    Api(Api),
     /// Replies read from a script file: deterministic runs with no network.
     Scripted,
 }
 
 impl ModelProvider {
-    pub const NAMES: [&'static str; 4] = ["anthropic", "openai", "gemini", "scripted"];
+    pub const NAMES: [&'static str; 4] = [
+        Api::Anthropic.name(),
+        Api::OpenAi.name(),
+        Api::Gemini.name(),
+        "scripted",
+    ];
 
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
-            "anthropic" => Some(ModelProvider::Anthropic),
-            "openai" => Some(ModelProvider::OpenAi),
-            "gemini" | "google" => Some(ModelProvider::Gemini),
             "scripted" => Some(ModelProvider::Scripted),
-            _ => None,
+            "google" => Some(ModelProvider::Api(Api::Gemini)),
+            _ => Api::from_name(name).map(ModelProvider::Api),
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            ModelProvider::Anthropic => "anthropic",
-            ModelProvider::OpenAi => "openai",
-            ModelProvider::Gemini => "gemini",
+            ModelProvider::Api(api) => api.name(),
             ModelProvider::Scripted => "scripted",
         }
     }
@@ -37,10 +38,16 @@ impl ModelProvider {
     /// The environment variable that holds the API key unless a manifest names another.
     pub fn default_key_env(self) -> &'static str {
         match self {
-            ModelProvider::Anthropic => "ANTHROPIC_API_KEY",
-            ModelProvider::OpenAi => "OPENAI_API_KEY",
-            ModelProvider::Gemini => "GEMINI_API_KEY",
+            ModelProvider::Api(api) => api.default_key_env(),
             ModelProvider::Scripted => "",
+        }
+    }
+
+    /// The API behind the model; none for a script.
+    pub fn api(self) -> Option<Api> {
+        match self {
+            ModelProvider::Api(api) => Some(api),
+            ModelProvider::Scripted => None,
         }
     }
 }
@@ -86,7 +93,7 @@ impl ModelId {
         let provider = if id == "scripted" {
             ModelProvider::Scripted
         } else if id.starts_with("claude-") {
-            ModelProvider::Anthropic
+            ModelProvider::Api(Api::Anthropic)
         } else if id.starts_with("gpt-")
             || id.starts_with("chatgpt-")
             || id.starts_with("computer-use-")
@@ -94,9 +101,9 @@ impl ModelId {
                 .iter()
                 .any(|p| id == *p || id.starts_with(&format!("{p}-")))
         {
-            ModelProvider::OpenAi
+            ModelProvider::Api(Api::OpenAi)
         } else if id.starts_with("gemini-") {
-            ModelProvider::Gemini
+            ModelProvider::Api(Api::Gemini)
         } else {
             return Err(ModelIdError::CannotInfer(id.to_string()));
         };
@@ -123,21 +130,21 @@ mod tests {
     #[test]
     fn explicit_and_inferred_providers() {
         let id = ModelId::parse("anthropic/claude-sonnet-4-20250514").unwrap();
-        assert_eq!(id.provider, ModelProvider::Anthropic);
+        assert_eq!(id.provider, ModelProvider::Api(Api::Anthropic));
         assert_eq!(ModelId::parse("claude-sonnet-4-20250514").unwrap(), id);
         assert_eq!(
             ModelId::parse("gpt-4.1").unwrap().provider,
-            ModelProvider::OpenAi
+            ModelProvider::Api(Api::OpenAi)
         );
         assert_eq!(
             ModelId::parse("o3-mini").unwrap().provider,
-            ModelProvider::OpenAi
+            ModelProvider::Api(Api::OpenAi)
         );
         assert_eq!(
             ModelId::parse("gemini/gemini-2.5-computer-use-preview-10-2025")
                 .unwrap()
                 .provider,
-            ModelProvider::Gemini
+            ModelProvider::Api(Api::Gemini)
         );
         // Compatible servers keep their own model names after `openai/`.
         assert_eq!(

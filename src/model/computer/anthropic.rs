@@ -2,12 +2,12 @@
 
 use serde_json::Value;
 
+use super::action::{Action, Button, combo_text};
+use super::scale::Scaling;
 use super::{
     MAX_SCROLL_CLICKS, MapError, Mapped, field, invalid, modifiers, one, optional_pair, pair,
     seconds, text,
 };
-use crate::computer::action::{Action, Button, combo_text};
-use crate::computer::scale::Scaling;
 
 /// Anthropic's `computer` tool (`computer_20250124`): `input.action` and its fields.
 pub(super) fn map(name: &str, input: &Value, scaling: &Scaling) -> Result<Mapped, MapError> {
@@ -110,7 +110,7 @@ mod tests {
     use serde_json::json;
 
     use super::super::*;
-    use crate::computer::action::Button;
+    use crate::model::computer::action::Button;
 
     const SCREEN: (u32, u32) = (1024, 768);
 

@@ -1,20 +1,38 @@
 //! Each provider's computer tool: how it is declared, what size screenshots it is shown,
-//! and how its tool calls become desktop actions in screen pixels. The mappings are one
-//! module a provider: [`anthropic`], [`openai`], [`gemini`].
+//! and how its tool calls become desktop actions ([`action`]) in screen pixels
+//! ([`scale`]). The mappings are one module a provider: [`anthropic`], [`openai`],
+//! [`gemini`]. Carrying the actions out is the desktop's, outside the model layer.
 
+pub mod action;
 mod anthropic;
 mod gemini;
 mod openai;
+pub mod scale;
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::action::{Action, keysym};
-use super::scale::{RECOMMENDED, ScaleError, Scaling};
-use crate::manifest::model_id::ModelProvider;
-use crate::model::ComputerTool;
+pub use action::{Action, Button};
+pub use scale::{ScaleError, Scaling};
 
-/// What a pending safety check or a safety decision gets: the agent's `safety_checks`.
-pub use crate::manifest::pipeline::SafetyChecks as SafetyPolicy;
+use super::ComputerTool;
+use action::keysym;
+use scale::RECOMMENDED;
+
+/// What a computer-use agent does when the provider asks to confirm an action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SafetyChecks {
+    /// Go ahead and tell the provider so; the check is recorded in the trajectory.
+    #[default]
+    Acknowledge,
+    /// Do not act: the trial ends with the error kind `safety_refused`.
+    Refuse,
+}
+
+/// The name agents give the policy: what a pending safety check or a safety decision gets.
+pub use SafetyChecks as SafetyPolicy;
 
 /// Why a tool call cannot be carried out. The model is told and may try again, except
 /// for a refused safety check, which ends the run.
@@ -38,13 +56,8 @@ pub struct Mapped {
     pub acknowledged: Option<String>,
 }
 
-/// The computer tool of one provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    Anthropic,
-    OpenAi,
-    Gemini,
-}
+/// The computer tool of one provider: named by the provider's API, each having one.
+pub use super::provider::Api as Protocol;
 
 /// Gemini's browser-only functions, excluded on a desktop.
 pub const GEMINI_BROWSER_FUNCTIONS: [&str; 5] = [
@@ -61,15 +74,6 @@ const PIXELS_PER_CLICK: f64 = 100.0;
 const MAX_SCROLL_CLICKS: i64 = 100;
 
 impl Protocol {
-    pub fn of(provider: ModelProvider) -> Option<Protocol> {
-        match provider {
-            ModelProvider::Anthropic => Some(Protocol::Anthropic),
-            ModelProvider::OpenAi => Some(Protocol::OpenAi),
-            ModelProvider::Gemini => Some(Protocol::Gemini),
-            ModelProvider::Scripted => None,
-        }
-    }
-
     /// How screenshots of a `screen` are shown to the model.
     pub fn scaling(self, screen: (u32, u32)) -> Scaling {
         match self {

@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
+use super::action::{Action, Button, combo, keysym};
+use super::scale::Scaling;
 use super::{MapError, Mapped, SafetyPolicy, clicks, field, invalid, number, text};
-use crate::computer::action::{Action, Button, combo, keysym};
-use crate::computer::scale::Scaling;
 
 /// OpenAI's `computer_call`: `input.action` (or a batch in `input.actions`) and the
 /// call's `pending_safety_checks`.

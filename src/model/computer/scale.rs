@@ -1,7 +1,6 @@
-//! Between the screen and what a model sees: screenshots scaled down to the size a
-//! provider recommends, the model's coordinates scaled back to screen pixels.
-
-use std::io::Cursor;
+//! Between the screen and what a model sees: the size a provider's model is shown, and
+//! its coordinates scaled back to screen pixels. Resizing the screenshots themselves is
+//! the desktop's, outside the model layer.
 
 /// Screen sizes models handle best (XGA, WXGA, FWXGA): a larger screen of the same aspect
 /// ratio is shown to the model at this size.
@@ -114,25 +113,6 @@ impl Scaling {
             scale(y as u32, NORMALISED_GRID, self.screen.1),
         ))
     }
-
-    /// A screenshot of the screen at the size the model is shown (PNG in, PNG out).
-    pub fn screenshot(&self, png: Vec<u8>) -> Result<Vec<u8>, ScaleError> {
-        if self.is_identity() {
-            return Ok(png);
-        }
-        let image = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
-            .map_err(|e| ScaleError::Image(e.to_string()))?;
-        let resized = image.resize_exact(
-            self.model.0,
-            self.model.1,
-            image::imageops::FilterType::Triangle,
-        );
-        let mut out = Vec::new();
-        resized
-            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
-            .map_err(|e| ScaleError::Image(e.to_string()))?;
-        Ok(out)
-    }
 }
 
 /// `value` out of `from` as a value out of `to`, rounded, kept inside `to`.
@@ -184,17 +164,5 @@ mod tests {
         assert_eq!(s.from_grid(391, 154).unwrap(), (400, 118));
         assert_eq!(s.from_grid(999, 999).unwrap(), (1023, 767));
         assert!(s.from_grid(1000, 0).is_err());
-    }
-
-    #[test]
-    fn screenshots_are_resized_to_the_model_size() {
-        let mut png = Vec::new();
-        image::DynamicImage::new_rgb8(1920, 1080)
-            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
-            .unwrap();
-        let s = Scaling::fit((1920, 1080), &RECOMMENDED);
-        let small = s.screenshot(png).unwrap();
-        let decoded = image::load_from_memory(&small).unwrap();
-        assert_eq!((decoded.width(), decoded.height()), (1366, 768));
     }
 }

@@ -3,11 +3,11 @@
 
 use serde_json::{Value, json};
 
+use super::action::{Action, Button, combo_text};
+use super::scale::Scaling;
 use super::{
     GEMINI_BROWSER_FUNCTIONS, MapError, Mapped, SafetyPolicy, clicks, field, invalid, number, text,
 };
-use crate::computer::action::{Action, Button, combo_text};
-use crate::computer::scale::Scaling;
 
 /// Gemini's computer-use functions, with coordinates on the 0-999 grid.
 pub(super) fn map(
@@ -131,7 +131,7 @@ mod tests {
     use serde_json::json;
 
     use super::super::*;
-    use crate::computer::action::Button;
+    use crate::model::computer::action::Button;
 
     const SCREEN: (u32, u32) = (1024, 768);
 
