@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub const RUNS: usize = 9;
+pub(crate) const RUNS: usize = 9;
 
 /// Writes a Terminal-Bench 2.0-style task directory `tasks/task-NNNN` under `root`.
-pub fn write_task(root: &Path, i: usize) -> PathBuf {
+pub(crate) fn write_task(root: &Path, i: usize) -> PathBuf {
     let dir = root.join("tasks").join(format!("task-{i:04}"));
     std::fs::create_dir_all(dir.join("environment")).unwrap();
     std::fs::create_dir_all(dir.join("tests")).unwrap();
@@ -56,7 +56,7 @@ workdir = "/app"
 }
 
 /// Runs `run` [`RUNS`] times and prints the median and best time.
-pub fn measure(label: &str, mut run: impl FnMut()) {
+pub(crate) fn measure(label: &str, mut run: impl FnMut()) {
     let mut times: Vec<Duration> = (0..RUNS)
         .map(|_| {
             let start = Instant::now();
@@ -73,7 +73,7 @@ pub fn measure(label: &str, mut run: impl FnMut()) {
 }
 
 /// The process's peak resident memory, from `/proc/self/status`.
-pub fn peak_memory_kib() -> Option<u64> {
+pub(crate) fn peak_memory_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -81,6 +81,6 @@ pub fn peak_memory_kib() -> Option<u64> {
 
 /// Whether `cargo bench` asked for a real measurement (it passes `--bench`); `cargo test
 /// --benches` passes nothing and only checks that the benchmark builds and runs.
-pub fn measuring() -> bool {
+pub(crate) fn measuring() -> bool {
     std::env::args().any(|a| a == "--bench")
 }

@@ -35,7 +35,7 @@ pub(crate) struct PipelineCheck<'a> {
 }
 
 impl PipelineCheck<'_> {
-    pub fn run(&self, report: &mut Report) {
+    pub(super) fn run(&self, report: &mut Report) {
         let mut out = Vec::new();
         self.models(&mut out);
         self.agents(&mut out, report);

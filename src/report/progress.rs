@@ -84,7 +84,17 @@ fn note(event: &RunEvent) -> Option<String> {
             format!("stage {stage}: the gate admits {admitted} of {tasks} task(s)")
         }
         RunEvent::TrialStarted { label, .. } => format!("started {label}"),
-        RunEvent::TrialRetry { label, error, .. } => format!("retrying {label} after: {error}"),
+        RunEvent::TrialRetry {
+            label,
+            error,
+            wait_seconds,
+            ..
+        } => format!("retrying {label} in {wait_seconds:.0}s after: {error}"),
+        RunEvent::BuildRetry {
+            tag,
+            error,
+            wait_seconds,
+        } => format!("building {tag} again in {wait_seconds:.0}s after: {error}"),
         RunEvent::Cancelling => {
             "cancelling: stopping running trials and removing their containers (press Ctrl-C again to force)"
                 .to_string()
@@ -99,9 +109,10 @@ struct Lines {
     finished: usize,
 }
 
-impl View for Lines {
-    fn show(&mut self, event: &RunEvent) {
-        let line = match event {
+impl Lines {
+    /// The line an event prints, if any.
+    fn line(&mut self, event: &RunEvent) -> Option<String> {
+        match event {
             RunEvent::Started { to_run, .. } => {
                 self.to_run = *to_run;
                 note(event)
@@ -122,8 +133,13 @@ impl View for Lines {
                 ))
             }
             _ => note(event),
-        };
-        if let Some(line) = line {
+        }
+    }
+}
+
+impl View for Lines {
+    fn show(&mut self, event: &RunEvent) {
+        if let Some(line) = self.line(event) {
             eprintln!("{line}");
         }
     }
@@ -222,6 +238,7 @@ impl View for Bars {
             RunEvent::Reaped { .. }
             | RunEvent::TeardownFailed { .. }
             | RunEvent::TrialRetry { .. }
+            | RunEvent::BuildRetry { .. }
             | RunEvent::StageGated { .. }
             | RunEvent::Cancelling => {
                 if let Some(line) = note(event) {
@@ -236,5 +253,185 @@ impl View for Bars {
         for bar in [&self.builds, &self.trials].into_iter().flatten() {
             bar.finish();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::events::{ErrorKind, Phase, TrialIndex};
+    use crate::store::summary::Summary;
+    use crate::store::trial::{ErrorInfo, RESULT_FORMAT, TrialResult};
+
+    fn finished(
+        index: usize,
+        label: &str,
+        status: TrialStatus,
+        reward: Option<f64>,
+        error: Option<ErrorKind>,
+    ) -> RunEvent {
+        RunEvent::TrialFinished {
+            index: TrialIndex(index),
+            label: label.into(),
+            status,
+            reward,
+            error_kind: error,
+        }
+    }
+
+    /// A run as the runner reports it: a reaped leftover, a build, a gate, a retry, four
+    /// trials ending four ways, a skip, a cancel.
+    fn events() -> Vec<RunEvent> {
+        vec![
+            RunEvent::Started {
+                run_dir: PathBuf::from("runs/quickstart"),
+                trials: 5,
+                to_run: 4,
+                done: 1,
+                builds: 1,
+            },
+            RunEvent::Reaped {
+                provider: Provider::Docker,
+                count: 2,
+            },
+            RunEvent::BuildStarted {
+                tag: "helios/hello-file:2319e39b24ad".into(),
+            },
+            RunEvent::BuildFinished {
+                tag: "helios/hello-file:2319e39b24ad".into(),
+                outcome: BuildOutcome::Built,
+                seconds: 12.5,
+            },
+            RunEvent::TrialSkipped {
+                index: TrialIndex(0),
+                reason: SkipReason::Done,
+            },
+            RunEvent::StageGated {
+                stage: "eval".into(),
+                admitted: 1,
+                tasks: 2,
+            },
+            RunEvent::TrialStarted {
+                index: TrialIndex(1),
+                label: "sanity/hello-file/oracle#1".into(),
+            },
+            RunEvent::TrialPhase {
+                index: TrialIndex(1),
+                phase: Phase::Agent,
+            },
+            RunEvent::TrialRetry {
+                index: TrialIndex(1),
+                label: "sanity/hello-file/oracle#1".into(),
+                kind: ErrorKind::DockerError,
+                error: "the Docker engine failed: connection reset".into(),
+                wait_seconds: 2.0,
+            },
+            finished(
+                1,
+                "sanity/hello-file/oracle#1",
+                TrialStatus::Completed,
+                Some(1.0),
+                None,
+            ),
+            finished(
+                2,
+                "sanity/hello-file/nop#1",
+                TrialStatus::Completed,
+                Some(0.0),
+                None,
+            ),
+            finished(
+                3,
+                "eval/hello-file/terminal@sonnet#1",
+                TrialStatus::TimedOut,
+                Some(0.0),
+                Some(ErrorKind::AgentTimeout),
+            ),
+            RunEvent::TeardownFailed {
+                index: TrialIndex(3),
+                label: "eval/hello-file/terminal@sonnet#1".into(),
+                provider: Provider::Docker,
+                id: "0123abcd".into(),
+                error: "the Docker engine failed: conflict".into(),
+            },
+            RunEvent::Cancelling,
+            finished(
+                4,
+                "eval/other/terminal@sonnet#1",
+                TrialStatus::Cancelled,
+                None,
+                Some(ErrorKind::Cancelled),
+            ),
+            RunEvent::Finished,
+        ]
+    }
+
+    #[test]
+    fn the_line_reporter_reads_well_for_every_kind_of_event() {
+        let mut lines = Lines::default();
+        let printed: Vec<String> = events().iter().filter_map(|e| lines.line(e)).collect();
+        insta::assert_snapshot!(printed.join("\n"));
+    }
+
+    fn result(
+        stage: &str,
+        agent: &str,
+        reward: Option<f64>,
+        status: TrialStatus,
+        error: Option<ErrorKind>,
+    ) -> TrialResult {
+        TrialResult {
+            format: RESULT_FORMAT,
+            trial_id: "0123456789abcdef".into(),
+            full_id: "0123456789abcdef".into(),
+            task: "hello-file".into(),
+            stage: stage.into(),
+            agent: agent.into(),
+            model: (agent == "terminal").then(|| "sonnet".into()),
+            params: Default::default(),
+            attempt: 1,
+            status,
+            rewards: Default::default(),
+            reward,
+            error: error.map(|kind| ErrorInfo::new(kind, "")),
+            timings: Vec::new(),
+            agent_exit_code: None,
+            verifier_exit_code: None,
+            usage: None,
+            cost_usd: (agent == "terminal").then_some(0.0125),
+            image: "helios/hello-file:2319e39b24ad".into(),
+            provider: Provider::Docker,
+            container: None,
+            retried: Vec::new(),
+            teardown_errors: Vec::new(),
+            helios_version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn the_summary_table_groups_by_stage_agent_and_model() {
+        let results = [
+            result("sanity", "oracle", Some(1.0), TrialStatus::Completed, None),
+            result("sanity", "nop", Some(0.0), TrialStatus::Completed, None),
+            result("eval", "terminal", Some(1.0), TrialStatus::Completed, None),
+            result(
+                "eval",
+                "terminal",
+                Some(0.0),
+                TrialStatus::TimedOut,
+                Some(ErrorKind::AgentTimeout),
+            ),
+            result(
+                "eval",
+                "terminal",
+                None,
+                TrialStatus::InfraError,
+                Some(ErrorKind::DockerError),
+            ),
+        ];
+        let summary = Summary::of("quickstart", &results.iter().collect::<Vec<_>>());
+        insta::assert_snapshot!(crate::report::table::render(&summary));
     }
 }

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 /// chromedriver and the browser session it runs; both end on drop.
-pub struct Browser {
+pub(crate) struct Browser {
     pub client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
@@ -18,7 +18,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 impl Browser {
-    pub async fn start() -> Browser {
+    pub(crate) async fn start() -> Browser {
         for tool in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 std::path::Path::new(tool).exists(),
@@ -73,7 +73,7 @@ impl Browser {
     }
 
     /// Waits until an element matching `css` exists (WebDriver polls; the wait is bounded).
-    pub async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
+    pub(crate) async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
         self.client
             .wait()
             .at_most(std::time::Duration::from_secs(60))
@@ -82,7 +82,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no `{css}` appeared: {e}"))
     }
 
-    pub async fn texts(&self, css: &str) -> Vec<String> {
+    pub(crate) async fn texts(&self, css: &str) -> Vec<String> {
         let mut out = Vec::new();
         for element in self.client.find_all(Locator::Css(css)).await.unwrap() {
             out.push(element.text().await.unwrap());
@@ -91,7 +91,7 @@ impl Browser {
     }
 
     /// Saves a PNG of the page under `target/tmp/viewer-screenshots/` and returns its path.
-    pub async fn screenshot(&self, name: &str) -> PathBuf {
+    pub(crate) async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("viewer-screenshots");
@@ -103,7 +103,7 @@ impl Browser {
     }
 
     /// Ends the browser session; chromedriver ends on drop.
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = self.client.clone().close().await;
     }
 }
@@ -124,7 +124,7 @@ fn free_port() -> u16 {
 }
 
 /// A `helios` process that serves the viewer; interrupted (Ctrl-C) on drop.
-pub struct Served {
+pub(crate) struct Served {
     pub child: Child,
     /// The address it printed (`http://127.0.0.1:PORT/...`).
     pub url: String,
@@ -137,7 +137,7 @@ pub struct Served {
 impl Served {
     /// Spawns `command` (stderr piped) and reads its stderr until a line with `marker`
     /// holds an `http://` address.
-    pub fn spawn(mut command: Command, marker: &str) -> Served {
+    pub(crate) fn spawn(mut command: Command, marker: &str) -> Served {
         let mut child = command
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -169,13 +169,13 @@ impl Served {
     }
 
     /// `http://host:port/`.
-    pub fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         let after = &self.url["http://".len()..];
         format!("http://{}/", after.split('/').next().unwrap())
     }
 
     /// Sends Ctrl-C and returns the exit code and the rest of standard error.
-    pub fn interrupt(mut self) -> (Option<i32>, String) {
+    pub(crate) fn interrupt(mut self) -> (Option<i32>, String) {
         interrupt(&self.child);
         let status = self.child.wait().unwrap();
         let rest = self.rest.take().unwrap().join().unwrap();

@@ -22,11 +22,11 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-pub const KEY: &str = "test-daytona-key";
+pub(crate) const KEY: &str = "test-daytona-key";
 
 /// What the server does wrong, and how often.
 #[derive(Debug, Clone, Default)]
-pub struct Faults {
+pub(crate) struct Faults {
     /// Answers to the first create calls: 429 (with `Retry-After: 1`, nothing made), or
     /// 500 (the sandbox is made, then the answer is lost).
     pub create: Vec<u16>,
@@ -40,7 +40,7 @@ pub struct Faults {
 
 /// One sandbox as the server knows it.
 #[derive(Debug, Clone)]
-pub struct Record {
+pub(crate) struct Record {
     pub id: String,
     /// The body of the create call that made it.
     pub body: Value,
@@ -66,14 +66,14 @@ struct Inner {
 type Shared = Arc<Inner>;
 
 /// The running fake; its containers and images are removed when it is dropped.
-pub struct FakeDaytona {
+pub(crate) struct FakeDaytona {
     pub url: String,
     inner: Shared,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl FakeDaytona {
-    pub async fn start(faults: Faults) -> FakeDaytona {
+    pub(crate) async fn start(faults: Faults) -> FakeDaytona {
         static SERVERS: AtomicUsize = AtomicUsize::new(0);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
@@ -110,7 +110,7 @@ impl FakeDaytona {
     }
 
     /// Every sandbox ever created, deleted or not.
-    pub fn records(&self) -> Vec<Record> {
+    pub(crate) fn records(&self) -> Vec<Record> {
         self.inner
             .sandboxes
             .lock()
@@ -121,7 +121,7 @@ impl FakeDaytona {
     }
 
     /// The ids of sandboxes not deleted.
-    pub fn undeleted(&self) -> Vec<String> {
+    pub(crate) fn undeleted(&self) -> Vec<String> {
         self.records()
             .into_iter()
             .filter(|r| !r.deleted)
@@ -130,12 +130,12 @@ impl FakeDaytona {
     }
 
     /// `METHOD /path?query` of every request, in order.
-    pub fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.inner.requests.lock().unwrap().clone()
     }
 
     /// Waits (without a timer) until `ready` holds of the requests so far.
-    pub async fn wait_for(&self, ready: impl Fn(&[String]) -> bool) {
+    pub(crate) async fn wait_for(&self, ready: impl Fn(&[String]) -> bool) {
         loop {
             let notified = self.inner.seen.notified();
             tokio::pin!(notified);
@@ -147,7 +147,7 @@ impl FakeDaytona {
         }
     }
 
-    pub fn count(&self, prefix: &str) -> usize {
+    pub(crate) fn count(&self, prefix: &str) -> usize {
         self.requests()
             .iter()
             .filter(|r| r.starts_with(prefix))
@@ -155,11 +155,11 @@ impl FakeDaytona {
     }
 
     /// The most create calls in flight at once.
-    pub fn most_creating(&self) -> usize {
+    pub(crate) fn most_creating(&self) -> usize {
         self.inner.most_creating.load(Ordering::SeqCst)
     }
 
-    pub fn set_faults(&self, faults: Faults) {
+    pub(crate) fn set_faults(&self, faults: Faults) {
         *self.inner.faults.lock().unwrap() = faults;
     }
 }

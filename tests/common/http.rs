@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// What the server does with the next request.
-pub enum Reply {
+pub(crate) enum Reply {
     Json {
         status: u16,
         headers: Vec<(&'static str, String)>,
@@ -24,7 +24,7 @@ pub enum Reply {
     Drop,
 }
 
-pub fn ok(body: Value) -> Reply {
+pub(crate) fn ok(body: Value) -> Reply {
     Reply::Json {
         status: 200,
         headers: vec![],
@@ -32,7 +32,7 @@ pub fn ok(body: Value) -> Reply {
     }
 }
 
-pub fn status(status: u16, body: Value) -> Reply {
+pub(crate) fn status(status: u16, body: Value) -> Reply {
     Reply::Json {
         status,
         headers: vec![],
@@ -41,20 +41,20 @@ pub fn status(status: u16, body: Value) -> Reply {
 }
 
 #[derive(Debug, Clone)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub path: String,
     pub headers: String,
     pub body: Value,
 }
 
-pub struct Server {
+pub(crate) struct Server {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
     pub most_at_once: Arc<AtomicUsize>,
 }
 
 impl Server {
-    pub async fn start(replies: Vec<Reply>) -> Server {
+    pub(crate) async fn start(replies: Vec<Reply>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let replies = Arc::new(Mutex::new(VecDeque::from(replies)));
@@ -119,11 +119,11 @@ impl Server {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    pub fn requests(&self) -> Vec<Recorded> {
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
 }

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests. Each test crate uses part of them.
 #![allow(dead_code)]
 
-pub mod browser;
-pub mod daytona;
-pub mod http;
-pub mod project;
+pub(crate) mod browser;
+pub(crate) mod daytona;
+pub(crate) mod http;
+pub(crate) mod project;

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_helios");
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_helios");
 
-pub fn docker_ids(kind: &str, label: &str) -> Vec<String> {
+pub(crate) fn docker_ids(kind: &str, label: &str) -> Vec<String> {
     let out = Command::new("docker")
         .args([kind, "-q", "--filter", &format!("label={label}")])
         .args(if kind == "ps" { vec!["-a"] } else { vec![] })
@@ -28,13 +28,13 @@ pub fn docker_ids(kind: &str, label: &str) -> Vec<String> {
 }
 
 /// A scratch project whose runs carry a label of their own.
-pub struct Project {
+pub(crate) struct Project {
     pub dir: tempfile::TempDir,
     pub label: String,
 }
 
 impl Project {
-    pub fn new(name: &str) -> Project {
+    pub(crate) fn new(name: &str) -> Project {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let unique = format!(
             "{name}-{}-{}",
@@ -47,18 +47,18 @@ impl Project {
         }
     }
 
-    pub fn path(&self, relative: &str) -> PathBuf {
+    pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.dir.path().join(relative)
     }
 
-    pub fn write(&self, relative: &str, text: &str) {
+    pub(crate) fn write(&self, relative: &str, text: &str) {
         let path = self.path(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     }
 
     /// A task whose image is its own (the fixture label makes its digest unique).
-    pub fn task(&self, name: &str, toml: &str, solve: &str, test: &str) {
+    pub(crate) fn task(&self, name: &str, toml: &str, solve: &str, test: &str) {
         self.write(&format!("tasks/{name}/task.toml"), toml);
         self.write(&format!("tasks/{name}/instruction.md"), "Do it.\n");
         self.write(
@@ -69,7 +69,7 @@ impl Project {
         self.write(&format!("tasks/{name}/tests/test.sh"), test);
     }
 
-    pub fn pipeline(&self, name: &str, agents: &str) {
+    pub(crate) fn pipeline(&self, name: &str, agents: &str) {
         self.write(
             &format!("{name}.toml"),
             &format!(
@@ -79,7 +79,7 @@ impl Project {
         );
     }
 
-    pub fn command(&self, pipeline: &str) -> Command {
+    pub(crate) fn command(&self, pipeline: &str) -> Command {
         let mut command = Command::new(BINARY);
         command
             .args(["apply", "--retries", "0", "--label", &self.label])
@@ -88,12 +88,12 @@ impl Project {
         command
     }
 
-    pub fn apply(&self, pipeline: &str) -> Output {
+    pub(crate) fn apply(&self, pipeline: &str) -> Output {
         self.command(pipeline).output().unwrap()
     }
 
     /// Every result.json of a run, by `task/agent`.
-    pub fn results(&self, pipeline: &str) -> std::collections::BTreeMap<String, Value> {
+    pub(crate) fn results(&self, pipeline: &str) -> std::collections::BTreeMap<String, Value> {
         let mut out = std::collections::BTreeMap::new();
         let stage_dir = self.path(&format!("runs/{pipeline}/s"));
         for entry in std::fs::read_dir(stage_dir).unwrap() {
@@ -114,7 +114,7 @@ impl Project {
     }
 
     /// No container of this project remains; then its images are removed, and checked.
-    pub fn assert_clean(&self) {
+    pub(crate) fn assert_clean(&self) {
         assert_eq!(
             docker_ids("ps", &self.label),
             Vec::<String>::new(),
@@ -146,7 +146,7 @@ impl Drop for Project {
     }
 }
 
-pub fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -155,7 +155,7 @@ pub fn text(output: &Output) -> String {
 }
 
 /// `cp -r from to`.
-pub fn copy_tree(from: impl AsRef<Path>, to: impl AsRef<Path>) {
+pub(crate) fn copy_tree(from: impl AsRef<Path>, to: impl AsRef<Path>) {
     let status = Command::new("cp")
         .arg("-r")
         .arg(from.as_ref())

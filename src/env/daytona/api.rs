@@ -17,7 +17,7 @@ use crate::retry::{self, RetryPolicy, Transient, parse_retry_after};
 /// are only accepted with a build, never with a snapshot, so helios always sends one.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CreateSandbox {
+pub(super) struct CreateSandbox {
     pub labels: BTreeMap<String, String>,
     pub env: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,7 +44,7 @@ pub struct CreateSandbox {
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BuildInfo {
+pub(super) struct BuildInfo {
     pub dockerfile_content: String,
     /// Hashes of build-context archives in Daytona's object storage; helios sends none.
     pub context_hashes: Vec<String>,
@@ -54,7 +54,7 @@ pub struct BuildInfo {
 /// fields helios reads).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SandboxDto {
+pub(crate) struct SandboxDto {
     pub id: String,
     #[serde(default)]
     pub state: Option<String>,
@@ -66,13 +66,13 @@ pub struct SandboxDto {
 
 /// `GET /sandbox/{id}/toolbox-proxy-url`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct ToolboxProxyUrl {
+pub(super) struct ToolboxProxyUrl {
     pub url: String,
 }
 
 /// Toolbox `POST /process/execute`.
 #[derive(Debug, Clone, Serialize)]
-pub struct ExecuteRequest {
+pub(super) struct ExecuteRequest {
     pub command: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
@@ -81,7 +81,7 @@ pub struct ExecuteRequest {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct ExecuteResponse {
+pub(super) struct ExecuteResponse {
     /// Older toolboxes call it `code`.
     #[serde(rename = "exitCode", alias = "code")]
     pub exit_code: i64,
@@ -92,7 +92,7 @@ pub struct ExecuteResponse {
 
 /// A failed call.
 #[derive(Debug, Clone)]
-pub enum ApiError {
+pub(super) enum ApiError {
     Status {
         status: u16,
         retry_after: Option<Duration>,
@@ -105,7 +105,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn status(&self) -> Option<u16> {
+    pub(super) fn status(&self) -> Option<u16> {
         match self {
             ApiError::Status { status, .. } => Some(*status),
             ApiError::Transport { .. } => None,
@@ -164,7 +164,7 @@ impl Transient for ApiError {
 
 /// Whether a call may be made twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Replay {
+pub(super) enum Replay {
     /// Reads, deletes, and creates whose strays are cleaned up: retried on 429, 5xx and
     /// lost connections.
     Safe,
@@ -174,7 +174,7 @@ pub enum Replay {
 
 /// Tracks a create call, so that a cancel or a lost answer can be cleaned up after.
 #[derive(Debug, Default)]
-pub struct Attempts {
+pub(super) struct Attempts {
     /// Requests sent so far.
     pub sent: AtomicUsize,
     /// A request is on the wire now.
@@ -182,7 +182,7 @@ pub struct Attempts {
 }
 
 /// The client of one Daytona API.
-pub struct Api {
+pub(super) struct Api {
     http: reqwest::Client,
     base: String,
     key: String,
@@ -191,7 +191,7 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(
+    pub(super) fn new(
         base: &str,
         key: String,
         retry: RetryPolicy,
@@ -212,12 +212,12 @@ impl Api {
         })
     }
 
-    pub fn base(&self) -> &str {
+    pub(super) fn base(&self) -> &str {
         &self.base
     }
 
     /// `<api url>/<path>` with query pairs.
-    pub fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, EnvError> {
+    pub(super) fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, EnvError> {
         absolute(
             &format!("{}/{}", self.base, path.trim_start_matches('/')),
             query,
@@ -225,13 +225,13 @@ impl Api {
     }
 
     /// A request with the key, to `url`.
-    pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
+    pub(super) fn request(&self, method: Method, url: Url) -> RequestBuilder {
         self.http.request(method, url).bearer_auth(&self.key)
     }
 
     /// Sends what `make` builds until it succeeds or the policy is spent; the answer's body.
     /// `timeout` bounds each try (the API's request timeout when `None`).
-    pub async fn call(
+    pub(super) async fn call(
         &self,
         make: impl Fn() -> RequestBuilder,
         replay: Replay,
@@ -261,7 +261,7 @@ impl Api {
     }
 
     /// A JSON answer of [`Api::call`].
-    pub async fn json<T: serde::de::DeserializeOwned>(
+    pub(super) async fn json<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
         make: impl Fn() -> RequestBuilder,
@@ -337,7 +337,7 @@ fn excerpt(body: &[u8]) -> String {
 }
 
 /// A parsed absolute URL with query pairs.
-pub fn absolute(url: &str, query: &[(&str, &str)]) -> Result<Url, EnvError> {
+pub(super) fn absolute(url: &str, query: &[(&str, &str)]) -> Result<Url, EnvError> {
     let mut url =
         Url::parse(url).map_err(|e| EnvError::Daytona(format!("`{url}` is not a URL: {e}")))?;
     if !query.is_empty() {
@@ -347,7 +347,7 @@ pub fn absolute(url: &str, query: &[(&str, &str)]) -> Result<Url, EnvError> {
 }
 
 /// An API error as an environment error: a refused key is an [`EnvError::Auth`].
-pub fn to_env(what: &str, error: &ApiError) -> EnvError {
+pub(super) fn to_env(what: &str, error: &ApiError) -> EnvError {
     match error.status() {
         Some(401 | 403) => EnvError::Auth(format!(
             "Daytona refused the API key in `{}` ({what}: {error}) (hint: check the key, or \

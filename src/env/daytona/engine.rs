@@ -21,7 +21,7 @@ use super::{CREATE_LABEL, Config, api, dockerfile};
 
 /// A connection to Daytona, shared by every trial of a run.
 #[derive(Clone)]
-pub struct DaytonaEngine {
+pub(crate) struct DaytonaEngine {
     pub(super) api: Arc<Api>,
     pub(super) config: Arc<Config>,
     /// Bounds create calls in flight (`max_creates`).
@@ -31,7 +31,7 @@ pub struct DaytonaEngine {
 
 /// A trial's sandbox.
 #[derive(Debug, Clone)]
-pub struct RemoteSandbox {
+pub(crate) struct RemoteSandbox {
     pub(super) id: String,
     pub(super) ready_timeout: Duration,
     /// Its image, for messages.
@@ -43,7 +43,7 @@ pub struct RemoteSandbox {
 }
 
 impl RemoteSandbox {
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 }
@@ -52,7 +52,7 @@ impl RemoteSandbox {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl DaytonaEngine {
-    pub fn new(config: Config) -> Result<DaytonaEngine, EnvError> {
+    pub(crate) fn new(config: Config) -> Result<DaytonaEngine, EnvError> {
         let api = Api::new(
             &config.api_url,
             config.api_key.clone(),
@@ -183,7 +183,7 @@ impl DaytonaEngine {
     }
 
     /// `GET /sandbox/{id}` until the sandbox is `started`, fails, or its time is up.
-    pub async fn wait_ready(&self, sandbox: &RemoteSandbox) -> Result<(), EnvError> {
+    pub(crate) async fn wait_ready(&self, sandbox: &RemoteSandbox) -> Result<(), EnvError> {
         if sandbox.started {
             return Ok(());
         }
@@ -239,7 +239,7 @@ impl DaytonaEngine {
     }
 
     /// `DELETE /sandbox/{id}`, retried on 429 and 5xx; a sandbox already gone is deleted.
-    pub async fn delete(&self, id: &str) -> Result<(), EnvError> {
+    pub(crate) async fn delete(&self, id: &str) -> Result<(), EnvError> {
         let url = self
             .api
             .url(&format!("sandbox/{id}"), &[("force", "true")])?;
@@ -266,7 +266,7 @@ impl DaytonaEngine {
     }
 
     /// `GET /sandbox?labels=...`: the sandboxes carrying every label in `labels`.
-    pub async fn sandboxes_with(
+    pub(crate) async fn sandboxes_with(
         &self,
         labels: &BTreeMap<String, String>,
     ) -> Result<Vec<SandboxDto>, EnvError> {

@@ -63,6 +63,7 @@ impl std::fmt::Debug for Credentials {
 
 /// Everything the provider needs, resolved.
 #[derive(Clone)]
+#[cfg_attr(not(feature = "daytona"), allow(dead_code))]
 pub struct Config {
     pub api_url: String,
     api_key: String,
@@ -103,7 +104,8 @@ impl Config {
         let api_key = non_empty(host(KEY_VARIABLE))
             .ok_or_else(|| EnvError::Auth(missing_key(&|_| None).unwrap_or_default()))?;
         let api_url = non_empty(host(URL_VARIABLE)).unwrap_or_else(|| DEFAULT_API_URL.to_string());
-        api::absolute(&api_url, &[])?;
+        reqwest::Url::parse(&api_url)
+            .map_err(|e| EnvError::Daytona(format!("`{api_url}` is not a URL: {e}")))?;
         let target =
             non_empty(settings.target.clone()).or_else(|| non_empty(host(TARGET_VARIABLE)));
         let retry = RetryPolicy {
