@@ -324,10 +324,10 @@ fn conclude(
         ),
         Attempt::Ran(ran) => {
             let ran = *ran;
-            if record_agent(setup, &mut result, ran.agent) {
-                if let Some(tests) = ran.tests {
-                    record_verification(setup, &mut result, tests, &ran.steps);
-                }
+            if record_agent(setup, &mut result, ran.agent)
+                && let Some(tests) = ran.tests
+            {
+                record_verification(setup, &mut result, tests, &ran.steps);
             }
         }
     }
