@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 use common::project::{Project, copy_tree, text};
 use helios::agent::trajectory::Trajectory;
 
+/// Both tests run the bundled gui-task, whose image carries the labels of the run that
+/// built it: one test's `helios gc --label` would remove it under the other's running
+/// container, so they take turns.
+static SHARED_GUI_IMAGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn trial_dir(project: &Project, stage: &str, prefix: &str) -> PathBuf {
     std::fs::read_dir(project.path(&format!("runs/computer-use/{stage}")))
         .unwrap()
@@ -25,6 +30,7 @@ fn pixels(path: &Path) -> image::RgbImage {
 
 #[test]
 fn the_scripted_model_operates_a_gui_in_each_providers_format() {
+    let _turn = SHARED_GUI_IMAGE.lock().unwrap_or_else(|e| e.into_inner());
     let project = Project::new("computer-use");
     std::fs::create_dir_all(project.path("tasks")).unwrap();
     std::fs::create_dir_all(project.path("pipelines")).unwrap();
@@ -120,6 +126,7 @@ fn the_scripted_model_operates_a_gui_in_each_providers_format() {
 
 #[test]
 fn helios_run_gives_a_gui_task_to_the_computer_use_agent() {
+    let _turn = SHARED_GUI_IMAGE.lock().unwrap_or_else(|e| e.into_inner());
     let project = Project::new("computer-use-run");
     let out = std::process::Command::new(common::project::BINARY)
         .args(["run", "tasks/gui-task", "--agent", "computer-use"])
