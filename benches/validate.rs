@@ -1,4 +1,5 @@
-//! Benchmark: validating 1,000 generated task directories, alone and through a pipeline.
+//! Benchmark: validating 1,000 generated task directories, alone and through a pipeline,
+//! and a YAML pipeline with one mapping of 80,000 keys.
 //!
 //! Run with `cargo bench --bench validate`. It prints the median and best of several runs
 //! and the process's peak memory; the figures are recorded in `docs/benchmarks.md`.
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use common::{measure, measuring, peak_memory_kib, write_task};
 
 const TASKS: usize = 1_000;
+const WIDE_KEYS: usize = 80_000;
 
 fn main() {
     let quick = !measuring();
@@ -35,6 +37,17 @@ fn main() {
     measure(&format!("load a pipeline selecting {count} tasks"), || {
         let loaded = helios::load_pipeline(&pipeline).unwrap();
         assert_eq!(loaded.value.tasks.len(), count);
+    });
+    // A YAML mapping of 80,000 keys: the duplicate-key check must stay linear in its size.
+    let wide = scratch.path().join("wide.yaml");
+    let mut text = String::from("pipeline:\n  name: wide\ntasks:\n  - path: tasks/*\nstages:\n  - name: s\n    agents: [nop]\nvars:\n");
+    for i in 0..WIDE_KEYS {
+        text.push_str(&format!("  k{i}: {i}\n"));
+    }
+    std::fs::write(&wide, text).unwrap();
+    measure(&format!("load a YAML pipeline with {WIDE_KEYS} keys in one mapping"), || {
+        let loaded = helios::load_pipeline(&wide).unwrap();
+        assert_eq!(loaded.value.manifest.vars.len(), WIDE_KEYS);
     });
     if let Some(kib) = peak_memory_kib() {
         println!("peak memory: {:.1} MiB", kib as f64 / 1024.0);

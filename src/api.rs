@@ -442,6 +442,7 @@ impl AgentRunner {
                 description: None,
                 output_dir: self.output_dir.display().to_string(),
                 concurrency: 1,
+                max_trials: crate::manifest::pipeline::DEFAULT_MAX_TRIALS,
             },
             vars: self.variables.clone(),
             environment: EnvironmentDefaults {

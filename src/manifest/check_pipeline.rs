@@ -11,7 +11,9 @@ use serde_json::Value;
 use super::check_task::env_syntax;
 use super::discover::{compile_filters, report_unmatched};
 use super::document::{Document, pointer_push};
-use super::pipeline::{AgentSpec, PipelineManifest};
+use super::pipeline::{AgentSpec, DEFAULT_MAX_TRIALS, PipelineManifest};
+use super::task::NetworkMode;
+use super::trials::{count_trials, total_trials};
 use crate::agent::AgentKind;
 use crate::diagnostic::{Code, Diagnostic, Report, suggestion_hint};
 use crate::model::scripted::Script;
@@ -42,6 +44,8 @@ impl PipelineCheck<'_> {
         self.stages(&mut out);
         self.verify_steps(&mut out);
         self.unused(&mut out);
+        self.network(&mut out);
+        self.trial_bound(&mut out);
         out.extend(env_syntax(
             self.file,
             self.doc,
@@ -53,6 +57,69 @@ impl PipelineCheck<'_> {
             out.extend(env_syntax(self.file, self.doc, &base, &agent.env));
         }
         report.diagnostics.extend(out);
+    }
+
+    /// `allowlist` needs hosts, which only a task can list, and no provider enforces it yet:
+    /// `apply` would refuse every trial, so `validate` refuses the pipeline.
+    fn network(&self, out: &mut Vec<Diagnostic>) {
+        if self.manifest.environment.network_mode == Some(NetworkMode::Allowlist) {
+            out.push(
+                self.error(
+                    Code::InvalidValue,
+                    "/environment/network_mode",
+                    "`environment.network_mode = \"allowlist\"` is not supported".to_string(),
+                )
+                .label("no provider enforces an allowlist yet")
+                .hint("write \"public\" or \"no-network\""),
+            );
+        }
+    }
+
+    /// The bound on trials, checked on counts before the plan makes them.
+    fn trial_bound(&self, out: &mut Vec<Diagnostic>) {
+        let max = self.manifest.pipeline.max_trials;
+        let stages = count_trials(self.manifest, self.task_names);
+        let total = total_trials(&stages);
+        if total <= u128::from(max) {
+            return;
+        }
+        let Some(worst) = stages.iter().max_by_key(|s| s.trials) else {
+            return;
+        };
+        let stage = &self.manifest.stages[worst.stage];
+        let at = |field: &str| format!("/stages/{}/{field}", worst.stage);
+        let (span, label) = if worst.combinations > u128::from(worst.attempts) {
+            let key = format!("/stages/{}/matrix", worst.stage);
+            (
+                self.doc.key_span(&key),
+                format!("{} combinations", worst.combinations),
+            )
+        } else if worst.attempts > 1 {
+            (
+                self.doc.value_span(&at("attempts")),
+                format!("{} attempts", worst.attempts),
+            )
+        } else {
+            (
+                self.doc.value_span(&at("name")),
+                format!("{} trials", worst.trials),
+            )
+        };
+        out.push(
+            Diagnostic::error(
+                Code::InvalidValue,
+                self.file,
+                format!(
+                    "the pipeline would make {total} trials, more than `max_trials` ({max}); stage `{}` makes {}",
+                    stage.name, worst.trials
+                ),
+            )
+            .at(span)
+            .label(label)
+            .hint(format!(
+                "lower `attempts` or the matrix, or raise `[pipeline] max_trials` (default {DEFAULT_MAX_TRIALS}) if you mean it"
+            )),
+        );
     }
 
     fn error(&self, code: Code, pointer: &str, message: String) -> Diagnostic {

@@ -17,6 +17,7 @@ pub mod schema;
 pub mod size;
 pub mod task;
 mod toml_source;
+pub mod trials;
 mod yaml_source;
 
 use std::collections::{BTreeSet, HashMap};
@@ -143,23 +144,40 @@ impl Loader {
 
     fn read(&mut self, path: &Path) -> Option<Arc<str>> {
         self.files.insert(path.to_path_buf());
-        match std::fs::read_to_string(path) {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.report.push(Diagnostic::error(
+                    Code::Io,
+                    path,
+                    format!("cannot read `{}`: {e}", path.display()),
+                ));
+                return None;
+            }
+        };
+        match String::from_utf8(bytes) {
             Ok(text) => {
                 let text: Arc<str> = text.into();
                 self.report.sources.insert(path, text.clone());
                 Some(text)
             }
             Err(e) => {
-                let reason = if e.kind() == std::io::ErrorKind::InvalidData {
-                    "it is not UTF-8 text".to_string()
-                } else {
-                    e.to_string()
-                };
-                self.report.push(Diagnostic::error(
-                    Code::Io,
-                    path,
-                    format!("cannot read `{}`: {reason}", path.display()),
-                ));
+                // The lossy text is the same as the file up to the first bad byte, so the
+                // caret lands on the replacement character shown for it.
+                let at = e.utf8_error().valid_up_to();
+                let byte = e.as_bytes()[at];
+                let lossy: Arc<str> = String::from_utf8_lossy(e.as_bytes()).into();
+                self.report.sources.insert(path, lossy);
+                self.report.push(
+                    Diagnostic::error(
+                        Code::Io,
+                        path,
+                        format!("`{}` is not UTF-8 text", path.display()),
+                    )
+                    .at(at..at + char::REPLACEMENT_CHARACTER.len_utf8())
+                    .label(format!("byte 0x{byte:02X} is not UTF-8"))
+                    .hint("save the file as UTF-8"),
+                );
                 None
             }
         }
@@ -194,7 +212,11 @@ impl Loader {
                     Diagnostic::error(
                         Code::InvalidValue,
                         path,
-                        format!("`{}`: {}", schema::dotted(&pointer), e.inner()),
+                        format!(
+                            "`{}`: {}",
+                            schema::dotted(&pointer),
+                            plain_serde_message(&e.inner().to_string())
+                        ),
                     )
                     .at(span),
                 );
@@ -287,6 +309,31 @@ impl Loader {
     }
 }
 
+/// serde's words for a number out of its type's range (`expected u32`) in a manifest
+/// author's terms; other messages are already written for people.
+fn plain_serde_message(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("invalid value: integer `") else {
+        return message.to_string();
+    };
+    let Some((number, ty)) = rest.split_once("`, expected ") else {
+        return message.to_string();
+    };
+    let largest = match ty {
+        "u8" => u64::from(u8::MAX),
+        "u16" => u64::from(u16::MAX),
+        "u32" => u64::from(u32::MAX),
+        "u64" | "usize" => u64::MAX,
+        "i32" => i32::MAX as u64,
+        "i64" | "isize" => i64::MAX as u64,
+        _ => return message.to_string(),
+    };
+    if number.starts_with('-') {
+        format!("{number} is negative; write a whole number from 0 to {largest}")
+    } else {
+        format!("{number} is too large; the largest allowed is {largest}")
+    }
+}
+
 fn pointer_of(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut pointer = String::new();
@@ -300,4 +347,30 @@ fn pointer_of(path: &serde_path_to_error::Path) -> String {
         }
     }
     pointer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_utf8_is_reported_at_its_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, b"[pipeline]\nname = \"a\xffb\"\n").unwrap();
+        let report = validate_paths(&[path.clone()]).report;
+        let d = &report.diagnostics[0];
+        assert!(d.message.contains("is not UTF-8 text"), "{report}");
+        let text = report.sources.get(&path).unwrap();
+        let span = d.span.clone().unwrap();
+        assert_eq!(&text[span.clone()], "\u{fffd}");
+        assert_eq!(crate::diagnostic::line_column(text, span.start).0, 2);
+    }
+
+    #[test]
+    fn integer_range_errors_do_not_name_rust_types() {
+        let m = plain_serde_message("invalid value: integer `5000000000`, expected u32");
+        assert_eq!(m, "5000000000 is too large; the largest allowed is 4294967295");
+        assert!(plain_serde_message("invalid value: integer `-1`, expected u64").contains("negative"));
+    }
 }

@@ -58,6 +58,19 @@ pub struct PipelineSection {
     #[serde(default = "default_concurrency")]
     #[schemars(range(min = 1))]
     pub concurrency: u32,
+    /// The most trials the pipeline may make (tasks × agents × models × matrix × attempts,
+    /// summed over stages); checked before a plan is built, so a mistake cannot exhaust
+    /// memory.
+    #[serde(default = "default_max_trials")]
+    #[schemars(range(min = 1))]
+    pub max_trials: u64,
+}
+
+/// The default of `[pipeline] max_trials`: planning this many takes about 100 MB.
+pub const DEFAULT_MAX_TRIALS: u64 = 100_000;
+
+fn default_max_trials() -> u64 {
+    DEFAULT_MAX_TRIALS
 }
 
 fn default_output_dir() -> String {

@@ -427,7 +427,7 @@ fn bound(
 fn pattern_hint(pattern: &str) -> String {
     match pattern {
         r"^[A-Za-z0-9][A-Za-z0-9._-]*$" => {
-            "use letters, digits, `.`, `_` and `-`, starting with a letter or digit".to_string()
+            "use ASCII letters (a-z, A-Z), digits, `.`, `_` and `-`, starting with a letter or digit".to_string()
         }
         r"^1(\.[0-9]+)*$" => "helios reads version 1 of the task format: write \"1.0\"".to_string(),
         "^/" => "write an absolute path inside the container, such as \"/app\"".to_string(),
@@ -467,12 +467,18 @@ fn type_name(t: JsonType) -> &'static str {
     }
 }
 
+const NON_FINITE: [&str; 8] = ["nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "-infinity"];
+
 fn value_kind(value: &Value) -> String {
     match value {
         Value::Null => "empty".to_string(),
         Value::Bool(b) => format!("the boolean {b}"),
         Value::Number(n) if n.is_f64() => format!("the number {n}"),
         Value::Number(n) => format!("the whole number {n}"),
+        // TOML's `nan` and `inf` (and YAML's) reach the schema as text: they have no JSON number.
+        Value::String(s) if NON_FINITE.contains(&s.to_ascii_lowercase().as_str()) => {
+            format!("`{s}`, which is not a finite number")
+        }
         Value::String(s) => format!("the string {}", short(&Value::String(s.clone()))),
         Value::Array(_) => "a list".to_string(),
         Value::Object(_) => "a table".to_string(),

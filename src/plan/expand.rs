@@ -15,6 +15,7 @@ use super::{
 use crate::agent::AgentKind;
 use crate::env::Provider;
 use crate::manifest::pipeline::{EnvironmentDefaults, VerifyStep};
+use crate::manifest::trials::{count_trials, total_trials};
 use crate::manifest::{BUILTIN_AGENTS, Pipeline};
 use crate::model::ModelId;
 
@@ -29,6 +30,10 @@ pub enum PlanError {
     /// A name the pipeline refers to but does not define; validation reports this first.
     #[error("unknown {kind} `{name}`")]
     Unknown { kind: &'static str, name: String },
+    /// More trials than `[pipeline] max_trials`; validation reports this first, with its
+    /// place.
+    #[error("the pipeline would make {trials} trials, more than `max_trials` ({max})")]
+    TooManyTrials { trials: u128, max: u64 },
 }
 
 /// The tag of the trial-id format; changing what goes into ids changes it.
@@ -115,6 +120,15 @@ impl Plan {
     /// Expands `pipeline` into a plan. Pure: everything read from disk is in `inputs`.
     pub fn build(pipeline: &Pipeline, inputs: &Inputs) -> Result<Plan, PlanError> {
         let manifest = &pipeline.manifest;
+        // Counted before anything is allocated: a typo in `attempts` must not exhaust memory.
+        let names: Vec<String> = pipeline.tasks.iter().map(|t| t.name.clone()).collect();
+        let trials = total_trials(&count_trials(manifest, &names));
+        if trials > u128::from(manifest.pipeline.max_trials) {
+            return Err(PlanError::TooManyTrials {
+                trials,
+                max: manifest.pipeline.max_trials,
+            });
+        }
         let (tasks, builds) = plan_tasks(pipeline, inputs);
         let agents = resolve_agents(pipeline, inputs)?;
         let models = resolve_models(pipeline);

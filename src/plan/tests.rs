@@ -372,3 +372,55 @@ fn lock_file_round_trips() {
     assert_eq!(read.tasks[0].digest, plan.tasks[0].digest.hex());
     assert_eq!(read.helios_version, env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn trial_count_matches_the_plan_it_bounds() {
+    // The bound is checked on counts; they must be the plan's own numbers.
+    let (_root, path) = project(&pipeline(
+        r#"
+[[stages]]
+name = "sanity"
+agents = ["oracle", "nop", "term"]
+attempts = 2
+
+[[stages]]
+name = "eval"
+agents = ["term", "oracle"]
+models = ["a", "b"]
+tasks = ["a", "c"]
+matrix = { temperature = [0.0, 0.5], style = ["terse", "chatty", "plain"] }
+"#,
+    ));
+    let loaded = load_pipeline(&path).unwrap();
+    let plan = Plan::of(&loaded.value).unwrap();
+    let names: Vec<String> = loaded.value.tasks.iter().map(|t| t.name.clone()).collect();
+    let counts = crate::manifest::trials::count_trials(&loaded.value.manifest, &names);
+    for (stage, count) in plan.stages.iter().zip(&counts) {
+        assert_eq!(stage.trials.len() as u128, count.trials, "{}", stage.name);
+    }
+}
+
+#[test]
+fn too_many_trials_is_refused_before_allocating() {
+    let (_root, path) = project(&pipeline(
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]\nattempts = 1000000000\n",
+    ));
+    let error = load_pipeline(&path).unwrap_err();
+    assert!(
+        error.report.to_string().contains("3000000000 trials"),
+        "{}",
+        error.report
+    );
+    // A pipeline built by a library user skips validation; the plan checks again.
+    let mut loaded = load_pipeline(&{
+        let text = pipeline("[[stages]]\nname = \"s\"\nagents = [\"oracle\"]\n");
+        std::fs::write(&path, text).unwrap();
+        path.clone()
+    })
+    .unwrap();
+    loaded.value.manifest.stages[0].attempts = u32::MAX;
+    assert!(matches!(
+        Plan::of(&loaded.value),
+        Err(PlanError::TooManyTrials { max: 100_000, .. })
+    ));
+}
