@@ -305,7 +305,10 @@ impl Catalog {
     /// changed.
     fn result(&self, trial_dir: &Path) -> Option<Arc<ResultFields>> {
         let path = trial_dir.join("result.json");
-        let meta = std::fs::metadata(&path).ok()?;
+        if !self.no_links(&path) {
+            return None;
+        }
+        let meta = std::fs::symlink_metadata(&path).ok()?;
         let modified = meta.modified().ok();
         let len = meta.len();
         if let Some(cached) = self.cache.lock().unwrap().get(&path)
@@ -367,7 +370,11 @@ impl Catalog {
             .or(planned)
             .ok_or_else(|| CatalogError::UnknownTrial(key.to_string()))?;
         let read_json = |rel: &str| -> Option<Value> {
-            let bytes = std::fs::read(dir.join(rel)).ok()?;
+            let path = dir.join(rel);
+            if !self.no_links(&path) {
+                return None;
+            }
+            let bytes = std::fs::read(path).ok()?;
             serde_json::from_slice(&bytes).ok()
         };
         let files = list_files(&dir);
@@ -375,6 +382,7 @@ impl Catalog {
             files
                 .iter()
                 .filter(|f| f.starts_with(prefix) && !skip.contains(&f.as_str()))
+                .filter(|f| self.no_links(&dir.join(f)))
                 .filter_map(|f| read_text(&dir, f))
                 .collect()
         };
@@ -384,14 +392,18 @@ impl Catalog {
             trajectory: read_json("agent/trajectory.json"),
             verifier: texts_under("verifier/", &[]),
             agent_files: texts_under("agent/", &["agent/trajectory.json"]),
-            build_log: read_text(&dir, "build.log"),
+            build_log: self
+                .no_links(&dir.join("build.log"))
+                .then(|| read_text(&dir, "build.log"))
+                .flatten(),
             files,
             row,
         })
     }
 
-    /// The path of `rel` inside `run_dir`, refusing anything that leaves the run directory:
-    /// `..`, absolute paths, and symbolic links that point outside.
+    /// The path of `rel` inside `run_dir`, refusing anything that could leave the run
+    /// directory: `..`, absolute paths, and symbolic links (wherever they point: results
+    /// are written by helios, which makes none, so a link is someone else's doing).
     pub fn inside(&self, run_dir: &Path, rel: &str) -> Result<PathBuf, CatalogError> {
         let relative = Path::new(rel);
         if relative
@@ -401,13 +413,36 @@ impl Catalog {
             return Err(CatalogError::Outside(rel.to_string()));
         }
         let joined = run_dir.join(relative);
-        let real = joined
-            .canonicalize()
-            .map_err(|_| CatalogError::NoFile(rel.to_string()))?;
-        if !real.starts_with(run_dir) || !real.starts_with(&self.root) {
+        if !joined.starts_with(run_dir) || !self.no_links(&joined) {
             return Err(CatalogError::Outside(rel.to_string()));
         }
-        Ok(real)
+        if std::fs::symlink_metadata(&joined).is_err() {
+            return Err(CatalogError::NoFile(rel.to_string()));
+        }
+        Ok(joined)
+    }
+
+    /// Whether `path` is under the served root and no part of it below the root is a
+    /// symbolic link. Every file the viewer reads from a run goes through this, so none is
+    /// read through a link (the root itself was resolved once, by [`Catalog::new`]).
+    fn no_links(&self, path: &Path) -> bool {
+        let Ok(below) = path.strip_prefix(&self.root) else {
+            return false;
+        };
+        let mut at = self.root.clone();
+        for part in below.components() {
+            let Component::Normal(part) = part else {
+                return false;
+            };
+            at.push(part);
+            match std::fs::symlink_metadata(&at) {
+                Ok(meta) if meta.file_type().is_symlink() => return false,
+                Ok(_) => {}
+                // A missing part is not a link; the read that follows finds nothing.
+                Err(_) => return true,
+            }
+        }
+        true
     }
 }
 
@@ -608,12 +643,61 @@ mod tests {
                 catalog.inside(&run, "link"),
                 Err(CatalogError::Outside(_))
             ));
+            // A link that stays inside the run is refused too, and so is a path through one.
+            std::os::unix::fs::symlink(run.join("s"), run.join("inner")).unwrap();
+            assert!(matches!(
+                catalog.inside(&run, "inner/b__oracle__a1__1111/verifier"),
+                Err(CatalogError::Outside(_))
+            ));
         }
         assert!(
             catalog
                 .inside(&run, "s/b__oracle__a1__1111/verifier")
                 .is_ok()
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_json_api_reads_no_file_through_a_symlink() {
+        let root = run_with_two_results();
+        let outside = tempfile::tempdir().unwrap();
+        write(&outside.path().join("secret.json"), "{\"secret\": 1}");
+        write(&outside.path().join("secret.txt"), "secret");
+        let catalog = Catalog::new(root.path()).unwrap();
+        let run = catalog.run_dir("demo").unwrap();
+        let trial = run.join("s/b__oracle__a1__1111");
+        let link = |target: &str, name: &str| {
+            std::fs::create_dir_all(trial.join(name).parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(outside.path().join(target), trial.join(name)).unwrap();
+        };
+        link("secret.json", "agent/trajectory.json");
+        link("secret.txt", "build.log");
+        link("secret.txt", "verifier/leak.txt");
+        std::fs::create_dir_all(run.join("s/c__oracle__a1__2222")).unwrap();
+        write(
+            &run.join("s/c__oracle__a1__2222/real.json"),
+            &result_json("c", "completed", Some(1.0)),
+        );
+        std::os::unix::fs::symlink(
+            run.join("s/c__oracle__a1__2222/real.json"),
+            run.join("s/c__oracle__a1__2222/result.json"),
+        )
+        .unwrap();
+        let keys: Vec<String> = catalog.rows(&run).into_iter().map(|r| r.key).collect();
+        assert_eq!(
+            keys,
+            ["s/a__oracle__a1__0000", "s/b__oracle__a1__1111"],
+            "a linked result.json is not a row"
+        );
+        let view = catalog
+            .trial("demo", &run, "s/b__oracle__a1__1111")
+            .unwrap();
+        assert!(view.result.is_some());
+        assert!(view.trajectory.is_none(), "{:?}", view.trajectory);
+        assert!(view.build_log.is_none());
+        assert!(view.verifier.iter().all(|f| f.path != "verifier/leak.txt"));
+        assert!(catalog.trial("demo", &run, "s/c__oracle__a1__2222").is_err());
     }
 
     #[test]

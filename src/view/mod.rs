@@ -6,6 +6,7 @@ mod assets;
 pub mod catalog;
 pub mod live;
 mod routes;
+mod serve;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use catalog::{Catalog, CatalogError, TrialRow};
 pub use live::{LiveHub, LiveMessage, LiveStep};
+pub use serve::HEADER_READ_TIMEOUT;
 
 use crate::events::RunEvent;
 
@@ -101,11 +103,7 @@ impl Viewer {
             stop: stop.clone(),
             loopback: addr.ip().is_loopback(),
         });
-        let server = tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .into_future(),
-        );
+        let server = tokio::spawn(serve::serve(listener, app, stop.clone()));
         Ok(Viewer {
             addr,
             catalog,
@@ -258,5 +256,34 @@ mod tests {
     #[test]
     fn run_names_are_encoded_for_urls() {
         assert_eq!(encode("my run/1"), "my%20run%2F1");
+    }
+
+    /// Paused time: tokio moves the clock on when every task waits, so hyper's deadline
+    /// passes at once and no test sleeps.
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_are_dropped_after_the_header_read_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let root = tempfile::tempdir().unwrap();
+        let mut options = ViewOptions::new(root.path());
+        options.port = Some(0);
+        let viewer = Viewer::start(options).await.unwrap();
+        let started = tokio::time::Instant::now();
+        // Connected, a header begun and never finished: half-open.
+        let mut idle = tokio::net::TcpStream::connect(viewer.addr).await.unwrap();
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(HEADER_READ_TIMEOUT * 3, idle.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "the idle connection must be closed");
+        assert!(started.elapsed() >= HEADER_READ_TIMEOUT, "{:?}", started.elapsed());
+        // A whole request is still answered.
+        let mut client = tokio::net::TcpStream::connect(viewer.addr).await.unwrap();
+        client
+            .write_all(b"GET /api/runs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        viewer.stop().await;
     }
 }

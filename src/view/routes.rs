@@ -72,14 +72,25 @@ async fn local_hosts_only(
     next.run(request).await
 }
 
-/// `localhost`, `127.0.0.1` or `[::1]`, with or without a port.
+/// `localhost`, `127.0.0.1` or `[::1]` (any case), with or without a port. The value is
+/// parsed as an authority, so `localhost:1@evil.com` (user info naming another host) and
+/// `localhost:x` (not a port) are refused.
 fn is_local_host(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    if host.contains('@') {
+        return false;
+    }
+    let Ok(authority) = host.parse::<axum::http::uri::Authority>() else {
+        return false;
     };
-    matches!(name, "localhost" | "127.0.0.1" | "::1")
+    // What follows the host is nothing or `:port`, and the port a number.
+    let rest = &authority.as_str()[authority.host().len()..];
+    match rest.strip_prefix(':') {
+        Some(port) if port.parse::<u16>().is_err() => return false,
+        None if !rest.is_empty() => return false,
+        _ => {}
+    }
+    let name = authority.host().to_ascii_lowercase();
+    matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]")
 }
 
 /// An API error: a status and a JSON body `{"error": "..."}`.
@@ -326,6 +337,7 @@ mod tests {
             "localhost:8080",
             "127.0.0.1:8081",
             "[::1]:8080",
+            "[::1]",
         ] {
             assert!(is_local_host(host), "{host}");
         }
@@ -336,6 +348,27 @@ mod tests {
             "[::2]:80",
         ] {
             assert!(!is_local_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn host_check_parses_the_authority() {
+        for host in [
+            "localhost:1@evil.com",
+            "localhost@evil.com",
+            "localhost:x",
+            "localhost:99999",
+            "localhost:80:80",
+            "localhost/evil",
+        ] {
+            assert!(!is_local_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn host_check_ignores_case() {
+        for host in ["LOCALHOST", "LocalHost:8080", "[::1]:8080"] {
+            assert!(is_local_host(host), "{host}");
         }
     }
 }
