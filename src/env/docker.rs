@@ -385,25 +385,23 @@ impl DockerEngine {
         container: &Container,
         path: &str,
         dest: &Path,
+        cap: u64,
     ) -> Result<tarball::UnpackStats, EnvError> {
         let options = DownloadFromContainerOptionsBuilder::default()
             .path(path)
             .build();
-        let mut bytes = Vec::new();
-        {
-            let _permit = self.permit().await;
-            let mut stream = self
-                .docker
-                .download_from_container(&container.id, Some(options));
-            while let Some(chunk) = stream.next().await {
-                bytes.extend_from_slice(&chunk.map_err(engine_error)?);
-            }
-        }
-        let dest = dest.to_path_buf();
-        tokio::task::spawn_blocking(move || tarball::unpack_stripped(bytes.as_slice(), &dest))
+        // Streamed to disk as it arrives: a 1 GB artifact must not become 1 GB of memory.
+        let _permit = self.permit().await;
+        let stream = self
+            .docker
+            .download_from_container(&container.id, Some(options))
+            .map(|chunk| chunk.map_err(engine_error));
+        tarball::unpack_stream(stream, dest, cap)
             .await
-            .map_err(|e| EnvError::io(format!("unpacking `{path}`"), std::io::Error::other(e)))?
-            .map_err(|e| EnvError::io(format!("unpacking `{path}`"), e))
+            .map_err(|e| match e {
+                tarball::StreamError::Source(e) => e,
+                tarball::StreamError::Unpack(e) => EnvError::io(format!("unpacking `{path}`"), e),
+            })
     }
 
     /// Removes a container and its anonymous volumes, killing it if it runs.
@@ -616,8 +614,9 @@ impl Sandbox for DockerSandbox {
         &self,
         path: &str,
         dest: &Path,
+        cap: u64,
     ) -> Result<tarball::UnpackStats, EnvError> {
-        self.engine.download_from(&self.container, path, dest).await
+        self.engine.download_from(&self.container, path, dest, cap).await
     }
 
     async fn remove(&self) -> Result<(), EnvError> {

@@ -111,9 +111,15 @@ pub trait Sandbox: Send + Sync + 'static {
     async fn upload_archive(&self, archive: Vec<u8>) -> Result<(), EnvError>;
 
     /// Copies the directory `path` into the host directory `dest` (its contents, not the
-    /// directory itself).
-    async fn download_dir(&self, path: &str, dest: &Path)
-    -> Result<tarball::UnpackStats, EnvError>;
+    /// directory itself), streamed to disk, writing at most `cap` bytes of files; what is
+    /// past the cap is counted in the stats' `cut_*` fields (see
+    /// [`tarball::unpack_stripped`]).
+    async fn download_dir(
+        &self,
+        path: &str,
+        dest: &Path,
+        cap: u64,
+    ) -> Result<tarball::UnpackStats, EnvError>;
 
     /// Removes the environment (with retries for a remote provider). An error names what
     /// is left, so that it can be removed by hand or by `helios gc`.

@@ -93,6 +93,8 @@ struct FakeState {
     exec: Box<ExecScript>,
     create: Box<CreateScript>,
     builds_fail: Option<EnvError>,
+    /// A cap on collected bytes below the runner's, so tests can pass it cheaply.
+    collect_cap: u64,
     record: Mutex<FakeRecord>,
     live: AtomicUsize,
     started: tokio::time::Instant,
@@ -118,6 +120,7 @@ impl FakeEngine {
                 exec: Box::new(exec),
                 create: Box::new(|_| Ok(())),
                 builds_fail: None,
+                collect_cap: u64::MAX,
                 record: Mutex::new(FakeRecord::default()),
                 live: AtomicUsize::new(0),
                 started: tokio::time::Instant::now(),
@@ -136,6 +139,12 @@ impl FakeEngine {
     /// Makes every image build fail with `error`.
     pub fn failing_builds(self, error: EnvError) -> FakeEngine {
         self.rebuilt(|state| state.builds_fail = Some(error))
+    }
+
+    /// Collects at most `cap` bytes of `/logs` (or the caller's cap, if lower), as if the
+    /// cap were that low.
+    pub fn collecting_at_most(self, cap: u64) -> FakeEngine {
+        self.rebuilt(|state| state.collect_cap = cap)
     }
 
     fn rebuilt(self, change: impl FnOnce(&mut FakeState)) -> FakeEngine {
@@ -311,24 +320,29 @@ impl Sandbox for FakeSandbox {
         &self,
         path: &str,
         dest: &Path,
+        cap: u64,
     ) -> Result<tarball::UnpackStats, EnvError> {
         let prefix = format!("{}/", path.trim_end_matches('/'));
         let files = self.files.lock().expect("fake files").clone();
-        let mut stats = tarball::UnpackStats::default();
+        // Through a tar archive and the same unpacker as Docker and Daytona, so the cap and
+        // what it cuts behave the same here.
+        let io = |e| EnvError::io(format!("collecting `{path}`"), e);
+        let mut builder = tar::Builder::new(Vec::new());
         for (file, content) in files.iter() {
             let Some(relative) = file.strip_prefix(&prefix) else {
                 continue;
             };
-            let target = dest.join(relative);
-            let io = |e| EnvError::io(format!("writing `{}`", target.display()), e);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(io)?;
-            }
-            std::fs::write(&target, content).map_err(io)?;
-            stats.files += 1;
-            stats.bytes += content.len() as u64;
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, format!("logs/{relative}"), content.as_slice())
+                .map_err(io)?;
         }
-        Ok(stats)
+        let archive = builder.into_inner().map_err(io)?;
+        tarball::unpack_stripped(archive.as_slice(), dest, self.state.collect_cap.min(cap))
+            .map_err(io)
     }
 
     async fn remove(&self) -> Result<(), EnvError> {

@@ -406,6 +406,7 @@ mod tests {
             container: None,
             retried: Vec::new(),
             teardown_errors: Vec::new(),
+            logs_cut: None,
             helios_version: "0.1.0".into(),
         }
     }

@@ -543,3 +543,35 @@ async fn a_second_run_skips_what_is_done_and_reruns_what_was_cancelled() {
     assert!(again.outcome.trials.iter().all(|t| !t.ran_now));
     assert_eq!(fake.record().created, 2, "nothing ran the second time");
 }
+
+#[tokio::test(start_paused = true)]
+async fn logs_past_the_collect_cap_are_cut_and_said_in_the_result() {
+    let (_root, path) = project(1, "", "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]");
+    let big = "x".repeat(4096);
+    let fake = FakeEngine::new(move |call| {
+        if call.command.contains("/solution/solve.sh") {
+            honest(call).writing("/logs/artifacts/big.log", &big)
+        } else if call.command.contains("/tests/test.sh") {
+            honest(call).writing("/logs/verifier/reward.txt", "1")
+        } else {
+            honest(call)
+        }
+    })
+    .collecting_at_most(1000);
+    let ran = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let result = ran.results()[0].clone();
+    // The reward is kept whatever the cap; the artifact is cut and the result says so.
+    assert_eq!(result.reward, Some(1.0));
+    let cut = result.logs_cut.expect("logs_cut is recorded");
+    assert_eq!((cut.cap_bytes, cut.files, cut.paths), (1000, 1, vec!["artifacts/big.log".to_string()]));
+    let dir = &ran.outcome.trials[0].dir;
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("result.json")).unwrap()).unwrap();
+    assert_eq!(json["logs_cut"]["files"], 1);
+}

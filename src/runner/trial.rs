@@ -16,7 +16,9 @@ use crate::env::{Engine, EnvError, ExecSpec, Instance, Labels};
 use crate::events::{ErrorKind, Phase, RunEvent, TrialIndex, TrialStatus, now_rfc3339};
 use crate::retry::RetryPolicy;
 use crate::store::RunStore;
-use crate::store::trial::{ErrorInfo, PhaseTiming, RESULT_FORMAT, RetriedFailure, TrialResult};
+use crate::store::trial::{
+    ErrorInfo, LogsCut, PhaseTiming, RESULT_FORMAT, RetriedFailure, TrialResult,
+};
 use crate::verify::reward::{self, RewardError, Rewards};
 use crate::verify::steps::{self, StepRun};
 
@@ -46,6 +48,8 @@ struct Ran {
     agent: Option<Result<AgentRun, AgentError>>,
     tests: Option<StepRun>,
     steps: Vec<(String, StepRun)>,
+    /// What collecting `/logs` cut at the cap, if anything.
+    logs_cut: Option<LogsCut>,
 }
 
 /// Records phases as they happen.
@@ -230,7 +234,9 @@ async fn lifecycle(
         && let Err(error) = crate::env::desktop::start(instance, desktop).await
     {
         // Its logs say why; keep them with the trial (best effort: the error stands).
-        let _ = instance.download_dir("/logs", &setup.dir).await;
+        let _ = instance
+            .download_dir("/logs", &setup.dir, crate::env::tarball::LOGS_CAP)
+            .await;
         return Err(error);
     }
     clock.stop(phase);
@@ -297,7 +303,10 @@ async fn lifecycle(
     }
 
     let phase = clock.start(Phase::Collect);
-    instance.download_dir("/logs", &setup.dir).await?;
+    let collected = instance
+        .download_dir("/logs", &setup.dir, crate::env::tarball::LOGS_CAP)
+        .await?;
+    ran.logs_cut = LogsCut::of(&collected);
     clock.stop(phase);
     Ok(ran)
 }
@@ -324,6 +333,7 @@ fn conclude(
         ),
         Attempt::Ran(ran) => {
             let ran = *ran;
+            result.logs_cut = ran.logs_cut;
             if record_agent(setup, &mut result, ran.agent)
                 && let Some(tests) = ran.tests
             {
@@ -365,6 +375,7 @@ fn blank_result(
         container: environment,
         retried,
         teardown_errors: Vec::new(),
+        logs_cut: None,
         helios_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }

@@ -84,7 +84,36 @@ pub struct TrialResult {
     /// by the id in the message, or with `helios gc`).
     #[serde(default)]
     pub teardown_errors: Vec<ErrorInfo>,
+    /// What collecting `/logs` left out at the cap (absent when nothing was cut).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs_cut: Option<LogsCut>,
     pub helios_version: String,
+}
+
+/// `logs_cut` in `result.json`: the trial's `/logs` held more than the cap on what is
+/// collected, so some files were cut short or left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsCut {
+    /// The cap, in bytes of files.
+    pub cap_bytes: u64,
+    /// Files cut short or left out.
+    pub files: u64,
+    /// Bytes not collected.
+    pub bytes: u64,
+    /// The first of those files, relative to the trial directory.
+    pub paths: Vec<String>,
+}
+
+impl LogsCut {
+    /// What `stats` say was cut, or `None` when nothing was.
+    pub fn of(stats: &crate::env::tarball::UnpackStats) -> Option<LogsCut> {
+        (stats.cut_files > 0).then(|| LogsCut {
+            cap_bytes: stats.cap,
+            files: stats.cut_files,
+            bytes: stats.cut_bytes,
+            paths: stats.cut_paths.clone(),
+        })
+    }
 }
 
 impl TrialResult {

@@ -260,6 +260,16 @@ impl Api {
         .await
     }
 
+    /// Like [`Api::call`], but a 2xx answer comes back unread, so a large body can be
+    /// streamed; only getting the answer is retried, never reading its body.
+    pub(super) async fn open(
+        &self,
+        make: impl Fn() -> RequestBuilder,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, ApiError> {
+        retry::run(&self.retry, || open_once(make(), timeout), |_, _| {}).await
+    }
+
     /// A JSON answer of [`Api::call`].
     pub(super) async fn json<T: serde::de::DeserializeOwned>(
         &self,
@@ -308,6 +318,40 @@ async fn once(builder: RequestBuilder, timeout: Duration) -> Result<Bytes, ApiEr
     if (200..300).contains(&status) {
         return Ok(body);
     }
+    Err(ApiError::Status {
+        status,
+        retry_after,
+        message: message_of(&body),
+        retryable: status == 429 || status == 408 || status >= 500,
+    })
+}
+
+async fn open_once(builder: RequestBuilder, timeout: Duration) -> Result<reqwest::Response, ApiError> {
+    let no_answer = || ApiError::Transport {
+        message: format!("no answer within {}s", timeout.as_secs_f64()),
+        retryable: true,
+    };
+    let response = tokio::time::timeout(timeout, builder.send())
+        .await
+        .map_err(|_| no_answer())?
+        .map_err(|e| ApiError::Transport {
+            message: e.without_url().to_string(),
+            retryable: true,
+        })?;
+    let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(response);
+    }
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let body = tokio::time::timeout(timeout, response.bytes())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     Err(ApiError::Status {
         status,
         retry_after,

@@ -406,8 +406,9 @@ impl Sandbox for DaytonaInstance {
         &self,
         path: &str,
         dest: &Path,
+        cap: u64,
     ) -> Result<tarball::UnpackStats, EnvError> {
-        self.engine.download_from(&self.sandbox, path, dest).await
+        self.engine.download_from(&self.sandbox, path, dest, cap).await
     }
 
     async fn remove(&self) -> Result<(), EnvError> {

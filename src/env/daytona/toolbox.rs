@@ -203,12 +203,14 @@ impl DaytonaEngine {
     }
 
     /// Copies the sandbox's directory `path` into the host directory `dest`: packed with
-    /// `tar -cf` in the sandbox, downloaded, unpacked here.
+    /// `tar -cf` in the sandbox, downloaded and unpacked here as it arrives (never held
+    /// whole in memory), at most `cap` bytes of files written.
     pub(crate) async fn download_from(
         &self,
         sandbox: &RemoteSandbox,
         path: &str,
         dest: &Path,
+        cap: u64,
     ) -> Result<tarball::UnpackStats, EnvError> {
         let trimmed = path.trim_end_matches('/');
         let (parent, name) = match trimmed.rsplit_once('/') {
@@ -230,21 +232,21 @@ impl DaytonaEngine {
         .await?;
         let base = self.toolbox(sandbox).await?;
         let url = super::api::absolute(&format!("{base}/files/download"), &[("path", &archive)])?;
-        let bytes = self
+        let what = format!("downloading `{path}` from sandbox `{}`", sandbox.id);
+        let response = self
             .api
-            .call(
-                || self.api.request(Method::GET, url.clone()),
-                Replay::Safe,
-                Some(TRANSFER_TIMEOUT),
-                None,
-            )
+            .open(|| self.api.request(Method::GET, url.clone()), TRANSFER_TIMEOUT)
             .await
-            .map_err(|e| {
-                to_env(
-                    &format!("downloading `{path}` from sandbox `{}`", sandbox.id),
-                    &e,
-                )
-            })?;
+            .map_err(|e| to_env(&what, &e))?;
+        let chunks = futures_util::stream::unfold(response, |mut response| async move {
+            match response.chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), response)),
+                Ok(None) => None,
+                Err(e) => Some((Err(e.without_url().to_string()), response)),
+            }
+        });
+        let unpacked =
+            tokio::time::timeout(TRANSFER_TIMEOUT, tarball::unpack_stream(chunks, dest, cap)).await;
         let _ = self
             .must_run(
                 sandbox,
@@ -252,12 +254,26 @@ impl DaytonaEngine {
                 "cleaning up",
             )
             .await;
-        let dest = dest.to_path_buf();
-        let path = path.to_string();
-        tokio::task::spawn_blocking(move || tarball::unpack_stripped(bytes.as_ref(), &dest))
-            .await
-            .map_err(|e| EnvError::io(format!("unpacking `{path}`"), std::io::Error::other(e)))?
-            .map_err(|e| EnvError::io(format!("unpacking `{path}`"), e))
+        match unpacked {
+            Ok(Ok(stats)) => Ok(stats),
+            Ok(Err(tarball::StreamError::Source(message))) => Err(to_env(
+                &what,
+                &super::api::ApiError::Transport {
+                    message,
+                    retryable: true,
+                },
+            )),
+            Ok(Err(tarball::StreamError::Unpack(e))) => {
+                Err(EnvError::io(format!("unpacking `{path}`"), e))
+            }
+            Err(_) => Err(to_env(
+                &what,
+                &super::api::ApiError::Transport {
+                    message: format!("not done within {}s", TRANSFER_TIMEOUT.as_secs()),
+                    retryable: true,
+                },
+            )),
+        }
     }
 
     /// Runs a helper command that must succeed.
