@@ -40,15 +40,20 @@ fn main() {
     });
     // A YAML mapping of 80,000 keys: the duplicate-key check must stay linear in its size.
     let wide = scratch.path().join("wide.yaml");
-    let mut text = String::from("pipeline:\n  name: wide\ntasks:\n  - path: tasks/*\nstages:\n  - name: s\n    agents: [nop]\nvars:\n");
+    let mut text = String::from(
+        "pipeline:\n  name: wide\ntasks:\n  - path: tasks/*\nstages:\n  - name: s\n    agents: [nop]\nvars:\n",
+    );
     for i in 0..WIDE_KEYS {
         text.push_str(&format!("  k{i}: {i}\n"));
     }
     std::fs::write(&wide, text).unwrap();
-    measure(&format!("load a YAML pipeline with {WIDE_KEYS} keys in one mapping"), || {
-        let loaded = helios::load_pipeline(&wide).unwrap();
-        assert_eq!(loaded.value.manifest.vars.len(), WIDE_KEYS);
-    });
+    measure(
+        &format!("load a YAML pipeline with {WIDE_KEYS} keys in one mapping"),
+        || {
+            let loaded = helios::load_pipeline(&wide).unwrap();
+            assert_eq!(loaded.value.manifest.vars.len(), WIDE_KEYS);
+        },
+    );
     if let Some(kib) = peak_memory_kib() {
         println!("peak memory: {:.1} MiB", kib as f64 / 1024.0);
     }

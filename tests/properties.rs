@@ -128,8 +128,11 @@ impl PipelineChoice {
                     stage.insert("tasks".into(), json!([filter]));
                 }
                 if !s.matrix.is_empty() {
-                    let matrix: Map<String, Value> =
-                        s.matrix.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                    let matrix: Map<String, Value> = s
+                        .matrix
+                        .iter()
+                        .map(|(k, v)| (k.clone(), json!(v)))
+                        .collect();
                     stage.insert("matrix".into(), Value::Object(matrix));
                 }
                 Value::Object(stage)
@@ -248,9 +251,39 @@ fn task_manifest() -> impl Strategy<Value = Value> {
 // ---- mutations ----
 
 const NASTY: &[&str] = &[
-    "[", "]", "[[", "\"", "'", "=", "{", "}", ":", "- ", "\n", "\t", "#", "\\", "${", "*",
-    "&a ", "*a", "!!binary ", "\u{0}", "é", "1e999", "-0", "nan", "inf", "99999999999999999999",
-    "~", "? ", "|", ">", "---\n", "[[stages]]\n", "attempts = 0\n",
+    "[",
+    "]",
+    "[[",
+    "\"",
+    "'",
+    "=",
+    "{",
+    "}",
+    ":",
+    "- ",
+    "\n",
+    "\t",
+    "#",
+    "\\",
+    "${",
+    "*",
+    "&a ",
+    "*a",
+    "!!binary ",
+    "\u{0}",
+    "é",
+    "1e999",
+    "-0",
+    "nan",
+    "inf",
+    "99999999999999999999",
+    "~",
+    "? ",
+    "|",
+    ">",
+    "---\n",
+    "[[stages]]\n",
+    "attempts = 0\n",
 ];
 
 #[derive(Debug, Clone)]
@@ -312,7 +345,11 @@ fn check_positions(path: &Path) -> Result<(), TestCaseError> {
     } else {
         path.to_path_buf()
     };
-    let text = report.sources.get(&manifest).unwrap_or_default().to_string();
+    let text = report
+        .sources
+        .get(&manifest)
+        .unwrap_or_default()
+        .to_string();
     for d in &report.diagnostics {
         if d.severity != Severity::Error || d.file != manifest {
             continue;

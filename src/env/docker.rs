@@ -616,7 +616,9 @@ impl Sandbox for DockerSandbox {
         dest: &Path,
         cap: u64,
     ) -> Result<tarball::UnpackStats, EnvError> {
-        self.engine.download_from(&self.container, path, dest, cap).await
+        self.engine
+            .download_from(&self.container, path, dest, cap)
+            .await
     }
 
     async fn remove(&self) -> Result<(), EnvError> {

@@ -234,8 +234,14 @@ mod tests {
         let dest = tempfile::tempdir().unwrap();
         let stats = unpack_stripped(three_files().as_slice(), dest.path(), 7).unwrap();
         // a.txt whole (4), b.txt cut to 3 of 6, c.txt left out.
-        assert_eq!(std::fs::read_to_string(dest.path().join("a.txt")).unwrap(), "aaaa");
-        assert_eq!(std::fs::read_to_string(dest.path().join("b.txt")).unwrap(), "bbb");
+        assert_eq!(
+            std::fs::read_to_string(dest.path().join("a.txt")).unwrap(),
+            "aaaa"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dest.path().join("b.txt")).unwrap(),
+            "bbb"
+        );
         assert!(!dest.path().join("c.txt").exists());
         assert_eq!((stats.bytes, stats.cut_files, stats.cut_bytes), (7, 2, 5));
         assert_eq!(stats.cut_paths, ["b.txt", "c.txt"]);
@@ -271,7 +277,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((stats.files, stats.bytes, stats.cut_files), (3, 12, 0));
-        assert_eq!(std::fs::read_to_string(dest.path().join("b.txt")).unwrap(), "bbbbbb");
+        assert_eq!(
+            std::fs::read_to_string(dest.path().join("b.txt")).unwrap(),
+            "bbbbbb"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,7 +294,10 @@ mod tests {
         let error = unpack_stream(futures_util::stream::iter(chunks), dest.path(), LOGS_CAP)
             .await
             .unwrap_err();
-        assert!(matches!(error, StreamError::Source("connection reset")), "{error:?}");
+        assert!(
+            matches!(error, StreamError::Source("connection reset")),
+            "{error:?}"
+        );
     }
 
     #[test]

@@ -358,7 +358,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");
         std::fs::write(&path, b"[pipeline]\nname = \"a\xffb\"\n").unwrap();
-        let report = validate_paths(&[path.clone()]).report;
+        let report = validate_paths(std::slice::from_ref(&path)).report;
         let d = &report.diagnostics[0];
         assert!(d.message.contains("is not UTF-8 text"), "{report}");
         let text = report.sources.get(&path).unwrap();
@@ -370,7 +370,12 @@ mod tests {
     #[test]
     fn integer_range_errors_do_not_name_rust_types() {
         let m = plain_serde_message("invalid value: integer `5000000000`, expected u32");
-        assert_eq!(m, "5000000000 is too large; the largest allowed is 4294967295");
-        assert!(plain_serde_message("invalid value: integer `-1`, expected u64").contains("negative"));
+        assert_eq!(
+            m,
+            "5000000000 is too large; the largest allowed is 4294967295"
+        );
+        assert!(
+            plain_serde_message("invalid value: integer `-1`, expected u64").contains("negative")
+        );
     }
 }

@@ -467,7 +467,16 @@ fn type_name(t: JsonType) -> &'static str {
     }
 }
 
-const NON_FINITE: [&str; 8] = ["nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "-infinity"];
+const NON_FINITE: [&str; 8] = [
+    "nan",
+    "+nan",
+    "-nan",
+    "inf",
+    "+inf",
+    "-inf",
+    "infinity",
+    "-infinity",
+];
 
 fn value_kind(value: &Value) -> String {
     match value {

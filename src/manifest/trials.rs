@@ -42,8 +42,9 @@ pub fn count_trials(manifest: &PipelineManifest, task_names: &[String]) -> Vec<S
                 .iter()
                 .map(|name| {
                     let kind = manifest.agents.get(name).map(|a| a.kind);
-                    let crossed = matches!(kind, Some(AgentKind::Terminal | AgentKind::ComputerUse))
-                        && !BUILTIN_AGENTS.contains(&name.as_str());
+                    let crossed =
+                        matches!(kind, Some(AgentKind::Terminal | AgentKind::ComputerUse))
+                            && !BUILTIN_AGENTS.contains(&name.as_str());
                     if crossed && !stage.models.is_empty() {
                         stage.models.len() as u128
                     } else {
@@ -71,7 +72,5 @@ pub fn count_trials(manifest: &PipelineManifest, task_names: &[String]) -> Vec<S
 
 /// The pipeline's total: the sum over its stages.
 pub fn total_trials(stages: &[StageTrials]) -> u128 {
-    stages
-        .iter()
-        .fold(0u128, |n, s| n.saturating_add(s.trials))
+    stages.iter().fold(0u128, |n, s| n.saturating_add(s.trials))
 }

@@ -101,7 +101,9 @@ fn plain_message(message: &str) -> (String, Option<String>) {
     if message.starts_with("multiple YAML documents") {
         return (
             "the file holds more than one YAML document".to_string(),
-            Some("a manifest is one document: remove the `---` line and what follows it".to_string()),
+            Some(
+                "a manifest is one document: remove the `---` line and what follows it".to_string(),
+            ),
         );
     }
     if let Some(breach) = message.strip_prefix("budget breached: ") {
@@ -114,7 +116,10 @@ fn plain_message(message: &str) -> (String, Option<String>) {
         };
         return (
             format!("the file has more {what} than a manifest may hold"),
-            Some("a manifest this large is a mistake: split it, or generate fewer entries".to_string()),
+            Some(
+                "a manifest this large is a mistake: split it, or generate fewer entries"
+                    .to_string(),
+            ),
         );
     }
     if message.contains("tab") {
@@ -341,21 +346,30 @@ mod tests {
         assert!(parse(Path::new("p.yaml"), &text).is_ok());
         text.push_str("\"1\": b\n");
         let errors = parse(Path::new("p.yaml"), &text).unwrap_err();
-        assert!(errors[0].message.contains("duplicate key `1`"), "{errors:?}");
+        assert!(
+            errors[0].message.contains("duplicate key `1`"),
+            "{errors:?}"
+        );
     }
 
     #[test]
     fn tab_indent_points_at_the_tab() {
         let text = "stages:\n  - name: s\n\tagents: [nop]\n";
         let errors = parse(Path::new("p.yaml"), text).unwrap_err();
-        assert_eq!(errors[0].span, Some(text.find('\t').unwrap()..text.find('\t').unwrap() + 1));
+        assert_eq!(
+            errors[0].span,
+            Some(text.find('\t').unwrap()..text.find('\t').unwrap() + 1)
+        );
         assert!(errors[0].message.contains("a tab"), "{errors:?}");
     }
 
     #[test]
     fn second_document_is_explained_without_parser_api_names() {
         let errors = parse(Path::new("p.yaml"), "a: 1\n---\nb: 2\n").unwrap_err();
-        assert!(errors[0].message.contains("more than one YAML document"), "{errors:?}");
+        assert!(
+            errors[0].message.contains("more than one YAML document"),
+            "{errors:?}"
+        );
         assert!(!errors[0].message.contains("from_str"), "{errors:?}");
     }
 
@@ -363,7 +377,12 @@ mod tests {
     fn node_budget_is_explained_without_parser_internals() {
         let text = format!("x: [{}]\n", vec!["1"; 260_000].join(","));
         let errors = parse(Path::new("p.yaml"), &text).unwrap_err();
-        assert!(errors[0].message.contains("more values than a manifest may hold"), "{errors:?}");
+        assert!(
+            errors[0]
+                .message
+                .contains("more values than a manifest may hold"),
+            "{errors:?}"
+        );
         assert!(!errors[0].message.contains("Nodes"), "{errors:?}");
     }
 

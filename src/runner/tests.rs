@@ -569,7 +569,10 @@ async fn logs_past_the_collect_cap_are_cut_and_said_in_the_result() {
     // The reward is kept whatever the cap; the artifact is cut and the result says so.
     assert_eq!(result.reward, Some(1.0));
     let cut = result.logs_cut.expect("logs_cut is recorded");
-    assert_eq!((cut.cap_bytes, cut.files, cut.paths), (1000, 1, vec!["artifacts/big.log".to_string()]));
+    assert_eq!(
+        (cut.cap_bytes, cut.files, cut.paths),
+        (1000, 1, vec!["artifacts/big.log".to_string()])
+    );
     let dir = &ran.outcome.trials[0].dir;
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("result.json")).unwrap()).unwrap();

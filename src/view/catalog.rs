@@ -697,7 +697,11 @@ mod tests {
         assert!(view.trajectory.is_none(), "{:?}", view.trajectory);
         assert!(view.build_log.is_none());
         assert!(view.verifier.iter().all(|f| f.path != "verifier/leak.txt"));
-        assert!(catalog.trial("demo", &run, "s/c__oracle__a1__2222").is_err());
+        assert!(
+            catalog
+                .trial("demo", &run, "s/c__oracle__a1__2222")
+                .is_err()
+        );
     }
 
     #[test]

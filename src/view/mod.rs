@@ -270,11 +270,18 @@ mod tests {
         let started = tokio::time::Instant::now();
         // Connected, a header begun and never finished: half-open.
         let mut idle = tokio::net::TcpStream::connect(viewer.addr).await.unwrap();
-        idle.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+            .await
+            .unwrap();
         let mut buf = Vec::new();
-        let closed = tokio::time::timeout(HEADER_READ_TIMEOUT * 3, idle.read_to_end(&mut buf)).await;
+        let closed =
+            tokio::time::timeout(HEADER_READ_TIMEOUT * 3, idle.read_to_end(&mut buf)).await;
         assert!(closed.is_ok(), "the idle connection must be closed");
-        assert!(started.elapsed() >= HEADER_READ_TIMEOUT, "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= HEADER_READ_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
         // A whole request is still answered.
         let mut client = tokio::net::TcpStream::connect(viewer.addr).await.unwrap();
         client

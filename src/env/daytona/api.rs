@@ -326,7 +326,10 @@ async fn once(builder: RequestBuilder, timeout: Duration) -> Result<Bytes, ApiEr
     })
 }
 
-async fn open_once(builder: RequestBuilder, timeout: Duration) -> Result<reqwest::Response, ApiError> {
+async fn open_once(
+    builder: RequestBuilder,
+    timeout: Duration,
+) -> Result<reqwest::Response, ApiError> {
     let no_answer = || ApiError::Transport {
         message: format!("no answer within {}s", timeout.as_secs_f64()),
         retryable: true,

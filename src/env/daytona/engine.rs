@@ -408,7 +408,9 @@ impl Sandbox for DaytonaInstance {
         dest: &Path,
         cap: u64,
     ) -> Result<tarball::UnpackStats, EnvError> {
-        self.engine.download_from(&self.sandbox, path, dest, cap).await
+        self.engine
+            .download_from(&self.sandbox, path, dest, cap)
+            .await
     }
 
     async fn remove(&self) -> Result<(), EnvError> {

@@ -235,7 +235,10 @@ impl DaytonaEngine {
         let what = format!("downloading `{path}` from sandbox `{}`", sandbox.id);
         let response = self
             .api
-            .open(|| self.api.request(Method::GET, url.clone()), TRANSFER_TIMEOUT)
+            .open(
+                || self.api.request(Method::GET, url.clone()),
+                TRANSFER_TIMEOUT,
+            )
             .await
             .map_err(|e| to_env(&what, &e))?;
         let chunks = futures_util::stream::unfold(response, |mut response| async move {
