@@ -381,7 +381,10 @@ mod tests {
         assert_eq!(message, "the file has more values than a manifest may hold");
         assert!(hint.is_some());
         let (message, _) = plain_message("budget breached: Depth { depth: 2001 }");
-        assert_eq!(message, "the file has more levels of nesting than a manifest may hold");
+        assert_eq!(
+            message,
+            "the file has more levels of nesting than a manifest may hold"
+        );
     }
 
     #[test]

@@ -284,7 +284,8 @@ mod tests {
         );
         // Connected and silent.
         let mut silent = tokio::net::TcpStream::connect(viewer.addr).await.unwrap();
-        let closed = tokio::time::timeout(HEADER_READ_TIMEOUT * 3, silent.read_to_end(&mut buf)).await;
+        let closed =
+            tokio::time::timeout(HEADER_READ_TIMEOUT * 3, silent.read_to_end(&mut buf)).await;
         assert!(closed.is_ok(), "a silent connection must be closed");
         // A whole request is still answered, and the kept-alive connection closed after.
         let mut client = tokio::net::TcpStream::connect(viewer.addr).await.unwrap();
@@ -293,8 +294,12 @@ mod tests {
             .await
             .unwrap();
         let mut answer = Vec::new();
-        let closed = tokio::time::timeout(HEADER_READ_TIMEOUT * 3, client.read_to_end(&mut answer)).await;
-        assert!(closed.is_ok(), "an idle kept-alive connection must be closed");
+        let closed =
+            tokio::time::timeout(HEADER_READ_TIMEOUT * 3, client.read_to_end(&mut answer)).await;
+        assert!(
+            closed.is_ok(),
+            "an idle kept-alive connection must be closed"
+        );
         let answer = String::from_utf8_lossy(&answer);
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         viewer.stop().await;
