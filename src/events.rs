@@ -167,7 +167,8 @@ error_kinds! {
 
 impl ErrorKind {
     /// Whether the machine or a provider failed rather than the agent: such trials are
-    /// retried, counted apart from agent failures, and make `helios run` exit 5.
+    /// counted apart from agent failures, and make `helios run` and `helios apply` exit 5.
+    /// (`unsupported` is not: a setting the provider cannot honour is the pipeline's.)
     pub fn is_infrastructure(self) -> bool {
         matches!(
             self,
@@ -175,7 +176,6 @@ impl ErrorKind {
                 | ErrorKind::DockerError
                 | ErrorKind::BuildFailed
                 | ErrorKind::BuildTimeout
-                | ErrorKind::Unsupported
                 | ErrorKind::DesktopFailed
                 | ErrorKind::IoError
                 | ErrorKind::Auth

@@ -5,10 +5,9 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use super::ExitStatus;
+use super::{ExitStatus, failure};
 use crate::diagnostic::render;
 use crate::events::RunEvent;
-use crate::events::TrialStatus;
 use crate::manifest::load_pipeline;
 use crate::plan::Plan;
 use crate::report;
@@ -26,7 +25,7 @@ pub(super) struct ApplyArgs<'a> {
     pub watch: Option<ViewOptions>,
 }
 
-pub(super) fn run(args: ApplyArgs<'_>) -> ExitStatus {
+pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
     let loaded = match load_pipeline(args.pipeline) {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -49,11 +48,7 @@ pub(super) fn run(args: ApplyArgs<'_>) -> ExitStatus {
             return ExitStatus::Invalid;
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts");
-    runtime.block_on(async {
+    {
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let options = ApplyOptions {
             rebuild: args.rebuild,
@@ -100,7 +95,7 @@ pub(super) fn run(args: ApplyArgs<'_>) -> ExitStatus {
             }
         }
         status
-    })
+    }
 }
 
 /// Starts the viewer on the run's output directory and says where to look.
@@ -111,7 +106,7 @@ async fn start_viewer(options: ViewOptions, run_dir: &Path) -> Result<Viewer, Ex
             Ok(viewer)
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            failure::print(&error);
             Err(ExitStatus::Infrastructure)
         }
     }
@@ -143,23 +138,11 @@ fn conclude(outcome: Result<runner::RunOutcome, RunError>) -> ExitStatus {
                     "interrupted: finished results are kept; `helios apply` again runs the rest"
                 );
                 ExitStatus::Interrupted
-            } else if outcome.count(TrialStatus::InfraError) > 0 {
-                ExitStatus::Infrastructure
-            } else if outcome.count(TrialStatus::Failed) + outcome.count(TrialStatus::TimedOut) > 0
-            {
-                ExitStatus::TrialsFailed
             } else {
-                ExitStatus::Success
+                failure::status_of(outcome.results())
             }
         }
-        Err(error @ RunError::Preflight(_)) => {
-            eprintln!("error: {error}");
-            ExitStatus::Invalid
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitStatus::Infrastructure
-        }
+        Err(error) => failure::run_error(&error),
     }
 }
 

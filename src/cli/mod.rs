@@ -3,6 +3,7 @@
 
 mod apply;
 mod exit;
+mod failure;
 mod gc;
 mod plan;
 mod run;
@@ -253,7 +254,22 @@ pub fn main() -> ExitStatus {
     run(cli)
 }
 
+/// Runs a parsed command line on the process's one tokio runtime.
 pub fn run(cli: Cli) -> ExitStatus {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            failure::print(&error);
+            return ExitStatus::Infrastructure;
+        }
+    };
+    runtime.block_on(dispatch(cli))
+}
+
+async fn dispatch(cli: Cli) -> ExitStatus {
     let styled = cli.color.enabled();
     match cli.command {
         Command::Validate {
@@ -277,19 +293,22 @@ pub fn run(cli: Cli) -> ExitStatus {
             watch,
             host,
             port,
-        } => apply::run(apply::ApplyArgs {
-            pipeline: &pipeline,
-            rebuild,
-            labels: labels.into_iter().collect(),
-            concurrency: concurrency.map(|c| c as usize),
-            retries,
-            styled,
-            watch: watch.then_some(crate::view::ViewOptions {
-                root: PathBuf::new(),
-                host,
-                port,
-            }),
-        }),
+        } => {
+            apply::run(apply::ApplyArgs {
+                pipeline: &pipeline,
+                rebuild,
+                labels: labels.into_iter().collect(),
+                concurrency: concurrency.map(|c| c as usize),
+                retries,
+                styled,
+                watch: watch.then_some(crate::view::ViewOptions {
+                    root: PathBuf::new(),
+                    host,
+                    port,
+                }),
+            })
+            .await
+        }
         Command::Run {
             task,
             agent,
@@ -305,41 +324,47 @@ pub fn run(cli: Cli) -> ExitStatus {
             stop_on_tool_error,
             labels,
             watch,
-        } => run::run(run::RunArgs {
-            task,
-            agent,
-            model,
-            script,
-            command,
-            base_url,
-            provider,
-            output_dir,
-            config: crate::api::RunConfig {
-                max_turns,
-                max_time,
-                timeout_per_turn,
-                stop_on_tool_error,
-                ..Default::default()
-            },
-            labels,
-            watch,
-            styled,
-        }),
+        } => {
+            run::run(run::RunArgs {
+                task,
+                agent,
+                model,
+                script,
+                command,
+                base_url,
+                provider,
+                output_dir,
+                config: crate::api::RunConfig {
+                    max_turns,
+                    max_time,
+                    timeout_per_turn,
+                    stop_on_tool_error,
+                    ..Default::default()
+                },
+                labels,
+                watch,
+                styled,
+            })
+            .await
+        }
         Command::View {
             results,
             host,
             port,
-        } => view::run(view::ViewArgs {
-            root: results,
-            host,
-            port,
-        }),
+        } => {
+            view::run(view::ViewArgs {
+                root: results,
+                host,
+                port,
+            })
+            .await
+        }
         Command::Gc { labels, provider } => {
             let filters: Vec<String> = labels
                 .into_iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            gc::run(&filters, &provider.providers())
+            gc::run(&filters, &provider.providers()).await
         }
         Command::Schema { kind } => schema::run(kind),
     }

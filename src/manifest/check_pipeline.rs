@@ -4,14 +4,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use petgraph::algo::tarjan_scc;
-use petgraph::graph::DiGraph;
 use serde_json::Value;
 
 use super::check_task::env_syntax;
 use super::discover::{compile_filters, report_unmatched};
 use super::document::{Document, pointer_push};
 use super::pipeline::{AgentSpec, PipelineManifest};
+use super::stage_graph::StageGraph;
 use crate::agent::AgentKind;
 use crate::diagnostic::{Code, Diagnostic, Report, suggestion_hint};
 use crate::model::scripted::Script;
@@ -373,25 +372,17 @@ impl PipelineCheck<'_> {
                 );
             }
         }
-        let mut graph = DiGraph::<usize, usize>::new();
-        let nodes: Vec<_> = (0..stages.len()).map(|i| graph.add_node(i)).collect();
-        for (i, stage) in stages.iter().enumerate() {
-            for (j, need) in stage.needs.iter().enumerate() {
-                match index.get(need.as_str()) {
-                    Some(&k) => {
-                        graph.add_edge(nodes[k], nodes[i], j);
-                    }
-                    None => out.push(self.undefined(
-                        "stage",
-                        need,
-                        &format!("/stages/{i}/needs/{j}"),
-                        stages.iter().map(|s| s.name.as_str()),
-                    )),
-                }
-            }
+        let graph = StageGraph::of(stages);
+        for &(i, j) in &graph.unknown {
+            out.push(self.undefined(
+                "stage",
+                &stages[i].needs[j],
+                &format!("/stages/{i}/needs/{j}"),
+                stages.iter().map(|s| s.name.as_str()),
+            ));
         }
         out.extend(self.cycles(&graph));
-        let ancestors = ancestors(stages.len(), &graph);
+        let ancestors = graph.ancestors();
         for (i, stage) in stages.iter().enumerate() {
             self.stage_members(i, out);
             if let Some(gate) = &stage.gate {
@@ -563,38 +554,11 @@ impl PipelineCheck<'_> {
     }
 
     /// One diagnostic per cycle among stages, naming every stage on it.
-    fn cycles(&self, graph: &DiGraph<usize, usize>) -> Vec<Diagnostic> {
+    fn cycles(&self, graph: &StageGraph) -> Vec<Diagnostic> {
         let stages = &self.manifest.stages;
         let mut out = Vec::new();
-        for component in tarjan_scc(graph) {
-            let first = *component
-                .iter()
-                .map(|n| &graph[*n])
-                .min()
-                .expect("components are not empty");
-            let self_loop = graph.contains_edge(component[0], component[0]);
-            if component.len() < 2 && !self_loop {
-                continue;
-            }
-            let members: BTreeSet<usize> = component.iter().map(|n| graph[*n]).collect();
-            let mut path = vec![first];
-            let mut current = first;
-            // Walk the `needs` of each stage inside the cycle until we are back at the start.
-            loop {
-                let next = stages[current]
-                    .needs
-                    .iter()
-                    .filter_map(|n| stages.iter().position(|s| &s.name == n))
-                    .find(|k| members.contains(k) && (*k == first || !path.contains(k)));
-                match next {
-                    Some(k) if k == first => break,
-                    Some(k) => {
-                        path.push(k);
-                        current = k;
-                    }
-                    None => break,
-                }
-            }
+        for path in graph.cycles(stages) {
+            let first = path[0];
             let mut names: Vec<&str> = path.iter().map(|&k| stages[k].name.as_str()).collect();
             names.push(&stages[first].name);
             let second = path.get(1).copied().unwrap_or(first);
@@ -738,24 +702,6 @@ impl PipelineCheck<'_> {
         .label(format!("no {what} of this name"))
         .maybe_hint(hint)
     }
-}
-
-/// For every stage, the set of stages it needs directly or through others.
-fn ancestors(count: usize, graph: &DiGraph<usize, usize>) -> Vec<BTreeSet<usize>> {
-    (0..count)
-        .map(|i| {
-            let mut seen = BTreeSet::new();
-            let mut stack = vec![petgraph::graph::NodeIndex::new(i)];
-            while let Some(node) = stack.pop() {
-                for parent in graph.neighbors_directed(node, petgraph::Direction::Incoming) {
-                    if seen.insert(graph[parent]) {
-                        stack.push(parent);
-                    }
-                }
-            }
-            seen
-        })
-        .collect()
 }
 
 /// The diagnostic of a template problem; `sample` names the trial it happens to when that

@@ -15,6 +15,7 @@ use super::{
 use crate::agent::AgentKind;
 use crate::env::Provider;
 use crate::manifest::pipeline::{EnvironmentDefaults, VerifyStep};
+use crate::manifest::stage_graph::StageGraph;
 use crate::manifest::{BUILTIN_AGENTS, Pipeline};
 use crate::model::ModelId;
 
@@ -400,45 +401,19 @@ fn cross(matrix: &BTreeMap<String, Vec<Value>>) -> Vec<BTreeMap<String, Value>> 
     sets
 }
 
-/// Stages in an order where every stage comes after those it needs, and otherwise in file
-/// order (so a plan reads like its pipeline).
+/// Stages in run order (see [`StageGraph::order`]).
 fn stage_order(pipeline: &Pipeline) -> Result<Vec<usize>, PlanError> {
     let stages = &pipeline.manifest.stages;
-    let mut needs: Vec<Vec<usize>> = Vec::with_capacity(stages.len());
-    for stage in stages {
-        let indexes = stage
-            .needs
-            .iter()
-            .map(|need| {
-                stages
-                    .iter()
-                    .position(|s| &s.name == need)
-                    .ok_or_else(|| PlanError::Unknown {
-                        kind: "stage",
-                        name: need.clone(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        needs.push(indexes);
+    let graph = StageGraph::of(stages);
+    if let Some(&(i, j)) = graph.unknown.first() {
+        return Err(PlanError::Unknown {
+            kind: "stage",
+            name: stages[i].needs[j].clone(),
+        });
     }
-    let mut placed = vec![false; stages.len()];
-    let mut order = Vec::with_capacity(stages.len());
-    while order.len() < stages.len() {
-        let next = (0..stages.len()).find(|&i| !placed[i] && needs[i].iter().all(|&n| placed[n]));
-        match next {
-            Some(i) => {
-                placed[i] = true;
-                order.push(i);
-            }
-            None => {
-                let stuck = (0..stages.len())
-                    .find(|&i| !placed[i])
-                    .expect("some stage is left");
-                return Err(PlanError::Cycle(stages[stuck].name.clone()));
-            }
-        }
-    }
-    Ok(order)
+    graph
+        .order()
+        .map_err(|stuck| PlanError::Cycle(stages[stuck].name.clone()))
 }
 
 /// Builds → trials; trials of needed stages → the stage's gate → its trials; all → report.
