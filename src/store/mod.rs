@@ -14,7 +14,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::agent::trajectory::Trajectory;
-use crate::events::TrialStatus;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::events::{ErrorKind, TrialStatus};
 use trial::TrialResult;
 
 /// The lock file's name inside the run directory.
@@ -158,6 +162,45 @@ impl RunStore {
     pub fn read_result(trial_dir: &Path) -> Option<TrialResult> {
         serde_json::from_slice(&std::fs::read(trial_dir.join(RESULT_FILE)).ok()?).ok()
     }
+}
+
+/// The fields of `result.json` a listing shows (the viewer's matrix); others are ignored,
+/// so older and newer results both read, and ten thousand of them parse quickly.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResultSummary {
+    pub task: String,
+    pub stage: String,
+    pub agent: String,
+    pub model: Option<String>,
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+    pub attempt: u32,
+    pub status: TrialStatus,
+    pub reward: Option<f64>,
+    pub error: Option<ErrorFields>,
+    pub cost_usd: Option<f64>,
+    pub usage: Option<UsageFields>,
+    #[serde(default)]
+    pub timings: Vec<TimingFields>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ErrorFields {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UsageFields {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TimingFields {
+    pub seconds: f64,
 }
 
 /// Keeps names usable as one path component on every filesystem.
