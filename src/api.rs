@@ -442,6 +442,7 @@ impl AgentRunner {
                 description: None,
                 output_dir: self.output_dir.display().to_string(),
                 concurrency: 1,
+                build_concurrency: None,
             },
             vars: self.variables.clone(),
             environment: EnvironmentDefaults {

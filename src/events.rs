@@ -240,6 +240,26 @@ pub enum RunEvent {
         done: usize,
         builds: usize,
     },
+    /// What the run may use on this machine at once.
+    Resources {
+        cpus: f64,
+        memory_mb: u64,
+        builds: usize,
+        concurrency: usize,
+    },
+    /// Trials and builds that are ready but wait for CPUs or memory to be free (sent when
+    /// the numbers change).
+    WaitingForResources {
+        trials: usize,
+        builds: usize,
+    },
+    /// A trial asks for more than the whole budget: it runs alone.
+    RunsAlone {
+        index: TrialIndex,
+        label: String,
+        cpus: f64,
+        memory_mb: u64,
+    },
     /// Containers or sandboxes left by dead runs on this machine were removed.
     Reaped {
         provider: Provider,

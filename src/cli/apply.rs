@@ -19,6 +19,9 @@ pub(super) struct ApplyArgs<'a> {
     pub rebuild: bool,
     pub labels: BTreeMap<String, String>,
     pub concurrency: Option<usize>,
+    pub cpus: Option<f64>,
+    pub memory_mb: Option<u64>,
+    pub build_concurrency: Option<usize>,
     pub retries: u32,
     pub styled: bool,
     /// Serve the viewer during the run (its `root` is set to the run's output directory).
@@ -56,6 +59,9 @@ pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
             labels: args.labels,
             concurrency: args.concurrency,
             daytona: None,
+            cpus: args.cpus,
+            memory_mb: args.memory_mb,
+            build_concurrency: args.build_concurrency,
         };
         // Nothing is written until every check has passed and the providers answered.
         let run = match Run::open(&pipeline, plan, options, &events).await {

@@ -82,6 +82,16 @@ pub enum Command {
         /// Trials at once (default: the pipeline's `concurrency`).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         concurrency: Option<u32>,
+        /// CPUs the run's trials and builds may use at once (default: this machine's cores).
+        #[arg(long, value_name = "N", value_parser = parse_cpus)]
+        cpus: Option<f64>,
+        /// Memory the run's trials may use at once, as "8G" or "512M" (default: all of it).
+        #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+        memory: Option<u64>,
+        /// Image builds at once (default: the pipeline's `build_concurrency`, else half the
+        /// cores).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        build_concurrency: Option<u32>,
         /// Times an infrastructure failure (Docker error, failed build) is retried.
         #[arg(long, value_name = "N", default_value_t = 2)]
         retries: u32,
@@ -205,6 +215,22 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     }
 }
 
+fn parse_cpus(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(cpus) if cpus.is_finite() && cpus > 0.0 => Ok(cpus),
+        _ => Err(format!(
+            "`{text}` is not a number of CPUs above 0 (such as 2 or 1.5)"
+        )),
+    }
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    crate::manifest::size::parse_size(text)
+        .map(|size| size.megabytes())
+        .filter(|&mb| mb > 0)
+        .ok_or_else(|| format!("`{text}` is not a size (such as 512M, 8G)"))
+}
+
 impl Format {
     fn or_json(self, json: bool) -> Format {
         if json { Format::Json } else { self }
@@ -289,6 +315,9 @@ async fn dispatch(cli: Cli) -> ExitStatus {
             rebuild,
             labels,
             concurrency,
+            cpus,
+            memory,
+            build_concurrency,
             retries,
             watch,
             host,
@@ -299,6 +328,9 @@ async fn dispatch(cli: Cli) -> ExitStatus {
                 rebuild,
                 labels: labels.into_iter().collect(),
                 concurrency: concurrency.map(|c| c as usize),
+                cpus,
+                memory_mb: memory,
+                build_concurrency: build_concurrency.map(|b| b as usize),
                 retries,
                 styled,
                 watch: watch.then_some(crate::view::ViewOptions {

@@ -60,6 +60,12 @@ pub struct Collected {
 pub trait Environment: Send + Sync + 'static {
     fn provider(&self) -> Provider;
 
+    /// Whether its sandboxes run on this machine, and so take from the run's CPU and
+    /// memory budget.
+    fn runs_here(&self) -> bool {
+        true
+    }
+
     /// Whether helios builds images itself on this machine (`false`: the provider builds
     /// them from the Dockerfile's text, as Daytona's declarative build does).
     fn builds_images(&self) -> bool;

@@ -83,7 +83,16 @@ pub struct FakeRecord {
     pub removed: usize,
     /// The most sandboxes that existed at once.
     pub most_at_once: usize,
+    /// The most CPUs their specs asked for at once (a spec without CPUs counts as one).
+    pub most_cpus_at_once: f64,
+    /// The most memory their specs asked for at once, in megabytes.
+    pub most_memory_at_once: u64,
     pub builds: Vec<String>,
+    /// The most image builds at once.
+    pub most_builds_at_once: usize,
+    /// Every sandbox: its id, when it was made and removed (tokio's clock, from the
+    /// fake's creation), and the CPUs it asked for.
+    pub lifetimes: Vec<(String, Duration, Option<Duration>, f64)>,
     /// Every command, with the id of its sandbox and when it started (tokio's clock,
     /// from the fake's creation).
     pub commands: Vec<(String, String, Duration)>,
@@ -93,6 +102,9 @@ struct FakeState {
     exec: Box<ExecScript>,
     create: Box<CreateScript>,
     builds_fail: Option<EnvError>,
+    build_takes: Duration,
+    /// CPUs, memory and builds in use now.
+    in_use: Mutex<(f64, u64, usize)>,
     record: Mutex<FakeRecord>,
     live: AtomicUsize,
     started: tokio::time::Instant,
@@ -118,6 +130,8 @@ impl FakeEngine {
                 exec: Box::new(exec),
                 create: Box::new(|_| Ok(())),
                 builds_fail: None,
+                build_takes: Duration::ZERO,
+                in_use: Mutex::new((0.0, 0, 0)),
                 record: Mutex::new(FakeRecord::default()),
                 live: AtomicUsize::new(0),
                 started: tokio::time::Instant::now(),
@@ -131,6 +145,11 @@ impl FakeEngine {
         create: impl Fn(usize) -> Result<(), EnvError> + Send + Sync + 'static,
     ) -> FakeEngine {
         self.rebuilt(|state| state.create = Box::new(create))
+    }
+
+    /// Makes every image build take `takes` (on tokio's clock).
+    pub fn building_takes(self, takes: Duration) -> FakeEngine {
+        self.rebuilt(|state| state.build_takes = takes)
     }
 
     /// Makes every image build fail with `error`.
@@ -177,12 +196,18 @@ impl Environment for FakeEngine {
     }
 
     async fn build(&self, spec: &BuildSpec<'_>) -> Result<(), EnvError> {
-        self.state
-            .record
-            .lock()
-            .expect("fake record")
-            .builds
-            .push(spec.tag.to_string());
+        let builds = {
+            let mut in_use = self.state.in_use.lock().expect("fake use");
+            in_use.2 += 1;
+            in_use.2
+        };
+        {
+            let mut record = self.state.record.lock().expect("fake record");
+            record.builds.push(spec.tag.to_string());
+            record.most_builds_at_once = record.most_builds_at_once.max(builds);
+        }
+        tokio::time::sleep(self.state.build_takes).await;
+        self.state.in_use.lock().expect("fake use").2 -= 1;
         match &self.state.builds_fail {
             Some(error) => Err(error.clone()),
             None => spec
@@ -206,14 +231,30 @@ impl Environment for FakeEngine {
         };
         (self.state.create)(call)?;
         let live = self.state.live.fetch_add(1, Ordering::SeqCst) + 1;
+        let cpus = spec.cpus.unwrap_or(1.0);
+        let memory = spec.memory_mb.unwrap_or(0);
+        let (cpus_in_use, memory_in_use) = {
+            let mut in_use = self.state.in_use.lock().expect("fake use");
+            in_use.0 += cpus;
+            in_use.1 += memory;
+            (in_use.0, in_use.1)
+        };
         let id = {
             let mut record = self.state.record.lock().expect("fake record");
             record.created += 1;
             record.most_at_once = record.most_at_once.max(live);
-            format!("fake-{}", record.created)
+            record.most_cpus_at_once = record.most_cpus_at_once.max(cpus_in_use);
+            record.most_memory_at_once = record.most_memory_at_once.max(memory_in_use);
+            let id = format!("fake-{}", record.created);
+            record
+                .lifetimes
+                .push((id.clone(), self.state.started.elapsed(), None, cpus));
+            id
         };
         Ok(Instance::new(FakeSandbox {
             id,
+            cpus,
+            memory,
             image: spec.image.clone(),
             state: self.state.clone(),
             files: Mutex::new(BTreeMap::new()),
@@ -232,6 +273,8 @@ impl Environment for FakeEngine {
 
 struct FakeSandbox {
     id: String,
+    cpus: f64,
+    memory: u64,
     image: String,
     state: Arc<FakeState>,
     files: Mutex<BTreeMap<String, Vec<u8>>>,
@@ -336,7 +379,17 @@ impl Sandbox for FakeSandbox {
         if !*removed {
             *removed = true;
             self.state.live.fetch_sub(1, Ordering::SeqCst);
-            self.state.record.lock().expect("fake record").removed += 1;
+            {
+                let mut in_use = self.state.in_use.lock().expect("fake use");
+                in_use.0 -= self.cpus;
+                in_use.1 -= self.memory;
+            }
+            let mut record = self.state.record.lock().expect("fake record");
+            record.removed += 1;
+            let now = self.state.started.elapsed();
+            if let Some(life) = record.lifetimes.iter_mut().find(|l| l.0 == self.id) {
+                life.2 = Some(now);
+            }
         }
         Ok(())
     }

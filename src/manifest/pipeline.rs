@@ -54,10 +54,14 @@ pub struct PipelineSection {
     #[serde(default = "default_output_dir")]
     #[schemars(length(min = 1))]
     pub output_dir: String,
-    /// How many trials run at once.
+    /// How many trials run at once, at most: a trial also waits until its task's `cpus`
+    /// and memory fit in what is free of the machine.
     #[serde(default = "default_concurrency")]
     #[schemars(range(min = 1))]
     pub concurrency: u32,
+    /// How many images build at once (default: half the machine's cores, at least one).
+    #[schemars(range(min = 1))]
+    pub build_concurrency: Option<u32>,
 }
 
 fn default_output_dir() -> String {

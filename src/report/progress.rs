@@ -7,6 +7,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::memory;
 use crate::env::Provider;
 use crate::events::TrialStatus;
 use crate::events::{BuildOutcome, RunEvent, SkipReason};
@@ -84,6 +85,24 @@ fn note(event: &RunEvent) -> Option<String> {
             format!("stage {stage}: the gate admits {admitted} of {tasks} task(s)")
         }
         RunEvent::TrialStarted { label, .. } => format!("started {label}"),
+        RunEvent::Resources {
+            cpus,
+            memory_mb,
+            builds,
+            concurrency,
+        } => format!(
+            "resources: {cpus} CPU(s), {} of memory, {builds} build(s) and {concurrency} trial(s) at once",
+            memory(*memory_mb)
+        ),
+        RunEvent::RunsAlone {
+            label,
+            cpus,
+            memory_mb,
+            ..
+        } => format!(
+            "warning: {label} asks for {cpus} CPU(s) and {} of memory, more than the run's budget: it runs alone",
+            memory(*memory_mb)
+        ),
         RunEvent::TrialRetry {
             label,
             error,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::env::fake::{FakeCall, FakeEngine, FakeReply};
-use crate::events::ErrorKind;
+use crate::events::{ErrorKind, TrialIndex};
 use crate::manifest::load_pipeline;
 
 fn write(path: &Path, text: &str) {
@@ -46,6 +46,51 @@ fn project(tasks: usize, task_toml: &str, pipeline: &str) -> (tempfile::TempDir,
         ),
     );
     (root, path)
+}
+
+/// A scratch project whose task `t{i}` has `task_tomls[i]` as its `task.toml` and, with
+/// `own_images`, an environment of its own (so each task is one image build).
+fn project_of(
+    task_tomls: &[&str],
+    own_images: bool,
+    pipeline: &str,
+) -> (tempfile::TempDir, PathBuf) {
+    let (root, path) = project(task_tomls.len(), "", pipeline);
+    for (t, toml) in task_tomls.iter().enumerate() {
+        let dir = root.path().join(format!("tasks/t{t}"));
+        write(&dir.join("task.toml"), toml);
+        if own_images {
+            write(
+                &dir.join("environment/Dockerfile"),
+                &format!("FROM debian:bookworm-slim\nRUN echo t{t}\n"),
+            );
+        }
+    }
+    (root, path)
+}
+
+fn budget(cpus: f64, memory_mb: u64, builds: usize) -> ApplyOptions {
+    ApplyOptions {
+        cpus: Some(cpus),
+        memory_mb: Some(memory_mb),
+        build_concurrency: Some(builds),
+        concurrency: Some(8),
+        ..ApplyOptions::default()
+    }
+}
+
+/// Whether two sandboxes of the record ever existed at the same time.
+fn overlapping(record: &crate::env::fake::FakeRecord) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, a) in record.lifetimes.iter().enumerate() {
+        for b in &record.lifetimes[i + 1..] {
+            let (a_end, b_end) = (a.2.unwrap(), b.2.unwrap());
+            if a.1 < b_end && b.1 < a_end {
+                out.push((a.0.clone(), b.0.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// Oracle runs pass, nop runs fail: the verifier rewards what the solution did.
@@ -196,6 +241,7 @@ async fn never_more_trials_at_once_than_the_concurrency_bound() {
     assert_eq!(record.created, 12);
     let overridden = ApplyOptions {
         concurrency: Some(5),
+        cpus: Some(16.0),
         ..ApplyOptions::default()
     };
     let (_root, path) = project(
@@ -542,4 +588,162 @@ async fn a_second_run_skips_what_is_done_and_reruns_what_was_cancelled() {
     );
     assert!(again.outcome.trials.iter().all(|t| !t.ran_now));
     assert_eq!(fake.record().created, 2, "nothing ran the second time");
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_more_cpus_or_memory_in_use_than_the_budget() {
+    let one_cpu = "[environment]\ncpus = 1.0\nmemory_mb = 1024\n";
+    let (_root, path) = project_of(
+        &[one_cpu; 6],
+        false,
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = rewarding_fake();
+    let ran = run_on(
+        &path,
+        &fake,
+        budget(2.0, 64 * 1024, 1),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(ran.results().len(), 6);
+    let record = fake.record();
+    assert_eq!(
+        record.most_cpus_at_once, 2.0,
+        "two 1-CPU trials on 2 CPUs, never three"
+    );
+    // Memory binds before CPUs: 4 CPUs free but room for two 1 GiB trials only.
+    let half_cpu = "[environment]\ncpus = 0.5\nmemory_mb = 1024\n";
+    let (_root, path) = project_of(
+        &[half_cpu; 6],
+        false,
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = rewarding_fake();
+    run_on(&path, &fake, budget(4.0, 2048, 1), CancellationToken::new()).await;
+    let record = fake.record();
+    assert_eq!(record.most_memory_at_once, 2048);
+    assert_eq!(record.most_at_once, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_one_cpu_trials_on_a_one_cpu_budget_never_overlap() {
+    let one_cpu = "[environment]\ncpus = 1.0\n";
+    let (_root, path) = project_of(
+        &[one_cpu; 2],
+        false,
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = rewarding_fake();
+    let ran = run_on(
+        &path,
+        &fake,
+        budget(1.0, 64 * 1024, 1),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(ran.results().iter().all(|r| r.reward == Some(1.0)));
+    assert_eq!(overlapping(&fake.record()), Vec::<(String, String)>::new());
+    assert!(
+        ran.events
+            .iter()
+            .any(|e| matches!(e, RunEvent::WaitingForResources { trials: 1, .. })),
+        "the second trial is reported waiting for resources"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn image_builds_are_bounded_and_count_against_the_cpus() {
+    let (_root, path) = project_of(
+        &[""; 4],
+        true,
+        "[[stages]]\nname = \"s\"\nagents = [\"nop\"]",
+    );
+    let fake = rewarding_fake().building_takes(Duration::from_secs(60));
+    run_on(
+        &path,
+        &fake,
+        budget(8.0, 64 * 1024, 2),
+        CancellationToken::new(),
+    )
+    .await;
+    let record = fake.record();
+    assert_eq!(record.builds.len(), 4);
+    assert_eq!(
+        record.most_builds_at_once, 2,
+        "build_concurrency bounds builds"
+    );
+    // On one CPU a build and a trial take turns.
+    let (_root, path) = project_of(
+        &[""; 2],
+        true,
+        "[[stages]]\nname = \"s\"\nagents = [\"nop\"]",
+    );
+    let fake = rewarding_fake().building_takes(Duration::from_secs(60));
+    let started = tokio::time::Instant::now();
+    run_on(
+        &path,
+        &fake,
+        budget(1.0, 64 * 1024, 4),
+        CancellationToken::new(),
+    )
+    .await;
+    let record = fake.record();
+    assert_eq!(
+        record.most_builds_at_once, 1,
+        "each build holds the only CPU"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(120),
+        "the builds ran one after the other"
+    );
+    let first_trial = record.lifetimes[0].1;
+    assert!(
+        first_trial >= Duration::from_secs(60),
+        "no trial during the first build"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trial_bigger_than_the_budget_runs_alone_with_a_warning() {
+    let tomls = [
+        "[environment]\ncpus = 1.0\n",
+        "[environment]\ncpus = 4.0\n",
+        "[environment]\ncpus = 1.0\n",
+    ];
+    let (_root, path) = project_of(
+        &tomls,
+        false,
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = rewarding_fake();
+    let ran = run_on(
+        &path,
+        &fake,
+        budget(2.0, 64 * 1024, 1),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(
+        ran.results().iter().all(|r| r.reward == Some(1.0)),
+        "all three ran"
+    );
+    assert!(ran.events.iter().any(|e| matches!(
+        e,
+        RunEvent::RunsAlone { index: TrialIndex(1), cpus, .. } if *cpus == 4.0
+    )));
+    let record = fake.record();
+    let big = record
+        .lifetimes
+        .iter()
+        .find(|l| l.3 == 4.0)
+        .unwrap()
+        .0
+        .clone();
+    let overlaps = overlapping(&record);
+    assert!(
+        overlaps.iter().all(|(a, b)| *a != big && *b != big),
+        "nothing ran beside the big trial: {overlaps:?}"
+    );
+    assert_eq!(overlaps.len(), 1, "the two small ones shared the budget");
 }
