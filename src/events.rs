@@ -361,6 +361,8 @@ pub enum BuildOutcome {
     /// The image with this digest already existed.
     Cached,
     Failed,
+    /// Stopped by Ctrl-C; the next apply builds it.
+    Cancelled,
     /// Every trial using it was already done.
     NotNeeded,
     /// Its trials run on a provider that builds the image itself (Daytona).

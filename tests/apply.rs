@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use common::project::{Project, copy_tree, docker_ids, text};
 use serde_json::Value;
@@ -239,6 +240,91 @@ fn ctrl_c_leaves_nothing_behind_and_the_next_apply_finishes_the_rest() {
     assert_eq!(results["blocker/oracle"]["reward"], 1.0);
     assert_eq!(results["quick/oracle"]["reward"], 1.0);
     project.assert_clean();
+}
+
+#[test]
+fn ctrl_c_stops_image_builds_at_once() {
+    let project = Project::new("interrupt-build");
+    // A build step that would run for ten minutes, marked so that its container can be
+    // found among the engine's.
+    let marker = format!("{}-build-step", project.label.replace(['=', '.'], "-"));
+    project.task("slow-build", "", "true\n", PASS);
+    std::fs::write(
+        project.path("tasks/slow-build/environment/Dockerfile"),
+        format!("FROM debian:bookworm-slim\nRUN echo {marker} && sleep 600\n"),
+    )
+    .unwrap();
+    project.pipeline("p", "\"oracle\"");
+    let mut child = project
+        .command("p")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("building helios/slow-build") {
+            break;
+        }
+    }
+    // The step is running once the engine has a container for it.
+    let step_runs = || !containers_running(&marker).is_empty();
+    assert!(wait_until(Duration::from_secs(120), step_runs), "{seen:?}");
+    let interrupted = Instant::now();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    let exited = interrupted.elapsed();
+    assert!(wait_until(Duration::from_secs(60), || !step_runs()));
+    let step_gone = interrupted.elapsed();
+    println!(
+        "Ctrl-C during a build: helios exited after {:.2} s, the build step's container was removed after {:.2} s",
+        exited.as_secs_f64(),
+        step_gone.as_secs_f64()
+    );
+    assert_eq!(status.code(), Some(130), "{seen:?} {rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("building helios/slow-build") && l.contains("stopped")),
+        "{rest:?}"
+    );
+    // Generous: a build waited for would take its ten minutes.
+    assert!(exited < Duration::from_secs(30), "{exited:?}");
+    assert!(
+        !project.path("runs/p/s").exists() || project.results("p").is_empty(),
+        "no trial ran on an unbuilt image"
+    );
+    project.assert_clean();
+}
+
+/// Ids of containers (stopped ones too) whose command mentions `marker`.
+fn containers_running(marker: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "--all", "--no-trunc", "--format", "{{.ID}} {{.Command}}"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(marker))
+        .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Polls `condition` (a look at the engine's state, not a timer) until it holds or
+/// `limit` passes.
+fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    condition()
 }
 
 #[test]

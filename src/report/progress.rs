@@ -51,6 +51,7 @@ fn build_line(tag: &str, outcome: BuildOutcome, seconds: f64) -> String {
         BuildOutcome::Built => format!("built {tag} in {seconds:.1}s"),
         BuildOutcome::Cached => format!("image {tag} is up to date"),
         BuildOutcome::Failed => format!("building {tag} failed"),
+        BuildOutcome::Cancelled => format!("building {tag} stopped"),
         BuildOutcome::NotNeeded => format!("image {tag} not needed"),
         BuildOutcome::Remote => format!("image {tag} is built by the remote provider"),
     }

@@ -847,6 +847,7 @@ async fn build(cx: &Context, b: usize) -> Result<(), EnvError> {
         outcome: match &outcome {
             Ok(true) => BuildOutcome::Built,
             Ok(false) => BuildOutcome::Cached,
+            Err(EnvError::Cancelled) => BuildOutcome::Cancelled,
             Err(_) => BuildOutcome::Failed,
         },
         seconds: started.elapsed().as_secs_f64(),
@@ -887,7 +888,14 @@ async fn build_image(cx: &Context, engine: &Engine, b: usize) -> Result<bool, En
     };
     let mut delays = cx.options.retry_policy().delays();
     loop {
-        let error = match engine.build(&spec).await {
+        // Dropping a build on Ctrl-C closes its connection: the engine stops the build and
+        // removes its intermediate containers, so nothing of the run keeps running.
+        let attempt = tokio::select! {
+            biased;
+            _ = cx.cancel.cancelled() => return Err(EnvError::Cancelled),
+            attempt = engine.build(&spec) => attempt,
+        };
+        let error = match attempt {
             Ok(()) => return Ok(true),
             Err(error) => error,
         };
