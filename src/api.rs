@@ -457,6 +457,7 @@ impl AgentRunner {
             }],
             models,
             agents,
+            verifier: Default::default(),
             verify: Vec::new(),
             stages: vec![Stage {
                 name: "run".into(),

@@ -93,6 +93,11 @@ pub trait Environment: Send + Sync + 'static {
     /// key shows here, before any trial starts.
     async fn reap_dead_runs(&self) -> Result<usize, EnvError>;
 
+    /// Removes an image this run made (a sandbox frozen with [`Sandbox::freeze`]).
+    async fn remove_image(&self, _image: &str) -> Result<(), EnvError> {
+        Ok(())
+    }
+
     /// Removes everything helios labelled (and that carries every label in `labels`).
     async fn gc(&self, labels: &[String]) -> Result<Collected, EnvError>;
 }
@@ -120,6 +125,15 @@ pub trait Sandbox: Send + Sync + 'static {
     /// directory itself).
     async fn download_dir(&self, path: &str, dest: &Path)
     -> Result<tarball::UnpackStats, EnvError>;
+
+    /// Freezes the sandbox's filesystem into an image carrying `labels`, and returns the
+    /// image's id: a fresh sandbox made from it has the files and none of the processes.
+    async fn freeze(&self, _labels: &BTreeMap<String, String>) -> Result<String, EnvError> {
+        Err(EnvError::Unsupported(format!(
+            "{} cannot freeze a sandbox into an image (needed for `isolation = \"separate\"`)",
+            self.provider()
+        )))
+    }
 
     /// Removes the environment (with retries for a remote provider). An error names what
     /// is left, so that it can be removed by hand or by `helios gc`.

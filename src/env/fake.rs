@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sha2::Digest as _;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -71,6 +72,9 @@ impl FakeReply {
     }
 }
 
+/// The reward files a verifier writes.
+const VERIFIER_REWARDS: [&str; 2] = ["/logs/verifier/reward.txt", "/logs/verifier/reward.json"];
+
 type ExecScript = dyn Fn(&FakeCall) -> FakeReply + Send + Sync;
 type CreateScript = dyn Fn(usize) -> Result<(), EnvError> + Send + Sync;
 
@@ -90,6 +94,9 @@ pub struct FakeRecord {
     pub builds: Vec<String>,
     /// The most image builds at once.
     pub most_builds_at_once: usize,
+    /// Images frozen from sandboxes, and how many of them were removed again.
+    pub frozen: usize,
+    pub images_removed: usize,
     /// Every sandbox: its id, when it was made and removed (tokio's clock, from the
     /// fake's creation), and the CPUs it asked for.
     pub lifetimes: Vec<(String, Duration, Option<Duration>, f64)>,
@@ -105,6 +112,8 @@ struct FakeState {
     build_takes: Duration,
     /// CPUs, memory and builds in use now.
     in_use: Mutex<(f64, u64, usize)>,
+    /// Frozen sandboxes' files, by image id.
+    images: Mutex<BTreeMap<String, BTreeMap<String, Vec<u8>>>>,
     record: Mutex<FakeRecord>,
     live: AtomicUsize,
     started: tokio::time::Instant,
@@ -132,6 +141,7 @@ impl FakeEngine {
                 builds_fail: None,
                 build_takes: Duration::ZERO,
                 in_use: Mutex::new((0.0, 0, 0)),
+                images: Mutex::new(BTreeMap::new()),
                 record: Mutex::new(FakeRecord::default()),
                 live: AtomicUsize::new(0),
                 started: tokio::time::Instant::now(),
@@ -251,19 +261,45 @@ impl Environment for FakeEngine {
                 .push((id.clone(), self.state.started.elapsed(), None, cpus));
             id
         };
+        let files = self
+            .state
+            .images
+            .lock()
+            .expect("fake images")
+            .get(&spec.image)
+            .cloned()
+            .unwrap_or_default();
         Ok(Instance::new(FakeSandbox {
             id,
             cpus,
             memory,
             image: spec.image.clone(),
             state: self.state.clone(),
-            files: Mutex::new(BTreeMap::new()),
+            files: Mutex::new(files),
             removed: Mutex::new(false),
         }))
     }
 
     async fn reap_dead_runs(&self) -> Result<usize, EnvError> {
         Ok(0)
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<(), EnvError> {
+        if self
+            .state
+            .images
+            .lock()
+            .expect("fake images")
+            .remove(image)
+            .is_some()
+        {
+            self.state
+                .record
+                .lock()
+                .expect("fake record")
+                .images_removed += 1;
+        }
+        Ok(())
     }
 
     async fn gc(&self, _labels: &[String]) -> Result<Collected, EnvError> {
@@ -312,6 +348,18 @@ impl Sandbox for FakeSandbox {
         if let Some(error) = reply.fails {
             return Err(error);
         }
+        // The verifier's wrapper (see `verify::steps`) reports and removes reward files
+        // that were there before, and the sums of what the tests wrote.
+        let verifier = spec.command.contains("helios-stale");
+        let mut stale = String::new();
+        if verifier {
+            let mut files = self.files.lock().expect("fake files");
+            for name in VERIFIER_REWARDS {
+                if files.remove(name).is_some() {
+                    stale.push_str(&format!("helios-stale: {name}\n"));
+                }
+            }
+        }
         if let Some(deadline) = spec.deadline.filter(|d| *d < reply.takes) {
             tokio::time::sleep(deadline).await;
             return Ok(ExecOutput {
@@ -325,9 +373,19 @@ impl Sandbox for FakeSandbox {
         for (path, content) in reply.writes {
             files.insert(path, content.into_bytes());
         }
+        let mut stdout = stale + &reply.stdout;
+        if verifier {
+            for name in VERIFIER_REWARDS {
+                if let Some(content) = files.get(name) {
+                    let file = name.rsplit('/').next().unwrap_or(name);
+                    let sum = hex::encode(sha2::Sha256::digest(content));
+                    stdout.push_str(&format!("{sum}  {file}\n"));
+                }
+            }
+        }
         Ok(ExecOutput {
             exit_code: Some(reply.exit_code),
-            stdout: reply.stdout,
+            stdout,
             stderr: String::new(),
             timed_out: false,
         })
@@ -372,6 +430,19 @@ impl Sandbox for FakeSandbox {
             stats.bytes += content.len() as u64;
         }
         Ok(stats)
+    }
+
+    async fn freeze(&self, _labels: &BTreeMap<String, String>) -> Result<String, EnvError> {
+        let files = self.files.lock().expect("fake files").clone();
+        let mut record = self.state.record.lock().expect("fake record");
+        record.frozen += 1;
+        let image = format!("fake-frozen-{}", record.frozen);
+        self.state
+            .images
+            .lock()
+            .expect("fake images")
+            .insert(image.clone(), files);
+        Ok(image)
     }
 
     async fn remove(&self) -> Result<(), EnvError> {

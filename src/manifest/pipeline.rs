@@ -11,6 +11,7 @@ use crate::agent::{AgentKind, AgentLimits};
 use crate::env::{DaytonaSettings, Provider};
 use crate::model::computer::SafetyChecks;
 use crate::model::spec::ModelSpec;
+use crate::verify::Isolation;
 
 /// A pipeline: tasks × agents × models × attempts, in stages that may depend on each other.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -33,12 +34,31 @@ pub struct PipelineManifest {
     /// Named agents that stages refer to; `oracle` and `nop` exist without being declared.
     #[serde(default)]
     pub agents: BTreeMap<String, AgentSpec>,
+    /// How the task's tests run, for tasks whose `task.toml` does not say.
+    #[serde(default, skip_serializing_if = "VerifierDefaults::is_empty")]
+    pub verifier: VerifierDefaults,
     /// Verification steps run after the task's own `tests/test.sh`.
     #[serde(default)]
     pub verify: Vec<VerifyStep>,
     /// The stages of the run, ordered by their `needs`.
     #[schemars(length(min = 1))]
     pub stages: Vec<Stage>,
+}
+
+/// `[verifier]` in a pipeline: defaults for the verifier of every task.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifierDefaults {
+    /// `shared` (the default: the agent's container) or `separate` (a fresh container
+    /// made from the agent's files, so an agent cannot forge its reward); a task's own
+    /// `[verifier] isolation` wins.
+    pub isolation: Option<Isolation>,
+}
+
+impl VerifierDefaults {
+    fn is_empty(&self) -> bool {
+        self.isolation.is_none()
+    }
 }
 
 /// `[pipeline]`: the run as a whole.

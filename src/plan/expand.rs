@@ -85,6 +85,10 @@ struct TrialConfig<'a> {
     vars: Option<&'a BTreeMap<String, Value>>,
     environment: EnvironmentIdentity<'a>,
     verify: &'a [VerifyStep],
+    /// The pipeline's `[verifier]` defaults; left out when empty, so that ids made before
+    /// they existed stay the same (a task's own setting is in its digest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verifier: Option<&'a crate::manifest::pipeline::VerifierDefaults>,
 }
 
 /// The `[environment]` defaults as they count for a trial: the stage's provider, and not
@@ -166,6 +170,7 @@ impl Plan {
                         vars: agents[agent].kind.needs_model().then_some(&manifest.vars),
                         environment: EnvironmentIdentity::of(&manifest.environment, provider),
                         verify: &manifest.verify,
+                        verifier: Some(&manifest.verifier).filter(|v| **v != Default::default()),
                     };
                     let config_digest =
                         Digest::of_bytes(&serde_json::to_vec(&config).expect("configs serialize"));

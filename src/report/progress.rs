@@ -426,6 +426,8 @@ mod tests {
             container: None,
             retried: Vec::new(),
             teardown_errors: Vec::new(),
+            tampering_suspected: false,
+            tampering: Vec::new(),
             helios_version: "0.1.0".into(),
         }
     }

@@ -18,6 +18,7 @@ use crate::manifest::task::NetworkMode;
 use crate::manifest::{Pipeline, TaskDir};
 use crate::plan::{ImageSource, Plan};
 use crate::store::RunStore;
+use crate::verify::Isolation;
 
 /// What every trial of one task shares.
 #[derive(Debug)]
@@ -38,6 +39,8 @@ pub struct TaskRuntime {
     pub solution_env: BTreeMap<String, String>,
     /// The virtual desktop the task asks for.
     pub desktop: Option<crate::env::desktop::DesktopConfig>,
+    /// Where its tests run.
+    pub isolation: Isolation,
 }
 
 /// One trial, ready to run.
@@ -414,6 +417,18 @@ fn task_runtime(
         Some(_) if remote => remote_dockerfile(task).map_err(|p| problems.push(p)).ok(),
         _ => None,
     };
+    let isolation = m
+        .verifier
+        .isolation
+        .or(pipeline.manifest.verifier.isolation)
+        .unwrap_or_default();
+    if remote && isolation == Isolation::Separate {
+        problems.push(format!(
+            "task `{}` asks for `isolation = \"separate\"`, which needs a provider that can freeze a \
+             sandbox into an image (Docker); Daytona cannot: use \"shared\" there",
+            task.name
+        ));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -443,6 +458,7 @@ fn task_runtime(
         verifier_env,
         solution_env,
         desktop: m.environment.desktop.clone(),
+        isolation,
     })
 }
 

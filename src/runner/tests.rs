@@ -747,3 +747,96 @@ async fn a_trial_bigger_than_the_budget_runs_alone_with_a_warning() {
     );
     assert_eq!(overlaps.len(), 1, "the two small ones shared the budget");
 }
+
+/// The oracle writes reward 1 itself; the tests give 0.
+fn forging(call: &FakeCall) -> FakeReply {
+    if call.command.contains("/solution/solve.sh") {
+        FakeReply::ok().writing("/logs/verifier/reward.txt", "1")
+    } else if call.command.contains("/tests/test.sh") {
+        FakeReply::ok().writing("/logs/verifier/reward.txt", "0")
+    } else {
+        FakeReply::ok()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn separate_verification_runs_the_tests_in_a_fresh_sandbox_of_the_frozen_files() {
+    let (_root, path) = project(
+        1,
+        "[verifier]\nisolation = \"separate\"\n",
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = FakeEngine::new(forging);
+    let ran = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let result = ran.results()[0];
+    assert_eq!(
+        result.reward,
+        Some(0.0),
+        "the tests' reward, not the agent's"
+    );
+    assert!(result.tampering_suspected, "{:?}", result.tampering);
+    let record = fake.record();
+    assert_eq!(record.frozen, 1);
+    assert_eq!(record.created, 2, "the agent's sandbox and the verifier's");
+    assert_eq!(record.removed, 2);
+    assert_eq!(record.images_removed, 1, "the frozen image is removed");
+    let verifier_commands: Vec<&str> = record
+        .commands
+        .iter()
+        .filter(|(id, _, _)| id == "fake-2")
+        .map(|(_, command, _)| command.as_str())
+        .collect();
+    assert!(
+        verifier_commands
+            .iter()
+            .any(|c| c.contains("/tests/test.sh"))
+    );
+    assert!(!verifier_commands.iter().any(|c| c.contains("solve.sh")));
+    assert!(
+        !record
+            .commands
+            .iter()
+            .any(|(id, c, _)| id == "fake-1" && c.contains("/tests/test.sh")),
+        "no tests in the agent's sandbox"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shared_verification_flags_a_reward_file_the_agent_left() {
+    let (_root, path) = project(1, "", "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]");
+    let fake = FakeEngine::new(forging);
+    let ran = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let result = ran.results()[0];
+    assert!(result.tampering_suspected);
+    assert_eq!(
+        result.tampering,
+        ["`/logs/verifier/reward.txt` existed before the verifier started"]
+    );
+    assert_eq!(fake.record().created, 1);
+    // An honest agent is not flagged.
+    let (_root, path) = project(1, "", "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]");
+    let ran = run_on(
+        &path,
+        &rewarding_fake(),
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(
+        !ran.results()[0].tampering_suspected,
+        "{:?}",
+        ran.results()[0].tampering
+    );
+}

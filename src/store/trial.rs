@@ -84,6 +84,13 @@ pub struct TrialResult {
     /// by the id in the message, or with `helios gc`).
     #[serde(default)]
     pub teardown_errors: Vec<ErrorInfo>,
+    /// Whether the reward may be the agent's and not the tests' (see `tampering`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tampering_suspected: bool,
+    /// Why: reward files the agent left before the verifier started, or that changed
+    /// after it ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tampering: Vec<String>,
     pub helios_version: String,
 }
 
