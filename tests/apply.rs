@@ -353,6 +353,83 @@ fn an_agent_cannot_forge_its_reward_with_separate_verification() {
     project.assert_clean();
 }
 
+#[test]
+fn after_a_sigkill_the_next_apply_removes_the_dead_runs_containers_and_finishes() {
+    let project = Project::new("sigkill");
+    project.task(
+        "blocker",
+        "[environment.env]\nBLOCK = \"${BLOCK:-0}\"\n",
+        "if [ \"$BLOCK\" = 1 ]; then sleep 300; fi\necho done > /app/out\n",
+        "[ -f /app/out ] && echo 1 > /logs/verifier/reward.txt || echo 0 > /logs/verifier/reward.txt\n",
+    );
+    project.task("quick", "", "true\n", PASS);
+    project.pipeline("p", "\"oracle\"");
+    let mut child = project
+        .command("p")
+        .env("BLOCK", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.map_while(Result::ok) {
+        seen.push(line.clone());
+        if line.contains("started s/blocker/oracle#1") {
+            break;
+        }
+    }
+    let running = || docker_ids("ps", &project.label).len() == 1;
+    assert!(wait_until(Duration::from_secs(60), running), "{seen:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(running(), "the killed run leaves its running container");
+    let out = project.apply("p");
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("left by runs that died"), "{said}");
+    let results = project.results("p");
+    assert_eq!(
+        results.len(),
+        2,
+        "one result per trial, none lost or doubled: {results:?}"
+    );
+    assert_eq!(results["blocker/oracle"]["reward"], 1.0);
+    assert_eq!(results["quick/oracle"]["reward"], 1.0);
+    let trial_dirs = std::fs::read_dir(project.path("runs/p/s")).unwrap().count();
+    assert_eq!(trial_dirs, 2);
+    project.assert_clean();
+}
+
+#[test]
+fn two_one_cpu_trials_on_a_one_cpu_budget_never_overlap() {
+    let project = Project::new("one-cpu");
+    for name in ["first", "second"] {
+        project.task(name, "[environment]\ncpus = 1.0\n", "sleep 1\n", PASS);
+    }
+    project.pipeline("p", "\"oracle\"");
+    let out = project.command("p").args(["--cpus", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let span = |result: &Value| {
+        let timings = result["timings"].as_array().unwrap();
+        let at = |t: &Value| humantime::parse_rfc3339(t["started_at"].as_str().unwrap()).unwrap();
+        let start = at(&timings[0]);
+        let last = timings.last().unwrap();
+        let end = at(last) + Duration::from_secs_f64(last["seconds"].as_f64().unwrap());
+        (start, end)
+    };
+    let results = project.results("p");
+    let (a, b) = (
+        span(&results["first/oracle"]),
+        span(&results["second/oracle"]),
+    );
+    assert!(
+        a.1 <= b.0 || b.1 <= a.0,
+        "the trials overlapped: {a:?} {b:?}"
+    );
+    project.assert_clean();
+}
+
 /// Ids of containers (stopped ones too) whose command mentions `marker`.
 fn containers_running(marker: &str) -> Vec<String> {
     let out = std::process::Command::new("docker")
