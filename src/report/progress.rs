@@ -255,7 +255,17 @@ impl View for Bars {
                     bar.inc(1);
                 }
             }
+            RunEvent::WaitingForResources { trials, builds } => {
+                if let (Some(bar), true) = (&self.trials, *trials > 0) {
+                    bar.set_message(format!("{trials} waiting for CPUs or memory"));
+                }
+                if let (Some(bar), true) = (&self.builds, *builds > 0) {
+                    bar.set_message(format!("{builds} waiting for a build slot"));
+                }
+            }
             RunEvent::Reaped { .. }
+            | RunEvent::Resources { .. }
+            | RunEvent::RunsAlone { .. }
             | RunEvent::TeardownFailed { .. }
             | RunEvent::TrialRetry { .. }
             | RunEvent::BuildRetry { .. }
