@@ -442,6 +442,7 @@ impl AgentRunner {
                 description: None,
                 output_dir: self.output_dir.display().to_string(),
                 concurrency: 1,
+                max_cost_usd: None,
             },
             vars: self.variables.clone(),
             environment: EnvironmentDefaults {
@@ -468,6 +469,7 @@ impl AgentRunner {
                 tasks: Vec::new(),
                 provider: None,
             }],
+            expect: Vec::new(),
         };
         Ok(Pipeline {
             path: task.dir.join("task.toml"),
