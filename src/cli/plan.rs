@@ -10,13 +10,23 @@ use serde::Serialize;
 use super::{ExitStatus, Format};
 use crate::diagnostic::render;
 use crate::manifest::load_pipeline;
+use crate::plan::cost::WorstCase;
 use crate::plan::lock::LockFile;
 use crate::plan::status::{Assessment, Counts, TrialState};
 use crate::plan::{ImageSource, Plan};
 
-pub(super) fn run(path: &Path, format: Format, write_lock: bool, styled: bool) -> ExitStatus {
+pub(super) fn run(
+    path: &Path,
+    format: Format,
+    write_lock: bool,
+    output_dir: Option<&Path>,
+    styled: bool,
+) -> ExitStatus {
     let loaded = match load_pipeline(path) {
-        Ok(loaded) => loaded,
+        Ok(mut loaded) => {
+            super::apply::redirect_output(&mut loaded.value, output_dir);
+            loaded
+        }
         Err(error) => {
             match format {
                 Format::Json => println!("{}", render::json(&error.report, 0)),
@@ -42,6 +52,7 @@ pub(super) fn run(path: &Path, format: Format, write_lock: bool, styled: bool) -
         }
     };
     let assessment = Assessment::of(&plan);
+    let worst = WorstCase::of(&loaded.value, &plan, &assessment.states);
     let lock_path = if write_lock {
         match LockFile::of(&plan).write(&plan.run_dir) {
             Ok(path) => Some(path),
@@ -57,8 +68,11 @@ pub(super) fn run(path: &Path, format: Format, write_lock: bool, styled: bool) -
         None
     };
     match format {
-        Format::Json => println!("{}", json(&plan, &assessment)),
-        Format::Human => print!("{}", human(&plan, &assessment, lock_path.as_deref())),
+        Format::Json => println!("{}", json(&plan, &assessment, worst)),
+        Format::Human => {
+            print!("{}", human(&plan, &assessment, lock_path.as_deref()));
+            println!("{}", worst.describe());
+        }
     }
     if assessment.total().to_run() == 0 {
         ExitStatus::Success
@@ -163,6 +177,7 @@ struct JsonPlan<'a> {
     helios_version: &'static str,
     to_run: usize,
     totals: Counts,
+    worst_case_cost: WorstCase,
     stages: Vec<JsonStage<'a>>,
     builds: Vec<JsonBuild<'a>>,
     trials: Vec<JsonTrial<'a>>,
@@ -199,7 +214,7 @@ struct JsonTrial<'a> {
     dir: std::path::PathBuf,
 }
 
-fn json(plan: &Plan, assessment: &Assessment) -> String {
+fn json(plan: &Plan, assessment: &Assessment, worst_case_cost: WorstCase) -> String {
     let totals = assessment.total();
     let doc = JsonPlan {
         pipeline: &plan.pipeline,
@@ -207,6 +222,7 @@ fn json(plan: &Plan, assessment: &Assessment) -> String {
         helios_version: env!("CARGO_PKG_VERSION"),
         to_run: totals.to_run(),
         totals,
+        worst_case_cost,
         stages: plan
             .stages
             .iter()

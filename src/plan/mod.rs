@@ -4,6 +4,7 @@
 //! Reading the files that ids depend on is done once, up front, by [`Inputs::gather`];
 //! building the plan from them ([`Plan::build`]) is pure and synchronous.
 
+pub mod cost;
 pub mod digest;
 mod expand;
 pub mod lock;

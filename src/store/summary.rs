@@ -212,6 +212,10 @@ pub struct Summary {
     /// Model cost of the whole run in US dollars, where known.
     pub cost_usd: Option<f64>,
     pub rows: Vec<SummaryRow>,
+    /// The `[[expect]]`s (and `--fail-under`) checked, as written, so that `helios report`
+    /// can check them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect: Vec<Expect>,
     /// Every check of every `[[expect]]` (and `--fail-under`), met or not.
     #[serde(default)]
     pub expectations: Vec<ExpectationCheck>,
@@ -350,6 +354,7 @@ impl Summary {
             infrastructure_errors: results.len() - scored,
             cost_usd: rows.iter().filter_map(|r| r.cost_usd).reduce(|a, b| a + b),
             rows,
+            expect: Vec::new(),
             expectations: Vec::new(),
         }
     }
@@ -361,6 +366,7 @@ impl Summary {
             .enumerate()
             .flat_map(|(i, expect)| check(i, expect, &self.rows))
             .collect();
+        self.expect = expects.to_vec();
         self
     }
 
@@ -441,7 +447,7 @@ fn check(index: usize, expect: &Expect, rows: &[SummaryRow]) -> Vec<ExpectationC
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::events::ErrorKind;
     use crate::store::trial::{ErrorInfo, RESULT_FORMAT};
