@@ -174,8 +174,8 @@ impl GroupStats {
             tasks: rewards.iter().filter(|r| !r.is_empty()).count(),
             attempts,
             clustered: attempts > 1,
-            mean_reward: stats::estimate(&rewards),
-            pass_rate: stats::estimate(&passes),
+            mean_reward: stats::estimate(&rewards).map(|e| within_unit(e, &rewards)),
+            pass_rate: stats::estimate(&passes).map(|e| within_unit(e, &passes)),
             error_rate: (!results.is_empty()).then(|| errors as f64 / results.len() as f64),
             pass_at_k,
             per_task: per_task
@@ -193,6 +193,15 @@ impl GroupStats {
                 .collect(),
         }
     }
+}
+
+/// An interval of values that all lie in [0, 1] is clipped to [0, 1]: a t interval over
+/// few tasks can reach past what a reward or a rate can be.
+fn within_unit(mut estimate: stats::Estimate, values: &[Vec<f64>]) -> stats::Estimate {
+    if values.iter().flatten().all(|v| (0.0..=1.0).contains(v)) {
+        estimate.ci95 = estimate.ci95.map(|[low, high]| [low.max(0.0), high.min(1.0)]);
+    }
+    estimate
 }
 
 /// The content of `summary.json`.
