@@ -184,3 +184,76 @@ fn a_compare_of_two_runs_lists_the_tasks_that_flipped() {
     assert_eq!(group["difference"], 0.0);
     project.assert_clean();
 }
+
+#[test]
+fn an_expect_naming_an_unknown_agent_points_at_it_with_a_suggestion() {
+    let project = Project::new("report-check");
+    project.task("only", "", SOLVE, REWARD_IF_DONE);
+    project.write(
+        "p.toml",
+        "[pipeline]\nname = \"p\"\n\n[[tasks]]\npath = \"tasks/*\"\n\n\
+         [[stages]]\nname = \"s\"\nagents = [\"oracle\"]\n\n\
+         [[expect]]\nagent = \"orcale\"\nmin_mean_reward = 0.9\n\n\
+         [[expect]]\nstage = \"s\"\n",
+    );
+    let out = Command::new(BINARY)
+        .args(["validate"])
+        .arg(project.path("p.toml"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let printed = text(&out);
+    assert!(printed.contains("unknown agent `orcale`"), "{printed}");
+    assert!(printed.contains("p.toml:12:9"), "{printed}");
+    assert!(printed.contains("^^^^^^^^"), "{printed}");
+    assert!(printed.contains("did you mean `oracle`?"), "{printed}");
+    assert!(printed.contains("this expectation sets no bar"), "{printed}");
+}
+
+#[test]
+fn plan_shows_the_worst_case_cost_and_output_dir_moves_the_run() {
+    let project = Project::new("report-plan");
+    project.task("only", "", SOLVE, REWARD_IF_DONE);
+    project.write(
+        "reply.yaml",
+        "replies:\n  - text: done\n    tool_calls:\n      - name: finish\n        input: { summary: done }\n",
+    );
+    // Three attempts of a terminal agent capped at a million tokens at $10 per million
+    // (the dearer rate), and three of one capped at $0.50: $31.50 at worst.
+    project.write(
+        "p.toml",
+        "[pipeline]\nname = \"p\"\nmax_cost_usd = 5\n\n[[tasks]]\npath = \"tasks/*\"\n\n\
+         [models.paid]\nid = \"scripted\"\nscript = \"reply.yaml\"\n\
+         price = { input_per_mtok = 2.0, output_per_mtok = 10.0 }\n\n\
+         [agents.tokens]\nkind = \"terminal\"\nlimits = { max_tokens = 1000000 }\n\n\
+         [agents.dollars]\nkind = \"terminal\"\nlimits = { max_cost_usd = 0.5 }\n\n\
+         [[stages]]\nname = \"s\"\nagents = [\"oracle\", \"tokens\", \"dollars\"]\nmodels = [\"paid\"]\nattempts = 3\n",
+    );
+    let pipeline = project.path("p.toml");
+    let out = Command::new(BINARY)
+        .arg("plan")
+        .arg(&pipeline)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let printed = stdout(&out);
+    assert!(printed.contains("worst-case model cost: $31.50"), "{printed}");
+    assert!(printed.contains("budget $5.00"), "{printed}");
+
+    let elsewhere = project.path("elsewhere");
+    let json = Command::new(BINARY)
+        .args(["plan", "--json", "--output-dir"])
+        .arg(&elsewhere)
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    let plan: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        std::path::Path::new(plan["run_dir"].as_str().unwrap()),
+        elsewhere.join("p")
+    );
+    assert_eq!(plan["worst_case_cost"]["bounded_usd"], 31.5);
+    assert_eq!(plan["worst_case_cost"]["unbounded_trials"], 0);
+}
