@@ -148,7 +148,11 @@ pub const BOOTSTRAP_RESAMPLES: usize = 10_000;
 
 /// Resamples the pairs `(a, b)` with replacement `resamples` times with a ChaCha8 RNG
 /// seeded by `seed` (the same input always gives the same answer); `None` for no pairs.
-pub fn paired_bootstrap(pairs: &[(f64, f64)], resamples: usize, seed: u64) -> Option<PairedBootstrap> {
+pub fn paired_bootstrap(
+    pairs: &[(f64, f64)],
+    resamples: usize,
+    seed: u64,
+) -> Option<PairedBootstrap> {
     let differences: Vec<f64> = pairs.iter().map(|(a, b)| b - a).collect();
     let observed = mean(&differences)?;
     let n = differences.len();
@@ -249,7 +253,11 @@ mod tests {
         // SE = √(0.3/5) = √0.06 = 0.2449490; t(0.975, 4) = 2.776445 (any t table), so the
         // interval is 0.6 ± 0.6800874.
         let values = [1.0, 0.0, 1.0, 1.0, 0.0];
-        assert!(close(standard_error(&values).unwrap(), 0.06f64.sqrt(), 1e-12));
+        assert!(close(
+            standard_error(&values).unwrap(),
+            0.06f64.sqrt(),
+            1e-12
+        ));
         let five = estimate(&values.map(|v| vec![v])).unwrap();
         assert!(close(five.mean, 0.6, 1e-12));
         let [low, high] = five.ci95.unwrap();

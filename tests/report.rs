@@ -43,7 +43,8 @@ fn five_attempts_give_pass_at_1_to_5_and_intervals_and_a_failed_gate_exits_6() {
     let out = project.apply("gate");
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
     assert!(
-        text(&out).contains("not met: agent=oracle pass_rate ≥ 0.9 (s / oracle: 0.500, short by 0.400)"),
+        text(&out)
+            .contains("not met: agent=oracle pass_rate ≥ 0.9 (s / oracle: 0.500, short by 0.400)"),
         "{}",
         text(&out)
     );
@@ -76,7 +77,11 @@ fn five_attempts_give_pass_at_1_to_5_and_intervals_and_a_failed_gate_exits_6() {
     let run_arg = run.to_str().unwrap();
     let terminal = report(&[run_arg]);
     assert_eq!(terminal.status.code(), Some(6), "{}", text(&terminal));
-    assert!(stdout(&terminal).contains("1: 0.500 · 2: 0.500"), "{}", text(&terminal));
+    assert!(
+        stdout(&terminal).contains("1: 0.500 · 2: 0.500"),
+        "{}",
+        text(&terminal)
+    );
 
     let markdown = report(&[run_arg, "--format", "markdown"]);
     assert_eq!(markdown.status.code(), Some(6));
@@ -99,7 +104,10 @@ fn five_attempts_give_pass_at_1_to_5_and_intervals_and_a_failed_gate_exits_6() {
     let csv = report(&[run_arg, "--format", "csv"]);
     let csv = stdout(&csv);
     let header = csv.lines().next().unwrap();
-    assert!(header.ends_with("pass_at_1,pass_at_2,pass_at_3,pass_at_4,pass_at_5"), "{header}");
+    assert!(
+        header.ends_with("pass_at_1,pass_at_2,pass_at_3,pass_at_4,pass_at_5"),
+        "{header}"
+    );
     assert_eq!(csv.lines().count(), 2);
 
     let junit = report(&[run_arg, "--format", "junit"]);
@@ -110,7 +118,12 @@ fn five_attempts_give_pass_at_1_to_5_and_intervals_and_a_failed_gate_exits_6() {
         .arg(&xml)
         .output()
         .expect("xmllint runs (Debian's libxml2-utils)");
-    assert!(valid.status.success(), "{}\n{}", text(&valid), stdout(&junit));
+    assert!(
+        valid.status.success(),
+        "{}\n{}",
+        text(&valid),
+        stdout(&junit)
+    );
     let junit = stdout(&junit);
     assert_eq!(junit.matches("<testcase ").count(), 10);
     assert_eq!(junit.matches("<failure ").count(), 5);
@@ -144,7 +157,10 @@ fn a_compare_of_two_runs_lists_the_tasks_that_flipped() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(a_dir.join("cmp/summary.json").is_file(), "--output-dir was not used");
+    assert!(
+        a_dir.join("cmp/summary.json").is_file(),
+        "--output-dir was not used"
+    );
     assert!(!project.path("runs").exists());
 
     // The solutions swap: `flip` now fails and `flop` passes.
@@ -208,7 +224,10 @@ fn an_expect_naming_an_unknown_agent_points_at_it_with_a_suggestion() {
     assert!(printed.contains("p.toml:12:9"), "{printed}");
     assert!(printed.contains("^^^^^^^^"), "{printed}");
     assert!(printed.contains("did you mean `oracle`?"), "{printed}");
-    assert!(printed.contains("this expectation sets no bar"), "{printed}");
+    assert!(
+        printed.contains("this expectation sets no bar"),
+        "{printed}"
+    );
 }
 
 #[test]
@@ -239,7 +258,10 @@ fn plan_shows_the_worst_case_cost_and_output_dir_moves_the_run() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let printed = stdout(&out);
-    assert!(printed.contains("worst-case model cost: $31.50"), "{printed}");
+    assert!(
+        printed.contains("worst-case model cost: $31.50"),
+        "{printed}"
+    );
     assert!(printed.contains("budget $5.00"), "{printed}");
 
     let elsewhere = project.path("elsewhere");

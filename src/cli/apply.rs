@@ -66,7 +66,8 @@ pub(super) fn run(args: ApplyArgs<'_>) -> ExitStatus {
     redirect_output(&mut pipeline, args.output_dir);
     let plan = match Plan::of(&pipeline) {
         Ok(mut plan) => {
-            plan.expect.extend(args.fail_under.map(fail_under_expectation));
+            plan.expect
+                .extend(args.fail_under.map(fail_under_expectation));
             plan
         }
         Err(error) => {

@@ -51,7 +51,9 @@ enum ReportError {
     NoGroup(String, String),
     #[error("`{0}` selects {1} groups of the run; add `stage=`, `agent=` or `model=` to pick one")]
     ManyGroups(String, usize),
-    #[error("`{0}` is not a selector: write `agent=NAME`, `model=NAME`, `stage=NAME`, comma-separated")]
+    #[error(
+        "`{0}` is not a selector: write `agent=NAME`, `model=NAME`, `stage=NAME`, comma-separated"
+    )]
     BadSelector(String),
     #[error("comparisons print as terminal, markdown or json, not {0}")]
     CompareFormat(&'static str),
@@ -69,7 +71,10 @@ pub(super) fn run(args: ReportArgs) -> ExitStatus {
 
 /// A run's results and its summary, recomputed from them, with the expectations its
 /// `summary.json` recorded checked again (and `--fail-under`).
-fn load(run_dir: &Path, fail_under: Option<f64>) -> Result<(Summary, Vec<TrialResult>), ReportError> {
+fn load(
+    run_dir: &Path,
+    fail_under: Option<f64>,
+) -> Result<(Summary, Vec<TrialResult>), ReportError> {
     if !RunStore::is_run_dir(run_dir) {
         return Err(ReportError::NotARun(run_dir.to_path_buf()));
     }

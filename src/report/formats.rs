@@ -3,10 +3,10 @@
 
 use std::fmt::Write as _;
 
-use comfy_table::presets::NOTHING;
 use comfy_table::Table;
+use comfy_table::presets::NOTHING;
 
-use super::table::{errors_cell, estimate_cell, footer, model_cell, pass_at_k_cell};
+use super::table::{errors_cell, estimate_cell, model_cell, pass_at_k_cell};
 use crate::store::compare::Comparison;
 use crate::store::summary::{Summary, is_scored};
 use crate::store::trial::TrialResult;
@@ -21,7 +21,11 @@ pub fn markdown(summary: &Summary) -> String {
     let _ = writeln!(
         out,
         "{} trial(s), {} scored, {} passed, {} error(s); {} left out of the statistics (infrastructure errors or cancels).\n",
-        summary.trials, summary.scored, summary.passed, summary.errors, summary.infrastructure_errors
+        summary.trials,
+        summary.scored,
+        summary.passed,
+        summary.errors,
+        summary.infrastructure_errors
     );
     out.push_str("| stage | agent | model | trials | scored | passed | mean reward [95% CI] | pass rate [95% CI] | pass@k | errors |\n");
     out.push_str("|---|---|---|--:|--:|--:|--:|--:|--:|---|\n");
@@ -87,9 +91,23 @@ pub fn csv(summary: &Summary) -> String {
         .max()
         .unwrap_or(0);
     let mut header = vec![
-        "stage", "agent", "model", "params", "trials", "scored", "infrastructure_errors",
-        "passed", "mean_reward", "mean_reward_se", "mean_reward_ci_low", "mean_reward_ci_high",
-        "pass_rate", "pass_rate_se", "pass_rate_ci_low", "pass_rate_ci_high", "error_rate",
+        "stage",
+        "agent",
+        "model",
+        "params",
+        "trials",
+        "scored",
+        "infrastructure_errors",
+        "passed",
+        "mean_reward",
+        "mean_reward_se",
+        "mean_reward_ci_low",
+        "mean_reward_ci_high",
+        "pass_rate",
+        "pass_rate_se",
+        "pass_rate_ci_low",
+        "pass_rate_ci_high",
+        "error_rate",
         "cost_usd",
     ]
     .into_iter()
@@ -241,7 +259,11 @@ pub fn junit(summary: &Summary, results: &[TrialResult]) -> String {
                     || r.status.as_str().to_string(),
                     |e| format!("{}: {}", e.kind, e.message),
                 );
-                let _ = writeln!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>", xml(&message));
+                let _ = writeln!(
+                    out,
+                    ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                    xml(&message)
+                );
             } else if let Some(error) = &r.error {
                 let _ = writeln!(
                     out,
@@ -351,7 +373,15 @@ pub fn comparison(comparison: &Comparison, markdown: bool) -> String {
             continue;
         }
         let bullet = if markdown { "- " } else { "  " };
-        let _ = writeln!(out, "\n{}:", if markdown { format!("**{}**", md(&g.group)) } else { g.group.clone() });
+        let _ = writeln!(
+            out,
+            "\n{}:",
+            if markdown {
+                format!("**{}**", md(&g.group))
+            } else {
+                g.group.clone()
+            }
+        );
         if !g.pass_to_fail.is_empty() {
             let _ = writeln!(out, "{bullet}pass → fail: {}", g.pass_to_fail.join(", "));
         }
@@ -360,9 +390,4 @@ pub fn comparison(comparison: &Comparison, markdown: bool) -> String {
         }
     }
     out
-}
-
-/// The footer (denominators, expectations) for callers that print a table themselves.
-pub fn notes(summary: &Summary) -> String {
-    footer(summary)
 }

@@ -11,7 +11,8 @@ use crate::stats::{self, BOOTSTRAP_RESAMPLES, Estimate, PairedBootstrap};
 pub const BOOTSTRAP_SEED: u64 = 0x4845_4c49_4f53; // "HELIOS"
 
 /// The names of the tests, as the output states them.
-pub const PAIRED_TEST: &str = "paired bootstrap over shared tasks (10000 resamples, seed 0x48454c494f53)";
+pub const PAIRED_TEST: &str =
+    "paired bootstrap over shared tasks (10000 resamples, seed 0x48454c494f53)";
 pub const MCNEMAR_TEST: &str = "McNemar's exact test on task pass/fail";
 pub const DIFFERENCE_INTERVAL: &str = "normal approximation, √(SE_a² + SE_b²) × 1.96";
 
@@ -60,7 +61,11 @@ impl Comparison {
                 compare(row.label(), Some(row), other)
             })
             .collect();
-        for row in b.rows.iter().filter(|r| !a.rows.iter().any(|x| x.same_group(r))) {
+        for row in b
+            .rows
+            .iter()
+            .filter(|r| !a.rows.iter().any(|x| x.same_group(r)))
+        {
             groups.push(compare(row.label(), None, Some(row)));
         }
         Comparison::new(a_name, b_name, groups)
@@ -106,10 +111,7 @@ fn compare(group: String, a: Option<&SummaryRow>, b: Option<&SummaryRow>) -> Gro
             else {
                 continue;
             };
-            pairs.push((
-                ta.mean_reward.unwrap_or(0.0),
-                tb.mean_reward.unwrap_or(0.0),
-            ));
+            pairs.push((ta.mean_reward.unwrap_or(0.0), tb.mean_reward.unwrap_or(0.0)));
             let passed = |rate: Option<f64>| rate.is_some_and(|r| r >= 0.5);
             match (passed(ta.pass_rate), passed(tb.pass_rate)) {
                 (true, false) => pass_to_fail.push(ta.task.clone()),

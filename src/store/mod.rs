@@ -168,7 +168,11 @@ impl RunStore {
             trials: Vec<Listed>,
         }
         let dirs: Vec<PathBuf> = match self.read_lock::<Lock>()? {
-            Some(lock) => lock.trials.into_iter().map(|t| self.dir.join(t.dir)).collect(),
+            Some(lock) => lock
+                .trials
+                .into_iter()
+                .map(|t| self.dir.join(t.dir))
+                .collect(),
             None => {
                 let mut dirs: Vec<PathBuf> = walkdir::WalkDir::new(&self.dir)
                     .min_depth(2)
@@ -182,7 +186,10 @@ impl RunStore {
                 dirs
             }
         };
-        Ok(dirs.iter().filter_map(|d| RunStore::read_result(d)).collect())
+        Ok(dirs
+            .iter()
+            .filter_map(|d| RunStore::read_result(d))
+            .collect())
     }
 
     /// Reads `summary.json`, if there is one.

@@ -199,7 +199,9 @@ impl GroupStats {
 /// few tasks can reach past what a reward or a rate can be.
 fn within_unit(mut estimate: stats::Estimate, values: &[Vec<f64>]) -> stats::Estimate {
     if values.iter().flatten().all(|v| (0.0..=1.0).contains(v)) {
-        estimate.ci95 = estimate.ci95.map(|[low, high]| [low.max(0.0), high.min(1.0)]);
+        estimate.ci95 = estimate
+            .ci95
+            .map(|[low, high]| [low.max(0.0), high.min(1.0)]);
     }
     estimate
 }
@@ -461,7 +463,12 @@ pub(crate) mod tests {
     use crate::events::ErrorKind;
     use crate::store::trial::{ErrorInfo, RESULT_FORMAT};
 
-    pub(crate) fn result(task: &str, agent: &str, attempt: u32, reward: Option<f64>) -> TrialResult {
+    pub(crate) fn result(
+        task: &str,
+        agent: &str,
+        attempt: u32,
+        reward: Option<f64>,
+    ) -> TrialResult {
         TrialResult {
             format: RESULT_FORMAT,
             trial_id: format!("{task}{agent}{attempt}"),

@@ -18,11 +18,11 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::assets;
+use super::catalog::{Catalog, CatalogError, RunInfo, TrialView};
+use super::live::{LiveHub, LiveMessage, LiveStep};
 use crate::store::RunStore;
 use crate::store::compare::Comparison;
 use crate::store::summary::Summary;
-use super::catalog::{Catalog, CatalogError, RunInfo, TrialView};
-use super::live::{LiveHub, LiveMessage, LiveStep};
 
 #[derive(Clone)]
 pub(super) struct AppState {
@@ -206,7 +206,10 @@ async fn compare(
         let summary_of = |name: &str| -> Result<Summary, ApiError> {
             let dir = state.catalog.run_dir(name)?;
             run_summary(&dir, None).ok_or_else(|| {
-                ApiError(StatusCode::NOT_FOUND, format!("run `{name}` has no results yet"))
+                ApiError(
+                    StatusCode::NOT_FOUND,
+                    format!("run `{name}` has no results yet"),
+                )
             })
         };
         let a = summary_of(&query.a)?;
