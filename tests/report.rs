@@ -148,7 +148,7 @@ fn a_compare_of_two_runs_lists_the_tasks_that_flipped() {
     project.task("flip", "", SOLVE, REWARD_IF_DONE);
     project.task("flop", "", "true\n", REWARD_IF_DONE);
     project.task("steady", "", SOLVE, REWARD_IF_DONE);
-    project.pipeline("cmp", "\"oracle\"");
+    project.pipeline("cmp", "\"oracle\", \"nop\"");
     let a_dir = project.path("a");
     let out = project
         .command("cmp")
@@ -198,6 +198,24 @@ fn a_compare_of_two_runs_lists_the_tasks_that_flipped() {
     assert_eq!(group["pass_to_fail"], serde_json::json!(["flip"]));
     assert_eq!(group["fail_to_pass"], serde_json::json!(["flop"]));
     assert_eq!(group["difference"], 0.0);
+
+    // Two groups of one run: nop against oracle fails every task oracle passed.
+    let groups = report(&[
+        a.to_str().unwrap(),
+        "--groups",
+        "agent=oracle",
+        "agent=nop",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(groups.status.code(), Some(0), "{}", text(&groups));
+    let comparison: Value = serde_json::from_str(&stdout(&groups)).unwrap();
+    let group = &comparison["groups"][0];
+    assert_eq!(group["group"], "s / oracle vs s / nop");
+    assert_eq!(group["pass_to_fail"], serde_json::json!(["flip", "steady"]));
+    let ambiguous = report(&[a.to_str().unwrap(), "--groups", "stage=s", "agent=nop"]);
+    assert_eq!(ambiguous.status.code(), Some(1));
+    assert!(text(&ambiguous).contains("selects 2 groups"), "{}", text(&ambiguous));
     project.assert_clean();
 }
 
