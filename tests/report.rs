@@ -215,7 +215,11 @@ fn a_compare_of_two_runs_lists_the_tasks_that_flipped() {
     assert_eq!(group["pass_to_fail"], serde_json::json!(["flip", "steady"]));
     let ambiguous = report(&[a.to_str().unwrap(), "--groups", "stage=s", "agent=nop"]);
     assert_eq!(ambiguous.status.code(), Some(1));
-    assert!(text(&ambiguous).contains("selects 2 groups"), "{}", text(&ambiguous));
+    assert!(
+        text(&ambiguous).contains("selects 2 groups"),
+        "{}",
+        text(&ambiguous)
+    );
     project.assert_clean();
 }
 

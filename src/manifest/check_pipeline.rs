@@ -737,11 +737,28 @@ impl PipelineCheck<'_> {
                     .collect();
                 out.push(self.undefined("agent", agent, &at("agent"), known));
             }
+            // Groups are named by what stages and agents call their models.
+            let models: BTreeSet<&str> = self
+                .manifest
+                .models
+                .keys()
+                .map(String::as_str)
+                .chain(
+                    self.manifest
+                        .agents
+                        .values()
+                        .filter_map(|a| a.model.as_deref()),
+                )
+                .chain(
+                    stages
+                        .iter()
+                        .flat_map(|s| s.models.iter().map(String::as_str)),
+                )
+                .collect();
             if let Some(model) = &expect.model
-                && !self.manifest.models.contains_key(model)
+                && !models.contains(model.as_str())
             {
-                let known = self.manifest.models.keys().map(String::as_str);
-                out.push(self.undefined("model", model, &at("model"), known));
+                out.push(self.undefined("model", model, &at("model"), models.iter().copied()));
             }
             if expect.min_mean_reward.is_none()
                 && expect.min_pass_rate.is_none()
