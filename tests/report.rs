@@ -301,3 +301,38 @@ fn plan_shows_the_worst_case_cost_and_output_dir_moves_the_run() {
     assert_eq!(plan["worst_case_cost"]["bounded_usd"], 31.5);
     assert_eq!(plan["worst_case_cost"]["unbounded_trials"], 0);
 }
+
+#[test]
+fn apply_stops_starting_trials_at_the_budget_exits_7_and_resumes() {
+    let project = Project::new("report-budget");
+    project.task("one", "", SOLVE, REWARD_IF_DONE);
+    project.task("two", "", SOLVE, REWARD_IF_DONE);
+    // One reply of a million input tokens at $1 per million: each trial costs $1.
+    project.write(
+        "reply.yaml",
+        "replies:\n  - text: done\n    tool_calls:\n      - name: finish\n        input: { summary: done }\n    usage: { input_tokens: 1000000, output_tokens: 0 }\n",
+    );
+    project.write(
+        "budget.toml",
+        "[pipeline]\nname = \"budget\"\noutput_dir = \"runs\"\nconcurrency = 1\nmax_cost_usd = 0.5\n\n\
+         [[tasks]]\npath = \"tasks/*\"\n\n\
+         [models.paid]\nid = \"scripted\"\nscript = \"reply.yaml\"\n\
+         price = { input_per_mtok = 1.0, output_per_mtok = 1.0 }\n\n\
+         [agents.terminal]\nkind = \"terminal\"\n\n\
+         [[stages]]\nname = \"s\"\nagents = [\"terminal\"]\nmodels = [\"paid\"]\n",
+    );
+    let out = project.apply("budget");
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(
+        text(&out).contains("budget reached: $1.0000 spent, 1 trial(s) not started"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(project.results("budget").len(), 1);
+    // Again: the trial left runs (the budget is per apply), and none is left unstarted.
+    let again = project.apply("budget");
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(text(&again).contains("1 already done"), "{}", text(&again));
+    assert_eq!(project.results("budget").len(), 2);
+    project.assert_clean();
+}
