@@ -443,6 +443,7 @@ impl AgentRunner {
                 output_dir: self.output_dir.display().to_string(),
                 concurrency: 1,
                 build_concurrency: None,
+                max_cost_usd: None,
             },
             vars: self.variables.clone(),
             environment: EnvironmentDefaults {
@@ -470,6 +471,7 @@ impl AgentRunner {
                 tasks: Vec::new(),
                 provider: None,
             }],
+            expect: Vec::new(),
         };
         Ok(Pipeline {
             path: task.dir.join("task.toml"),

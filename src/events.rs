@@ -375,6 +375,8 @@ pub enum SkipReason {
     Done,
     GatedOut,
     Cancelled,
+    /// The run's spend reached `[pipeline] max_cost_usd` before the trial could start.
+    OverBudget,
 }
 
 /// The current time as RFC 3339 with milliseconds.

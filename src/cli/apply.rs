@@ -26,6 +26,27 @@ pub(super) struct ApplyArgs<'a> {
     pub styled: bool,
     /// Serve the viewer during the run (its `root` is set to the run's output directory).
     pub watch: Option<ViewOptions>,
+    /// `--output-dir`: results go to `<DIR>/<name>` instead of the pipeline's `output_dir`.
+    pub output_dir: Option<&'a Path>,
+    /// `--fail-under X`: every group's mean reward must reach X.
+    pub fail_under: Option<f64>,
+}
+
+/// `--output-dir DIR` (relative to the working directory) in place of the pipeline's
+/// `output_dir` (relative to the pipeline file).
+pub(super) fn redirect_output(pipeline: &mut crate::manifest::Pipeline, dir: Option<&Path>) {
+    if let Some(dir) = dir {
+        let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        pipeline.manifest.pipeline.output_dir = absolute.display().to_string();
+    }
+}
+
+/// `--fail-under X` as an expectation on every group, after the pipeline's own.
+pub(super) fn fail_under_expectation(threshold: f64) -> crate::manifest::pipeline::Expect {
+    crate::manifest::pipeline::Expect {
+        min_mean_reward: Some(threshold),
+        ..Default::default()
+    }
 }
 
 pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
@@ -43,9 +64,14 @@ pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
     if !loaded.warnings.diagnostics.is_empty() {
         eprint!("{}", render::human(&loaded.warnings, args.styled));
     }
-    let pipeline = loaded.value;
+    let mut pipeline = loaded.value;
+    redirect_output(&mut pipeline, args.output_dir);
     let plan = match Plan::of(&pipeline) {
-        Ok(plan) => plan,
+        Ok(mut plan) => {
+            plan.expect
+                .extend(args.fail_under.map(fail_under_expectation));
+            plan
+        }
         Err(error) => {
             eprintln!("error: cannot plan `{}`: {error}", args.pipeline.display());
             return ExitStatus::Invalid;
@@ -139,11 +165,28 @@ fn conclude(outcome: Result<runner::RunOutcome, RunError>) -> ExitStatus {
                 },
                 outcome.run_dir.display()
             );
+            let gated = !outcome.summary.expectations.is_empty();
+            if outcome.over_budget > 0 {
+                eprintln!(
+                    "budget reached: ${:.4} spent, {} trial(s) not started; finished results are kept and `helios apply` again resumes",
+                    outcome.spent_usd, outcome.over_budget
+                );
+            }
             if outcome.cancelled {
                 eprintln!(
                     "interrupted: finished results are kept; `helios apply` again runs the rest"
                 );
                 ExitStatus::Interrupted
+            } else if failure::status_of(outcome.results()) == ExitStatus::Infrastructure {
+                ExitStatus::Infrastructure
+            } else if !outcome.summary.expectations_met() {
+                eprintln!("expectations not met (see above); exit 6");
+                ExitStatus::ExpectationFailed
+            } else if outcome.over_budget > 0 {
+                ExitStatus::BudgetReached
+            } else if gated {
+                // Expectations decide: an agent's failures are what they measure.
+                ExitStatus::Success
             } else {
                 failure::status_of(outcome.results())
             }

@@ -6,6 +6,7 @@ mod exit;
 mod failure;
 mod gc;
 mod plan;
+mod report;
 mod run;
 mod schema;
 mod validate;
@@ -66,6 +67,9 @@ pub enum Command {
         /// Write the resolved plan to `<run dir>/helios.lock.json`.
         #[arg(long)]
         write_lock: bool,
+        /// Put the run in `<DIR>/<name>` instead of the pipeline's `output_dir`.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
     },
     /// Run the pipeline's trials in containers; re-running does only what is missing or
     /// changed.
@@ -105,6 +109,31 @@ pub enum Command {
         /// With `--watch`: the port (default 8080, or the next free one; 0 for any free one).
         #[arg(long, requires = "watch")]
         port: Option<u16>,
+        /// Put the run in `<DIR>/<name>` instead of the pipeline's `output_dir`.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+        /// Exit 6 unless every group's mean reward reaches X (with the pipeline's `[[expect]]`).
+        #[arg(long, value_name = "X")]
+        fail_under: Option<f64>,
+    },
+    /// A run's statistics (mean reward with 95% intervals, pass rate, pass@k) as a table,
+    /// Markdown, JSON, CSV or JUnit XML; or a comparison of two runs or two groups.
+    Report {
+        /// The run directory (`<output_dir>/<name>`).
+        #[arg(value_name = "RUN_DIR")]
+        run_dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = report::ReportFormat::Terminal)]
+        format: report::ReportFormat,
+        /// Compare with another run: differences are COMPARE − RUN_DIR, per group.
+        #[arg(long, value_name = "RUN_B", conflicts_with = "groups")]
+        compare: Option<PathBuf>,
+        /// Compare two groups of the run, each picked by `agent=…,model=…,stage=…`.
+        #[arg(long, num_args = 2, value_names = ["GROUP_A", "GROUP_B"])]
+        groups: Option<Vec<String>>,
+        /// Exit 6 unless every group's mean reward reaches X (with the run's `[[expect]]`).
+        #[arg(long, value_name = "X")]
+        fail_under: Option<f64>,
     },
     /// Run one task with one agent, printing what the agent does as it happens.
     Run {
@@ -309,7 +338,14 @@ async fn dispatch(cli: Cli) -> ExitStatus {
             format,
             json,
             write_lock,
-        } => plan::run(&pipeline, format.or_json(json), write_lock, styled),
+            output_dir,
+        } => plan::run(
+            &pipeline,
+            format.or_json(json),
+            write_lock,
+            output_dir.as_deref(),
+            styled,
+        ),
         Command::Apply {
             pipeline,
             rebuild,
@@ -322,6 +358,8 @@ async fn dispatch(cli: Cli) -> ExitStatus {
             watch,
             host,
             port,
+            output_dir,
+            fail_under,
         } => {
             apply::run(apply::ApplyArgs {
                 pipeline: &pipeline,
@@ -338,9 +376,24 @@ async fn dispatch(cli: Cli) -> ExitStatus {
                     host,
                     port,
                 }),
+                output_dir: output_dir.as_deref(),
+                fail_under,
             })
             .await
         }
+        Command::Report {
+            run_dir,
+            format,
+            compare,
+            groups,
+            fail_under,
+        } => report::run(report::ReportArgs {
+            run_dir,
+            format,
+            compare,
+            groups,
+            fail_under,
+        }),
         Command::Run {
             task,
             agent,

@@ -10,15 +10,25 @@ use serde::Serialize;
 use super::{ExitStatus, Format};
 use crate::diagnostic::render;
 use crate::manifest::load_pipeline;
+use crate::plan::cost::WorstCase;
 use crate::plan::lock::LockFile;
 use crate::plan::status::{Assessment, Counts, TrialState};
 use crate::plan::{ImageSource, Plan};
 use crate::report::memory;
 use crate::runner::{ApplyOptions, Budget};
 
-pub(super) fn run(path: &Path, format: Format, write_lock: bool, styled: bool) -> ExitStatus {
+pub(super) fn run(
+    path: &Path,
+    format: Format,
+    write_lock: bool,
+    output_dir: Option<&Path>,
+    styled: bool,
+) -> ExitStatus {
     let loaded = match load_pipeline(path) {
-        Ok(loaded) => loaded,
+        Ok(mut loaded) => {
+            super::apply::redirect_output(&mut loaded.value, output_dir);
+            loaded
+        }
         Err(error) => {
             match format {
                 Format::Json => println!("{}", render::json(&error.report, 0)),
@@ -46,6 +56,7 @@ pub(super) fn run(path: &Path, format: Format, write_lock: bool, styled: bool) -
     let assessment = Assessment::of(&plan);
     let budget = ApplyOptions::default().budget(&loaded.value);
     let concurrency = loaded.value.manifest.pipeline.concurrency as usize;
+    let worst = WorstCase::of(&loaded.value, &plan, &assessment.states);
     let lock_path = if write_lock {
         match LockFile::of(&plan).write(&plan.run_dir) {
             Ok(path) => Some(path),
@@ -61,17 +72,20 @@ pub(super) fn run(path: &Path, format: Format, write_lock: bool, styled: bool) -
         None
     };
     match format {
-        Format::Json => println!("{}", json(&plan, &assessment, budget, concurrency)),
-        Format::Human => print!(
-            "{}",
-            human(
-                &plan,
-                &assessment,
-                lock_path.as_deref(),
-                budget,
-                concurrency
-            )
-        ),
+        Format::Json => println!("{}", json(&plan, &assessment, budget, concurrency, worst)),
+        Format::Human => {
+            print!(
+                "{}",
+                human(
+                    &plan,
+                    &assessment,
+                    lock_path.as_deref(),
+                    budget,
+                    concurrency
+                )
+            );
+            println!("{}", worst.describe());
+        }
     }
     if assessment.total().to_run() == 0 {
         ExitStatus::Success
@@ -188,6 +202,7 @@ struct JsonPlan<'a> {
     helios_version: &'static str,
     to_run: usize,
     totals: Counts,
+    worst_case_cost: WorstCase,
     stages: Vec<JsonStage<'a>>,
     builds: Vec<JsonBuild<'a>>,
     /// What `apply` may use on this machine at once, with no `--cpus` / `--memory`.
@@ -227,7 +242,13 @@ struct JsonTrial<'a> {
     dir: std::path::PathBuf,
 }
 
-fn json(plan: &Plan, assessment: &Assessment, budget: Budget, concurrency: usize) -> String {
+fn json(
+    plan: &Plan,
+    assessment: &Assessment,
+    budget: Budget,
+    concurrency: usize,
+    worst_case_cost: WorstCase,
+) -> String {
     let totals = assessment.total();
     let doc = JsonPlan {
         pipeline: &plan.pipeline,
@@ -237,6 +258,7 @@ fn json(plan: &Plan, assessment: &Assessment, budget: Budget, concurrency: usize
         totals,
         budget,
         concurrency,
+        worst_case_cost,
         stages: plan
             .stages
             .iter()

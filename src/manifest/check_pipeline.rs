@@ -40,6 +40,7 @@ impl PipelineCheck<'_> {
         self.agents(&mut out, report);
         self.stages(&mut out);
         self.verify_steps(&mut out);
+        self.expectations(&mut out);
         self.unused(&mut out);
         out.extend(env_syntax(
             self.file,
@@ -676,6 +677,67 @@ impl PipelineCheck<'_> {
                 .label("unused")
                 .hint("name it in an agent's `model` or a stage's `models`, or remove it"),
             );
+        }
+    }
+
+    /// `[[expect]]`: selectors that name a stage, agent and model of the pipeline, and at
+    /// least one bar.
+    fn expectations(&self, out: &mut Vec<Diagnostic>) {
+        let stages = &self.manifest.stages;
+        for (i, expect) in self.manifest.expect.iter().enumerate() {
+            let at = |field: &str| format!("/expect/{i}/{field}");
+            if let Some(stage) = &expect.stage
+                && !stages.iter().any(|s| &s.name == stage)
+            {
+                let known = stages.iter().map(|s| s.name.as_str());
+                out.push(self.undefined("stage", stage, &at("stage"), known));
+            }
+            if let Some(agent) = &expect.agent
+                && !stages.iter().any(|s| s.agents.contains(agent))
+            {
+                let known: BTreeSet<&str> = stages
+                    .iter()
+                    .flat_map(|s| s.agents.iter().map(String::as_str))
+                    .collect();
+                out.push(self.undefined("agent", agent, &at("agent"), known));
+            }
+            // Groups are named by what stages and agents call their models.
+            let models: BTreeSet<&str> = self
+                .manifest
+                .models
+                .keys()
+                .map(String::as_str)
+                .chain(
+                    self.manifest
+                        .agents
+                        .values()
+                        .filter_map(|a| a.model.as_deref()),
+                )
+                .chain(
+                    stages
+                        .iter()
+                        .flat_map(|s| s.models.iter().map(String::as_str)),
+                )
+                .collect();
+            if let Some(model) = &expect.model
+                && !models.contains(model.as_str())
+            {
+                out.push(self.undefined("model", model, &at("model"), models.iter().copied()));
+            }
+            if expect.min_mean_reward.is_none()
+                && expect.min_pass_rate.is_none()
+                && expect.max_error_rate.is_none()
+            {
+                out.push(
+                    self.error(
+                        Code::MissingKey,
+                        &format!("/expect/{i}"),
+                        "this expectation sets no bar".to_string(),
+                    )
+                    .label("nothing to check")
+                    .hint("add `min_mean_reward`, `min_pass_rate` or `max_error_rate`"),
+                );
+            }
         }
     }
 

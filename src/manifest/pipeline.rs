@@ -43,6 +43,9 @@ pub struct PipelineManifest {
     /// The stages of the run, ordered by their `needs`.
     #[schemars(length(min = 1))]
     pub stages: Vec<Stage>,
+    /// Bars the results must clear (CI gates): `apply` and `report` exit 6 when one is not met.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect: Vec<Expect>,
 }
 
 /// `[verifier]` in a pipeline: defaults for the verifier of every task.
@@ -82,6 +85,11 @@ pub struct PipelineSection {
     /// How many images build at once (default: half the machine's cores, at least one).
     #[schemars(range(min = 1))]
     pub build_concurrency: Option<u32>,
+    /// Most US dollars the run's trials may spend on models: once spent, no further trial
+    /// starts (finished results are kept; `apply` again resumes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub max_cost_usd: Option<f64>,
 }
 
 fn default_output_dir() -> String {
@@ -236,4 +244,32 @@ fn default_gate_agent() -> String {
 
 fn default_min_reward() -> f64 {
     1.0
+}
+
+/// `[[expect]]`: a bar that the groups it selects (every group when no selector is given)
+/// must clear; each group is checked on its own.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Only groups of this stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// Only groups of this agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Only groups of this model (its name under `[models]`, or its id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The mean reward must be at least this (infrastructure errors left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_mean_reward: Option<f64>,
+    /// The share of scored trials that passed must be at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_pass_rate: Option<f64>,
+    /// The share of trials that ended in an error of any kind may be at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub max_error_rate: Option<f64>,
 }

@@ -224,6 +224,8 @@ impl Plan {
             trials,
             graph,
             trial_nodes,
+            expect: manifest.expect.clone(),
+            max_cost_usd: manifest.pipeline.max_cost_usd,
         })
     }
 }

@@ -1,6 +1,9 @@
-//! Reporting on runs for people: live progress from [`RunEvent`](crate::events::RunEvent)s
-//! and the closing table. It only consumes events and results; it never drives a run.
+//! Reporting on runs for people and for CI: live progress from
+//! [`RunEvent`](crate::events::RunEvent)s, the closing table, and `helios report`'s formats
+//! (Markdown, CSV, JUnit XML, comparisons). It only consumes events and results; it never
+//! drives a run.
 
+pub mod formats;
 pub mod progress;
 pub mod table;
 

@@ -248,7 +248,7 @@ impl View for Bars {
                 }
             }
             RunEvent::TrialSkipped {
-                reason: SkipReason::GatedOut | SkipReason::Cancelled,
+                reason: SkipReason::GatedOut | SkipReason::Cancelled | SkipReason::OverBudget,
                 ..
             } => {
                 if let Some(bar) = &self.trials {

@@ -129,6 +129,11 @@ pub struct RunOutcome {
     pub already_done: usize,
     pub gated_out: usize,
     pub not_started: usize,
+    /// Trials not started because the run's spend reached `[pipeline] max_cost_usd`
+    /// (they are among `not_started`).
+    pub over_budget: usize,
+    /// What the trials run by this apply cost, in US dollars (where known).
+    pub spent_usd: f64,
     pub cancelled: bool,
     pub summary: Summary,
 }
@@ -446,6 +451,8 @@ struct Dispatcher {
     demands: Vec<Demand>,
     /// Queued trials and builds last reported as waiting for resources.
     reported_waiting: (usize, usize),
+    /// What the trials this apply ran have cost so far, against `max_cost_usd`.
+    spent_usd: f64,
     tasks: JoinSet<Finished>,
     summary_error: Option<RunError>,
 }
@@ -497,6 +504,7 @@ impl Dispatcher {
             ledger: Ledger::default(),
             demands,
             reported_waiting: (0, 0),
+            spent_usd: 0.0,
             tasks: JoinSet::new(),
             summary_error: None,
             cx,
@@ -580,6 +588,9 @@ impl Dispatcher {
         if gate.is_some_and(|admitted| !admitted.contains(&trial.task)) {
             return Some(SkipReason::GatedOut);
         }
+        if self.over_budget() {
+            return Some(SkipReason::OverBudget);
+        }
         self.cx
             .cancel
             .is_cancelled()
@@ -633,6 +644,10 @@ impl Dispatcher {
                 return;
             };
             self.queue.remove(&t);
+            if self.over_budget() {
+                self.skip(t, SkipReason::OverBudget);
+                continue;
+            }
             let setup = &self.cx.setups[t];
             let build_error = setup
                 .task
@@ -667,6 +682,15 @@ impl Dispatcher {
         }
     }
 
+    /// Whether this apply's trials have spent the run's budget: no more may start (the
+    /// ones running finish, so the spend can end above it by their cost).
+    fn over_budget(&self) -> bool {
+        self.cx
+            .plan
+            .max_cost_usd
+            .is_some_and(|budget| self.spent_usd >= budget)
+    }
+
     /// After the first Ctrl-C, queued trials are not started.
     fn cancel_queued(&mut self) {
         while let Some(t) = self.queue.pop_first() {
@@ -684,6 +708,7 @@ impl Dispatcher {
             Finished::Trial(t, result) => {
                 self.running_trials -= 1;
                 self.ledger.give_back(self.demands[t]);
+                self.spent_usd += result.cost_usd.unwrap_or(0.0);
                 self.results[t] = Some(*result);
                 self.done(self.cx.plan.trial_nodes[t]);
             }
@@ -736,7 +761,7 @@ impl Dispatcher {
     /// The report node: `summary.json` from every result there is.
     fn write_summary(&self) -> Result<(), RunError> {
         let results: Vec<&TrialResult> = self.results.iter().flatten().collect();
-        let summary = Summary::of(&self.cx.plan.pipeline, &results);
+        let summary = Summary::of(&self.cx.plan.pipeline, &results).checked(&self.cx.plan.expect);
         self.cx
             .store
             .write_summary(&summary)
@@ -752,6 +777,11 @@ impl Dispatcher {
         }
         let cx = &self.cx;
         let (mut ran, mut already_done, mut gated_out, mut not_started) = (0, 0, 0, 0);
+        let over_budget = self
+            .skipped
+            .iter()
+            .filter(|s| **s == Some(SkipReason::OverBudget))
+            .count();
         let mut trials = Vec::new();
         for (t, result) in self.results.into_iter().enumerate() {
             let ran_now = cx.states[t] != TrialState::Done;
@@ -771,7 +801,7 @@ impl Dispatcher {
             }
         }
         let results: Vec<&TrialResult> = trials.iter().map(|t| &t.result).collect();
-        let summary = Summary::of(&cx.plan.pipeline, &results);
+        let summary = Summary::of(&cx.plan.pipeline, &results).checked(&cx.plan.expect);
         cx.emit(RunEvent::Finished);
         Ok(RunOutcome {
             run_dir: cx.plan.run_dir.clone(),
@@ -780,6 +810,8 @@ impl Dispatcher {
             already_done,
             gated_out,
             not_started,
+            over_budget,
+            spent_usd: self.spent_usd,
             cancelled: cx.cancel.is_cancelled(),
             summary,
         })

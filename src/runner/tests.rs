@@ -840,3 +840,57 @@ async fn shared_verification_flags_a_reward_file_the_agent_left() {
         ran.results()[0].tampering
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn once_the_budget_is_spent_no_trial_starts_and_apply_again_resumes() {
+    // Each trial's one model reply costs $1 (a million input tokens at $1 per million).
+    let (root, path) = project(
+        4,
+        "",
+        "max_cost_usd = 1.5\nconcurrency = 1\n\n\
+         [models.paid]\nid = \"scripted\"\nscript = \"reply.yaml\"\n\
+         price = { input_per_mtok = 1.0, output_per_mtok = 1.0 }\n\n\
+         [agents.terminal]\nkind = \"terminal\"\n\n\
+         [[stages]]\nname = \"s\"\nagents = [\"terminal\"]\nmodels = [\"paid\"]",
+    );
+    write(
+        &root.path().join("reply.yaml"),
+        "replies:\n  - text: done\n    tool_calls:\n      - name: finish\n        input: { summary: done }\n    usage: { input_tokens: 1000000, output_tokens: 0 }\n",
+    );
+    let fake = rewarding_fake();
+    let first = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    // $1 after the first trial is under $1.50, so a second starts; then none.
+    assert_eq!(first.outcome.ran, 2);
+    assert_eq!(first.outcome.over_budget, 2);
+    assert_eq!(first.outcome.not_started, 2);
+    assert!((first.outcome.spent_usd - 2.0).abs() < 1e-9);
+    let skipped = first
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                RunEvent::TrialSkipped {
+                    reason: SkipReason::OverBudget,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(skipped, 2);
+    let again = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!((again.outcome.ran, again.outcome.already_done), (2, 2));
+    assert_eq!(again.outcome.over_budget, 0);
+}
