@@ -443,6 +443,8 @@ impl AgentRunner {
                 output_dir: self.output_dir.display().to_string(),
                 concurrency: 1,
                 max_trials: crate::manifest::pipeline::DEFAULT_MAX_TRIALS,
+                build_concurrency: None,
+                max_cost_usd: None,
             },
             vars: self.variables.clone(),
             environment: EnvironmentDefaults {
@@ -457,6 +459,7 @@ impl AgentRunner {
             }],
             models,
             agents,
+            verifier: Default::default(),
             verify: Vec::new(),
             stages: vec![Stage {
                 name: "run".into(),
@@ -469,6 +472,7 @@ impl AgentRunner {
                 tasks: Vec::new(),
                 provider: None,
             }],
+            expect: Vec::new(),
         };
         Ok(Pipeline {
             path: task.dir.join("task.toml"),

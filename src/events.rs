@@ -167,7 +167,8 @@ error_kinds! {
 
 impl ErrorKind {
     /// Whether the machine or a provider failed rather than the agent: such trials are
-    /// retried, counted apart from agent failures, and make `helios run` exit 5.
+    /// counted apart from agent failures, and make `helios run` and `helios apply` exit 5.
+    /// (`unsupported` is not: a setting the provider cannot honour is the pipeline's.)
     pub fn is_infrastructure(self) -> bool {
         matches!(
             self,
@@ -175,7 +176,6 @@ impl ErrorKind {
                 | ErrorKind::DockerError
                 | ErrorKind::BuildFailed
                 | ErrorKind::BuildTimeout
-                | ErrorKind::Unsupported
                 | ErrorKind::DesktopFailed
                 | ErrorKind::IoError
                 | ErrorKind::Auth
@@ -239,6 +239,26 @@ pub enum RunEvent {
         to_run: usize,
         done: usize,
         builds: usize,
+    },
+    /// What the run may use on this machine at once.
+    Resources {
+        cpus: f64,
+        memory_mb: u64,
+        builds: usize,
+        concurrency: usize,
+    },
+    /// Trials and builds that are ready but wait for CPUs or memory to be free (sent when
+    /// the numbers change).
+    WaitingForResources {
+        trials: usize,
+        builds: usize,
+    },
+    /// A trial asks for more than the whole budget: it runs alone.
+    RunsAlone {
+        index: TrialIndex,
+        label: String,
+        cpus: f64,
+        memory_mb: u64,
     },
     /// Containers or sandboxes left by dead runs on this machine were removed.
     Reaped {
@@ -341,6 +361,8 @@ pub enum BuildOutcome {
     /// The image with this digest already existed.
     Cached,
     Failed,
+    /// Stopped by Ctrl-C; the next apply builds it.
+    Cancelled,
     /// Every trial using it was already done.
     NotNeeded,
     /// Its trials run on a provider that builds the image itself (Daytona).
@@ -353,6 +375,8 @@ pub enum SkipReason {
     Done,
     GatedOut,
     Cancelled,
+    /// The run's spend reached `[pipeline] max_cost_usd` before the trial could start.
+    OverBudget,
 }
 
 /// The current time as RFC 3339 with milliseconds.

@@ -19,6 +19,7 @@ pub mod plan;
 pub mod report;
 pub mod retry;
 pub mod runner;
+pub mod stats;
 pub mod store;
 pub mod template;
 pub mod verify;

@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use common::project::{Project, copy_tree, docker_ids, text};
 use serde_json::Value;
@@ -239,6 +240,226 @@ fn ctrl_c_leaves_nothing_behind_and_the_next_apply_finishes_the_rest() {
     assert_eq!(results["blocker/oracle"]["reward"], 1.0);
     assert_eq!(results["quick/oracle"]["reward"], 1.0);
     project.assert_clean();
+}
+
+#[test]
+fn ctrl_c_stops_image_builds_at_once() {
+    let project = Project::new("interrupt-build");
+    // A build step that would run for ten minutes, marked so that its container can be
+    // found among the engine's.
+    let marker = format!("{}-build-step", project.label.replace(['=', '.'], "-"));
+    project.task("slow-build", "", "true\n", PASS);
+    std::fs::write(
+        project.path("tasks/slow-build/environment/Dockerfile"),
+        format!("FROM debian:bookworm-slim\nRUN echo {marker} && sleep 600\n"),
+    )
+    .unwrap();
+    project.pipeline("p", "\"oracle\"");
+    let mut child = project
+        .command("p")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("building helios/slow-build") {
+            break;
+        }
+    }
+    // The step is running once the engine has a container for it.
+    let step_runs = || !containers_running(&marker).is_empty();
+    assert!(wait_until(Duration::from_secs(120), step_runs), "{seen:?}");
+    let interrupted = Instant::now();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    let exited = interrupted.elapsed();
+    assert!(wait_until(Duration::from_secs(60), || !step_runs()));
+    let step_gone = interrupted.elapsed();
+    println!(
+        "Ctrl-C during a build: helios exited after {:.2} s, the build step's container was removed after {:.2} s",
+        exited.as_secs_f64(),
+        step_gone.as_secs_f64()
+    );
+    assert_eq!(status.code(), Some(130), "{seen:?} {rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("building helios/slow-build") && l.contains("stopped")),
+        "{rest:?}"
+    );
+    // Generous: a build waited for would take its ten minutes.
+    assert!(exited < Duration::from_secs(30), "{exited:?}");
+    assert!(
+        !project.path("runs/p/s").exists() || project.results("p").is_empty(),
+        "no trial ran on an unbuilt image"
+    );
+    project.assert_clean();
+}
+
+#[test]
+fn an_agent_cannot_forge_its_reward_with_separate_verification() {
+    let project = Project::new("forge");
+    // The tests give 0 whatever happens; the agent writes 1 and leaves a process that
+    // keeps writing 1.
+    project.task(
+        "forge",
+        "",
+        "true\n",
+        "echo 0 > /logs/verifier/reward.txt\n",
+    );
+    let forger = "echo 1 > /logs/verifier/reward.txt; \
+        nohup sh -c 'while true; do echo 1 > /logs/verifier/reward.txt; sleep 0.05; done' \
+        > /dev/null 2>&1 &";
+    for (name, isolation) in [("shared", "shared"), ("separate", "separate")] {
+        project.write(
+            &format!("{name}.toml"),
+            &format!(
+                "[pipeline]\nname = \"{name}\"\noutput_dir = \"runs\"\n\
+                 [verifier]\nisolation = \"{isolation}\"\n\
+                 [[tasks]]\npath = \"tasks/*\"\n\
+                 [agents.forger]\nkind = \"command\"\ncommand = \"{}\"\n\
+                 [[stages]]\nname = \"s\"\nagents = [\"forger\"]\n",
+                forger.replace('\\', "\\\\").replace('"', "\\\"")
+            ),
+        );
+        let out = project.apply(name);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let shared = &project.results("shared")["forge/forger"];
+    assert_eq!(shared["tampering_suspected"], true, "{shared}");
+    assert!(
+        shared["tampering"].as_array().unwrap().iter().any(|r| r
+            .as_str()
+            .unwrap()
+            .contains("existed before the verifier started")),
+        "{shared}"
+    );
+    let separate = &project.results("separate")["forge/forger"];
+    assert_eq!(
+        separate["reward"], 0.0,
+        "the forger's process is gone: {separate}"
+    );
+    assert_eq!(separate["status"], "completed", "{separate}");
+    assert_eq!(
+        docker_ids("images", &project.label).len(),
+        1,
+        "the frozen image is removed; only the task's image is left"
+    );
+    project.assert_clean();
+}
+
+#[test]
+fn after_a_sigkill_the_next_apply_removes_the_dead_runs_containers_and_finishes() {
+    let project = Project::new("sigkill");
+    project.task(
+        "blocker",
+        "[environment.env]\nBLOCK = \"${BLOCK:-0}\"\n",
+        "if [ \"$BLOCK\" = 1 ]; then sleep 300; fi\necho done > /app/out\n",
+        "[ -f /app/out ] && echo 1 > /logs/verifier/reward.txt || echo 0 > /logs/verifier/reward.txt\n",
+    );
+    project.task("quick", "", "true\n", PASS);
+    project.pipeline("p", "\"oracle\"");
+    let mut child = project
+        .command("p")
+        .env("BLOCK", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.map_while(Result::ok) {
+        seen.push(line.clone());
+        if line.contains("started s/blocker/oracle#1") {
+            break;
+        }
+    }
+    let running = || docker_ids("ps", &project.label).len() == 1;
+    assert!(wait_until(Duration::from_secs(60), running), "{seen:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(running(), "the killed run leaves its running container");
+    let out = project.apply("p");
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("left by runs that died"), "{said}");
+    let results = project.results("p");
+    assert_eq!(
+        results.len(),
+        2,
+        "one result per trial, none lost or doubled: {results:?}"
+    );
+    assert_eq!(results["blocker/oracle"]["reward"], 1.0);
+    assert_eq!(results["quick/oracle"]["reward"], 1.0);
+    let trial_dirs = std::fs::read_dir(project.path("runs/p/s")).unwrap().count();
+    assert_eq!(trial_dirs, 2);
+    project.assert_clean();
+}
+
+#[test]
+fn two_one_cpu_trials_on_a_one_cpu_budget_never_overlap() {
+    let project = Project::new("one-cpu");
+    for name in ["first", "second"] {
+        project.task(name, "[environment]\ncpus = 1.0\n", "sleep 1\n", PASS);
+    }
+    project.pipeline("p", "\"oracle\"");
+    let out = project.command("p").args(["--cpus", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let span = |result: &Value| {
+        let timings = result["timings"].as_array().unwrap();
+        let at = |t: &Value| humantime::parse_rfc3339(t["started_at"].as_str().unwrap()).unwrap();
+        let start = at(&timings[0]);
+        let last = timings.last().unwrap();
+        let end = at(last) + Duration::from_secs_f64(last["seconds"].as_f64().unwrap());
+        (start, end)
+    };
+    let results = project.results("p");
+    let (a, b) = (
+        span(&results["first/oracle"]),
+        span(&results["second/oracle"]),
+    );
+    assert!(
+        a.1 <= b.0 || b.1 <= a.0,
+        "the trials overlapped: {a:?} {b:?}"
+    );
+    project.assert_clean();
+}
+
+/// Ids of containers (stopped ones too) whose command mentions `marker`.
+fn containers_running(marker: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "--all",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Command}}",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(marker))
+        .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Polls `condition` (a look at the engine's state, not a timer) until it holds or
+/// `limit` passes.
+fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    condition()
 }
 
 #[test]

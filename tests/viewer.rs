@@ -362,3 +362,91 @@ agents = ["terminal"]
     );
     project.assert_clean();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_run_page_shows_intervals_and_pass_at_k_and_two_runs_compare() {
+    let project = Project::new("viewer-stats");
+    let reward_if_done =
+        "if [ -f /app/done ]; then echo 1; else echo 0; fi > /logs/verifier/reward.txt\n";
+    project.task("flip", "", "touch /app/done\n", reward_if_done);
+    project.task("steady", "", "touch /app/done\n", reward_if_done);
+    let pipeline = |name: &str| {
+        format!(
+            "[pipeline]\nname = \"{name}\"\noutput_dir = \"runs\"\n[[tasks]]\npath = \"tasks/*\"\n\
+             [[stages]]\nname = \"s\"\nagents = [\"oracle\"]\nattempts = 2\n"
+        )
+    };
+    project.write("first.toml", &pipeline("first"));
+    let out = project.apply("first");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // In the second run `flip`'s solution does nothing: it goes from pass to fail.
+    project.write("tasks/flip/solution/solve.sh", "true\n");
+    project.write("second.toml", &pipeline("second"));
+    let out = project.apply("second");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let served = view(&project);
+    let browser = Browser::start().await;
+    let client = &browser.client;
+    client
+        .goto(&format!("{}#/run/second", served.base()))
+        .await
+        .unwrap();
+    browser.wait_for("#run-stats").await;
+    assert_eq!(
+        browser.texts("#run-stats thead th").await,
+        [
+            "group",
+            "scored",
+            "left out",
+            "mean reward [95% CI]",
+            "pass rate [95% CI]",
+            "pass@1",
+            "pass@2"
+        ]
+    );
+    // steady passes twice, flip fails twice: 0.5 with a (clipped) interval; pass@k 0.5.
+    assert_eq!(
+        browser.texts("#run-stats td.mean-ci").await,
+        ["0.500 [0.000, 1.000]"]
+    );
+    assert_eq!(
+        browser.texts("#run-stats td.pass-at-k").await,
+        ["0.500", "0.500"]
+    );
+    browser.screenshot("run-stats").await;
+
+    // The list of runs offers a comparison; B is `second`, A `first`.
+    client.goto(&served.base()).await.unwrap();
+    browser.wait_for("#compare-form").await;
+    client
+        .find(Locator::Css("#compare-form select[name=b]"))
+        .await
+        .unwrap()
+        .select_by_value("second")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#compare-form select[name=a]"))
+        .await
+        .unwrap()
+        .select_by_value("first")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#compare-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("#compare tbody tr").await;
+    assert_eq!(browser.texts("#compare td.pass-to-fail").await, ["flip"]);
+    assert_eq!(browser.texts("#compare td.fail-to-pass").await, ["—"]);
+    let difference = browser.texts("#compare td.difference").await.join("");
+    assert!(difference.starts_with("-0.500"), "{difference}");
+    browser.screenshot("compare").await;
+    browser.close().await;
+    let (code, _) = served.interrupt();
+    assert_eq!(code, Some(0));
+}

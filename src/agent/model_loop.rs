@@ -18,8 +18,8 @@ use crate::events::now_rfc3339;
 use crate::events::{ErrorKind, RunEvent, TrialIndex};
 use crate::model::pricing::Rates;
 use crate::model::{
-    ChatRequest, ComputerTool, Message, ModelClient, ModelError, Part, Role, ToolCall, ToolResult,
-    ToolSpec, Usage,
+    ChatRequest, ChatResponse, ComputerTool, Message, ModelClient, ModelError, Part, Role,
+    ToolCall, ToolResult, ToolSpec, Usage,
 };
 
 /// How a model-driven run ended.
@@ -109,6 +109,17 @@ pub struct Handled {
     pub stop: Option<Ending>,
 }
 
+/// What one reply's tool calls came to.
+#[derive(Default)]
+struct TurnOutcome {
+    results: Vec<ToolResult>,
+    observed: Vec<ObservationResult>,
+    finished: bool,
+    /// The first failed call's output.
+    tool_error: Option<String>,
+    stop: Option<Ending>,
+}
+
 /// What an agent can do: its tools, how it opens, how it carries out a call.
 pub trait Toolbox: Send {
     fn tools(&self) -> Vec<ToolSpec>;
@@ -163,41 +174,8 @@ impl ModelLoop {
         let max_time = Duration::from_secs_f64(limits.max_time);
         let budget = self.task_timeout.map_or(max_time, |t| t.min(max_time));
         let per_turn = Duration::from_secs_f64(limits.timeout_per_turn);
-        let mut trajectory = Trajectory {
-            schema_version: ATIF_VERSION.to_string(),
-            session_id: self.session_id.clone(),
-            agent: AgentInfo {
-                name: self.agent_name.clone(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                model_name: Some(self.model_id.clone()),
-            },
-            steps: Vec::new(),
-            notes: None,
-            final_metrics: FinalMetrics::default(),
-        };
-        self.push_step(&mut trajectory, Source::System, self.system_prompt.clone());
-        let opening = toolbox.opening(&self.user_prompt).await?;
-        self.push_step(&mut trajectory, Source::User, self.user_prompt.clone());
-        if let Content::Parts(_) = &opening.content {
-            // The opening screenshot, as an observation of the user step.
-            if let Some(step) = trajectory.steps.last_mut() {
-                step.observation = Some(Observation {
-                    results: vec![ObservationResult {
-                        source_call_id: None,
-                        content: opening.content.clone(),
-                    }],
-                });
-            }
-        }
-        let mut request = ChatRequest {
-            system: Some(self.system_prompt.clone()),
-            messages: vec![Message {
-                role: Role::User,
-                parts: opening.parts,
-            }],
-            tools: toolbox.tools(),
-            computer: toolbox.computer(),
-        };
+        let mut trajectory = self.new_trajectory();
+        let mut request = self.opening(toolbox, &mut trajectory).await?;
         let mut usage = Usage::default();
         let mut turns = 0;
         let ending = loop {
@@ -225,37 +203,8 @@ impl ModelLoop {
                 };
             usage += reply.usage;
             self.emit(|index| RunEvent::AgentTurn { index, turn: turns });
-            let text = reply.text();
-            if !text.is_empty() {
-                self.emit(|index| RunEvent::AgentText {
-                    index,
-                    text: text.clone(),
-                });
-            }
-            let step_cost = self.rates.map(|r| r.cost(&reply.usage));
             let calls: Vec<_> = reply.tool_calls().cloned().collect();
-            let mut step = Step {
-                step_id: trajectory.steps.len() as u32 + 1,
-                timestamp: now_rfc3339(),
-                source: Source::Agent,
-                model_name: Some(self.model_id.clone()),
-                message: text,
-                tool_calls: calls
-                    .iter()
-                    .map(|c| ToolCallRecord {
-                        tool_call_id: c.id.clone(),
-                        function_name: c.name.clone(),
-                        arguments: c.input.clone(),
-                    })
-                    .collect(),
-                observation: None,
-                metrics: Some(StepMetrics {
-                    prompt_tokens: reply.usage.input_tokens,
-                    completion_tokens: reply.usage.output_tokens,
-                    cached_tokens: reply.usage.cached_tokens,
-                    cost_usd: step_cost,
-                }),
-            };
+            let mut step = self.agent_step(&trajectory, &reply, &calls);
             request.messages.push(Message {
                 role: Role::Assistant,
                 parts: reply.parts.clone(),
@@ -264,73 +213,28 @@ impl ModelLoop {
                 trajectory.steps.push(step);
                 break Ending::EndedTurn;
             }
-            let mut results = Vec::new();
-            let mut observed = Vec::new();
-            let mut finished = false;
-            let mut tool_error = None;
-            let mut stop = None;
-            for call in &calls {
-                self.emit(|index| RunEvent::ToolCall {
-                    index,
-                    name: call.name.clone(),
-                    input: call.input.clone(),
-                });
-                let remaining = budget.saturating_sub(started.elapsed());
-                let handled = toolbox.call(call, per_turn.min(remaining)).await?;
-                finished |= handled.finished;
-                let result = handled.result;
-                if result.is_error && tool_error.is_none() {
-                    tool_error = Some(result.output.clone());
-                }
-                self.emit(|index| RunEvent::ToolResult {
-                    index,
-                    name: call.name.clone(),
-                    output: handled.content.text(),
-                    is_error: result.is_error,
-                    images: handled
-                        .content
-                        .image_paths()
-                        .into_iter()
-                        .map(str::to_string)
-                        .collect(),
-                });
-                observed.push(ObservationResult {
-                    source_call_id: Some(call.id.clone()),
-                    content: handled.content,
-                });
-                results.push(result);
-                if handled.stop.is_some() {
-                    stop = handled.stop;
-                    break;
-                }
-            }
-            step.observation = Some(Observation { results: observed });
+            let deadline =
+                |started: Instant| per_turn.min(budget.saturating_sub(started.elapsed()));
+            let turn = self
+                .carry_out(toolbox, &calls, || deadline(started))
+                .await?;
+            step.observation = Some(Observation {
+                results: turn.observed,
+            });
             trajectory.steps.push(step);
             request.messages.push(Message {
                 role: Role::User,
-                parts: results.into_iter().map(Part::ToolResult).collect(),
+                parts: turn.results.into_iter().map(Part::ToolResult).collect(),
             });
             self.write(&mut trajectory, &usage);
-            if let Some(stop) = stop {
+            if let Some(stop) = turn.stop {
                 break stop;
             }
-            if finished {
+            if turn.finished {
                 break Ending::Finished;
             }
-            if let (Some(message), true) = (tool_error, limits.stop_on_tool_error) {
-                break Ending::ToolError(message);
-            }
-            if let Some(max) = limits
-                .max_tokens
-                .filter(|&m| usage.input_tokens + usage.output_tokens > m)
-            {
-                break Ending::TokenLimit(max);
-            }
-            let spent = self.rates.map(|r| r.cost(&usage));
-            if let (Some(max), Some(spent)) = (limits.max_cost_usd, spent)
-                && spent > max
-            {
-                break Ending::CostLimit(max);
+            if let Some(ending) = self.limit_passed(turn.tool_error, &usage) {
+                break ending;
             }
         };
         if let Some((kind, message)) = ending.error() {
@@ -343,6 +247,157 @@ impl ModelLoop {
             usage,
             turns,
         })
+    }
+
+    /// An empty ATIF trajectory of this agent and model.
+    fn new_trajectory(&self) -> Trajectory {
+        Trajectory {
+            schema_version: ATIF_VERSION.to_string(),
+            session_id: self.session_id.clone(),
+            agent: AgentInfo {
+                name: self.agent_name.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                model_name: Some(self.model_id.clone()),
+            },
+            steps: Vec::new(),
+            notes: None,
+            final_metrics: FinalMetrics::default(),
+        }
+    }
+
+    /// The system and user steps, and the first request (with the opening screenshot of a
+    /// desktop, which the user step records as its observation).
+    async fn opening(
+        &self,
+        toolbox: &mut impl Toolbox,
+        trajectory: &mut Trajectory,
+    ) -> Result<ChatRequest, EnvError> {
+        self.push_step(trajectory, Source::System, self.system_prompt.clone());
+        let opening = toolbox.opening(&self.user_prompt).await?;
+        self.push_step(trajectory, Source::User, self.user_prompt.clone());
+        if let Content::Parts(_) = &opening.content
+            && let Some(step) = trajectory.steps.last_mut()
+        {
+            step.observation = Some(Observation {
+                results: vec![ObservationResult {
+                    source_call_id: None,
+                    content: opening.content.clone(),
+                }],
+            });
+        }
+        Ok(ChatRequest {
+            system: Some(self.system_prompt.clone()),
+            messages: vec![Message {
+                role: Role::User,
+                parts: opening.parts,
+            }],
+            tools: toolbox.tools(),
+            computer: toolbox.computer(),
+        })
+    }
+
+    /// The trajectory step of a model reply (its observation comes once the calls ran).
+    fn agent_step(
+        &self,
+        trajectory: &Trajectory,
+        reply: &ChatResponse,
+        calls: &[ToolCall],
+    ) -> Step {
+        let text = reply.text();
+        if !text.is_empty() {
+            self.emit(|index| RunEvent::AgentText {
+                index,
+                text: text.clone(),
+            });
+        }
+        Step {
+            step_id: trajectory.steps.len() as u32 + 1,
+            timestamp: now_rfc3339(),
+            source: Source::Agent,
+            model_name: Some(self.model_id.clone()),
+            message: text,
+            tool_calls: calls
+                .iter()
+                .map(|c| ToolCallRecord {
+                    tool_call_id: c.id.clone(),
+                    function_name: c.name.clone(),
+                    arguments: c.input.clone(),
+                })
+                .collect(),
+            observation: None,
+            metrics: Some(StepMetrics {
+                prompt_tokens: reply.usage.input_tokens,
+                completion_tokens: reply.usage.output_tokens,
+                cached_tokens: reply.usage.cached_tokens,
+                cost_usd: self.rates.map(|r| r.cost(&reply.usage)),
+            }),
+        }
+    }
+
+    /// Carries out one reply's tool calls in order, each within `deadline()`, until one
+    /// asks the run to stop.
+    async fn carry_out(
+        &self,
+        toolbox: &mut impl Toolbox,
+        calls: &[ToolCall],
+        deadline: impl Fn() -> Duration,
+    ) -> Result<TurnOutcome, EnvError> {
+        let mut turn = TurnOutcome::default();
+        for call in calls {
+            self.emit(|index| RunEvent::ToolCall {
+                index,
+                name: call.name.clone(),
+                input: call.input.clone(),
+            });
+            let handled = toolbox.call(call, deadline()).await?;
+            turn.finished |= handled.finished;
+            let result = handled.result;
+            if result.is_error && turn.tool_error.is_none() {
+                turn.tool_error = Some(result.output.clone());
+            }
+            self.emit(|index| RunEvent::ToolResult {
+                index,
+                name: call.name.clone(),
+                output: handled.content.text(),
+                is_error: result.is_error,
+                images: handled
+                    .content
+                    .image_paths()
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+            });
+            turn.observed.push(ObservationResult {
+                source_call_id: Some(call.id.clone()),
+                content: handled.content,
+            });
+            turn.results.push(result);
+            if handled.stop.is_some() {
+                turn.stop = handled.stop;
+                break;
+            }
+        }
+        Ok(turn)
+    }
+
+    /// The limit a turn passed, if any: a tool error with `stop_on_tool_error`, tokens,
+    /// or cost.
+    fn limit_passed(&self, tool_error: Option<String>, usage: &Usage) -> Option<Ending> {
+        let limits = &self.limits;
+        if let (Some(message), true) = (tool_error, limits.stop_on_tool_error) {
+            return Some(Ending::ToolError(message));
+        }
+        if let Some(max) = limits
+            .max_tokens
+            .filter(|&m| usage.input_tokens + usage.output_tokens > m)
+        {
+            return Some(Ending::TokenLimit(max));
+        }
+        let spent = self.rates.map(|r| r.cost(usage));
+        match (limits.max_cost_usd, spent) {
+            (Some(max), Some(spent)) if spent > max => Some(Ending::CostLimit(max)),
+            _ => None,
+        }
     }
 
     fn emit(&self, event: impl FnOnce(TrialIndex) -> RunEvent) {

@@ -5,10 +5,9 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use super::ExitStatus;
+use super::{ExitStatus, failure};
 use crate::diagnostic::render;
 use crate::events::RunEvent;
-use crate::events::TrialStatus;
 use crate::manifest::load_pipeline;
 use crate::plan::Plan;
 use crate::report;
@@ -20,13 +19,37 @@ pub(super) struct ApplyArgs<'a> {
     pub rebuild: bool,
     pub labels: BTreeMap<String, String>,
     pub concurrency: Option<usize>,
+    pub cpus: Option<f64>,
+    pub memory_mb: Option<u64>,
+    pub build_concurrency: Option<usize>,
     pub retries: u32,
     pub styled: bool,
     /// Serve the viewer during the run (its `root` is set to the run's output directory).
     pub watch: Option<ViewOptions>,
+    /// `--output-dir`: results go to `<DIR>/<name>` instead of the pipeline's `output_dir`.
+    pub output_dir: Option<&'a Path>,
+    /// `--fail-under X`: every group's mean reward must reach X.
+    pub fail_under: Option<f64>,
 }
 
-pub(super) fn run(args: ApplyArgs<'_>) -> ExitStatus {
+/// `--output-dir DIR` (relative to the working directory) in place of the pipeline's
+/// `output_dir` (relative to the pipeline file).
+pub(super) fn redirect_output(pipeline: &mut crate::manifest::Pipeline, dir: Option<&Path>) {
+    if let Some(dir) = dir {
+        let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        pipeline.manifest.pipeline.output_dir = absolute.display().to_string();
+    }
+}
+
+/// `--fail-under X` as an expectation on every group, after the pipeline's own.
+pub(super) fn fail_under_expectation(threshold: f64) -> crate::manifest::pipeline::Expect {
+    crate::manifest::pipeline::Expect {
+        min_mean_reward: Some(threshold),
+        ..Default::default()
+    }
+}
+
+pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
     let loaded = match load_pipeline(args.pipeline) {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -41,19 +64,20 @@ pub(super) fn run(args: ApplyArgs<'_>) -> ExitStatus {
     if !loaded.warnings.diagnostics.is_empty() {
         eprint!("{}", render::human(&loaded.warnings, args.styled));
     }
-    let pipeline = loaded.value;
+    let mut pipeline = loaded.value;
+    redirect_output(&mut pipeline, args.output_dir);
     let plan = match Plan::of(&pipeline) {
-        Ok(plan) => plan,
+        Ok(mut plan) => {
+            plan.expect
+                .extend(args.fail_under.map(fail_under_expectation));
+            plan
+        }
         Err(error) => {
             eprintln!("error: cannot plan `{}`: {error}", args.pipeline.display());
             return ExitStatus::Invalid;
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts");
-    runtime.block_on(async {
+    {
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let options = ApplyOptions {
             rebuild: args.rebuild,
@@ -61,6 +85,9 @@ pub(super) fn run(args: ApplyArgs<'_>) -> ExitStatus {
             labels: args.labels,
             concurrency: args.concurrency,
             daytona: None,
+            cpus: args.cpus,
+            memory_mb: args.memory_mb,
+            build_concurrency: args.build_concurrency,
         };
         // Nothing is written until every check has passed and the providers answered.
         let run = match Run::open(&pipeline, plan, options, &events).await {
@@ -100,7 +127,7 @@ pub(super) fn run(args: ApplyArgs<'_>) -> ExitStatus {
             }
         }
         status
-    })
+    }
 }
 
 /// Starts the viewer on the run's output directory and says where to look.
@@ -111,7 +138,7 @@ async fn start_viewer(options: ViewOptions, run_dir: &Path) -> Result<Viewer, Ex
             Ok(viewer)
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            failure::print(&error);
             Err(ExitStatus::Infrastructure)
         }
     }
@@ -138,28 +165,33 @@ fn conclude(outcome: Result<runner::RunOutcome, RunError>) -> ExitStatus {
                 },
                 outcome.run_dir.display()
             );
+            let gated = !outcome.summary.expectations.is_empty();
+            if outcome.over_budget > 0 {
+                eprintln!(
+                    "budget reached: ${:.4} spent, {} trial(s) not started; finished results are kept and `helios apply` again resumes",
+                    outcome.spent_usd, outcome.over_budget
+                );
+            }
             if outcome.cancelled {
                 eprintln!(
                     "interrupted: finished results are kept; `helios apply` again runs the rest"
                 );
                 ExitStatus::Interrupted
-            } else if outcome.count(TrialStatus::InfraError) > 0 {
+            } else if failure::status_of(outcome.results()) == ExitStatus::Infrastructure {
                 ExitStatus::Infrastructure
-            } else if outcome.count(TrialStatus::Failed) + outcome.count(TrialStatus::TimedOut) > 0
-            {
-                ExitStatus::TrialsFailed
-            } else {
+            } else if !outcome.summary.expectations_met() {
+                eprintln!("expectations not met (see above); exit 6");
+                ExitStatus::ExpectationFailed
+            } else if outcome.over_budget > 0 {
+                ExitStatus::BudgetReached
+            } else if gated {
+                // Expectations decide: an agent's failures are what they measure.
                 ExitStatus::Success
+            } else {
+                failure::status_of(outcome.results())
             }
         }
-        Err(error @ RunError::Preflight(_)) => {
-            eprintln!("error: {error}");
-            ExitStatus::Invalid
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitStatus::Infrastructure
-        }
+        Err(error) => failure::run_error(&error),
     }
 }
 

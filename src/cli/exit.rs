@@ -18,6 +18,12 @@ pub enum ExitStatus {
     /// The infrastructure failed: Docker unreachable, an image that would not build, results
     /// that could not be written.
     Infrastructure = 5,
+    /// An `[[expect]]` of the pipeline (or `--fail-under`) was not met; the summary says
+    /// which and by how much. `apply` and `report` both use it.
+    ExpectationFailed = 6,
+    /// `apply` stopped starting trials because the run's spend reached `[pipeline]
+    /// max_cost_usd`; finished results are kept and `apply` again resumes.
+    BudgetReached = 7,
     /// Stopped by Ctrl-C; finished results are kept.
     Interrupted = 130,
 }

@@ -1,23 +1,19 @@
 //! `helios gc`: removes every container and image helios labelled, and with
 //! `--provider daytona` (or `all`) every Daytona sandbox it labelled.
 
-use super::ExitStatus;
+use super::{ExitStatus, failure};
 use crate::env::Provider;
 use crate::env::{Engine, OpenOptions};
 
-pub(super) fn run(labels: &[String], providers: &[Provider]) -> ExitStatus {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts");
-    runtime.block_on(async {
+pub(super) async fn run(labels: &[String], providers: &[Provider]) -> ExitStatus {
+    {
         let host = |name: &str| std::env::var(name).ok();
         let mut status = ExitStatus::Success;
         for &provider in providers {
             let engine = match Engine::open(provider, &OpenOptions::default(), &host).await {
                 Ok(engine) => engine,
                 Err(error) => {
-                    eprintln!("error: {error}");
+                    failure::print(&error);
                     status = ExitStatus::Infrastructure;
                     continue;
                 }
@@ -35,11 +31,11 @@ pub(super) fn run(labels: &[String], providers: &[Provider]) -> ExitStatus {
             match removed {
                 Ok(line) => println!("{line}"),
                 Err(error) => {
-                    eprintln!("error: {error}");
+                    failure::print(&error);
                     status = ExitStatus::Infrastructure;
                 }
             }
         }
         status
-    })
+    }
 }

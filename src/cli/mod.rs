@@ -3,8 +3,10 @@
 
 mod apply;
 mod exit;
+mod failure;
 mod gc;
 mod plan;
+mod report;
 mod run;
 mod schema;
 mod validate;
@@ -65,6 +67,9 @@ pub enum Command {
         /// Write the resolved plan to `<run dir>/helios.lock.json`.
         #[arg(long)]
         write_lock: bool,
+        /// Put the run in `<DIR>/<name>` instead of the pipeline's `output_dir`.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
     },
     /// Run the pipeline's trials in containers; re-running does only what is missing or
     /// changed.
@@ -81,6 +86,16 @@ pub enum Command {
         /// Trials at once (default: the pipeline's `concurrency`).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         concurrency: Option<u32>,
+        /// CPUs the run's trials and builds may use at once (default: this machine's cores).
+        #[arg(long, value_name = "N", value_parser = parse_cpus)]
+        cpus: Option<f64>,
+        /// Memory the run's trials may use at once, as "8G" or "512M" (default: all of it).
+        #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+        memory: Option<u64>,
+        /// Image builds at once (default: the pipeline's `build_concurrency`, else half the
+        /// cores).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        build_concurrency: Option<u32>,
         /// Times an infrastructure failure (Docker error, failed build) is retried.
         #[arg(long, value_name = "N", default_value_t = 2)]
         retries: u32,
@@ -94,6 +109,31 @@ pub enum Command {
         /// With `--watch`: the port (default 8080, or the next free one; 0 for any free one).
         #[arg(long, requires = "watch")]
         port: Option<u16>,
+        /// Put the run in `<DIR>/<name>` instead of the pipeline's `output_dir`.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+        /// Exit 6 unless every group's mean reward reaches X (with the pipeline's `[[expect]]`).
+        #[arg(long, value_name = "X")]
+        fail_under: Option<f64>,
+    },
+    /// A run's statistics (mean reward with 95% intervals, pass rate, pass@k) as a table,
+    /// Markdown, JSON, CSV or JUnit XML; or a comparison of two runs or two groups.
+    Report {
+        /// The run directory (`<output_dir>/<name>`).
+        #[arg(value_name = "RUN_DIR")]
+        run_dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = report::ReportFormat::Terminal)]
+        format: report::ReportFormat,
+        /// Compare with another run: differences are COMPARE − RUN_DIR, per group.
+        #[arg(long, value_name = "RUN_B", conflicts_with = "groups")]
+        compare: Option<PathBuf>,
+        /// Compare two groups of the run, each picked by `agent=…,model=…,stage=…`.
+        #[arg(long, num_args = 2, value_names = ["GROUP_A", "GROUP_B"])]
+        groups: Option<Vec<String>>,
+        /// Exit 6 unless every group's mean reward reaches X (with the run's `[[expect]]`).
+        #[arg(long, value_name = "X")]
+        fail_under: Option<f64>,
     },
     /// Run one task with one agent, printing what the agent does as it happens.
     Run {
@@ -204,6 +244,22 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     }
 }
 
+fn parse_cpus(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(cpus) if cpus.is_finite() && cpus > 0.0 => Ok(cpus),
+        _ => Err(format!(
+            "`{text}` is not a number of CPUs above 0 (such as 2 or 1.5)"
+        )),
+    }
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    crate::manifest::size::parse_size(text)
+        .map(|size| size.megabytes())
+        .filter(|&mb| mb > 0)
+        .ok_or_else(|| format!("`{text}` is not a size (such as 512M, 8G)"))
+}
+
 impl Format {
     fn or_json(self, json: bool) -> Format {
         if json { Format::Json } else { self }
@@ -253,7 +309,22 @@ pub fn main() -> ExitStatus {
     run(cli)
 }
 
+/// Runs a parsed command line on the process's one tokio runtime.
 pub fn run(cli: Cli) -> ExitStatus {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            failure::print(&error);
+            return ExitStatus::Infrastructure;
+        }
+    };
+    runtime.block_on(dispatch(cli))
+}
+
+async fn dispatch(cli: Cli) -> ExitStatus {
     let styled = cli.color.enabled();
     match cli.command {
         Command::Validate {
@@ -267,28 +338,61 @@ pub fn run(cli: Cli) -> ExitStatus {
             format,
             json,
             write_lock,
-        } => plan::run(&pipeline, format.or_json(json), write_lock, styled),
+            output_dir,
+        } => plan::run(
+            &pipeline,
+            format.or_json(json),
+            write_lock,
+            output_dir.as_deref(),
+            styled,
+        ),
         Command::Apply {
             pipeline,
             rebuild,
             labels,
             concurrency,
+            cpus,
+            memory,
+            build_concurrency,
             retries,
             watch,
             host,
             port,
-        } => apply::run(apply::ApplyArgs {
-            pipeline: &pipeline,
-            rebuild,
-            labels: labels.into_iter().collect(),
-            concurrency: concurrency.map(|c| c as usize),
-            retries,
-            styled,
-            watch: watch.then_some(crate::view::ViewOptions {
-                root: PathBuf::new(),
-                host,
-                port,
-            }),
+            output_dir,
+            fail_under,
+        } => {
+            apply::run(apply::ApplyArgs {
+                pipeline: &pipeline,
+                rebuild,
+                labels: labels.into_iter().collect(),
+                concurrency: concurrency.map(|c| c as usize),
+                cpus,
+                memory_mb: memory,
+                build_concurrency: build_concurrency.map(|b| b as usize),
+                retries,
+                styled,
+                watch: watch.then_some(crate::view::ViewOptions {
+                    root: PathBuf::new(),
+                    host,
+                    port,
+                }),
+                output_dir: output_dir.as_deref(),
+                fail_under,
+            })
+            .await
+        }
+        Command::Report {
+            run_dir,
+            format,
+            compare,
+            groups,
+            fail_under,
+        } => report::run(report::ReportArgs {
+            run_dir,
+            format,
+            compare,
+            groups,
+            fail_under,
         }),
         Command::Run {
             task,
@@ -305,41 +409,47 @@ pub fn run(cli: Cli) -> ExitStatus {
             stop_on_tool_error,
             labels,
             watch,
-        } => run::run(run::RunArgs {
-            task,
-            agent,
-            model,
-            script,
-            command,
-            base_url,
-            provider,
-            output_dir,
-            config: crate::api::RunConfig {
-                max_turns,
-                max_time,
-                timeout_per_turn,
-                stop_on_tool_error,
-                ..Default::default()
-            },
-            labels,
-            watch,
-            styled,
-        }),
+        } => {
+            run::run(run::RunArgs {
+                task,
+                agent,
+                model,
+                script,
+                command,
+                base_url,
+                provider,
+                output_dir,
+                config: crate::api::RunConfig {
+                    max_turns,
+                    max_time,
+                    timeout_per_turn,
+                    stop_on_tool_error,
+                    ..Default::default()
+                },
+                labels,
+                watch,
+                styled,
+            })
+            .await
+        }
         Command::View {
             results,
             host,
             port,
-        } => view::run(view::ViewArgs {
-            root: results,
-            host,
-            port,
-        }),
+        } => {
+            view::run(view::ViewArgs {
+                root: results,
+                host,
+                port,
+            })
+            .await
+        }
         Command::Gc { labels, provider } => {
             let filters: Vec<String> = labels
                 .into_iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            gc::run(&filters, &provider.providers())
+            gc::run(&filters, &provider.providers()).await
         }
         Command::Schema { kind } => schema::run(kind),
     }

@@ -10,13 +10,25 @@ use serde::Serialize;
 use super::{ExitStatus, Format};
 use crate::diagnostic::render;
 use crate::manifest::load_pipeline;
+use crate::plan::cost::WorstCase;
 use crate::plan::lock::LockFile;
 use crate::plan::status::{Assessment, Counts, TrialState};
 use crate::plan::{ImageSource, Plan};
+use crate::report::memory;
+use crate::runner::{ApplyOptions, Budget};
 
-pub(super) fn run(path: &Path, format: Format, write_lock: bool, styled: bool) -> ExitStatus {
+pub(super) fn run(
+    path: &Path,
+    format: Format,
+    write_lock: bool,
+    output_dir: Option<&Path>,
+    styled: bool,
+) -> ExitStatus {
     let loaded = match load_pipeline(path) {
-        Ok(loaded) => loaded,
+        Ok(mut loaded) => {
+            super::apply::redirect_output(&mut loaded.value, output_dir);
+            loaded
+        }
         Err(error) => {
             match format {
                 Format::Json => println!("{}", render::json(&error.report, 0)),
@@ -42,6 +54,9 @@ pub(super) fn run(path: &Path, format: Format, write_lock: bool, styled: bool) -
         }
     };
     let assessment = Assessment::of(&plan);
+    let budget = ApplyOptions::default().budget(&loaded.value);
+    let concurrency = loaded.value.manifest.pipeline.concurrency as usize;
+    let worst = WorstCase::of(&loaded.value, &plan, &assessment.states);
     let lock_path = if write_lock {
         match LockFile::of(&plan).write(&plan.run_dir) {
             Ok(path) => Some(path),
@@ -57,8 +72,20 @@ pub(super) fn run(path: &Path, format: Format, write_lock: bool, styled: bool) -
         None
     };
     match format {
-        Format::Json => println!("{}", json(&plan, &assessment)),
-        Format::Human => print!("{}", human(&plan, &assessment, lock_path.as_deref())),
+        Format::Json => println!("{}", json(&plan, &assessment, budget, concurrency, worst)),
+        Format::Human => {
+            print!(
+                "{}",
+                human(
+                    &plan,
+                    &assessment,
+                    lock_path.as_deref(),
+                    budget,
+                    concurrency
+                )
+            );
+            println!("{}", worst.describe());
+        }
     }
     if assessment.total().to_run() == 0 {
         ExitStatus::Success
@@ -67,7 +94,13 @@ pub(super) fn run(path: &Path, format: Format, write_lock: bool, styled: bool) -
     }
 }
 
-fn human(plan: &Plan, assessment: &Assessment, lock: Option<&Path>) -> String {
+fn human(
+    plan: &Plan,
+    assessment: &Assessment,
+    lock: Option<&Path>,
+    budget: Budget,
+    concurrency: usize,
+) -> String {
     let mut out = format!(
         "plan for `{}` → {}\n\n",
         plan.pipeline,
@@ -129,6 +162,12 @@ fn human(plan: &Plan, assessment: &Assessment, lock: Option<&Path>) -> String {
             build.tasks.len()
         ));
     }
+    out.push_str(&format!(
+        "\nresources: {} CPU(s) and {} of memory on this machine, {} build(s) and up to {concurrency} trial(s) at once; a trial starts when its task's cpus and memory fit\n",
+        budget.cpus,
+        memory(budget.memory_mb),
+        budget.builds
+    ));
     let total = assessment.total();
     out.push('\n');
     if total.to_run() == 0 {
@@ -163,8 +202,12 @@ struct JsonPlan<'a> {
     helios_version: &'static str,
     to_run: usize,
     totals: Counts,
+    worst_case_cost: WorstCase,
     stages: Vec<JsonStage<'a>>,
     builds: Vec<JsonBuild<'a>>,
+    /// What `apply` may use on this machine at once, with no `--cpus` / `--memory`.
+    budget: Budget,
+    concurrency: usize,
     trials: Vec<JsonTrial<'a>>,
 }
 
@@ -199,7 +242,13 @@ struct JsonTrial<'a> {
     dir: std::path::PathBuf,
 }
 
-fn json(plan: &Plan, assessment: &Assessment) -> String {
+fn json(
+    plan: &Plan,
+    assessment: &Assessment,
+    budget: Budget,
+    concurrency: usize,
+    worst_case_cost: WorstCase,
+) -> String {
     let totals = assessment.total();
     let doc = JsonPlan {
         pipeline: &plan.pipeline,
@@ -207,6 +256,9 @@ fn json(plan: &Plan, assessment: &Assessment) -> String {
         helios_version: env!("CARGO_PKG_VERSION"),
         to_run: totals.to_run(),
         totals,
+        budget,
+        concurrency,
+        worst_case_cost,
         stages: plan
             .stages
             .iter()

@@ -3,9 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::ExitStatus;
-use crate::api::{AgentRunner, RunConfig, RunStatus, RunnerError, describe, task_dir};
-use crate::diagnostic::render;
+use super::{ExitStatus, failure};
+use crate::api::{AgentRunner, RunConfig, RunStatus, describe, task_dir};
 
 pub(super) struct RunArgs {
     pub task: PathBuf,
@@ -22,7 +21,7 @@ pub(super) struct RunArgs {
     pub styled: bool,
 }
 
-pub(super) fn run(args: RunArgs) -> ExitStatus {
+pub(super) async fn run(args: RunArgs) -> ExitStatus {
     let mut runner = AgentRunner::new(task_dir(&args.task))
         .provider(args.provider)
         .output_dir(args.output_dir)
@@ -46,14 +45,10 @@ pub(super) fn run(args: RunArgs) -> ExitStatus {
     for (key, value) in args.labels {
         runner = runner.label(key, value);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts");
-    runtime.block_on(async move {
+    {
         let mut stream = match runner.stream().await {
             Ok(stream) => stream,
-            Err(error) => return report_error(&error, args.styled),
+            Err(error) => return failure::runner_error(&error, args.styled),
         };
         let interrupted = tokio::signal::ctrl_c();
         tokio::pin!(interrupted);
@@ -92,32 +87,14 @@ pub(super) fn run(args: RunArgs) -> ExitStatus {
                 }
                 println!("results:  {}", result.output_dir.display());
                 match result.status {
-                    RunStatus::Completed => ExitStatus::Success,
                     RunStatus::Cancelled => ExitStatus::Interrupted,
-                    _ if result.error.as_ref().is_some_and(|e| e.kind.is_infrastructure()) => {
-                        ExitStatus::Infrastructure
-                    }
-                    _ => ExitStatus::TrialsFailed,
+                    status => failure::status_of_trial(
+                        status != RunStatus::Completed,
+                        result.error.as_ref().map(|e| e.kind),
+                    ),
                 }
             }
-            Err(error) => report_error(&error, args.styled),
-        }
-    })
-}
-
-fn report_error(error: &RunnerError, styled: bool) -> ExitStatus {
-    match error {
-        RunnerError::InvalidTask(e) => {
-            eprint!("{}", render::human(&e.report, styled));
-            ExitStatus::Invalid
-        }
-        RunnerError::Run(crate::runner::RunError::Env(_)) => {
-            eprintln!("error: {error}");
-            ExitStatus::Infrastructure
-        }
-        _ => {
-            eprintln!("error: {error}");
-            ExitStatus::Invalid
+            Err(error) => failure::runner_error(&error, args.styled),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use super::ExitStatus;
+use super::{ExitStatus, failure};
 use crate::view::{ViewError, ViewOptions, Viewer};
 
 pub(super) struct ViewArgs {
@@ -12,7 +12,7 @@ pub(super) struct ViewArgs {
     pub port: Option<u16>,
 }
 
-pub(super) fn run(args: ViewArgs) -> ExitStatus {
+pub(super) async fn run(args: ViewArgs) -> ExitStatus {
     if !args.root.is_dir() {
         eprintln!(
             "error: `{}` is not a directory; give a run directory or a pipeline's output directory (default: `runs`)",
@@ -20,11 +20,7 @@ pub(super) fn run(args: ViewArgs) -> ExitStatus {
         );
         return ExitStatus::Invalid;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts");
-    runtime.block_on(async move {
+    {
         let options = ViewOptions {
             root: args.root.clone(),
             host: args.host,
@@ -41,13 +37,13 @@ pub(super) fn run(args: ViewArgs) -> ExitStatus {
                 ExitStatus::Success
             }
             Err(error @ ViewError::Root { .. }) => {
-                eprintln!("error: {error}");
+                failure::print(&error);
                 ExitStatus::Invalid
             }
             Err(error) => {
-                eprintln!("error: {error}");
+                failure::print(&error);
                 ExitStatus::Infrastructure
             }
         }
-    })
+    }
 }

@@ -10,11 +10,11 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig};
+use bollard::models::{ContainerConfig, ContainerCreateBody, DeviceRequest, HostConfig};
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptions, DownloadFromContainerOptionsBuilder,
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder, UploadToContainerOptionsBuilder,
+    BuildImageOptionsBuilder, CommitContainerOptionsBuilder, CreateContainerOptions,
+    DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -580,6 +580,10 @@ impl Environment for DockerEngine {
         self.reap().await
     }
 
+    async fn remove_image(&self, image: &str) -> Result<(), EnvError> {
+        DockerEngine::remove_image(self, image).await
+    }
+
     async fn gc(&self, labels: &[String]) -> Result<Collected, EnvError> {
         let (instances, images) = self.collect(labels).await?;
         Ok(Collected { instances, images })
@@ -619,6 +623,25 @@ impl Sandbox for DockerSandbox {
         self.engine
             .download_from(&self.container, path, dest, cap)
             .await
+    }
+
+    async fn freeze(&self, labels: &BTreeMap<String, String>) -> Result<String, EnvError> {
+        let options = CommitContainerOptionsBuilder::default()
+            .container(&self.container.id)
+            .pause(true)
+            .build();
+        let config = ContainerConfig {
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        let _permit = self.engine.permit().await;
+        let committed = self
+            .engine
+            .docker
+            .commit_container(options, config)
+            .await
+            .map_err(engine_error)?;
+        Ok(committed.id)
     }
 
     async fn remove(&self) -> Result<(), EnvError> {

@@ -60,6 +60,12 @@ pub struct Collected {
 pub trait Environment: Send + Sync + 'static {
     fn provider(&self) -> Provider;
 
+    /// Whether its sandboxes run on this machine, and so take from the run's CPU and
+    /// memory budget.
+    fn runs_here(&self) -> bool {
+        true
+    }
+
     /// Whether helios builds images itself on this machine (`false`: the provider builds
     /// them from the Dockerfile's text, as Daytona's declarative build does).
     fn builds_images(&self) -> bool;
@@ -86,6 +92,11 @@ pub trait Environment: Send + Sync + 'static {
     /// many. For a remote provider this is also the first authenticated call, so a refused
     /// key shows here, before any trial starts.
     async fn reap_dead_runs(&self) -> Result<usize, EnvError>;
+
+    /// Removes an image this run made (a sandbox frozen with [`Sandbox::freeze`]).
+    async fn remove_image(&self, _image: &str) -> Result<(), EnvError> {
+        Ok(())
+    }
 
     /// Removes everything helios labelled (and that carries every label in `labels`).
     async fn gc(&self, labels: &[String]) -> Result<Collected, EnvError>;
@@ -120,6 +131,15 @@ pub trait Sandbox: Send + Sync + 'static {
         dest: &Path,
         cap: u64,
     ) -> Result<tarball::UnpackStats, EnvError>;
+
+    /// Freezes the sandbox's filesystem into an image carrying `labels`, and returns the
+    /// image's id: a fresh sandbox made from it has the files and none of the processes.
+    async fn freeze(&self, _labels: &BTreeMap<String, String>) -> Result<String, EnvError> {
+        Err(EnvError::Unsupported(format!(
+            "{} cannot freeze a sandbox into an image (needed for `isolation = \"separate\"`)",
+            self.provider()
+        )))
+    }
 
     /// Removes the environment (with retries for a remote provider). An error names what
     /// is left, so that it can be removed by hand or by `helios gc`.

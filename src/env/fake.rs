@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sha2::Digest as _;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -71,6 +72,9 @@ impl FakeReply {
     }
 }
 
+/// The reward files a verifier writes.
+const VERIFIER_REWARDS: [&str; 2] = ["/logs/verifier/reward.txt", "/logs/verifier/reward.json"];
+
 type ExecScript = dyn Fn(&FakeCall) -> FakeReply + Send + Sync;
 type CreateScript = dyn Fn(usize) -> Result<(), EnvError> + Send + Sync;
 
@@ -83,7 +87,19 @@ pub struct FakeRecord {
     pub removed: usize,
     /// The most sandboxes that existed at once.
     pub most_at_once: usize,
+    /// The most CPUs their specs asked for at once (a spec without CPUs counts as one).
+    pub most_cpus_at_once: f64,
+    /// The most memory their specs asked for at once, in megabytes.
+    pub most_memory_at_once: u64,
     pub builds: Vec<String>,
+    /// The most image builds at once.
+    pub most_builds_at_once: usize,
+    /// Images frozen from sandboxes, and how many of them were removed again.
+    pub frozen: usize,
+    pub images_removed: usize,
+    /// Every sandbox: its id, when it was made and removed (tokio's clock, from the
+    /// fake's creation), and the CPUs it asked for.
+    pub lifetimes: Vec<(String, Duration, Option<Duration>, f64)>,
     /// Every command, with the id of its sandbox and when it started (tokio's clock,
     /// from the fake's creation).
     pub commands: Vec<(String, String, Duration)>,
@@ -95,6 +111,11 @@ struct FakeState {
     builds_fail: Option<EnvError>,
     /// A cap on collected bytes below the runner's, so tests can pass it cheaply.
     collect_cap: u64,
+    build_takes: Duration,
+    /// CPUs, memory and builds in use now.
+    in_use: Mutex<(f64, u64, usize)>,
+    /// Frozen sandboxes' files, by image id.
+    images: Mutex<BTreeMap<String, BTreeMap<String, Vec<u8>>>>,
     record: Mutex<FakeRecord>,
     live: AtomicUsize,
     started: tokio::time::Instant,
@@ -121,6 +142,9 @@ impl FakeEngine {
                 create: Box::new(|_| Ok(())),
                 builds_fail: None,
                 collect_cap: u64::MAX,
+                build_takes: Duration::ZERO,
+                in_use: Mutex::new((0.0, 0, 0)),
+                images: Mutex::new(BTreeMap::new()),
                 record: Mutex::new(FakeRecord::default()),
                 live: AtomicUsize::new(0),
                 started: tokio::time::Instant::now(),
@@ -134,6 +158,11 @@ impl FakeEngine {
         create: impl Fn(usize) -> Result<(), EnvError> + Send + Sync + 'static,
     ) -> FakeEngine {
         self.rebuilt(|state| state.create = Box::new(create))
+    }
+
+    /// Makes every image build take `takes` (on tokio's clock).
+    pub fn building_takes(self, takes: Duration) -> FakeEngine {
+        self.rebuilt(|state| state.build_takes = takes)
     }
 
     /// Makes every image build fail with `error`.
@@ -186,12 +215,18 @@ impl Environment for FakeEngine {
     }
 
     async fn build(&self, spec: &BuildSpec<'_>) -> Result<(), EnvError> {
-        self.state
-            .record
-            .lock()
-            .expect("fake record")
-            .builds
-            .push(spec.tag.to_string());
+        let builds = {
+            let mut in_use = self.state.in_use.lock().expect("fake use");
+            in_use.2 += 1;
+            in_use.2
+        };
+        {
+            let mut record = self.state.record.lock().expect("fake record");
+            record.builds.push(spec.tag.to_string());
+            record.most_builds_at_once = record.most_builds_at_once.max(builds);
+        }
+        tokio::time::sleep(self.state.build_takes).await;
+        self.state.in_use.lock().expect("fake use").2 -= 1;
         match &self.state.builds_fail {
             Some(error) => Err(error.clone()),
             None => spec
@@ -215,23 +250,65 @@ impl Environment for FakeEngine {
         };
         (self.state.create)(call)?;
         let live = self.state.live.fetch_add(1, Ordering::SeqCst) + 1;
+        let cpus = spec.cpus.unwrap_or(1.0);
+        let memory = spec.memory_mb.unwrap_or(0);
+        let (cpus_in_use, memory_in_use) = {
+            let mut in_use = self.state.in_use.lock().expect("fake use");
+            in_use.0 += cpus;
+            in_use.1 += memory;
+            (in_use.0, in_use.1)
+        };
         let id = {
             let mut record = self.state.record.lock().expect("fake record");
             record.created += 1;
             record.most_at_once = record.most_at_once.max(live);
-            format!("fake-{}", record.created)
+            record.most_cpus_at_once = record.most_cpus_at_once.max(cpus_in_use);
+            record.most_memory_at_once = record.most_memory_at_once.max(memory_in_use);
+            let id = format!("fake-{}", record.created);
+            record
+                .lifetimes
+                .push((id.clone(), self.state.started.elapsed(), None, cpus));
+            id
         };
+        let files = self
+            .state
+            .images
+            .lock()
+            .expect("fake images")
+            .get(&spec.image)
+            .cloned()
+            .unwrap_or_default();
         Ok(Instance::new(FakeSandbox {
             id,
+            cpus,
+            memory,
             image: spec.image.clone(),
             state: self.state.clone(),
-            files: Mutex::new(BTreeMap::new()),
+            files: Mutex::new(files),
             removed: Mutex::new(false),
         }))
     }
 
     async fn reap_dead_runs(&self) -> Result<usize, EnvError> {
         Ok(0)
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<(), EnvError> {
+        if self
+            .state
+            .images
+            .lock()
+            .expect("fake images")
+            .remove(image)
+            .is_some()
+        {
+            self.state
+                .record
+                .lock()
+                .expect("fake record")
+                .images_removed += 1;
+        }
+        Ok(())
     }
 
     async fn gc(&self, _labels: &[String]) -> Result<Collected, EnvError> {
@@ -241,6 +318,8 @@ impl Environment for FakeEngine {
 
 struct FakeSandbox {
     id: String,
+    cpus: f64,
+    memory: u64,
     image: String,
     state: Arc<FakeState>,
     files: Mutex<BTreeMap<String, Vec<u8>>>,
@@ -278,6 +357,18 @@ impl Sandbox for FakeSandbox {
         if let Some(error) = reply.fails {
             return Err(error);
         }
+        // The verifier's wrapper (see `verify::steps`) reports and removes reward files
+        // that were there before, and the sums of what the tests wrote.
+        let verifier = spec.command.contains("helios-stale");
+        let mut stale = String::new();
+        if verifier {
+            let mut files = self.files.lock().expect("fake files");
+            for name in VERIFIER_REWARDS {
+                if files.remove(name).is_some() {
+                    stale.push_str(&format!("helios-stale: {name}\n"));
+                }
+            }
+        }
         if let Some(deadline) = spec.deadline.filter(|d| *d < reply.takes) {
             tokio::time::sleep(deadline).await;
             return Ok(ExecOutput {
@@ -291,9 +382,19 @@ impl Sandbox for FakeSandbox {
         for (path, content) in reply.writes {
             files.insert(path, content.into_bytes());
         }
+        let mut stdout = stale + &reply.stdout;
+        if verifier {
+            for name in VERIFIER_REWARDS {
+                if let Some(content) = files.get(name) {
+                    let file = name.rsplit('/').next().unwrap_or(name);
+                    let sum = hex::encode(sha2::Sha256::digest(content));
+                    stdout.push_str(&format!("{sum}  {file}\n"));
+                }
+            }
+        }
         Ok(ExecOutput {
             exit_code: Some(reply.exit_code),
-            stdout: reply.stdout,
+            stdout,
             stderr: String::new(),
             timed_out: false,
         })
@@ -345,12 +446,35 @@ impl Sandbox for FakeSandbox {
             .map_err(io)
     }
 
+    async fn freeze(&self, _labels: &BTreeMap<String, String>) -> Result<String, EnvError> {
+        let files = self.files.lock().expect("fake files").clone();
+        let mut record = self.state.record.lock().expect("fake record");
+        record.frozen += 1;
+        let image = format!("fake-frozen-{}", record.frozen);
+        self.state
+            .images
+            .lock()
+            .expect("fake images")
+            .insert(image.clone(), files);
+        Ok(image)
+    }
+
     async fn remove(&self) -> Result<(), EnvError> {
         let mut removed = self.removed.lock().expect("fake removed");
         if !*removed {
             *removed = true;
             self.state.live.fetch_sub(1, Ordering::SeqCst);
-            self.state.record.lock().expect("fake record").removed += 1;
+            {
+                let mut in_use = self.state.in_use.lock().expect("fake use");
+                in_use.0 -= self.cpus;
+                in_use.1 -= self.memory;
+            }
+            let mut record = self.state.record.lock().expect("fake record");
+            record.removed += 1;
+            let now = self.state.started.elapsed();
+            if let Some(life) = record.lifetimes.iter_mut().find(|l| l.0 == self.id) {
+                life.2 = Some(now);
+            }
         }
         Ok(())
     }

@@ -4,14 +4,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use petgraph::algo::tarjan_scc;
-use petgraph::graph::DiGraph;
 use serde_json::Value;
 
 use super::check_task::env_syntax;
 use super::discover::{compile_filters, report_unmatched};
 use super::document::{Document, pointer_push};
 use super::pipeline::{AgentSpec, DEFAULT_MAX_TRIALS, PipelineManifest};
+use super::stage_graph::StageGraph;
 use super::task::NetworkMode;
 use super::trials::{count_trials, total_trials};
 use crate::agent::AgentKind;
@@ -43,6 +42,7 @@ impl PipelineCheck<'_> {
         self.agents(&mut out, report);
         self.stages(&mut out);
         self.verify_steps(&mut out);
+        self.expectations(&mut out);
         self.unused(&mut out);
         self.network(&mut out);
         self.trial_bound(&mut out);
@@ -440,25 +440,17 @@ impl PipelineCheck<'_> {
                 );
             }
         }
-        let mut graph = DiGraph::<usize, usize>::new();
-        let nodes: Vec<_> = (0..stages.len()).map(|i| graph.add_node(i)).collect();
-        for (i, stage) in stages.iter().enumerate() {
-            for (j, need) in stage.needs.iter().enumerate() {
-                match index.get(need.as_str()) {
-                    Some(&k) => {
-                        graph.add_edge(nodes[k], nodes[i], j);
-                    }
-                    None => out.push(self.undefined(
-                        "stage",
-                        need,
-                        &format!("/stages/{i}/needs/{j}"),
-                        stages.iter().map(|s| s.name.as_str()),
-                    )),
-                }
-            }
+        let graph = StageGraph::of(stages);
+        for &(i, j) in &graph.unknown {
+            out.push(self.undefined(
+                "stage",
+                &stages[i].needs[j],
+                &format!("/stages/{i}/needs/{j}"),
+                stages.iter().map(|s| s.name.as_str()),
+            ));
         }
         out.extend(self.cycles(&graph));
-        let ancestors = ancestors(stages.len(), &graph);
+        let ancestors = graph.ancestors();
         for (i, stage) in stages.iter().enumerate() {
             self.stage_members(i, out);
             if let Some(gate) = &stage.gate {
@@ -630,38 +622,11 @@ impl PipelineCheck<'_> {
     }
 
     /// One diagnostic per cycle among stages, naming every stage on it.
-    fn cycles(&self, graph: &DiGraph<usize, usize>) -> Vec<Diagnostic> {
+    fn cycles(&self, graph: &StageGraph) -> Vec<Diagnostic> {
         let stages = &self.manifest.stages;
         let mut out = Vec::new();
-        for component in tarjan_scc(graph) {
-            let first = *component
-                .iter()
-                .map(|n| &graph[*n])
-                .min()
-                .expect("components are not empty");
-            let self_loop = graph.contains_edge(component[0], component[0]);
-            if component.len() < 2 && !self_loop {
-                continue;
-            }
-            let members: BTreeSet<usize> = component.iter().map(|n| graph[*n]).collect();
-            let mut path = vec![first];
-            let mut current = first;
-            // Walk the `needs` of each stage inside the cycle until we are back at the start.
-            loop {
-                let next = stages[current]
-                    .needs
-                    .iter()
-                    .filter_map(|n| stages.iter().position(|s| &s.name == n))
-                    .find(|k| members.contains(k) && (*k == first || !path.contains(k)));
-                match next {
-                    Some(k) if k == first => break,
-                    Some(k) => {
-                        path.push(k);
-                        current = k;
-                    }
-                    None => break,
-                }
-            }
+        for path in graph.cycles(stages) {
+            let first = path[0];
             let mut names: Vec<&str> = path.iter().map(|&k| stages[k].name.as_str()).collect();
             names.push(&stages[first].name);
             let second = path.get(1).copied().unwrap_or(first);
@@ -782,6 +747,67 @@ impl PipelineCheck<'_> {
         }
     }
 
+    /// `[[expect]]`: selectors that name a stage, agent and model of the pipeline, and at
+    /// least one bar.
+    fn expectations(&self, out: &mut Vec<Diagnostic>) {
+        let stages = &self.manifest.stages;
+        for (i, expect) in self.manifest.expect.iter().enumerate() {
+            let at = |field: &str| format!("/expect/{i}/{field}");
+            if let Some(stage) = &expect.stage
+                && !stages.iter().any(|s| &s.name == stage)
+            {
+                let known = stages.iter().map(|s| s.name.as_str());
+                out.push(self.undefined("stage", stage, &at("stage"), known));
+            }
+            if let Some(agent) = &expect.agent
+                && !stages.iter().any(|s| s.agents.contains(agent))
+            {
+                let known: BTreeSet<&str> = stages
+                    .iter()
+                    .flat_map(|s| s.agents.iter().map(String::as_str))
+                    .collect();
+                out.push(self.undefined("agent", agent, &at("agent"), known));
+            }
+            // Groups are named by what stages and agents call their models.
+            let models: BTreeSet<&str> = self
+                .manifest
+                .models
+                .keys()
+                .map(String::as_str)
+                .chain(
+                    self.manifest
+                        .agents
+                        .values()
+                        .filter_map(|a| a.model.as_deref()),
+                )
+                .chain(
+                    stages
+                        .iter()
+                        .flat_map(|s| s.models.iter().map(String::as_str)),
+                )
+                .collect();
+            if let Some(model) = &expect.model
+                && !models.contains(model.as_str())
+            {
+                out.push(self.undefined("model", model, &at("model"), models.iter().copied()));
+            }
+            if expect.min_mean_reward.is_none()
+                && expect.min_pass_rate.is_none()
+                && expect.max_error_rate.is_none()
+            {
+                out.push(
+                    self.error(
+                        Code::MissingKey,
+                        &format!("/expect/{i}"),
+                        "this expectation sets no bar".to_string(),
+                    )
+                    .label("nothing to check")
+                    .hint("add `min_mean_reward`, `min_pass_rate` or `max_error_rate`"),
+                );
+            }
+        }
+    }
+
     fn undefined<'n>(
         &self,
         what: &str,
@@ -805,24 +831,6 @@ impl PipelineCheck<'_> {
         .label(format!("no {what} of this name"))
         .maybe_hint(hint)
     }
-}
-
-/// For every stage, the set of stages it needs directly or through others.
-fn ancestors(count: usize, graph: &DiGraph<usize, usize>) -> Vec<BTreeSet<usize>> {
-    (0..count)
-        .map(|i| {
-            let mut seen = BTreeSet::new();
-            let mut stack = vec![petgraph::graph::NodeIndex::new(i)];
-            while let Some(node) = stack.pop() {
-                for parent in graph.neighbors_directed(node, petgraph::Direction::Incoming) {
-                    if seen.insert(graph[parent]) {
-                        stack.push(parent);
-                    }
-                }
-            }
-            seen
-        })
-        .collect()
 }
 
 /// The diagnostic of a template problem; `sample` names the trial it happens to when that

@@ -15,6 +15,7 @@ pub mod paths;
 pub mod pipeline;
 pub mod schema;
 pub mod size;
+pub mod stage_graph;
 pub mod task;
 mod toml_source;
 pub mod trials;

@@ -11,6 +11,7 @@ use crate::agent::{AgentKind, AgentLimits};
 use crate::env::{DaytonaSettings, Provider};
 use crate::model::computer::SafetyChecks;
 use crate::model::spec::ModelSpec;
+use crate::verify::Isolation;
 
 /// A pipeline: tasks × agents × models × attempts, in stages that may depend on each other.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -33,12 +34,34 @@ pub struct PipelineManifest {
     /// Named agents that stages refer to; `oracle` and `nop` exist without being declared.
     #[serde(default)]
     pub agents: BTreeMap<String, AgentSpec>,
+    /// How the task's tests run, for tasks whose `task.toml` does not say.
+    #[serde(default, skip_serializing_if = "VerifierDefaults::is_empty")]
+    pub verifier: VerifierDefaults,
     /// Verification steps run after the task's own `tests/test.sh`.
     #[serde(default)]
     pub verify: Vec<VerifyStep>,
     /// The stages of the run, ordered by their `needs`.
     #[schemars(length(min = 1))]
     pub stages: Vec<Stage>,
+    /// Bars the results must clear (CI gates): `apply` and `report` exit 6 when one is not met.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect: Vec<Expect>,
+}
+
+/// `[verifier]` in a pipeline: defaults for the verifier of every task.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifierDefaults {
+    /// `shared` (the default: the agent's container) or `separate` (a fresh container
+    /// made from the agent's files, so an agent cannot forge its reward); a task's own
+    /// `[verifier] isolation` wins.
+    pub isolation: Option<Isolation>,
+}
+
+impl VerifierDefaults {
+    fn is_empty(&self) -> bool {
+        self.isolation.is_none()
+    }
 }
 
 /// `[pipeline]`: the run as a whole.
@@ -54,10 +77,19 @@ pub struct PipelineSection {
     #[serde(default = "default_output_dir")]
     #[schemars(length(min = 1))]
     pub output_dir: String,
-    /// How many trials run at once.
+    /// How many trials run at once, at most: a trial also waits until its task's `cpus`
+    /// and memory fit in what is free of the machine.
     #[serde(default = "default_concurrency")]
     #[schemars(range(min = 1))]
     pub concurrency: u32,
+    /// How many images build at once (default: half the machine's cores, at least one).
+    #[schemars(range(min = 1))]
+    pub build_concurrency: Option<u32>,
+    /// Most US dollars the run's trials may spend on models: once spent, no further trial
+    /// starts (finished results are kept; `apply` again resumes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub max_cost_usd: Option<f64>,
     /// The most trials the pipeline may make (tasks × agents × models × matrix × attempts,
     /// summed over stages); checked before a plan is built, so a mistake cannot exhaust
     /// memory.
@@ -225,4 +257,32 @@ fn default_gate_agent() -> String {
 
 fn default_min_reward() -> f64 {
     1.0
+}
+
+/// `[[expect]]`: a bar that the groups it selects (every group when no selector is given)
+/// must clear; each group is checked on its own.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Only groups of this stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// Only groups of this agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Only groups of this model (its name under `[models]`, or its id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The mean reward must be at least this (infrastructure errors left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_mean_reward: Option<f64>,
+    /// The share of scored trials that passed must be at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_pass_rate: Option<f64>,
+    /// The share of trials that ended in an error of any kind may be at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub max_error_rate: Option<f64>,
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 
 use crate::env::desktop::DesktopConfig;
+use crate::verify::Isolation;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -58,6 +59,10 @@ pub struct VerifierSection {
     /// Environment variables for the verifier; `${VAR}` and `${VAR:-default}` read the host.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Where the tests run: `shared` (in the agent's container, the default) or
+    /// `separate` (in a fresh container made from the agent's files, with none of its
+    /// processes). A helios extension: the pipeline's `[verifier] isolation` otherwise.
+    pub isolation: Option<Isolation>,
 }
 
 impl Default for VerifierSection {
@@ -65,6 +70,7 @@ impl Default for VerifierSection {
         VerifierSection {
             timeout_sec: default_verifier_timeout(),
             env: BTreeMap::new(),
+            isolation: None,
         }
     }
 }

@@ -15,6 +15,7 @@ use super::{
 use crate::agent::AgentKind;
 use crate::env::Provider;
 use crate::manifest::pipeline::{EnvironmentDefaults, VerifyStep};
+use crate::manifest::stage_graph::StageGraph;
 use crate::manifest::trials::{count_trials, total_trials};
 use crate::manifest::{BUILTIN_AGENTS, Pipeline};
 use crate::model::ModelId;
@@ -89,6 +90,10 @@ struct TrialConfig<'a> {
     vars: Option<&'a BTreeMap<String, Value>>,
     environment: EnvironmentIdentity<'a>,
     verify: &'a [VerifyStep],
+    /// The pipeline's `[verifier]` defaults; left out when empty, so that ids made before
+    /// they existed stay the same (a task's own setting is in its digest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verifier: Option<&'a crate::manifest::pipeline::VerifierDefaults>,
 }
 
 /// The `[environment]` defaults as they count for a trial: the stage's provider, and not
@@ -179,6 +184,7 @@ impl Plan {
                         vars: agents[agent].kind.needs_model().then_some(&manifest.vars),
                         environment: EnvironmentIdentity::of(&manifest.environment, provider),
                         verify: &manifest.verify,
+                        verifier: Some(&manifest.verifier).filter(|v| **v != Default::default()),
                     };
                     let config_digest =
                         Digest::of_bytes(&serde_json::to_vec(&config).expect("configs serialize"));
@@ -232,6 +238,8 @@ impl Plan {
             trials,
             graph,
             trial_nodes,
+            expect: manifest.expect.clone(),
+            max_cost_usd: manifest.pipeline.max_cost_usd,
         })
     }
 }
@@ -414,45 +422,19 @@ fn cross(matrix: &BTreeMap<String, Vec<Value>>) -> Vec<BTreeMap<String, Value>> 
     sets
 }
 
-/// Stages in an order where every stage comes after those it needs, and otherwise in file
-/// order (so a plan reads like its pipeline).
+/// Stages in run order (see [`StageGraph::order`]).
 fn stage_order(pipeline: &Pipeline) -> Result<Vec<usize>, PlanError> {
     let stages = &pipeline.manifest.stages;
-    let mut needs: Vec<Vec<usize>> = Vec::with_capacity(stages.len());
-    for stage in stages {
-        let indexes = stage
-            .needs
-            .iter()
-            .map(|need| {
-                stages
-                    .iter()
-                    .position(|s| &s.name == need)
-                    .ok_or_else(|| PlanError::Unknown {
-                        kind: "stage",
-                        name: need.clone(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        needs.push(indexes);
+    let graph = StageGraph::of(stages);
+    if let Some(&(i, j)) = graph.unknown.first() {
+        return Err(PlanError::Unknown {
+            kind: "stage",
+            name: stages[i].needs[j].clone(),
+        });
     }
-    let mut placed = vec![false; stages.len()];
-    let mut order = Vec::with_capacity(stages.len());
-    while order.len() < stages.len() {
-        let next = (0..stages.len()).find(|&i| !placed[i] && needs[i].iter().all(|&n| placed[n]));
-        match next {
-            Some(i) => {
-                placed[i] = true;
-                order.push(i);
-            }
-            None => {
-                let stuck = (0..stages.len())
-                    .find(|&i| !placed[i])
-                    .expect("some stage is left");
-                return Err(PlanError::Cycle(stages[stuck].name.clone()));
-            }
-        }
-    }
-    Ok(order)
+    graph
+        .order()
+        .map_err(|stuck| PlanError::Cycle(stages[stuck].name.clone()))
 }
 
 /// Builds → trials; trials of needed stages → the stage's gate → its trials; all → report.

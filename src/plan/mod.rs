@@ -4,6 +4,7 @@
 //! Reading the files that ids depend on is done once, up front, by [`Inputs::gather`];
 //! building the plan from them ([`Plan::build`]) is pure and synchronous.
 
+pub mod cost;
 pub mod digest;
 mod expand;
 pub mod lock;
@@ -22,7 +23,7 @@ pub use expand::PlanError;
 use crate::agent::{AgentKind, ResolvedLimits};
 use crate::env::Provider;
 use crate::manifest::Pipeline;
-use crate::manifest::pipeline::Gate;
+use crate::manifest::pipeline::{Expect, Gate};
 use crate::store::{RunStore, path_component};
 
 /// What was read from disk for a pipeline: task and environment digests, template digests.
@@ -154,6 +155,11 @@ pub struct Plan {
     pub graph: DiGraph<Node, ()>,
     /// The graph node of each trial, by trial index.
     pub trial_nodes: Vec<NodeIndex>,
+    /// The bars the results must clear (`[[expect]]`, and `--fail-under`), checked when
+    /// the summary is written; they do not change any trial.
+    pub expect: Vec<Expect>,
+    /// `[pipeline] max_cost_usd`: no trial starts once the run has spent this much.
+    pub max_cost_usd: Option<f64>,
 }
 
 impl Plan {

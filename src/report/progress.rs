@@ -7,6 +7,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::memory;
 use crate::env::Provider;
 use crate::events::TrialStatus;
 use crate::events::{BuildOutcome, RunEvent, SkipReason};
@@ -50,6 +51,7 @@ fn build_line(tag: &str, outcome: BuildOutcome, seconds: f64) -> String {
         BuildOutcome::Built => format!("built {tag} in {seconds:.1}s"),
         BuildOutcome::Cached => format!("image {tag} is up to date"),
         BuildOutcome::Failed => format!("building {tag} failed"),
+        BuildOutcome::Cancelled => format!("building {tag} stopped"),
         BuildOutcome::NotNeeded => format!("image {tag} not needed"),
         BuildOutcome::Remote => format!("image {tag} is built by the remote provider"),
     }
@@ -84,6 +86,24 @@ fn note(event: &RunEvent) -> Option<String> {
             format!("stage {stage}: the gate admits {admitted} of {tasks} task(s)")
         }
         RunEvent::TrialStarted { label, .. } => format!("started {label}"),
+        RunEvent::Resources {
+            cpus,
+            memory_mb,
+            builds,
+            concurrency,
+        } => format!(
+            "resources: {cpus} CPU(s), {} of memory, {builds} build(s) and {concurrency} trial(s) at once",
+            memory(*memory_mb)
+        ),
+        RunEvent::RunsAlone {
+            label,
+            cpus,
+            memory_mb,
+            ..
+        } => format!(
+            "warning: {label} asks for {cpus} CPU(s) and {} of memory, more than the run's budget: it runs alone",
+            memory(*memory_mb)
+        ),
         RunEvent::TrialRetry {
             label,
             error,
@@ -228,14 +248,24 @@ impl View for Bars {
                 }
             }
             RunEvent::TrialSkipped {
-                reason: SkipReason::GatedOut | SkipReason::Cancelled,
+                reason: SkipReason::GatedOut | SkipReason::Cancelled | SkipReason::OverBudget,
                 ..
             } => {
                 if let Some(bar) = &self.trials {
                     bar.inc(1);
                 }
             }
+            RunEvent::WaitingForResources { trials, builds } => {
+                if let (Some(bar), true) = (&self.trials, *trials > 0) {
+                    bar.set_message(format!("{trials} waiting for CPUs or memory"));
+                }
+                if let (Some(bar), true) = (&self.builds, *builds > 0) {
+                    bar.set_message(format!("{builds} waiting for a build slot"));
+                }
+            }
             RunEvent::Reaped { .. }
+            | RunEvent::Resources { .. }
+            | RunEvent::RunsAlone { .. }
             | RunEvent::TeardownFailed { .. }
             | RunEvent::TrialRetry { .. }
             | RunEvent::BuildRetry { .. }
@@ -407,6 +437,8 @@ mod tests {
             retried: Vec::new(),
             teardown_errors: Vec::new(),
             logs_cut: None,
+            tampering_suspected: false,
+            tampering: Vec::new(),
             helios_version: "0.1.0".into(),
         }
     }

@@ -5,6 +5,7 @@
 //! message when it ends. It reports through [`RunEvent`]s and never prints.
 
 pub mod prepare;
+pub mod resources;
 pub mod trial;
 
 #[cfg(test)]
@@ -21,6 +22,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use prepare::{TrialSetup, prepare};
+pub use resources::{Budget, Demand};
+
+use resources::Ledger;
 
 use crate::env::daytona::Credentials;
 use crate::env::{BuildSpec, Engine, EnvError, Labels, OpenOptions, Provider};
@@ -47,6 +51,12 @@ pub struct ApplyOptions {
     pub concurrency: Option<usize>,
     /// Daytona credentials, instead of the `DAYTONA_*` environment variables.
     pub daytona: Option<Credentials>,
+    /// CPUs the run may use on this machine at once (default: its cores).
+    pub cpus: Option<f64>,
+    /// Memory the run may use on this machine at once, in megabytes (default: all of it).
+    pub memory_mb: Option<u64>,
+    /// Image builds at once; the pipeline's `build_concurrency` unless overridden.
+    pub build_concurrency: Option<usize>,
 }
 
 impl Default for ApplyOptions {
@@ -57,6 +67,9 @@ impl Default for ApplyOptions {
             labels: BTreeMap::new(),
             concurrency: None,
             daytona: None,
+            cpus: None,
+            memory_mb: None,
+            build_concurrency: None,
         }
     }
 }
@@ -65,6 +78,16 @@ impl ApplyOptions {
     /// How infrastructure failures are retried: `retries` times, with backoff.
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy::infrastructure(self.retries)
+    }
+
+    /// What trials and builds on this machine may use at once.
+    pub fn budget(&self, pipeline: &Pipeline) -> Budget {
+        let builds = self.build_concurrency.or(pipeline
+            .manifest
+            .pipeline
+            .build_concurrency
+            .map(|b| b as usize));
+        Budget::of_machine(self.cpus, self.memory_mb, builds)
     }
 }
 
@@ -106,6 +129,11 @@ pub struct RunOutcome {
     pub already_done: usize,
     pub gated_out: usize,
     pub not_started: usize,
+    /// Trials not started because the run's spend reached `[pipeline] max_cost_usd`
+    /// (they are among `not_started`).
+    pub over_budget: usize,
+    /// What the trials run by this apply cost, in US dollars (where known).
+    pub spent_usd: f64,
     pub cancelled: bool,
     pub summary: Summary,
 }
@@ -152,6 +180,7 @@ pub struct Run {
     previous: Vec<Option<TrialResult>>,
     engines: BTreeMap<Provider, Engine>,
     concurrency: usize,
+    budget: Budget,
     options: ApplyOptions,
     store: RunStore,
 }
@@ -221,6 +250,7 @@ impl Run {
             .unwrap_or(pipeline.manifest.pipeline.concurrency as usize)
             .max(1);
         Ok(Run {
+            budget: options.budget(pipeline),
             plan,
             setups,
             states,
@@ -230,6 +260,11 @@ impl Run {
             options,
             store,
         })
+    }
+
+    /// What trials and builds on this machine may use at once.
+    pub fn budget(&self) -> Budget {
+        self.budget
     }
 
     /// The run's directory (its lock file is there already).
@@ -256,6 +291,12 @@ impl Run {
             done,
             builds: self.plan.builds.len(),
         });
+        let _ = events.send(RunEvent::Resources {
+            cpus: self.budget.cpus,
+            memory_mb: self.budget.memory_mb,
+            builds: self.budget.builds,
+            concurrency: self.concurrency,
+        });
         let missing_images = ensure_prebuilt_images(&self.plan, &self.states, &self.engines).await;
         let context = Arc::new(Context {
             labels: Labels::new(&self.plan.pipeline, self.options.labels.clone()),
@@ -275,7 +316,7 @@ impl Run {
             cancel,
             events,
         });
-        Dispatcher::new(context, self.previous, self.concurrency)
+        Dispatcher::new(context, self.previous, self.concurrency, self.budget)
             .run()
             .await
     }
@@ -397,18 +438,48 @@ struct Dispatcher {
     admitted: Vec<Option<HashSet<u32>>>,
     results: Vec<Option<TrialResult>>,
     skipped: Vec<Option<SkipReason>>,
-    /// Trials whose predecessors are done, waiting for a place under the bound; they
-    /// start in plan order.
+    /// Trials whose predecessors are done, waiting for a place under the bound and for
+    /// their resources; they start in plan order, a later one first when only it fits.
     queue: BTreeSet<usize>,
+    /// Builds whose turn has not come (the build bound, a CPU each).
+    build_queue: BTreeSet<usize>,
     running_trials: usize,
     concurrency: usize,
+    budget: Budget,
+    ledger: Ledger,
+    /// What each trial takes from this machine while it runs.
+    demands: Vec<Demand>,
+    /// Queued trials and builds last reported as waiting for resources.
+    reported_waiting: (usize, usize),
+    /// What the trials this apply ran have cost so far, against `max_cost_usd`.
+    spent_usd: f64,
     tasks: JoinSet<Finished>,
     summary_error: Option<RunError>,
 }
 
 impl Dispatcher {
-    fn new(cx: Arc<Context>, previous: Vec<Option<TrialResult>>, concurrency: usize) -> Self {
+    fn new(
+        cx: Arc<Context>,
+        previous: Vec<Option<TrialResult>>,
+        concurrency: usize,
+        budget: Budget,
+    ) -> Self {
         let graph = &cx.plan.graph;
+        let demands = cx
+            .setups
+            .iter()
+            .map(|setup| {
+                let here = cx
+                    .engines
+                    .get(&setup.provider)
+                    .is_some_and(|e| e.runs_here());
+                if here {
+                    Demand::of_task(setup.task.container.cpus, setup.task.container.memory_mb)
+                } else {
+                    Demand::NONE
+                }
+            })
+            .collect();
         let mut build_nodes = vec![NodeIndex::end(); cx.plan.builds.len()];
         for node in graph.node_indices() {
             if let Node::Build(b) = graph[node] {
@@ -426,8 +497,14 @@ impl Dispatcher {
             skipped: vec![None; previous.len()],
             results: previous,
             queue: BTreeSet::new(),
+            build_queue: BTreeSet::new(),
             running_trials: 0,
             concurrency,
+            budget,
+            ledger: Ledger::default(),
+            demands,
+            reported_waiting: (0, 0),
+            spent_usd: 0.0,
             tasks: JoinSet::new(),
             summary_error: None,
             cx,
@@ -446,14 +523,15 @@ impl Dispatcher {
             self.start(node);
         }
         loop {
+            self.start_queued_builds();
             self.start_queued_trials();
-            if self.tasks.is_empty() && self.queue.is_empty() {
+            self.report_waiting();
+            if self.tasks.is_empty() && self.queue.is_empty() && self.build_queue.is_empty() {
                 break;
             }
             let finished = tokio::select! {
                 finished = self.tasks.join_next(), if !self.tasks.is_empty() => finished,
-                _ = self.cx.cancel.cancelled(), if !self.queue.is_empty() => {
-                    self.cancel_queued();
+                _ = self.cx.cancel.cancelled(), if !self.cx.cancel.is_cancelled() => {
                     continue;
                 }
             };
@@ -470,9 +548,7 @@ impl Dispatcher {
     fn start(&mut self, node: NodeIndex) {
         match self.cx.plan.graph[node] {
             Node::Build(b) => {
-                let cx = self.cx.clone();
-                self.tasks
-                    .spawn(async move { Finished::Build(b, build(&cx, b).await) });
+                self.build_queue.insert(b);
             }
             Node::Gate(s) => {
                 self.admitted[s] = self.admitted_tasks(s);
@@ -481,6 +557,15 @@ impl Dispatcher {
             Node::Trial(t) => match self.skip_reason(t) {
                 Some(reason) => self.skip(t, reason),
                 None => {
+                    let demand = self.demands[t];
+                    if self.budget.exceeded_by(demand) {
+                        self.cx.emit(RunEvent::RunsAlone {
+                            index: TrialIndex(t),
+                            label: self.cx.setups[t].label.clone(),
+                            cpus: demand.cpus,
+                            memory_mb: demand.memory_mb,
+                        });
+                    }
                     self.queue.insert(t);
                 }
             },
@@ -503,6 +588,9 @@ impl Dispatcher {
         if gate.is_some_and(|admitted| !admitted.contains(&trial.task)) {
             return Some(SkipReason::GatedOut);
         }
+        if self.over_budget() {
+            return Some(SkipReason::OverBudget);
+        }
         self.cx
             .cancel
             .is_cancelled()
@@ -518,14 +606,46 @@ impl Dispatcher {
         self.done(self.cx.plan.trial_nodes[t]);
     }
 
-    /// Starts queued trials while there is room under the concurrency bound.
+    /// Starts queued builds while the build bound and the budget allow. Builds go before
+    /// trials: trials wait for them.
+    fn start_queued_builds(&mut self) {
+        while let Some(&b) = self.build_queue.first() {
+            if self.cx.cancel.is_cancelled() {
+                self.build_queue.remove(&b);
+                self.builds[b] = Some(Err(EnvError::Cancelled));
+                self.done(self.build_nodes[b]);
+                continue;
+            }
+            if !self.ledger.build_fits(&self.budget) {
+                return;
+            }
+            self.build_queue.remove(&b);
+            self.ledger.take_build();
+            let cx = self.cx.clone();
+            self.tasks
+                .spawn(async move { Finished::Build(b, build(&cx, b).await) });
+        }
+    }
+
+    /// Starts queued trials, in plan order, while there is room under the concurrency
+    /// bound and their resources fit in what is free.
     fn start_queued_trials(&mut self) {
+        if self.cx.cancel.is_cancelled() {
+            return self.cancel_queued();
+        }
         while self.running_trials < self.concurrency {
-            let Some(t) = self.queue.pop_first() else {
+            let ledger = &self.ledger;
+            let Some(t) = self
+                .queue
+                .iter()
+                .copied()
+                .find(|&t| ledger.fits(&self.budget, self.demands[t]))
+            else {
                 return;
             };
-            if self.cx.cancel.is_cancelled() {
-                self.skip(t, SkipReason::Cancelled);
+            self.queue.remove(&t);
+            if self.over_budget() {
+                self.skip(t, SkipReason::OverBudget);
                 continue;
             }
             let setup = &self.cx.setups[t];
@@ -537,11 +657,38 @@ impl Dispatcher {
                 .cloned();
             let cx = self.cx.clone();
             self.running_trials += 1;
+            self.ledger.take(self.demands[t]);
             self.tasks.spawn(async move {
                 let result = run_trial(&cx, t, build_error).await;
                 Finished::Trial(t, Box::new(result))
             });
         }
+    }
+
+    /// Tells reporters how many trials and builds wait for resources, when that changes.
+    fn report_waiting(&mut self) {
+        let trials = if self.running_trials < self.concurrency {
+            self.queue.len()
+        } else {
+            0
+        };
+        let waiting = (trials, self.build_queue.len());
+        if waiting != self.reported_waiting {
+            self.reported_waiting = waiting;
+            self.cx.emit(RunEvent::WaitingForResources {
+                trials: waiting.0,
+                builds: waiting.1,
+            });
+        }
+    }
+
+    /// Whether this apply's trials have spent the run's budget: no more may start (the
+    /// ones running finish, so the spend can end above it by their cost).
+    fn over_budget(&self) -> bool {
+        self.cx
+            .plan
+            .max_cost_usd
+            .is_some_and(|budget| self.spent_usd >= budget)
     }
 
     /// After the first Ctrl-C, queued trials are not started.
@@ -554,11 +701,14 @@ impl Dispatcher {
     fn finished(&mut self, finished: Finished) {
         match finished {
             Finished::Build(b, result) => {
+                self.ledger.give_back_build();
                 self.builds[b] = Some(result);
                 self.done(self.build_nodes[b]);
             }
             Finished::Trial(t, result) => {
                 self.running_trials -= 1;
+                self.ledger.give_back(self.demands[t]);
+                self.spent_usd += result.cost_usd.unwrap_or(0.0);
                 self.results[t] = Some(*result);
                 self.done(self.cx.plan.trial_nodes[t]);
             }
@@ -611,7 +761,7 @@ impl Dispatcher {
     /// The report node: `summary.json` from every result there is.
     fn write_summary(&self) -> Result<(), RunError> {
         let results: Vec<&TrialResult> = self.results.iter().flatten().collect();
-        let summary = Summary::of(&self.cx.plan.pipeline, &results);
+        let summary = Summary::of(&self.cx.plan.pipeline, &results).checked(&self.cx.plan.expect);
         self.cx
             .store
             .write_summary(&summary)
@@ -627,6 +777,11 @@ impl Dispatcher {
         }
         let cx = &self.cx;
         let (mut ran, mut already_done, mut gated_out, mut not_started) = (0, 0, 0, 0);
+        let over_budget = self
+            .skipped
+            .iter()
+            .filter(|s| **s == Some(SkipReason::OverBudget))
+            .count();
         let mut trials = Vec::new();
         for (t, result) in self.results.into_iter().enumerate() {
             let ran_now = cx.states[t] != TrialState::Done;
@@ -646,7 +801,7 @@ impl Dispatcher {
             }
         }
         let results: Vec<&TrialResult> = trials.iter().map(|t| &t.result).collect();
-        let summary = Summary::of(&cx.plan.pipeline, &results);
+        let summary = Summary::of(&cx.plan.pipeline, &results).checked(&cx.plan.expect);
         cx.emit(RunEvent::Finished);
         Ok(RunOutcome {
             run_dir: cx.plan.run_dir.clone(),
@@ -655,6 +810,8 @@ impl Dispatcher {
             already_done,
             gated_out,
             not_started,
+            over_budget,
+            spent_usd: self.spent_usd,
             cancelled: cx.cancel.is_cancelled(),
             summary,
         })
@@ -722,6 +879,7 @@ async fn build(cx: &Context, b: usize) -> Result<(), EnvError> {
         outcome: match &outcome {
             Ok(true) => BuildOutcome::Built,
             Ok(false) => BuildOutcome::Cached,
+            Err(EnvError::Cancelled) => BuildOutcome::Cancelled,
             Err(_) => BuildOutcome::Failed,
         },
         seconds: started.elapsed().as_secs_f64(),
@@ -762,7 +920,14 @@ async fn build_image(cx: &Context, engine: &Engine, b: usize) -> Result<bool, En
     };
     let mut delays = cx.options.retry_policy().delays();
     loop {
-        let error = match engine.build(&spec).await {
+        // Dropping a build on Ctrl-C closes its connection: the engine stops the build and
+        // removes its intermediate containers, so nothing of the run keeps running.
+        let attempt = tokio::select! {
+            biased;
+            _ = cx.cancel.cancelled() => return Err(EnvError::Cancelled),
+            attempt = engine.build(&spec) => attempt,
+        };
+        let error = match attempt {
             Ok(()) => return Ok(true),
             Err(error) => error,
         };

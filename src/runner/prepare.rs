@@ -17,6 +17,8 @@ use crate::manifest::pipeline::VerifyStep;
 use crate::manifest::task::NetworkMode;
 use crate::manifest::{Pipeline, TaskDir};
 use crate::plan::{ImageSource, Plan};
+use crate::store::RunStore;
+use crate::verify::Isolation;
 
 /// What every trial of one task shares.
 #[derive(Debug)]
@@ -37,6 +39,8 @@ pub struct TaskRuntime {
     pub solution_env: BTreeMap<String, String>,
     /// The virtual desktop the task asks for.
     pub desktop: Option<crate::env::desktop::DesktopConfig>,
+    /// Where its tests run.
+    pub isolation: Isolation,
 }
 
 /// One trial, ready to run.
@@ -78,32 +82,7 @@ pub fn prepare(
     {
         problems.push(problem);
     }
-    let remote: std::collections::HashSet<u32> = plan
-        .trials
-        .iter()
-        .filter(|t| plan.provider(t) == Provider::Daytona)
-        .map(|t| t.task)
-        .collect();
-    let tasks: Vec<Option<Arc<TaskRuntime>>> = plan
-        .tasks
-        .iter()
-        .zip(&pipeline.tasks)
-        .enumerate()
-        .map(|(index, (planned, task))| {
-            let image = match &planned.image {
-                ImageSource::Build(b) => (plan.builds[*b].tag.clone(), Some(*b)),
-                ImageSource::Prebuilt(image) => (image.clone(), None),
-            };
-            let remote = remote.contains(&(index as u32));
-            match task_runtime(pipeline, task, image, remote, host) {
-                Ok(runtime) => Some(Arc::new(runtime)),
-                Err(mut found) => {
-                    problems.append(&mut found);
-                    None
-                }
-            }
-        })
-        .collect();
+    let tasks = task_runtimes(pipeline, plan, host, &mut problems);
     let uses_models = plan.trials.iter().any(|t| t.model.is_some());
     let models = if uses_models {
         crate::model::runtime::build(&pipeline.manifest.models, &pipeline.base_dir, host)
@@ -114,36 +93,17 @@ pub fn prepare(
     } else {
         Default::default()
     };
-    let mut templates = BTreeMap::new();
-    for spec in pipeline.manifest.agents.values() {
-        for path in [&spec.system_prompt, &spec.user_prompt]
-            .into_iter()
-            .flatten()
-        {
-            match std::fs::read_to_string(pipeline.base_dir.join(path)) {
-                Ok(text) => {
-                    templates.insert(path.clone(), text);
-                }
-                Err(e) => problems.push(format!("cannot read template `{path}`: {e}")),
-            }
-        }
-    }
-    let mut agent_envs = Vec::new();
-    for agent in &plan.agents {
-        match expand_all(&agent.env, host, &format!("agent `{}`", agent.name)) {
-            Ok(env) => agent_envs.push(env),
-            Err(mut found) => {
-                problems.append(&mut found);
-                agent_envs.push(BTreeMap::new());
-            }
-        }
-    }
-    if !problems.is_empty() {
+    let templates = read_templates(pipeline, &mut problems);
+    let agent_envs = agent_envs(plan, host, &mut problems);
+    let problems_so_far = |mut problems: Vec<String>| {
         problems.sort();
         problems.dedup();
-        return Err(problems);
+        problems
+    };
+    if !problems.is_empty() {
+        return Err(problems_so_far(problems));
     }
-    let steps = Arc::new(pipeline.manifest.verify.clone());
+    let tasks: Vec<Arc<TaskRuntime>> = tasks.into_iter().flatten().collect();
     let mut model_plans = Vec::with_capacity(plan.trials.len());
     for trial in &plan.trials {
         let agent = &plan.agents[trial.agent as usize];
@@ -151,9 +111,7 @@ pub fn prepare(
             model_plans.push(None);
             continue;
         }
-        let task = tasks[trial.task as usize]
-            .as_ref()
-            .expect("problems were returned above");
+        let task = &tasks[trial.task as usize];
         match model_plan(pipeline, plan, trial, task, &models, &templates) {
             Ok(model_plan) => model_plans.push(Some(Arc::new(model_plan))),
             Err(problem) => {
@@ -163,10 +121,10 @@ pub fn prepare(
         }
     }
     if !problems.is_empty() {
-        problems.sort();
-        problems.dedup();
-        return Err(problems);
+        return Err(problems_so_far(problems));
     }
+    let steps = Arc::new(pipeline.manifest.verify.clone());
+    let store = RunStore::new(&plan.run_dir);
     Ok(plan
         .trials
         .iter()
@@ -174,9 +132,7 @@ pub fn prepare(
         .enumerate()
         .map(|(index, (trial, model_plan))| {
             let agent = &plan.agents[trial.agent as usize];
-            let task = tasks[trial.task as usize]
-                .clone()
-                .expect("problems were returned above");
+            let task = tasks[trial.task as usize].clone();
             let stage = plan.stages[trial.stage as usize].name.clone();
             let model = plan.model_name(trial).map(str::to_string);
             let label = format!(
@@ -205,11 +161,84 @@ pub fn prepare(
                 provider: plan.provider(trial),
                 task,
                 model_plan,
-                dir: plan.run_dir.join(plan.trial_dir(trial)),
+                dir: store.trial_dir(&plan.trial_dir(trial)),
                 steps: steps.clone(),
             }
         })
         .collect())
+}
+
+/// What every trial of each task shares; `None` for a task with problems (recorded).
+fn task_runtimes(
+    pipeline: &Pipeline,
+    plan: &Plan,
+    host: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Vec<Option<Arc<TaskRuntime>>> {
+    let remote: std::collections::HashSet<u32> = plan
+        .trials
+        .iter()
+        .filter(|t| plan.provider(t) == Provider::Daytona)
+        .map(|t| t.task)
+        .collect();
+    plan.tasks
+        .iter()
+        .zip(&pipeline.tasks)
+        .enumerate()
+        .map(|(index, (planned, task))| {
+            let image = match &planned.image {
+                ImageSource::Build(b) => (plan.builds[*b].tag.clone(), Some(*b)),
+                ImageSource::Prebuilt(image) => (image.clone(), None),
+            };
+            let remote = remote.contains(&(index as u32));
+            match task_runtime(pipeline, task, image, remote, host) {
+                Ok(runtime) => Some(Arc::new(runtime)),
+                Err(mut found) => {
+                    problems.append(&mut found);
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// The agents' prompt templates, by the path the pipeline gives.
+fn read_templates(pipeline: &Pipeline, problems: &mut Vec<String>) -> BTreeMap<String, String> {
+    let mut templates = BTreeMap::new();
+    for spec in pipeline.manifest.agents.values() {
+        for path in [&spec.system_prompt, &spec.user_prompt]
+            .into_iter()
+            .flatten()
+        {
+            match std::fs::read_to_string(pipeline.base_dir.join(path)) {
+                Ok(text) => {
+                    templates.insert(path.clone(), text);
+                }
+                Err(e) => problems.push(format!("cannot read template `{path}`: {e}")),
+            }
+        }
+    }
+    templates
+}
+
+/// Each agent's environment with the host's variables expanded, by agent index.
+fn agent_envs(
+    plan: &Plan,
+    host: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Vec<BTreeMap<String, String>> {
+    plan.agents
+        .iter()
+        .map(
+            |agent| match expand_all(&agent.env, host, &format!("agent `{}`", agent.name)) {
+                Ok(env) => env,
+                Err(mut found) => {
+                    problems.append(&mut found);
+                    BTreeMap::new()
+                }
+            },
+        )
+        .collect()
 }
 
 /// The model and the prompts of a model-driven trial, rendered now so that a template error
@@ -388,6 +417,18 @@ fn task_runtime(
         Some(_) if remote => remote_dockerfile(task).map_err(|p| problems.push(p)).ok(),
         _ => None,
     };
+    let isolation = m
+        .verifier
+        .isolation
+        .or(pipeline.manifest.verifier.isolation)
+        .unwrap_or_default();
+    if remote && isolation == Isolation::Separate {
+        problems.push(format!(
+            "task `{}` asks for `isolation = \"separate\"`, which needs a provider that can freeze a \
+             sandbox into an image (Docker); Daytona cannot: use \"shared\" there",
+            task.name
+        ));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -417,6 +458,7 @@ fn task_runtime(
         verifier_env,
         solution_env,
         desktop: m.environment.desktop.clone(),
+        isolation,
     })
 }
 

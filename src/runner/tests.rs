@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::env::fake::{FakeCall, FakeEngine, FakeReply};
-use crate::events::ErrorKind;
+use crate::events::{ErrorKind, TrialIndex};
 use crate::manifest::load_pipeline;
 
 fn write(path: &Path, text: &str) {
@@ -46,6 +46,51 @@ fn project(tasks: usize, task_toml: &str, pipeline: &str) -> (tempfile::TempDir,
         ),
     );
     (root, path)
+}
+
+/// A scratch project whose task `t{i}` has `task_tomls[i]` as its `task.toml` and, with
+/// `own_images`, an environment of its own (so each task is one image build).
+fn project_of(
+    task_tomls: &[&str],
+    own_images: bool,
+    pipeline: &str,
+) -> (tempfile::TempDir, PathBuf) {
+    let (root, path) = project(task_tomls.len(), "", pipeline);
+    for (t, toml) in task_tomls.iter().enumerate() {
+        let dir = root.path().join(format!("tasks/t{t}"));
+        write(&dir.join("task.toml"), toml);
+        if own_images {
+            write(
+                &dir.join("environment/Dockerfile"),
+                &format!("FROM debian:bookworm-slim\nRUN echo t{t}\n"),
+            );
+        }
+    }
+    (root, path)
+}
+
+fn budget(cpus: f64, memory_mb: u64, builds: usize) -> ApplyOptions {
+    ApplyOptions {
+        cpus: Some(cpus),
+        memory_mb: Some(memory_mb),
+        build_concurrency: Some(builds),
+        concurrency: Some(8),
+        ..ApplyOptions::default()
+    }
+}
+
+/// Whether two sandboxes of the record ever existed at the same time.
+fn overlapping(record: &crate::env::fake::FakeRecord) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, a) in record.lifetimes.iter().enumerate() {
+        for b in &record.lifetimes[i + 1..] {
+            let (a_end, b_end) = (a.2.unwrap(), b.2.unwrap());
+            if a.1 < b_end && b.1 < a_end {
+                out.push((a.0.clone(), b.0.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// Oracle runs pass, nop runs fail: the verifier rewards what the solution did.
@@ -196,6 +241,7 @@ async fn never_more_trials_at_once_than_the_concurrency_bound() {
     assert_eq!(record.created, 12);
     let overridden = ApplyOptions {
         concurrency: Some(5),
+        cpus: Some(16.0),
         ..ApplyOptions::default()
     };
     let (_root, path) = project(
@@ -542,6 +588,311 @@ async fn a_second_run_skips_what_is_done_and_reruns_what_was_cancelled() {
     );
     assert!(again.outcome.trials.iter().all(|t| !t.ran_now));
     assert_eq!(fake.record().created, 2, "nothing ran the second time");
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_more_cpus_or_memory_in_use_than_the_budget() {
+    let one_cpu = "[environment]\ncpus = 1.0\nmemory_mb = 1024\n";
+    let (_root, path) = project_of(
+        &[one_cpu; 6],
+        false,
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = rewarding_fake();
+    let ran = run_on(
+        &path,
+        &fake,
+        budget(2.0, 64 * 1024, 1),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(ran.results().len(), 6);
+    let record = fake.record();
+    assert_eq!(
+        record.most_cpus_at_once, 2.0,
+        "two 1-CPU trials on 2 CPUs, never three"
+    );
+    // Memory binds before CPUs: 4 CPUs free but room for two 1 GiB trials only.
+    let half_cpu = "[environment]\ncpus = 0.5\nmemory_mb = 1024\n";
+    let (_root, path) = project_of(
+        &[half_cpu; 6],
+        false,
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = rewarding_fake();
+    run_on(&path, &fake, budget(4.0, 2048, 1), CancellationToken::new()).await;
+    let record = fake.record();
+    assert_eq!(record.most_memory_at_once, 2048);
+    assert_eq!(record.most_at_once, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_one_cpu_trials_on_a_one_cpu_budget_never_overlap() {
+    let one_cpu = "[environment]\ncpus = 1.0\n";
+    let (_root, path) = project_of(
+        &[one_cpu; 2],
+        false,
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = rewarding_fake();
+    let ran = run_on(
+        &path,
+        &fake,
+        budget(1.0, 64 * 1024, 1),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(ran.results().iter().all(|r| r.reward == Some(1.0)));
+    assert_eq!(overlapping(&fake.record()), Vec::<(String, String)>::new());
+    assert!(
+        ran.events
+            .iter()
+            .any(|e| matches!(e, RunEvent::WaitingForResources { trials: 1, .. })),
+        "the second trial is reported waiting for resources"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn image_builds_are_bounded_and_count_against_the_cpus() {
+    let (_root, path) = project_of(
+        &[""; 4],
+        true,
+        "[[stages]]\nname = \"s\"\nagents = [\"nop\"]",
+    );
+    let fake = rewarding_fake().building_takes(Duration::from_secs(60));
+    run_on(
+        &path,
+        &fake,
+        budget(8.0, 64 * 1024, 2),
+        CancellationToken::new(),
+    )
+    .await;
+    let record = fake.record();
+    assert_eq!(record.builds.len(), 4);
+    assert_eq!(
+        record.most_builds_at_once, 2,
+        "build_concurrency bounds builds"
+    );
+    // On one CPU a build and a trial take turns.
+    let (_root, path) = project_of(
+        &[""; 2],
+        true,
+        "[[stages]]\nname = \"s\"\nagents = [\"nop\"]",
+    );
+    let fake = rewarding_fake().building_takes(Duration::from_secs(60));
+    let started = tokio::time::Instant::now();
+    run_on(
+        &path,
+        &fake,
+        budget(1.0, 64 * 1024, 4),
+        CancellationToken::new(),
+    )
+    .await;
+    let record = fake.record();
+    assert_eq!(
+        record.most_builds_at_once, 1,
+        "each build holds the only CPU"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(120),
+        "the builds ran one after the other"
+    );
+    let first_trial = record.lifetimes[0].1;
+    assert!(
+        first_trial >= Duration::from_secs(60),
+        "no trial during the first build"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trial_bigger_than_the_budget_runs_alone_with_a_warning() {
+    let tomls = [
+        "[environment]\ncpus = 1.0\n",
+        "[environment]\ncpus = 4.0\n",
+        "[environment]\ncpus = 1.0\n",
+    ];
+    let (_root, path) = project_of(
+        &tomls,
+        false,
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = rewarding_fake();
+    let ran = run_on(
+        &path,
+        &fake,
+        budget(2.0, 64 * 1024, 1),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(
+        ran.results().iter().all(|r| r.reward == Some(1.0)),
+        "all three ran"
+    );
+    assert!(ran.events.iter().any(|e| matches!(
+        e,
+        RunEvent::RunsAlone { index: TrialIndex(1), cpus, .. } if *cpus == 4.0
+    )));
+    let record = fake.record();
+    let big = record
+        .lifetimes
+        .iter()
+        .find(|l| l.3 == 4.0)
+        .unwrap()
+        .0
+        .clone();
+    let overlaps = overlapping(&record);
+    assert!(
+        overlaps.iter().all(|(a, b)| *a != big && *b != big),
+        "nothing ran beside the big trial: {overlaps:?}"
+    );
+    assert_eq!(overlaps.len(), 1, "the two small ones shared the budget");
+}
+
+/// The oracle writes reward 1 itself; the tests give 0.
+fn forging(call: &FakeCall) -> FakeReply {
+    if call.command.contains("/solution/solve.sh") {
+        FakeReply::ok().writing("/logs/verifier/reward.txt", "1")
+    } else if call.command.contains("/tests/test.sh") {
+        FakeReply::ok().writing("/logs/verifier/reward.txt", "0")
+    } else {
+        FakeReply::ok()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn separate_verification_runs_the_tests_in_a_fresh_sandbox_of_the_frozen_files() {
+    let (_root, path) = project(
+        1,
+        "[verifier]\nisolation = \"separate\"\n",
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = FakeEngine::new(forging);
+    let ran = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let result = ran.results()[0];
+    assert_eq!(
+        result.reward,
+        Some(0.0),
+        "the tests' reward, not the agent's"
+    );
+    assert!(result.tampering_suspected, "{:?}", result.tampering);
+    let record = fake.record();
+    assert_eq!(record.frozen, 1);
+    assert_eq!(record.created, 2, "the agent's sandbox and the verifier's");
+    assert_eq!(record.removed, 2);
+    assert_eq!(record.images_removed, 1, "the frozen image is removed");
+    let verifier_commands: Vec<&str> = record
+        .commands
+        .iter()
+        .filter(|(id, _, _)| id == "fake-2")
+        .map(|(_, command, _)| command.as_str())
+        .collect();
+    assert!(
+        verifier_commands
+            .iter()
+            .any(|c| c.contains("/tests/test.sh"))
+    );
+    assert!(!verifier_commands.iter().any(|c| c.contains("solve.sh")));
+    assert!(
+        !record
+            .commands
+            .iter()
+            .any(|(id, c, _)| id == "fake-1" && c.contains("/tests/test.sh")),
+        "no tests in the agent's sandbox"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shared_verification_flags_a_reward_file_the_agent_left() {
+    let (_root, path) = project(1, "", "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]");
+    let fake = FakeEngine::new(forging);
+    let ran = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let result = ran.results()[0];
+    assert!(result.tampering_suspected);
+    assert_eq!(
+        result.tampering,
+        ["`/logs/verifier/reward.txt` existed before the verifier started"]
+    );
+    assert_eq!(fake.record().created, 1);
+    // An honest agent is not flagged.
+    let (_root, path) = project(1, "", "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]");
+    let ran = run_on(
+        &path,
+        &rewarding_fake(),
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(
+        !ran.results()[0].tampering_suspected,
+        "{:?}",
+        ran.results()[0].tampering
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn once_the_budget_is_spent_no_trial_starts_and_apply_again_resumes() {
+    // Each trial's one model reply costs $1 (a million input tokens at $1 per million).
+    let (root, path) = project(
+        4,
+        "",
+        "max_cost_usd = 1.5\nconcurrency = 1\n\n\
+         [models.paid]\nid = \"scripted\"\nscript = \"reply.yaml\"\n\
+         price = { input_per_mtok = 1.0, output_per_mtok = 1.0 }\n\n\
+         [agents.terminal]\nkind = \"terminal\"\n\n\
+         [[stages]]\nname = \"s\"\nagents = [\"terminal\"]\nmodels = [\"paid\"]",
+    );
+    write(
+        &root.path().join("reply.yaml"),
+        "replies:\n  - text: done\n    tool_calls:\n      - name: finish\n        input: { summary: done }\n    usage: { input_tokens: 1000000, output_tokens: 0 }\n",
+    );
+    let fake = rewarding_fake();
+    let first = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    // $1 after the first trial is under $1.50, so a second starts; then none.
+    assert_eq!(first.outcome.ran, 2);
+    assert_eq!(first.outcome.over_budget, 2);
+    assert_eq!(first.outcome.not_started, 2);
+    assert!((first.outcome.spent_usd - 2.0).abs() < 1e-9);
+    let skipped = first
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                RunEvent::TrialSkipped {
+                    reason: SkipReason::OverBudget,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(skipped, 2);
+    let again = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!((again.outcome.ran, again.outcome.already_done), (2, 2));
+    assert_eq!(again.outcome.over_budget, 0);
 }
 
 #[tokio::test(start_paused = true)]

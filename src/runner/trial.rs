@@ -19,6 +19,7 @@ use crate::store::RunStore;
 use crate::store::trial::{
     ErrorInfo, LogsCut, PhaseTiming, RESULT_FORMAT, RetriedFailure, TrialResult,
 };
+use crate::verify::Isolation;
 use crate::verify::reward::{self, RewardError, Rewards};
 use crate::verify::steps::{self, StepRun};
 
@@ -50,6 +51,14 @@ struct Ran {
     steps: Vec<(String, StepRun)>,
     /// What collecting `/logs` cut at the cap, if anything.
     logs_cut: Option<LogsCut>,
+    /// The agent ran and its tests are to run apart (`isolation = "separate"`).
+    apart: bool,
+}
+
+impl Ran {
+    fn awaits_verification(&self) -> bool {
+        self.apart && self.tests.is_none() && matches!(self.agent, Some(Ok(_)))
+    }
 }
 
 /// Records phases as they happen.
@@ -115,7 +124,7 @@ pub async fn run(
             Err(EnvError::Cancelled) => (Attempt::Cancelled, None),
             Err(error) => (Attempt::Infra(error), None),
             Ok(instance) => {
-                let outcome = if env.cancel.is_cancelled() {
+                let mut outcome = if env.cancel.is_cancelled() {
                     Attempt::Cancelled
                 } else {
                     tokio::select! {
@@ -124,6 +133,15 @@ pub async fn run(
                         outcome = work(setup, env, &instance, &mut clock, phase) => outcome,
                     }
                 };
+                if let Attempt::Ran(ran) = &mut outcome
+                    && ran.awaits_verification()
+                    && !env.cancel.is_cancelled()
+                {
+                    let ran = std::mem::take(&mut **ran);
+                    outcome =
+                        verify_apart(setup, env, &instance, &mut clock, ran, &mut teardown_errors)
+                            .await;
+                }
                 let phase = clock.start(Phase::Teardown);
                 // A failed removal leaves a labelled environment that the next apply or
                 // `helios gc` removes; it is recorded and reported, and the trial's own
@@ -196,18 +214,22 @@ async fn work(
     clock: &mut Clock<'_>,
     environment_phase: (usize, Instant),
 ) -> Attempt {
-    match lifecycle(setup, env, instance, clock, environment_phase).await {
+    let verify_here = setup.task.isolation == Isolation::Shared;
+    match lifecycle(setup, env, instance, clock, environment_phase, verify_here).await {
         Ok(ran) => Attempt::Ran(Box::new(ran)),
         Err(error) => Attempt::Infra(error),
     }
 }
 
+/// The environment made ready, the agent, and with `verify_here` the verification and the
+/// collection of `/logs` in the same environment.
 async fn lifecycle(
     setup: &TrialSetup,
     env: &TrialEnv<'_>,
     instance: &Instance,
     clock: &mut Clock<'_>,
     phase: (usize, Instant),
+    verify_here: bool,
 ) -> Result<Ran, EnvError> {
     let task = &setup.task;
     instance.ready().await?;
@@ -267,48 +289,123 @@ async fn lifecycle(
     ran.agent = Some(agent_result);
     clock.stop(phase);
 
+    if agent_ok && !verify_here {
+        // Verified apart, in a fresh environment; `/logs` is collected from there.
+        ran.apart = true;
+        return Ok(ran);
+    }
     if agent_ok {
         let phase = clock.start(Phase::Verifier);
-        let tests = steps::run_tests(
-            instance,
-            &task.dir,
-            task.workdir.clone(),
-            task.verifier_env.clone(),
-            task.verifier_timeout,
-        )
-        .await?;
-        let tests_timed_out = tests.timed_out;
-        ran.tests = Some(tests);
-        if !tests_timed_out {
-            for step in setup.steps.iter() {
-                let Some(command) = &step.command else {
-                    continue;
-                };
-                let timeout = step
-                    .timeout_sec
-                    .map_or(task.verifier_timeout, std::time::Duration::from_secs_f64);
-                let run = steps::run_step(
-                    instance,
-                    &step.name,
-                    command,
-                    task.workdir.clone(),
-                    task.verifier_env.clone(),
-                    timeout,
-                )
-                .await?;
-                ran.steps.push((step.name.clone(), run));
-            }
-        }
+        verify(setup, instance, &mut ran).await?;
         clock.stop(phase);
     }
+    ran.logs_cut = collect(setup, instance, clock).await?;
+    Ok(ran)
+}
 
+/// Copies `/logs` of the environment into the trial's directory.
+async fn collect(
+    setup: &TrialSetup,
+    instance: &Instance,
+    clock: &mut Clock<'_>,
+) -> Result<Option<LogsCut>, EnvError> {
     let phase = clock.start(Phase::Collect);
     let collected = instance
         .download_dir("/logs", &setup.dir, crate::env::tarball::LOGS_CAP)
         .await?;
-    ran.logs_cut = LogsCut::of(&collected);
     clock.stop(phase);
-    Ok(ran)
+    Ok(LogsCut::of(&collected))
+}
+
+/// Runs the task's tests and then the pipeline's extra steps in `instance`.
+async fn verify(setup: &TrialSetup, instance: &Instance, ran: &mut Ran) -> Result<(), EnvError> {
+    let task = &setup.task;
+    let tests = steps::run_tests(
+        instance,
+        &task.dir,
+        task.workdir.clone(),
+        task.verifier_env.clone(),
+        task.verifier_timeout,
+    )
+    .await?;
+    let tests_timed_out = tests.timed_out;
+    ran.tests = Some(tests);
+    if tests_timed_out {
+        return Ok(());
+    }
+    for step in setup.steps.iter() {
+        let Some(command) = &step.command else {
+            continue;
+        };
+        let timeout = step
+            .timeout_sec
+            .map_or(task.verifier_timeout, std::time::Duration::from_secs_f64);
+        let run = steps::run_step(
+            instance,
+            &step.name,
+            command,
+            task.workdir.clone(),
+            task.verifier_env.clone(),
+            timeout,
+        )
+        .await?;
+        ran.steps.push((step.name.clone(), run));
+    }
+    Ok(())
+}
+
+/// `isolation = "separate"`: the agent's environment is frozen into an image and removed,
+/// so none of its processes survive; the tests run in a fresh environment made from that
+/// image, and `/logs` is collected from it. Making the environments is not raced against
+/// a cancel (see [`run`]); the verification is.
+async fn verify_apart(
+    setup: &TrialSetup,
+    env: &TrialEnv<'_>,
+    agent_instance: &Instance,
+    clock: &mut Clock<'_>,
+    mut ran: Ran,
+    teardown_errors: &mut Vec<ErrorInfo>,
+) -> Attempt {
+    let phase = clock.start(Phase::Verifier);
+    let labels = env.labels.container(&setup.trial_id, &setup.task.name);
+    let image = match agent_instance.freeze(&labels).await {
+        Ok(image) => image,
+        Err(error) => return Attempt::Infra(error),
+    };
+    if let Err(error) = agent_instance.remove().await {
+        teardown_errors.push(ErrorInfo::new(ErrorKind::from(&error), error.to_string()));
+    }
+    let mut spec = setup.task.container.clone();
+    spec.image = image.clone();
+    spec.labels = labels;
+    let outcome = match env.engine.create(&spec, env.cancel).await {
+        Err(EnvError::Cancelled) => Attempt::Cancelled,
+        Err(error) => Attempt::Infra(error),
+        Ok(verifier) => {
+            let outcome = tokio::select! {
+                biased;
+                _ = env.cancel.cancelled() => Attempt::Cancelled,
+                done = async {
+                    verifier.ready().await?;
+                    verify(setup, &verifier, &mut ran).await?;
+                    clock.stop(phase);
+                    ran.logs_cut = collect(setup, &verifier, clock).await?;
+                    Ok::<(), EnvError>(())
+                } => match done {
+                    Ok(()) => Attempt::Ran(Box::new(std::mem::take(&mut ran))),
+                    Err(error) => Attempt::Infra(error),
+                },
+            };
+            if let Err(error) = verifier.remove().await {
+                teardown_errors.push(ErrorInfo::new(ErrorKind::from(&error), error.to_string()));
+            }
+            outcome
+        }
+    };
+    if let Err(error) = env.engine.remove_image(&image).await {
+        teardown_errors.push(ErrorInfo::new(ErrorKind::from(&error), error.to_string()));
+    }
+    outcome
 }
 
 /// Turns an attempt into the recorded result: status, rewards and a typed error.
@@ -376,6 +473,8 @@ fn blank_result(
         retried,
         teardown_errors: Vec::new(),
         logs_cut: None,
+        tampering_suspected: false,
+        tampering: Vec::new(),
         helios_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
@@ -430,6 +529,8 @@ fn record_verification(
     steps: &[(String, StepRun)],
 ) {
     result.verifier_exit_code = tests.exit_code;
+    result.tampering = steps::tampering(&tests, &setup.dir.join("verifier"));
+    result.tampering_suspected = !result.tampering.is_empty();
     if tests.timed_out {
         let limit = setup.task.verifier_timeout.as_secs_f64();
         result.fail(

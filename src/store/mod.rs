@@ -3,6 +3,7 @@
 //! atomically, and reads results back. The runner hands it finished results; `plan`, the
 //! viewer and the API read through it, so no other module builds or parses these paths.
 
+pub mod compare;
 pub mod summary;
 pub mod trial;
 
@@ -14,7 +15,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::agent::trajectory::Trajectory;
-use crate::events::TrialStatus;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::events::{ErrorKind, TrialStatus};
 use trial::TrialResult;
 
 /// The lock file's name inside the run directory.
@@ -154,10 +159,97 @@ impl RunStore {
         serde_json::from_slice(&std::fs::read(trial_dir.join(TRAJECTORY_FILE)).ok()?).ok()
     }
 
+    /// Every result of the run's current plan, in plan order: the trials the lock file
+    /// lists that have a readable `result.json` (without a lock file, every trial directory
+    /// found, in path order).
+    pub fn read_results(&self) -> std::io::Result<Vec<TrialResult>> {
+        #[derive(Deserialize)]
+        struct Listed {
+            dir: PathBuf,
+        }
+        #[derive(Deserialize)]
+        struct Lock {
+            trials: Vec<Listed>,
+        }
+        let dirs: Vec<PathBuf> = match self.read_lock::<Lock>()? {
+            Some(lock) => lock
+                .trials
+                .into_iter()
+                .map(|t| self.dir.join(t.dir))
+                .collect(),
+            None => {
+                let mut dirs: Vec<PathBuf> = walkdir::WalkDir::new(&self.dir)
+                    .min_depth(2)
+                    .max_depth(2)
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e.path().join(RESULT_FILE).is_file())
+                    .map(|e| e.into_path())
+                    .collect();
+                dirs.sort();
+                dirs
+            }
+        };
+        Ok(dirs
+            .iter()
+            .filter_map(|d| RunStore::read_result(d))
+            .collect())
+    }
+
+    /// Reads `summary.json`, if there is one.
+    pub fn read_summary(&self) -> std::io::Result<Option<summary::Summary>> {
+        match std::fs::read(self.summary_path()) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(std::io::Error::other),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads a trial's `result.json`; `None` when it is absent or not a result.
     pub fn read_result(trial_dir: &Path) -> Option<TrialResult> {
         serde_json::from_slice(&std::fs::read(trial_dir.join(RESULT_FILE)).ok()?).ok()
     }
+}
+
+/// The fields of `result.json` a listing shows (the viewer's matrix); others are ignored,
+/// so older and newer results both read, and ten thousand of them parse quickly.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResultSummary {
+    pub task: String,
+    pub stage: String,
+    pub agent: String,
+    pub model: Option<String>,
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+    pub attempt: u32,
+    pub status: TrialStatus,
+    pub reward: Option<f64>,
+    pub error: Option<ErrorFields>,
+    pub cost_usd: Option<f64>,
+    pub usage: Option<UsageFields>,
+    #[serde(default)]
+    pub timings: Vec<TimingFields>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ErrorFields {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UsageFields {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TimingFields {
+    pub seconds: f64,
 }
 
 /// Keeps names usable as one path component on every filesystem.

@@ -87,6 +87,13 @@ pub struct TrialResult {
     /// What collecting `/logs` left out at the cap (absent when nothing was cut).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logs_cut: Option<LogsCut>,
+    /// Whether the reward may be the agent's and not the tests' (see `tampering`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tampering_suspected: bool,
+    /// Why: reward files the agent left before the verifier started, or that changed
+    /// after it ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tampering: Vec<String>,
     pub helios_version: String,
 }
 

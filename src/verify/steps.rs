@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use sha2::Digest as _;
+
 use crate::env::{EnvError, ExecSpec, Instance};
 
 /// How one verification step ran.
@@ -12,7 +14,19 @@ use crate::env::{EnvError, ExecSpec, Instance};
 pub struct StepRun {
     pub exit_code: Option<i64>,
     pub timed_out: bool,
+    /// Reward files that were there before the tests started (an agent wrote them).
+    pub stale_rewards: Vec<String>,
+    /// SHA-256 of each reward file as the tests left it, by file name.
+    pub reward_sums: BTreeMap<String, String>,
 }
+
+/// Before the tests: note and remove reward files that are already there. After them:
+/// the sums of what they wrote, on standard output (the tests' own output goes to a file).
+const TESTS: &str = "cd /logs/verifier 2>/dev/null && for f in reward.txt reward.json; do \
+    [ -e \"$f\" ] && echo \"helios-stale: /logs/verifier/$f\"; done; \
+    rm -f /logs/verifier/reward.txt /logs/verifier/reward.json; mkdir -p /logs/verifier; cd /; \
+    bash /tests/test.sh > /logs/verifier/test-stdout.txt 2>&1; status=$?; \
+    (cd /logs/verifier && sha256sum reward.txt reward.json 2>/dev/null); exit $status";
 
 /// Copies `tests/` to `/tests` and runs `bash /tests/test.sh` with its output in
 /// `/logs/verifier/test-stdout.txt`, after removing stale reward files.
@@ -27,15 +41,53 @@ pub async fn run_tests(
         .upload_dir(&task_dir.join("tests"), "tests")
         .await?;
     let spec = ExecSpec {
-        command:
-            "rm -f /logs/verifier/reward.txt /logs/verifier/reward.json; mkdir -p /logs/verifier; \
-                  bash /tests/test.sh > /logs/verifier/test-stdout.txt 2>&1"
-                .to_string(),
+        command: format!("{{ {TESTS}; }}"),
         workdir,
         env,
         deadline: Some(timeout),
     };
-    run(instance, &spec).await
+    let output = instance.exec(&spec).await?;
+    let mut run = StepRun {
+        exit_code: output.exit_code,
+        timed_out: output.timed_out,
+        ..StepRun::default()
+    };
+    for line in output.stdout.lines() {
+        if let Some(file) = line.strip_prefix("helios-stale: ") {
+            run.stale_rewards.push(file.to_string());
+        } else if let Some((sum, file)) = line.split_once("  ")
+            && sum.len() == 64
+        {
+            run.reward_sums.insert(file.to_string(), sum.to_string());
+        }
+    }
+    Ok(run)
+}
+
+/// What looks like an agent forging its reward: reward files it left before the tests,
+/// and reward files that differ, once collected into `verifier_dir`, from what the tests
+/// wrote.
+pub fn tampering(tests: &StepRun, verifier_dir: &Path) -> Vec<String> {
+    let mut reasons: Vec<String> = tests
+        .stale_rewards
+        .iter()
+        .map(|file| format!("`{file}` existed before the verifier started"))
+        .collect();
+    if tests.timed_out {
+        return reasons;
+    }
+    for name in ["reward.txt", "reward.json"] {
+        let collected = std::fs::read(verifier_dir.join(name))
+            .ok()
+            .map(|bytes| hex::encode(sha2::Sha256::digest(&bytes)));
+        let written = tests.reward_sums.get(name);
+        if collected.as_ref() != written {
+            reasons.push(format!(
+                "`/logs/verifier/{name}` changed after the verifier ended"
+            ));
+        }
+    }
+    reasons
 }
 
 /// Runs an extra step: its command writes its reward into `$HELIOS_REWARD_DIR`
@@ -64,5 +116,42 @@ async fn run(instance: &Instance, spec: &ExecSpec) -> Result<StepRun, EnvError> 
     Ok(StepRun {
         exit_code: output.exit_code,
         timed_out: output.timed_out,
+        ..StepRun::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum(text: &str) -> String {
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    }
+
+    #[test]
+    fn a_reward_the_agent_left_or_rewrote_is_suspected_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("reward.txt"), "1\n").unwrap();
+        let honest = StepRun {
+            reward_sums: BTreeMap::from([("reward.txt".to_string(), sum("1\n"))]),
+            ..StepRun::default()
+        };
+        assert!(tampering(&honest, dir.path()).is_empty());
+        let rewritten = StepRun {
+            reward_sums: BTreeMap::from([("reward.txt".to_string(), sum("0\n"))]),
+            ..StepRun::default()
+        };
+        assert_eq!(
+            tampering(&rewritten, dir.path()),
+            ["`/logs/verifier/reward.txt` changed after the verifier ended"]
+        );
+        let left = StepRun {
+            stale_rewards: vec!["/logs/verifier/reward.txt".into()],
+            ..honest
+        };
+        assert_eq!(
+            tampering(&left, dir.path()),
+            ["`/logs/verifier/reward.txt` existed before the verifier started"]
+        );
+    }
 }

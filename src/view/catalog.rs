@@ -6,11 +6,13 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::plan::lock::{LockFile, LockedTrial};
-use crate::store::LOCK_FILE;
+use crate::store::{
+    BUILD_LOG_FILE, LOCK_FILE, RESULT_FILE, ResultSummary, RunStore, TRAJECTORY_FILE,
+};
 
 /// Why a request for something in the results directory cannot be answered.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +98,7 @@ impl TrialRow {
     }
 
     /// The row of a finished trial, from its `result.json`.
-    fn finished(key: String, result: &ResultFields) -> TrialRow {
+    fn finished(key: String, result: &ResultSummary) -> TrialRow {
         TrialRow {
             key,
             stage: result.stage.clone(),
@@ -105,10 +107,10 @@ impl TrialRow {
             model: result.model.clone(),
             params: params_label(&result.params),
             attempt: result.attempt,
-            status: result.status.clone(),
+            status: result.status.as_str().to_string(),
             phase: None,
             reward: result.reward,
-            error_kind: result.error.as_ref().map(|e| e.kind.clone()),
+            error_kind: result.error.as_ref().map(|e| e.kind.as_str().to_string()),
             error: result.error.as_ref().map(|e| e.message.clone()),
             cost_usd: result.cost_usd,
             tokens: result
@@ -122,45 +124,6 @@ impl TrialRow {
     pub fn is_finished(&self) -> bool {
         !matches!(self.status.as_str(), "pending" | "running")
     }
-}
-
-/// The fields of `result.json` the viewer shows; others are ignored, so older and newer
-/// results both read.
-#[derive(Debug, Clone, Deserialize)]
-struct ResultFields {
-    task: String,
-    stage: String,
-    agent: String,
-    model: Option<String>,
-    #[serde(default)]
-    params: BTreeMap<String, Value>,
-    attempt: u32,
-    status: String,
-    reward: Option<f64>,
-    error: Option<ErrorFields>,
-    cost_usd: Option<f64>,
-    usage: Option<UsageFields>,
-    #[serde(default)]
-    timings: Vec<TimingFields>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct ErrorFields {
-    kind: String,
-    message: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct UsageFields {
-    #[serde(default)]
-    input_tokens: u64,
-    #[serde(default)]
-    output_tokens: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct TimingFields {
-    seconds: f64,
 }
 
 /// A file of a trial, for the trial page.
@@ -204,7 +167,7 @@ pub struct Catalog {
 struct Cached {
     modified: Option<SystemTime>,
     len: u64,
-    row: Option<Arc<ResultFields>>,
+    row: Option<Arc<ResultSummary>>,
 }
 
 impl Catalog {
@@ -303,8 +266,8 @@ impl Catalog {
 
     /// The parsed `result.json` of a trial directory, from the cache when the file has not
     /// changed.
-    fn result(&self, trial_dir: &Path) -> Option<Arc<ResultFields>> {
-        let path = trial_dir.join("result.json");
+    fn result(&self, trial_dir: &Path) -> Option<Arc<ResultSummary>> {
+        let path = trial_dir.join(RESULT_FILE);
         if !self.no_links(&path) {
             return None;
         }
@@ -319,7 +282,7 @@ impl Catalog {
         }
         let row = std::fs::read(&path)
             .ok()
-            .and_then(|bytes| serde_json::from_slice::<ResultFields>(&bytes).ok())
+            .and_then(|bytes| serde_json::from_slice::<ResultSummary>(&bytes).ok())
             .map(Arc::new);
         self.cache.lock().unwrap().insert(
             path,
@@ -388,13 +351,13 @@ impl Catalog {
         };
         Ok(TrialView {
             run: name.to_string(),
-            result: read_json("result.json"),
-            trajectory: read_json("agent/trajectory.json"),
+            result: read_json(RESULT_FILE),
+            trajectory: read_json(TRAJECTORY_FILE),
             verifier: texts_under("verifier/", &[]),
-            agent_files: texts_under("agent/", &["agent/trajectory.json"]),
+            agent_files: texts_under("agent/", &[TRAJECTORY_FILE]),
             build_log: self
-                .no_links(&dir.join("build.log"))
-                .then(|| read_text(&dir, "build.log"))
+                .no_links(&dir.join(BUILD_LOG_FILE))
+                .then(|| read_text(&dir, BUILD_LOG_FILE))
                 .flatten(),
             files,
             row,
@@ -487,7 +450,7 @@ impl Stats {
 }
 
 fn is_run_dir(dir: &Path) -> bool {
-    dir.join(LOCK_FILE).is_file() || dir.join("summary.json").is_file()
+    RunStore::is_run_dir(dir)
 }
 
 fn read_dirs(dir: &Path) -> Vec<PathBuf> {

@@ -7,19 +7,22 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::{Stream, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::assets;
 use super::catalog::{Catalog, CatalogError, RunInfo, TrialView};
 use super::live::{LiveHub, LiveMessage, LiveStep};
+use crate::store::RunStore;
+use crate::store::compare::Comparison;
+use crate::store::summary::Summary;
 
 #[derive(Clone)]
 pub(super) struct AppState {
@@ -37,6 +40,7 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/assets/{file}", get(asset))
         .route("/api/runs", get(runs))
         .route("/api/runs/{run}", get(run))
+        .route("/api/compare", get(compare))
         .route("/api/runs/{run}/events", get(events))
         .route("/api/runs/{run}/trials/{*key}", get(trial))
         .route("/api/runs/{run}/files/{*path}", get(file))
@@ -177,6 +181,54 @@ struct RunPage {
     /// `running`, `cancelling` or `finished` for the run this process applies; null else.
     live: Option<String>,
     rows: Vec<super::catalog::TrialRow>,
+    /// The run's statistics per group, from the results there are (null before any).
+    summary: Option<Summary>,
+}
+
+/// A run's summary recomputed from its results, with the expectations its `summary.json`
+/// recorded checked again; `None` while it has no result.
+fn run_summary(dir: &std::path::Path, pipeline: Option<&str>) -> Option<Summary> {
+    let store = RunStore::new(dir);
+    let results = store.read_results().ok()?;
+    if results.is_empty() {
+        return None;
+    }
+    let stored = store.read_summary().ok().flatten();
+    let name = pipeline
+        .map(str::to_string)
+        .or_else(|| stored.as_ref().map(|s| s.pipeline.clone()))
+        .unwrap_or_default();
+    let expect = stored.map(|s| s.expect).unwrap_or_default();
+    Some(Summary::of(&name, &results.iter().collect::<Vec<_>>()).checked(&expect))
+}
+
+#[derive(Deserialize)]
+struct CompareQuery {
+    a: String,
+    b: String,
+}
+
+/// Two runs compared group by group: B − A, paired tests, flipped tasks.
+async fn compare(
+    State(state): State<AppState>,
+    Query(query): Query<CompareQuery>,
+) -> Result<Json<Comparison>, ApiError> {
+    blocking(move || {
+        let summary_of = |name: &str| -> Result<Summary, ApiError> {
+            let dir = state.catalog.run_dir(name)?;
+            run_summary(&dir, None).ok_or_else(|| {
+                ApiError(
+                    StatusCode::NOT_FOUND,
+                    format!("run `{name}` has no results yet"),
+                )
+            })
+        };
+        let a = summary_of(&query.a)?;
+        let b = summary_of(&query.b)?;
+        Ok(Comparison::of_runs(&query.a, &a, &query.b, &b))
+    })
+    .await
+    .map(Json)
 }
 
 async fn run(
@@ -193,6 +245,7 @@ async fn run(
             .map(|lock| lock.pipeline);
         Ok(RunPage {
             live: state.live.run_state(&dir),
+            summary: run_summary(&dir, pipeline.as_deref()),
             name,
             pipeline,
             rows,

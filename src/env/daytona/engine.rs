@@ -330,6 +330,10 @@ impl Environment for DaytonaEngine {
         Provider::Daytona
     }
 
+    fn runs_here(&self) -> bool {
+        false
+    }
+
     fn builds_images(&self) -> bool {
         false
     }

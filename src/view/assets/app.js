@@ -1,4 +1,4 @@
-// The helios viewer: three pages (runs, a run's matrix, a trial) rendered from the JSON
+// The helios viewer: four pages (runs, a run's matrix, a trial, two runs compared) rendered from the JSON
 // API, with live updates over server-sent events. Plain DOM, no dependencies.
 "use strict";
 
@@ -87,11 +87,13 @@ function route() {
   const [path, query] = hash.split("?");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const load =
-    parts[0] === "run" && parts[2] === "trial"
-      ? showTrial(parts[1], parts.slice(3).join("/"))
-      : parts[0] === "run" && parts[1]
-        ? showRun(parts[1], new URLSearchParams(query || ""))
-        : showRuns();
+    parts[0] === "compare"
+      ? showCompare(new URLSearchParams(query || ""))
+      : parts[0] === "run" && parts[2] === "trial"
+        ? showTrial(parts[1], parts.slice(3).join("/"))
+        : parts[0] === "run" && parts[1]
+          ? showRun(parts[1], new URLSearchParams(query || ""))
+          : showRuns();
   load.catch(failure);
 }
 
@@ -149,6 +151,132 @@ async function showRuns() {
       el("thead", {}, el("tr", {}, ["run", "pipeline", "finished", "pass rate", "mean reward", "errors", "cost", "updated"].map((h) => el("th", { text: h })))),
       el("tbody", {}, rows),
     ),
+    runs.length > 1 ? compareForm(runs) : null,
+  );
+}
+
+// Two runs picked to compare: B against A.
+function compareForm(runs) {
+  const choice = (name, selected) =>
+    el(
+      "select",
+      { name },
+      runs.map((run, i) => el("option", { value: run.name, text: run.name, selected: i === selected })),
+    );
+  const a = choice("a", 0);
+  const b = choice("b", 1);
+  return el(
+    "form",
+    {
+      id: "compare-form",
+      class: "filters",
+      onsubmit: (event) => {
+        event.preventDefault();
+        location.hash = `#/compare?${new URLSearchParams({ a: a.value, b: b.value })}`;
+      },
+    },
+    el("label", {}, "compare B ", b),
+    el("label", {}, " against A ", a),
+    el("button", { type: "submit", text: "compare" }),
+  );
+}
+
+// ---------- Statistics and comparisons ----------
+
+const fmtNum = (x) => (x === null || x === undefined ? "—" : x.toFixed(3));
+const fmtSigned = (x) => (x === null || x === undefined ? "—" : `${x >= 0 ? "+" : ""}${x.toFixed(3)}`);
+const fmtInterval = (ci, fmt) => (ci ? ` [${fmt(ci[0])}, ${fmt(ci[1])}]` : "");
+const fmtEstimate = (e) => (e ? `${fmtNum(e.mean)}${fmtInterval(e.ci95, fmtNum)}` : "—");
+
+function groupLabel(row) {
+  const parts = [row.stage, row.agent];
+  if (row.model) parts.push(row.model);
+  const params = Object.entries(row.params || {}).map(([k, v]) => `${k}=${JSON.stringify(v)}`);
+  return parts.join(" · ") + (params.length ? ` (${params.join(", ")})` : "");
+}
+
+// Per group: denominators, mean reward and pass rate with 95% intervals, pass@k.
+function statsTable(summary) {
+  if (!summary || !summary.rows.length) return null;
+  const maxK = Math.max(0, ...summary.rows.map((r) => (r.stats ? r.stats.pass_at_k.length : 0)));
+  const ks = Array.from({ length: maxK }, (_, i) => i + 1);
+  const head = el(
+    "tr",
+    {},
+    ["group", "scored", "left out", "mean reward [95% CI]", "pass rate [95% CI]", ...ks.map((k) => `pass@${k}`)].map((h) => el("th", { text: h })),
+  );
+  const body = summary.rows.map((row) => {
+    const s = row.stats;
+    return el(
+      "tr",
+      { class: "group", dataset: { group: groupLabel(row) } },
+      el("th", { text: groupLabel(row) }),
+      el("td", { class: "num", text: s ? s.scored : "—" }),
+      el("td", { class: "num", text: s ? s.infrastructure_errors : "—" }),
+      el("td", { class: "num mean-ci", text: fmtEstimate(s && s.mean_reward) }),
+      el("td", { class: "num pass-ci", text: fmtEstimate(s && s.pass_rate) }),
+      ks.map((k) => {
+        const p = s && s.pass_at_k.find((x) => x.k === k);
+        return el("td", { class: "num pass-at-k", text: p ? fmtNum(p.value) : "—" });
+      }),
+    );
+  });
+  const failed = (summary.expectations || []).filter((c) => !c.met);
+  return el(
+    "section",
+    { id: "run-stats" },
+    el("h2", { text: "Statistics" }),
+    el("div", { class: "scroll" }, el("table", { class: "list stats" }, el("thead", {}, head), el("tbody", {}, body))),
+    el(
+      "p",
+      { class: "muted" },
+      "Intervals are 95% t intervals, clustered by task when tasks have several attempts; pass@k is the unbiased estimator. ",
+      `${summary.infrastructure_errors} trial(s) with infrastructure errors are left out of every denominator.`,
+    ),
+    failed.length
+      ? el(
+          "ul",
+          { id: "expectations", class: "error-box" },
+          failed.map((c) =>
+            el("li", { text: `not met: ${c.selects} ${c.metric} ${c.metric === "error_rate" ? "≤" : "≥"} ${c.threshold} (${c.group || "no group matched"}: ${fmtNum(c.actual)})` }),
+          ),
+        )
+      : null,
+  );
+}
+
+async function showCompare(query) {
+  const a = query.get("a") || "";
+  const b = query.get("b") || "";
+  crumbs({ text: "runs", href: "#/" }, { text: `compare ${b} against ${a}` });
+  const data = await getJson(`/api/compare?${new URLSearchParams({ a, b })}`);
+  const head = el(
+    "tr",
+    {},
+    ["group", "A mean", "B mean", "B − A [95% CI]", "shared tasks", "paired B − A [95% CI]", "paired p", "McNemar p", "pass → fail", "fail → pass"].map((h) =>
+      el("th", { text: h }),
+    ),
+  );
+  const body = data.groups.map((g) =>
+    el(
+      "tr",
+      { class: "group", dataset: { group: g.group } },
+      el("th", { text: g.group }),
+      el("td", { class: "num", text: g.a ? fmtNum(g.a.mean) : "—" }),
+      el("td", { class: "num", text: g.b ? fmtNum(g.b.mean) : "—" }),
+      el("td", { class: "num difference", text: `${fmtSigned(g.difference)}${fmtInterval(g.ci95, fmtSigned)}` }),
+      el("td", { class: "num", text: g.shared_tasks }),
+      el("td", { class: "num", text: g.paired ? `${fmtSigned(g.paired.mean_difference)}${fmtInterval(g.paired.ci95, fmtSigned)}` : "—" }),
+      el("td", { class: "num", text: g.paired ? g.paired.p_value.toFixed(4) : "—" }),
+      el("td", { class: "num", text: g.mcnemar_p_value === null ? "—" : g.mcnemar_p_value.toFixed(4) }),
+      el("td", { class: "pass-to-fail", text: g.pass_to_fail.join(", ") || "—" }),
+      el("td", { class: "fail-to-pass", text: g.fail_to_pass.join(", ") || "—" }),
+    ),
+  );
+  show(
+    el("h1", {}, `${b} `, el("span", { class: "muted sub", text: `against ${a}` })),
+    el("div", { class: "scroll" }, el("table", { class: "list", id: "compare" }, el("thead", {}, head), el("tbody", {}, body))),
+    el("p", { class: "muted" }, `Differences are B − A. B − A interval: ${data.difference_interval}. Paired test: ${data.paired_test}; also ${data.mcnemar_test}.`),
   );
 }
 
@@ -320,7 +448,7 @@ function renderRun() {
       el("p", { class: "legend muted" }, "Each square is one attempt, coloured by reward (red 0 → green 1); orange: no reward (error); grey: not run yet; blue: running."),
     );
   }
-  document.getElementById("run-body").replaceChildren(summary, matrix);
+  document.getElementById("run-body").replaceChildren(summary, matrix, statsTable(data.summary) || "");
 }
 
 function scheduleRender(render) {
@@ -343,6 +471,7 @@ async function showRun(run, query) {
     const reload = async () => {
       const fresh = await getJson(`/api/runs/${enc(run)}`);
       data.rows = fresh.rows;
+      data.summary = fresh.summary;
       setLive(fresh.live);
       scheduleRender(renderRun);
     };

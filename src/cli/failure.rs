@@ -1,0 +1,139 @@
+//! The one place where errors are printed and where outcomes and errors become exit codes,
+//! so that `helios run` and `helios apply` agree: an error prints with its causes, and a
+//! trial's error kind decides between an infrastructure failure and an agent's.
+
+use std::error::Error;
+
+use super::ExitStatus;
+use crate::api::RunnerError;
+use crate::diagnostic::render;
+use crate::events::{ErrorKind, TrialStatus};
+use crate::runner::RunError;
+use crate::store::trial::TrialResult;
+
+/// `error: WHAT` and a `caused by:` line for each cause that says something new (a
+/// message that already quotes its cause is not repeated).
+pub(super) fn chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = format!("error: {error}");
+    let mut said = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !said.contains(&line) {
+            text.push_str("\n  caused by: ");
+            text.push_str(&line);
+        }
+        said = line;
+        source = cause.source();
+    }
+    text
+}
+
+/// Prints `error` with its causes on standard error.
+pub(super) fn print(error: &(dyn Error + 'static)) {
+    eprintln!("{}", chain(error));
+}
+
+/// What one trial's ending comes to: an error of an infrastructure kind is an
+/// infrastructure failure whatever the command; another failure is the agent's.
+pub(super) fn status_of_trial(failed: bool, kind: Option<ErrorKind>) -> ExitStatus {
+    if kind.is_some_and(ErrorKind::is_infrastructure) {
+        ExitStatus::Infrastructure
+    } else if failed {
+        ExitStatus::TrialsFailed
+    } else {
+        ExitStatus::Success
+    }
+}
+
+/// What the trials' results come to: an infrastructure failure wins over an agent's,
+/// which wins over success. Cancelled trials are the caller's to report.
+pub(super) fn status_of<'a>(results: impl IntoIterator<Item = &'a TrialResult>) -> ExitStatus {
+    results
+        .into_iter()
+        .map(|result| {
+            let kind = result.error.as_ref().map(|e| e.kind);
+            // An infrastructure status is one whatever kind a newer helios recorded.
+            let kind = match result.status {
+                TrialStatus::InfraError if !kind.is_some_and(ErrorKind::is_infrastructure) => {
+                    Some(ErrorKind::DockerError)
+                }
+                _ => kind,
+            };
+            let failed = matches!(
+                result.status,
+                TrialStatus::Failed | TrialStatus::TimedOut | TrialStatus::InfraError
+            );
+            status_of_trial(failed, kind)
+        })
+        .max_by_key(|status| match status {
+            ExitStatus::Infrastructure => 2,
+            ExitStatus::TrialsFailed => 1,
+            _ => 0,
+        })
+        .unwrap_or(ExitStatus::Success)
+}
+
+/// Prints why a run could not start or go on, and its exit code.
+pub(super) fn run_error(error: &RunError) -> ExitStatus {
+    print(error);
+    match error {
+        RunError::Preflight(_) => ExitStatus::Invalid,
+        RunError::Env(_) | RunError::Write { .. } => ExitStatus::Infrastructure,
+    }
+}
+
+/// Prints why a one-task run could not start or finish, and its exit code.
+pub(super) fn runner_error(error: &RunnerError, styled: bool) -> ExitStatus {
+    match error {
+        RunnerError::InvalidTask(e) => {
+            eprint!("{}", render::human(&e.report, styled));
+            ExitStatus::Invalid
+        }
+        RunnerError::Run(e) => run_error(e),
+        #[cfg(feature = "viewer")]
+        RunnerError::Viewer(_) => {
+            print(error);
+            ExitStatus::Infrastructure
+        }
+        _ => {
+            print(error);
+            ExitStatus::Invalid
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::EnvError;
+
+    #[test]
+    fn an_error_prints_each_cause_once() {
+        let io = std::io::Error::other("disk full");
+        let error = RunError::Write {
+            path: "runs/p/summary.json".into(),
+            source: io,
+        };
+        assert_eq!(
+            chain(&error),
+            "error: cannot write `runs/p/summary.json`\n  caused by: disk full"
+        );
+        let quoted = EnvError::io("unpacking `/logs`", std::io::Error::other("bad tar"));
+        assert_eq!(chain(&quoted), "error: unpacking `/logs`: bad tar");
+    }
+
+    #[test]
+    fn run_and_apply_call_a_failed_desktop_infrastructure() {
+        let mut result: TrialResult = serde_json::from_str(include_str!(
+            "../../tests/fixtures/result-desktop-failed.json"
+        ))
+        .unwrap();
+        assert_eq!(status_of([&result]), ExitStatus::Infrastructure);
+        result.error = None;
+        result.status = TrialStatus::Failed;
+        assert_eq!(status_of([&result]), ExitStatus::TrialsFailed);
+        result.status = TrialStatus::Completed;
+        assert_eq!(status_of([&result]), ExitStatus::Success);
+    }
+}
