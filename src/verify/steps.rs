@@ -22,9 +22,11 @@ pub struct StepRun {
 
 /// Before the tests: note and remove reward files that are already there. After them:
 /// the sums of what they wrote, on standard output (the tests' own output goes to a file).
-const TESTS: &str = "cd /logs/verifier 2>/dev/null && for f in reward.txt reward.json; do \
-    [ -e \"$f\" ] && echo \"helios-stale: /logs/verifier/$f\"; done; \
-    rm -f /logs/verifier/reward.txt /logs/verifier/reward.json; mkdir -p /logs/verifier; cd /; \
+/// The look for stale files runs in a subshell, so the tests start in the exec's working
+/// directory (the task's `workdir` or the image's `WORKDIR`: Terminal-Bench tests rely on it).
+const TESTS: &str = "(cd /logs/verifier 2>/dev/null && for f in reward.txt reward.json; do \
+    [ -e \"$f\" ] && echo \"helios-stale: /logs/verifier/$f\"; done); \
+    rm -f /logs/verifier/reward.txt /logs/verifier/reward.json; mkdir -p /logs/verifier; \
     bash /tests/test.sh > /logs/verifier/test-stdout.txt 2>&1; status=$?; \
     (cd /logs/verifier && sha256sum reward.txt reward.json 2>/dev/null); exit $status";
 
