@@ -27,9 +27,10 @@ fn a_docker_daemon_restart_mid_run_is_retried_and_the_run_completes() {
         project.task(name, "", "sleep 3\necho done > /app/out\n", PASS);
     }
     project.pipeline("p", "\"oracle\"");
-    let mut child = project
-        .command("p")
-        .args(["--retries", "8"])
+    let mut child = Command::new(common::project::BINARY)
+        .args(["apply", "--retries", "8", "--label", &project.label])
+        .arg(project.path("p.toml"))
+        .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

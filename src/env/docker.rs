@@ -163,10 +163,23 @@ impl DockerEngine {
         let outcome = tokio::time::timeout(timeout, async {
             let mut last_lines: Vec<String> = Vec::new();
             while let Some(item) = stream.next().await {
-                let info = item.map_err(|e| EnvError::BuildFailed {
-                    tag: tag.to_string(),
-                    reason: e.to_string(),
-                    log: log_name.clone(),
+                let info = item.map_err(|e| match e {
+                    // The engine refused the build (a bad Dockerfile or context): building
+                    // again gives the same answer.
+                    bollard::errors::Error::DockerResponseServerError {
+                        status_code: 400..=499,
+                        message,
+                    } => EnvError::BuildFailed {
+                        tag: tag.to_string(),
+                        reason: message,
+                        log: log_name.clone(),
+                    },
+                    // The engine went away or failed mid-build (a restart, a dropped
+                    // connection): worth another try.
+                    other => EnvError::Engine {
+                        message: format!("building `{tag}` was cut off: {other}"),
+                        source: Some(Arc::new(other)),
+                    },
                 })?;
                 if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
                     log_file.write_all(text.as_bytes()).await.map_err(io)?;

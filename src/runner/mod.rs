@@ -891,17 +891,6 @@ async fn build(cx: &Context, b: usize) -> Result<(), EnvError> {
 async fn build_image(cx: &Context, engine: &Engine, b: usize) -> Result<bool, EnvError> {
     let image = &cx.plan.builds[b];
     let log = &cx.build_logs[b];
-    if !cx.options.rebuild && engine.image_exists(&image.tag).await? {
-        if !log.exists() {
-            let note = format!(
-                "image {} already existed (same environment digest); not rebuilt\n",
-                image.tag
-            );
-            write_atomic(log, note.as_bytes())
-                .map_err(|e| EnvError::io(format!("writing `{}`", log.display()), e))?;
-        }
-        return Ok(false);
-    }
     let first = &cx.plan.tasks[image.tasks[0]];
     let timeout = cx
         .setups
@@ -925,10 +914,10 @@ async fn build_image(cx: &Context, engine: &Engine, b: usize) -> Result<bool, En
         let attempt = tokio::select! {
             biased;
             _ = cx.cancel.cancelled() => return Err(EnvError::Cancelled),
-            attempt = engine.build(&spec) => attempt,
+            attempt = find_or_build(cx, engine, &spec) => attempt,
         };
         let error = match attempt {
-            Ok(()) => return Ok(true),
+            Ok(built) => return Ok(built),
             Err(error) => error,
         };
         let wait = match delays.next() {
@@ -945,4 +934,25 @@ async fn build_image(cx: &Context, engine: &Engine, b: usize) -> Result<bool, En
             _ = cx.cancel.cancelled() => return Err(error),
         }
     }
+}
+
+/// One try: the image if it exists already (noted in its build log), else a build;
+/// `Ok(true)` when it was built now.
+async fn find_or_build(
+    cx: &Context,
+    engine: &Engine,
+    spec: &BuildSpec<'_>,
+) -> Result<bool, EnvError> {
+    if !cx.options.rebuild && engine.image_exists(spec.tag).await? {
+        if !spec.log.exists() {
+            let note = format!(
+                "image {} already existed (same environment digest); not rebuilt\n",
+                spec.tag
+            );
+            write_atomic(spec.log, note.as_bytes())
+                .map_err(|e| EnvError::io(format!("writing `{}`", spec.log.display()), e))?;
+        }
+        return Ok(false);
+    }
+    engine.build(spec).await.map(|()| true)
 }
