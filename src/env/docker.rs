@@ -164,21 +164,25 @@ impl DockerEngine {
             let mut last_lines: Vec<String> = Vec::new();
             while let Some(item) = stream.next().await {
                 let info = item.map_err(|e| match e {
-                    // The engine refused the build (a bad Dockerfile or context): building
-                    // again gives the same answer.
-                    bollard::errors::Error::DockerResponseServerError {
-                        status_code: 400..=499,
-                        message,
-                    } => EnvError::BuildFailed {
-                        tag: tag.to_string(),
-                        reason: message,
-                        log: log_name.clone(),
-                    },
                     // The engine went away or failed mid-build (a restart, a dropped
-                    // connection): worth another try.
-                    other => EnvError::Engine {
-                        message: format!("building `{tag}` was cut off: {other}"),
-                        source: Some(Arc::new(other)),
+                    // connection, a 5xx): worth another try.
+                    bollard::errors::Error::HyperLegacyError { .. }
+                    | bollard::errors::Error::HyperResponseError { .. }
+                    | bollard::errors::Error::HttpClientError { .. }
+                    | bollard::errors::Error::IOError { .. }
+                    | bollard::errors::Error::DockerResponseServerError {
+                        status_code: 500..,
+                        ..
+                    } => EnvError::Engine {
+                        message: format!("building `{tag}` was cut off: {e}"),
+                        source: Some(Arc::new(e)),
+                    },
+                    // The build itself failed (a step that exits non-zero, a bad
+                    // Dockerfile): building again gives the same answer.
+                    other => EnvError::BuildFailed {
+                        tag: tag.to_string(),
+                        reason: other.to_string(),
+                        log: log_name.clone(),
                     },
                 })?;
                 if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
