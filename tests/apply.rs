@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::project::{Project, copy_tree, docker_ids, text};
+use common::wait_until;
 use serde_json::Value;
 
 const PASS: &str = "echo 1 > /logs/verifier/reward.txt\n";
@@ -448,19 +449,6 @@ fn containers_running(marker: &str) -> Vec<String> {
         .filter(|l| l.contains(marker))
         .map(|l| l.split(' ').next().unwrap_or_default().to_string())
         .collect()
-}
-
-/// Polls `condition` (a look at the engine's state, not a timer) until it holds or
-/// `limit` passes.
-fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    condition()
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::project::{Project, docker_ids, text};
+use common::wait_until;
 
 const PASS: &str = "echo 1 > /logs/verifier/reward.txt\n";
 
@@ -136,17 +137,4 @@ fn dockerd_pid() -> Option<i32> {
             let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
             (comm.trim() == "dockerd").then_some(pid)
         })
-}
-
-/// Polls `condition` (a look at the system's state, not a timer) until it holds or
-/// `limit` passes.
-fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    condition()
 }

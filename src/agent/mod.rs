@@ -2,6 +2,7 @@
 //! such as an installed agent's CLI), `terminal` (a model working through bash) and
 //! `computer-use` (a model working a virtual desktop through its provider's computer tool).
 
+pub mod call_log;
 pub mod computer;
 pub mod computer_use;
 mod kind;

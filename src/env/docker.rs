@@ -93,6 +93,31 @@ impl DockerEngine {
             .expect("the semaphore is never closed")
     }
 
+    /// The default bridge network's gateway: the host's address on the network trial
+    /// containers are attached to.
+    async fn bridge_gateway(&self) -> Result<std::net::IpAddr, EnvError> {
+        let network = {
+            let _permit = self.permit().await;
+            self.docker
+                .inspect_network("bridge", None)
+                .await
+                .map_err(engine_error)?
+        };
+        let gateway = network
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|config| config.gateway)
+            .find_map(|gateway| gateway.parse::<std::net::IpAddr>().ok());
+        gateway.ok_or_else(|| {
+            EnvError::engine(
+                "the Docker network `bridge` has no gateway address, so trial containers \
+                 cannot reach the model gateway (is dockerd running with `--bridge=none`?)",
+            )
+        })
+    }
+
     /// Whether an image with this tag exists locally.
     pub(crate) async fn has_image(&self, tag: &str) -> Result<bool, EnvError> {
         let _permit = self.permit().await;
@@ -595,6 +620,10 @@ impl Environment for DockerEngine {
 
     async fn reap_dead_runs(&self) -> Result<usize, EnvError> {
         self.reap().await
+    }
+
+    async fn host_address(&self) -> Result<Option<std::net::IpAddr>, EnvError> {
+        self.bridge_gateway().await.map(Some)
     }
 
     async fn remove_image(&self, image: &str) -> Result<(), EnvError> {

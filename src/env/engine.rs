@@ -100,6 +100,13 @@ pub trait Environment: Send + Sync + 'static {
 
     /// Removes everything helios labelled (and that carries every label in `labels`).
     async fn gc(&self, labels: &[String]) -> Result<Collected, EnvError>;
+
+    /// The address of this machine as its sandboxes see it, where a server of this run
+    /// (the model gateway) can listen for them and for nothing outside: the Docker bridge's
+    /// gateway. `None` for sandboxes that run elsewhere and cannot reach this machine.
+    async fn host_address(&self) -> Result<Option<std::net::IpAddr>, EnvError> {
+        Ok(None)
+    }
 }
 
 /// A trial's running environment, as a provider implements it.

@@ -314,6 +314,11 @@ impl Environment for FakeEngine {
     async fn gc(&self, _labels: &[String]) -> Result<Collected, EnvError> {
         Ok(Collected::default())
     }
+
+    /// Its sandboxes are on this machine: a gateway for them listens on loopback.
+    async fn host_address(&self) -> Result<Option<std::net::IpAddr>, EnvError> {
+        Ok(Some(std::net::Ipv4Addr::LOCALHOST.into()))
+    }
 }
 
 struct FakeSandbox {

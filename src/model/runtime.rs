@@ -41,6 +41,16 @@ impl std::fmt::Debug for ModelRuntime {
 }
 
 impl ModelRuntime {
+    /// A scripted model (`scripted/NAME`) playing `script`, priced at `rates`.
+    pub fn scripted(name: &str, script: Script, rates: Option<Rates>) -> ModelRuntime {
+        ModelRuntime {
+            name: name.to_string(),
+            id: format!("{}/{name}", ModelProvider::Scripted.name()),
+            rates,
+            source: Source::Scripted(Arc::new(script)),
+        }
+    }
+
     /// A client for one trial.
     pub fn client(&self) -> Arc<dyn ModelClient> {
         match &self.source {

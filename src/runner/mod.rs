@@ -29,6 +29,7 @@ use resources::Ledger;
 use crate::env::daytona::Credentials;
 use crate::env::{BuildSpec, Engine, EnvError, Labels, OpenOptions, Provider};
 use crate::events::{BuildOutcome, RunEvent, SkipReason, TrialIndex, TrialStatus};
+use crate::gateway::Gateway;
 use crate::manifest::Pipeline;
 use crate::plan::lock::LockFile;
 use crate::plan::status::{Assessment, TrialState};
@@ -298,7 +299,9 @@ impl Run {
             concurrency: self.concurrency,
         });
         let missing_images = ensure_prebuilt_images(&self.plan, &self.states, &self.engines).await;
+        let gateways = start_gateways(&self.setups, &self.states, &self.engines).await;
         let context = Arc::new(Context {
+            gateways,
             labels: Labels::new(&self.plan.pipeline, self.options.labels.clone()),
             build_logs: self
                 .plan
@@ -328,6 +331,43 @@ fn host_lookup(options: &ApplyOptions) -> impl Fn(&str) -> Option<String> + Sync
         Some(credentials) if name.starts_with("DAYTONA_") => credentials.lookup(name),
         _ => std::env::var(name).ok(),
     }
+}
+
+/// Starts a model gateway for each provider with trials still to run whose agents call
+/// their model through one, listening where that provider's sandboxes see this machine.
+async fn start_gateways(
+    setups: &[TrialSetup],
+    states: &[TrialState],
+    engines: &BTreeMap<Provider, Engine>,
+) -> BTreeMap<Provider, Result<Gateway, String>> {
+    let providers: BTreeSet<Provider> = setups
+        .iter()
+        .zip(states)
+        .filter(|(setup, state)| setup.gateway_route.is_some() && **state != TrialState::Done)
+        .map(|(setup, _)| setup.provider)
+        .collect();
+    let mut gateways = BTreeMap::new();
+    for provider in providers {
+        let Some(engine) = engines.get(&provider) else {
+            continue;
+        };
+        let gateway = match engine.host_address().await {
+            Ok(Some(host)) => Gateway::start(host).await.map_err(|e| {
+                let mut message = e.to_string();
+                if let Some(source) = std::error::Error::source(&e) {
+                    message.push_str(&format!(": {source}"));
+                }
+                message
+            }),
+            Ok(None) => continue,
+            Err(e) => Err(format!(
+                "cannot find the address {provider} sandboxes see this machine on, for the \
+                 model gateway: {e}"
+            )),
+        };
+        gateways.insert(provider, gateway);
+    }
+    gateways
 }
 
 /// Connects to every provider the plan uses, and removes what dead runs left there. A
@@ -410,6 +450,8 @@ struct Context {
     build_logs: Vec<PathBuf>,
     /// Prebuilt images that could not be pulled, with why.
     missing_images: BTreeMap<String, EnvError>,
+    /// The model gateway of each provider whose trials call one, or why it could not start.
+    gateways: BTreeMap<Provider, Result<Gateway, String>>,
     cancel: CancellationToken,
     events: UnboundedSender<RunEvent>,
 }
@@ -833,6 +875,10 @@ async fn run_trial(cx: &Context, t: usize, build_error: Option<EnvError>) -> Tri
         events: &cx.events,
         retry: cx.options.retry_policy(),
         build_log: build.map(|b| cx.build_logs[b].as_path()),
+        gateway: cx
+            .gateways
+            .get(&setup.provider)
+            .map(|gateway| gateway.as_ref().map_err(String::as_str)),
     };
     trial::run(setup, &env, build_error.as_ref()).await
 }

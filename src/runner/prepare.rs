@@ -65,6 +65,8 @@ pub struct TrialSetup {
     /// For model-driven agents (`terminal`, `computer-use`): the model and the rendered
     /// prompts.
     pub model_plan: Option<Arc<crate::agent::ModelPlan>>,
+    /// For `command` agents with a model: where the model gateway sends its calls.
+    pub gateway_route: Option<Arc<crate::gateway::Route>>,
     /// The trial's results directory.
     pub dir: PathBuf,
     pub steps: Arc<Vec<VerifyStep>>,
@@ -105,8 +107,19 @@ pub fn prepare(
     }
     let tasks: Vec<Arc<TaskRuntime>> = tasks.into_iter().flatten().collect();
     let mut model_plans = Vec::with_capacity(plan.trials.len());
+    let mut routes = Vec::with_capacity(plan.trials.len());
     for trial in &plan.trials {
         let agent = &plan.agents[trial.agent as usize];
+        let route = gateway_route(pipeline, plan, trial, &models);
+        if route.is_some() && plan.provider(trial) == Provider::Daytona {
+            problems.push(format!(
+                "agent `{}` runs a command that calls its model through helios's model \
+                 gateway, which Daytona sandboxes cannot reach: run its trials with \
+                 `provider = \"docker\"`, or remove its `model` and pass a key in its `env`",
+                agent.name
+            ));
+        }
+        routes.push(route);
         if !matches!(agent.kind, AgentKind::Terminal | AgentKind::ComputerUse) {
             model_plans.push(None);
             continue;
@@ -129,8 +142,9 @@ pub fn prepare(
         .trials
         .iter()
         .zip(model_plans)
+        .zip(routes)
         .enumerate()
-        .map(|(index, (trial, model_plan))| {
+        .map(|(index, ((trial, model_plan), gateway_route))| {
             let agent = &plan.agents[trial.agent as usize];
             let task = tasks[trial.task as usize].clone();
             let stage = plan.stages[trial.stage as usize].name.clone();
@@ -161,6 +175,7 @@ pub fn prepare(
                 provider: plan.provider(trial),
                 task,
                 model_plan,
+                gateway_route,
                 dir: store.trial_dir(&plan.trial_dir(trial)),
                 steps: steps.clone(),
             }
@@ -239,6 +254,31 @@ fn agent_envs(
             },
         )
         .collect()
+}
+
+/// Where a `command` agent's model calls go through the gateway: the trial's model, held to
+/// the limits the pipeline gives the agent (those it leaves out are not enforced).
+fn gateway_route(
+    pipeline: &Pipeline,
+    plan: &Plan,
+    trial: &crate::plan::Trial,
+    models: &BTreeMap<String, crate::model::runtime::ModelRuntime>,
+) -> Option<Arc<crate::gateway::Route>> {
+    let agent = &plan.agents[trial.agent as usize];
+    if agent.kind != AgentKind::Command {
+        return None;
+    }
+    let model = models.get(plan.model_name(trial)?)?;
+    let limits = pipeline
+        .manifest
+        .agents
+        .get(&agent.name)
+        .map(|spec| spec.limits.clone())
+        .unwrap_or_default();
+    Some(Arc::new(crate::gateway::Route {
+        model: model.clone(),
+        limits,
+    }))
 }
 
 /// The model and the prompts of a model-driven trial, rendered now so that a template error

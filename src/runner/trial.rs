@@ -14,6 +14,7 @@ use super::prepare::TrialSetup;
 use crate::agent::{self, AgentContext, AgentError, AgentRun};
 use crate::env::{Engine, EnvError, ExecSpec, Instance, Labels};
 use crate::events::{ErrorKind, Phase, RunEvent, TrialIndex, TrialStatus, now_rfc3339};
+use crate::gateway::{Gateway, Lease};
 use crate::retry::RetryPolicy;
 use crate::store::RunStore;
 use crate::store::trial::{
@@ -35,6 +36,8 @@ pub struct TrialEnv<'a> {
     pub retry: RetryPolicy,
     /// The build log of the trial's image, linked into its directory.
     pub build_log: Option<&'a Path>,
+    /// The run's model gateway where the trial's provider can reach one, or why not.
+    pub gateway: Option<Result<&'a Gateway, &'a str>>,
 }
 
 /// How one attempt ended, before it becomes a result.
@@ -265,13 +268,26 @@ async fn lifecycle(
 
     let mut ran = Ran::default();
     let phase = clock.start(Phase::Agent);
+    let lease = match open_lease(setup, env) {
+        Ok(lease) => lease,
+        Err(problem) => {
+            ran.agent = Some(Err(AgentError::Env(EnvError::Unsupported(problem))));
+            clock.stop(phase);
+            ran.logs_cut = collect(setup, instance, clock).await?;
+            return Ok(ran);
+        }
+    };
+    let mut agent_env = setup.agent_env.clone();
+    if let Some(lease) = &lease {
+        crate::gateway::merge_env(&mut agent_env, lease.env());
+    }
     let cx = AgentContext {
         kind: setup.kind,
         task_dir: &task.dir,
         instruction: &task.instruction,
         workdir: task.workdir.clone(),
         solution_env: task.solution_env.clone(),
-        agent_env: setup.agent_env.clone(),
+        agent_env,
         command: setup.command.as_deref(),
         timeout: task.agent_timeout,
         model_plan: setup.model_plan.as_deref(),
@@ -280,6 +296,10 @@ async fn lifecycle(
         events: Some((env.events.clone(), TrialIndex(setup.index))),
     };
     let agent_result = agent::run(instance, &cx).await;
+    let agent_result = match lease {
+        Some(lease) => agent_result.map(|run| with_gateway_usage(run, lease)),
+        None => agent_result,
+    };
     if let Err(AgentError::Env(e)) = &agent_result
         && !matches!(e, EnvError::Unsupported(_))
     {
@@ -301,6 +321,47 @@ async fn lifecycle(
     }
     ran.logs_cut = collect(setup, instance, clock).await?;
     Ok(ran)
+}
+
+/// The trial's access to the model gateway, for a `command` agent with a model; why it has
+/// none when its provider cannot reach the gateway.
+fn open_lease(setup: &TrialSetup, env: &TrialEnv<'_>) -> Result<Option<Lease>, String> {
+    let Some(route) = &setup.gateway_route else {
+        return Ok(None);
+    };
+    match env.gateway {
+        Some(Ok(gateway)) => Ok(Some(gateway.open(
+            route,
+            setup.dir.clone(),
+            &setup.trial_id,
+        ))),
+        Some(Err(problem)) => Err(problem.to_string()),
+        None => Err(format!(
+            "agent `{}` calls its model through helios's model gateway, which {} sandboxes \
+             cannot reach; run it with `provider = \"docker\"`",
+            setup.agent, setup.provider
+        )),
+    }
+}
+
+/// A `command` agent's run with what its calls through the gateway came to: usage, cost,
+/// and the limit it reached (the trial's error; the verifier still runs).
+fn with_gateway_usage(mut run: AgentRun, lease: Lease) -> AgentRun {
+    let used = lease.close();
+    if used.calls > 0 {
+        run.usage = Some(used.usage);
+        run.cost_usd = used.cost_usd;
+    }
+    if let Some((kind, message)) = used.limit
+        && run.stop.is_none()
+    {
+        run.stop = Some(agent::AgentStop {
+            timed_out: false,
+            kind,
+            message,
+        });
+    }
+    run
 }
 
 /// Copies `/logs` of the environment into the trial's directory.

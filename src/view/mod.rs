@@ -6,7 +6,6 @@ mod assets;
 pub mod catalog;
 pub mod live;
 mod routes;
-mod serve;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -16,9 +15,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::serve::HEADER_READ_TIMEOUT;
 pub use catalog::{Catalog, CatalogError, TrialRow};
 pub use live::{LiveHub, LiveMessage, LiveStep};
-pub use serve::HEADER_READ_TIMEOUT;
 
 use crate::events::RunEvent;
 
@@ -103,7 +102,11 @@ impl Viewer {
             stop: stop.clone(),
             loopback: addr.ip().is_loopback(),
         });
-        let server = tokio::spawn(serve::serve(listener, app, stop.clone()));
+        let server = tokio::spawn(crate::serve::serve(
+            listener,
+            move || hyper_util::service::TowerToHyperService::new(app.clone()),
+            stop.clone(),
+        ));
         Ok(Viewer {
             addr,
             catalog,

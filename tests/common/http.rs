@@ -22,6 +22,8 @@ pub(crate) enum Reply {
     Slow { delay: Duration, body: String },
     /// Closes the connection without a word.
     Drop,
+    /// Announces the whole body, sends half of it, and closes the connection.
+    Truncated { body: String },
 }
 
 pub(crate) fn ok(body: Value) -> Reply {
@@ -82,10 +84,15 @@ impl Server {
                     most.fetch_max(now, Ordering::SeqCst);
                     requests.lock().unwrap().push(request);
                     let reply = replies.lock().unwrap().pop_front().unwrap_or(Reply::Drop);
+                    let mut cut = None;
                     let (code, headers, body) = match reply {
                         Reply::Drop => {
                             active.fetch_sub(1, Ordering::SeqCst);
                             return;
+                        }
+                        Reply::Truncated { body } => {
+                            cut = Some(body.len() / 2);
+                            (200, vec![], body)
                         }
                         Reply::Slow { delay, body } => {
                             tokio::time::sleep(delay).await;
@@ -106,7 +113,8 @@ impl Server {
                     }
                     head.push_str("\r\n");
                     let _ = socket.write_all(head.as_bytes()).await;
-                    let _ = socket.write_all(body.as_bytes()).await;
+                    let sent = &body.as_bytes()[..cut.unwrap_or(body.len())];
+                    let _ = socket.write_all(sent).await;
                     let _ = socket.shutdown().await;
                     active.fetch_sub(1, Ordering::SeqCst);
                 });

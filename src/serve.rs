@@ -1,5 +1,6 @@
-//! The viewer's accept loop: HTTP/1 connections served by hyper with a deadline on reading
-//! a request's headers, so idle and half-open connections are dropped.
+//! The accept loop of helios's HTTP servers (the viewer, the model gateway): HTTP/1
+//! connections served by hyper with a deadline on reading a request's headers, so idle and
+//! half-open connections are dropped.
 //!
 //! `axum::serve` sets no timer, so hyper's header-read timeout never fires there and a
 //! client that connects and sends nothing holds a connection (and a task) forever.
@@ -7,10 +8,10 @@
 use std::pin::pin;
 use std::time::Duration;
 
-use axum::Router;
+use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
+use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -23,13 +24,21 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// descriptors, usually), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves `app` on `listener` until `stop` fires, then lets open connections finish
-/// (event streams end on `stop` too).
-pub(super) async fn serve(
+/// Serves each connection on `listener` with a service from `service` until `stop` fires,
+/// then lets open connections finish (event streams end on `stop` too).
+pub(crate) async fn serve<S, B>(
     listener: TcpListener,
-    app: Router,
+    service: impl Fn() -> S,
     stop: CancellationToken,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: Service<hyper::Request<Incoming>, Response = hyper::Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut connections = JoinSet::new();
     loop {
         let stream = tokio::select! {
@@ -42,7 +51,7 @@ pub(super) async fn serve(
                 }
             },
         };
-        let service = TowerToHyperService::new(app.clone());
+        let service = service();
         let stop = stop.clone();
         connections.spawn(async move {
             let mut builder = http1::Builder::new();
