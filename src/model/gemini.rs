@@ -301,44 +301,12 @@ pub fn parse(bytes: &[u8]) -> Result<ChatResponse, ModelError> {
         }
         return Err(malformed("no `candidates[0]`".into()));
     };
-    let mut parts = Vec::new();
     let empty = Vec::new();
     let raw_parts = candidate
         .pointer("/content/parts")
         .and_then(Value::as_array)
         .unwrap_or(&empty);
-    for (i, part) in raw_parts.iter().enumerate() {
-        parts.push(Part::Native {
-            provider: PROVIDER.into(),
-            item: part.clone(),
-        });
-        if let Some(text) = part.get("text").and_then(Value::as_str) {
-            if part.get("thought").and_then(Value::as_bool) != Some(true) {
-                parts.push(Part::Text {
-                    text: text.to_string(),
-                });
-            }
-        } else if let Some(call) = part.get("functionCall") {
-            let name = call
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| malformed("a functionCall has no name".into()))?;
-            // Older model versions give calls no id; results are matched by name and order,
-            // and this id stays in helios.
-            let id = call
-                .get("id")
-                .and_then(Value::as_str)
-                .map_or_else(|| format!("call_{i}"), str::to_string);
-            parts.push(Part::ToolCall(ToolCall {
-                id,
-                name: name.to_string(),
-                input: call
-                    .get("args")
-                    .cloned()
-                    .unwrap_or(Value::Object(Map::new())),
-            }));
-        }
-    }
+    let parts = reply_parts(raw_parts)?;
     let has_calls = parts.iter().any(|p| matches!(p, Part::ToolCall(_)));
     let stop = match candidate.get("finishReason").and_then(Value::as_str) {
         Some("STOP") if has_calls => StopReason::ToolUse,
@@ -352,6 +320,52 @@ pub fn parse(bytes: &[u8]) -> Result<ChatResponse, ModelError> {
         None => return Err(malformed("no `finishReason`".into())),
     };
     Ok(ChatResponse { parts, stop, usage })
+}
+
+/// The parts of a model turn: each part itself (a [`Part::Native`], sent back as it came,
+/// its `thoughtSignature` too), then what helios reads from it (text that is not a
+/// thought, a call).
+pub(crate) fn reply_parts(raw_parts: &[Value]) -> Result<Vec<Part>, ModelError> {
+    let mut parts = Vec::new();
+    for (i, part) in raw_parts.iter().enumerate() {
+        parts.push(Part::Native {
+            provider: PROVIDER.into(),
+            item: part.clone(),
+        });
+        if let Some(text) = part.get("text").and_then(Value::as_str) {
+            if part.get("thought").and_then(Value::as_bool) != Some(true) {
+                parts.push(Part::Text {
+                    text: text.to_string(),
+                });
+            }
+        } else if let Some(call) = part.get("functionCall") {
+            parts.push(Part::ToolCall(function_call(call, i)?));
+        }
+    }
+    Ok(parts)
+}
+
+/// A `functionCall`, the `index`th part of its turn. Older model versions give calls no
+/// id; results are matched by name and order, and the id made here stays in helios.
+pub(crate) fn function_call(call: &Value, index: usize) -> Result<ToolCall, ModelError> {
+    let name = call
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ModelError::Malformed {
+            message: "a functionCall has no name".into(),
+        })?;
+    let id = call
+        .get("id")
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("call_{index}"), str::to_string);
+    Ok(ToolCall {
+        id,
+        name: name.to_string(),
+        input: call
+            .get("args")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new())),
+    })
 }
 
 pub fn error(

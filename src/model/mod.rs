@@ -15,6 +15,7 @@ pub mod retry;
 pub mod runtime;
 mod script_checks;
 pub mod scripted;
+pub mod serve;
 pub mod spec;
 
 use std::time::Duration;

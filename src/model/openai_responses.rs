@@ -374,45 +374,7 @@ pub fn parse(bytes: &[u8]) -> Result<ChatResponse, ModelError> {
     let mut parts = Vec::new();
     let mut has_calls = false;
     for item in output {
-        let kind = item
-            .get("type")
-            .and_then(Value::as_str)
-            .ok_or_else(|| malformed("an output item has no `type`".into()))?;
-        parts.push(Part::Native {
-            provider: PROVIDER.into(),
-            item: item.clone(),
-        });
-        match kind {
-            "message" => {
-                for block in item
-                    .get("content")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let text = match block.get("type").and_then(Value::as_str) {
-                        Some("output_text") => block.get("text"),
-                        Some("refusal") => block.get("refusal"),
-                        _ => None,
-                    };
-                    if let Some(text) = text.and_then(Value::as_str) {
-                        parts.push(Part::Text {
-                            text: text.to_string(),
-                        });
-                    }
-                }
-            }
-            "computer_call" => {
-                has_calls = true;
-                parts.push(Part::ToolCall(computer_call(item)?));
-            }
-            "function_call" => {
-                has_calls = true;
-                parts.push(Part::ToolCall(function_call(item)?));
-            }
-            // Reasoning and other items are only sent back.
-            _ => {}
-        }
+        has_calls |= item_parts(item, &mut parts)?;
     }
     let stop = match status {
         "completed" if has_calls => StopReason::ToolUse,
@@ -440,6 +402,52 @@ pub fn parse(bytes: &[u8]) -> Result<ChatResponse, ModelError> {
             cached_tokens: count("/input_tokens_details/cached_tokens"),
         },
     })
+}
+
+/// An output item as parts: the item itself (a [`Part::Native`], sent back as it came),
+/// then what helios reads from it (a message's text, a call). Whether it is a call.
+pub(crate) fn item_parts(item: &Value, parts: &mut Vec<Part>) -> Result<bool, ModelError> {
+    let malformed = |message: String| ModelError::Malformed { message };
+    let kind = item
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| malformed("an output item has no `type`".into()))?;
+    parts.push(Part::Native {
+        provider: PROVIDER.into(),
+        item: item.clone(),
+    });
+    match kind {
+        "message" => {
+            for block in item
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let text = match block.get("type").and_then(Value::as_str) {
+                    Some("output_text") => block.get("text"),
+                    Some("refusal") => block.get("refusal"),
+                    _ => None,
+                };
+                if let Some(text) = text.and_then(Value::as_str) {
+                    parts.push(Part::Text {
+                        text: text.to_string(),
+                    });
+                }
+            }
+            Ok(false)
+        }
+        "computer_call" => {
+            parts.push(Part::ToolCall(computer_call(item)?));
+            Ok(true)
+        }
+        "function_call" => {
+            parts.push(Part::ToolCall(function_call(item)?));
+            Ok(true)
+        }
+        // Reasoning and other items are only sent back.
+        _ => Ok(false),
+    }
 }
 
 fn call_id(item: &Value) -> Result<String, ModelError> {
