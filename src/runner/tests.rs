@@ -929,3 +929,54 @@ async fn logs_past_the_collect_cap_are_cut_and_said_in_the_result() {
         serde_json::from_slice(&std::fs::read(dir.join("result.json")).unwrap()).unwrap();
     assert_eq!(json["logs_cut"]["files"], 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_command_agent_with_a_model_runs_with_the_gateway_and_no_host_key() {
+    let (root, path) = project(
+        1,
+        "",
+        "[models.demo]\nid = \"scripted\"\nscript = \"demo.yaml\"\n\n\
+         [agents.mine]\nkind = \"command\"\ncommand = \"my-agent\"\nmodel = \"demo\"\n\
+         env = { OWN = \"kept\", NO_PROXY = \"internal.example\" }\n\n\
+         [agents.plain]\nkind = \"command\"\ncommand = \"plain-agent\"\n\n\
+         [[stages]]\nname = \"s\"\nagents = [\"mine\", \"plain\"]",
+    );
+    write(&root.path().join("demo.yaml"), "replies:\n  - text: hi\n");
+    let seen = Arc::new(Mutex::new(BTreeMap::new()));
+    let fake = FakeEngine::new({
+        let seen = seen.clone();
+        move |call| {
+            for agent in ["my-agent", "plain-agent"] {
+                if call.command.contains(agent) {
+                    seen.lock().unwrap().insert(agent, call.env.clone());
+                }
+            }
+            honest(call)
+        }
+    });
+    let ran = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(ran.results().len(), 2);
+    let seen = seen.lock().unwrap();
+    let mine = &seen["my-agent"];
+    let token = &mine["HELIOS_GATEWAY_TOKEN"];
+    assert!(token.starts_with("helios-") && token.len() > 60, "{token}");
+    for key in ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"] {
+        assert_eq!(&mine[key], token, "{key} is the trial's token");
+    }
+    assert!(mine["OPENAI_BASE_URL"].starts_with("http://127.0.0.1:"));
+    assert!(mine["OPENAI_BASE_URL"].ends_with("/v1"));
+    assert_eq!(mine["OWN"], "kept");
+    assert_eq!(mine["NO_PROXY"], "internal.example,127.0.0.1");
+    assert_eq!(mine["HELIOS_MODEL"], "scripted");
+    let plain = &seen["plain-agent"];
+    assert!(
+        !plain.contains_key("HELIOS_GATEWAY_TOKEN") && !plain.contains_key("OPENAI_API_KEY"),
+        "an agent without a model gets no gateway: {plain:?}"
+    );
+}
