@@ -31,6 +31,30 @@ fn command_agents_call_the_gateway_through_the_official_sdks_and_no_key_leaks() 
     for entry in ["gateway.toml", "scripts", "tasks"] {
         common::project::copy_tree(format!("{fixture}/{entry}"), project.dir.path());
     }
+    // The same task without network: its agent reaches the gateway and nothing else.
+    common::project::copy_tree(
+        project.path("tasks/sdk-calls"),
+        project.path("tasks/sdk-calls-offline"),
+    );
+    let toml = project.path("tasks/sdk-calls-offline/task.toml");
+    let task_toml = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        task_toml.replace(
+            "[environment]\n",
+            "[environment]\nnetwork_mode = \"no-network\"\n",
+        ),
+    )
+    .unwrap();
+    let pipeline = project.path("gateway.toml");
+    let mut manifest = std::fs::read_to_string(&pipeline).unwrap();
+    manifest.push_str(
+        "\n[agents.offline]\nkind = \"command\"\n\
+         command = \"python3 /opt/gateway-agent/agent.py offline\"\nmodel = \"chatty\"\n\n\
+         [[stages]]\nname = \"offline\"\ntasks = [\"sdk-calls-offline\"]\nagents = [\"offline\"]\n",
+    );
+    std::fs::write(&pipeline, manifest).unwrap();
+
     let key = fake_key();
     let apply = project
         .command("gateway")
@@ -167,6 +191,30 @@ fn command_agents_call_the_gateway_through_the_official_sdks_and_no_key_leaks() 
             "three answered, one refused"
         );
     }
+
+    let offline_stage = project.path("runs/gateway/offline");
+    let offline_dir = std::fs::read_dir(&offline_stage)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("result.json").is_file())
+        .expect("the offline trial ran");
+    let seen: Value =
+        serde_json::from_slice(&std::fs::read(offline_dir.join("agent/offline.json")).unwrap())
+            .unwrap();
+    assert_eq!(seen["gateway"], "one", "the gateway answered: {seen}");
+    assert_eq!(seen["internet"], false, "no route out: {seen}");
+    assert!(
+        docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label={}", project.label)
+        ])
+        .stdout
+        .is_empty(),
+        "the run's isolated network is removed"
+    );
 
     let grep = Command::new("grep")
         .args(["-rlF", &key])

@@ -19,6 +19,10 @@ pub(super) async fn run(labels: &[String], providers: &[Provider]) -> ExitStatus
                 }
             };
             let removed = engine.gc(labels).await.map(|collected| match provider {
+                Provider::Docker if collected.networks > 0 => format!(
+                    "removed {} container(s), {} image(s) and {} network(s) labelled by helios",
+                    collected.instances, collected.images, collected.networks
+                ),
                 Provider::Docker => format!(
                     "removed {} container(s) and {} image(s) labelled by helios",
                     collected.instances, collected.images

@@ -96,10 +96,37 @@ impl DockerEngine {
     /// The default bridge network's gateway: the host's address on the network trial
     /// containers are attached to.
     async fn bridge_gateway(&self) -> Result<std::net::IpAddr, EnvError> {
+        self.network_gateway("bridge").await
+    }
+
+    /// Creates an internal network (no route out; the host is reachable at its gateway).
+    async fn internal_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<std::net::IpAddr, EnvError> {
+        let request = bollard::models::NetworkCreateRequest {
+            name: name.to_string(),
+            internal: Some(true),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        {
+            let _permit = self.permit().await;
+            self.docker
+                .create_network(request)
+                .await
+                .map_err(engine_error)?;
+        }
+        self.network_gateway(name).await
+    }
+
+    /// The host's address on network `name`.
+    async fn network_gateway(&self, name: &str) -> Result<std::net::IpAddr, EnvError> {
         let network = {
             let _permit = self.permit().await;
             self.docker
-                .inspect_network("bridge", None)
+                .inspect_network(name, None)
                 .await
                 .map_err(engine_error)?
         };
@@ -111,11 +138,45 @@ impl DockerEngine {
             .filter_map(|config| config.gateway)
             .find_map(|gateway| gateway.parse::<std::net::IpAddr>().ok());
         gateway.ok_or_else(|| {
-            EnvError::engine(
-                "the Docker network `bridge` has no gateway address, so trial containers \
-                 cannot reach the model gateway (is dockerd running with `--bridge=none`?)",
-            )
+            EnvError::engine(format!(
+                "the Docker network `{name}` has no gateway address, so trial containers \
+                 cannot reach the model gateway (is dockerd running with `--bridge=none`?)"
+            ))
         })
+    }
+
+    /// Removes a network; one already gone is fine.
+    async fn delete_network(&self, name: &str) -> Result<(), EnvError> {
+        let _permit = self.permit().await;
+        match self.docker.remove_network(name).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    /// Networks carrying every label in `labels`, with their labels.
+    async fn networks_with(
+        &self,
+        labels: &[String],
+    ) -> Result<Vec<(String, HashMap<String, String>)>, EnvError> {
+        let filters: HashMap<String, Vec<String>> =
+            HashMap::from([("label".to_string(), labels.to_vec())]);
+        let options = bollard::query_parameters::ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let _permit = self.permit().await;
+        let list = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .map_err(engine_error)?;
+        Ok(list
+            .into_iter()
+            .filter_map(|n| Some((n.name?, n.labels.unwrap_or_default())))
+            .collect())
     }
 
     /// Whether an image with this tag exists locally.
@@ -254,7 +315,11 @@ impl DockerEngine {
             init: Some(true),
             nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
             memory: spec.memory_mb.map(|mb| (mb * 1024 * 1024) as i64),
-            network_mode: spec.no_network.then(|| "none".to_string()),
+            network_mode: match (&spec.isolated_network, spec.no_network) {
+                (Some(network), true) => Some(network.clone()),
+                (_, true) => Some("none".to_string()),
+                (_, false) => None,
+            },
             device_requests: spec.gpus.filter(|&g| g > 0).map(|count| {
                 vec![DeviceRequest {
                     count: Some(i64::from(count)),
@@ -538,11 +603,18 @@ impl DockerEngine {
                 removed += 1;
             }
         }
+        for (name, labels) in self.networks_with(&[RUN_LABEL.to_string()]).await? {
+            let same_host = labels.get(HOST_LABEL) == Some(&host);
+            let pid: Option<i32> = labels.get(PID_LABEL).and_then(|p| p.parse().ok());
+            if same_host && pid.is_some_and(|pid| !process_alive(pid)) {
+                self.delete_network(&name).await?;
+            }
+        }
         Ok(removed)
     }
 
-    /// Removes every container and image helios labelled (and matching `labels`).
-    pub(crate) async fn collect(&self, labels: &[String]) -> Result<(usize, usize), EnvError> {
+    /// Removes every container, image and network helios labelled (and matching `labels`).
+    pub(crate) async fn collect(&self, labels: &[String]) -> Result<Collected, EnvError> {
         let mut filter = vec![MANAGED_LABEL.to_string()];
         filter.extend(labels.iter().cloned());
         let containers = self.containers_with(&filter).await?;
@@ -556,7 +628,15 @@ impl DockerEngine {
         for image in &images {
             self.remove_image(image).await?;
         }
-        Ok((containers.len(), images.len()))
+        let networks = self.networks_with(&filter).await?;
+        for (name, _) in &networks {
+            self.delete_network(name).await?;
+        }
+        Ok(Collected {
+            instances: containers.len(),
+            images: images.len(),
+            networks: networks.len(),
+        })
     }
 }
 
@@ -631,8 +711,19 @@ impl Environment for DockerEngine {
     }
 
     async fn gc(&self, labels: &[String]) -> Result<Collected, EnvError> {
-        let (instances, images) = self.collect(labels).await?;
-        Ok(Collected { instances, images })
+        self.collect(labels).await
+    }
+
+    async fn create_isolated_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Option<std::net::IpAddr>, EnvError> {
+        self.internal_network(name, labels).await.map(Some)
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), EnvError> {
+        self.delete_network(name).await
     }
 }
 

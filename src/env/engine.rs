@@ -53,6 +53,7 @@ pub struct Collected {
     /// Containers or sandboxes.
     pub instances: usize,
     pub images: usize,
+    pub networks: usize,
 }
 
 /// A provider of environments: the local Docker engine, Daytona, or the in-memory fake.
@@ -106,6 +107,22 @@ pub trait Environment: Send + Sync + 'static {
     /// gateway. `None` for sandboxes that run elsewhere and cannot reach this machine.
     async fn host_address(&self) -> Result<Option<std::net::IpAddr>, EnvError> {
         Ok(None)
+    }
+
+    /// Makes a network named `name` with no route out, whose sandboxes reach this machine
+    /// and nothing else, and returns this machine's address on it: where the model gateway
+    /// listens for trials of tasks without network. `None` where the provider has none.
+    async fn create_isolated_network(
+        &self,
+        _name: &str,
+        _labels: &BTreeMap<String, String>,
+    ) -> Result<Option<std::net::IpAddr>, EnvError> {
+        Ok(None)
+    }
+
+    /// Removes a network [`Environment::create_isolated_network`] made.
+    async fn remove_network(&self, _name: &str) -> Result<(), EnvError> {
+        Ok(())
     }
 }
 

@@ -130,6 +130,9 @@ pub struct EnvSpec {
     pub storage_mb: Option<u64>,
     pub gpus: Option<u32>,
     pub no_network: bool,
+    /// With `no_network`: a network of this run to attach to instead of none, one with no
+    /// route out whose sandboxes reach only this machine (the model gateway).
+    pub isolated_network: Option<String>,
     /// How long the environment may take to be ready, a remote image build included.
     pub ready_timeout: Duration,
 }
@@ -197,6 +200,23 @@ impl Labels {
         labels.insert(PID_LABEL.into(), std::process::id().to_string());
         labels.insert(HOST_LABEL.into(), hostname());
         labels
+    }
+
+    /// Labels of a network of this run.
+    pub fn network(&self) -> BTreeMap<String, String> {
+        let mut labels = self.base();
+        labels.insert(RUN_LABEL.into(), self.run.clone());
+        labels.insert(PID_LABEL.into(), std::process::id().to_string());
+        labels.insert(HOST_LABEL.into(), hostname());
+        labels
+    }
+
+    /// A name for a network of this run, unique on the engine.
+    pub fn network_name(&self) -> String {
+        let mut digest = sha2::Sha256::default();
+        sha2::Digest::update(&mut digest, self.run.as_bytes());
+        let hash = hex::encode(sha2::Digest::finalize(digest));
+        format!("helios-isolated-{}", &hash[..16])
     }
 
     /// Labels of a built image (shared by runs, so it names the run that built it).

@@ -299,10 +299,11 @@ impl Run {
             concurrency: self.concurrency,
         });
         let missing_images = ensure_prebuilt_images(&self.plan, &self.states, &self.engines).await;
-        let gateways = start_gateways(&self.setups, &self.states, &self.engines).await;
+        let labels = Labels::new(&self.plan.pipeline, self.options.labels.clone());
+        let gateways = Gateways::start(&self.setups, &self.states, &self.engines, &labels).await;
         let context = Arc::new(Context {
             gateways,
-            labels: Labels::new(&self.plan.pipeline, self.options.labels.clone()),
+            labels,
             build_logs: self
                 .plan
                 .builds
@@ -319,9 +320,19 @@ impl Run {
             cancel,
             events,
         });
-        Dispatcher::new(context, self.previous, self.concurrency, self.budget)
+        let networks = context.gateways.networks.clone();
+        let engines = context.engines.clone();
+        let outcome = Dispatcher::new(context, self.previous, self.concurrency, self.budget)
             .run()
-            .await
+            .await;
+        // Every trial's container is gone by now; what cannot be removed, `helios gc` and
+        // the next apply remove.
+        for (provider, name) in networks {
+            if let Some(engine) = engines.get(&provider) {
+                let _ = engine.remove_network(&name).await;
+            }
+        }
+        outcome
     }
 }
 
@@ -333,41 +344,88 @@ fn host_lookup(options: &ApplyOptions) -> impl Fn(&str) -> Option<String> + Sync
     }
 }
 
-/// Starts a model gateway for each provider with trials still to run whose agents call
-/// their model through one, listening where that provider's sandboxes see this machine.
-async fn start_gateways(
-    setups: &[TrialSetup],
-    states: &[TrialState],
-    engines: &BTreeMap<Provider, Engine>,
-) -> BTreeMap<Provider, Result<Gateway, String>> {
-    let providers: BTreeSet<Provider> = setups
-        .iter()
-        .zip(states)
-        .filter(|(setup, state)| setup.gateway_route.is_some() && **state != TrialState::Done)
-        .map(|(setup, _)| setup.provider)
-        .collect();
-    let mut gateways = BTreeMap::new();
-    for provider in providers {
-        let Some(engine) = engines.get(&provider) else {
-            continue;
-        };
-        let gateway = match engine.host_address().await {
-            Ok(Some(host)) => Gateway::start(host).await.map_err(|e| {
-                let mut message = e.to_string();
-                if let Some(source) = std::error::Error::source(&e) {
-                    message.push_str(&format!(": {source}"));
+/// The run's model gateways, one per provider and kind of network whose trials call one.
+#[derive(Default)]
+struct Gateways {
+    /// By provider, and whether the trials' tasks have no network (their gateway listens on
+    /// an isolated network of the run, the others' on the provider's default one).
+    listening: BTreeMap<(Provider, bool), Result<Gateway, String>>,
+    /// The isolated networks made for them, to remove when the run ends.
+    networks: Vec<(Provider, String)>,
+}
+
+impl Gateways {
+    /// Starts a gateway for each provider with trials still to run whose agents call their
+    /// model through one, listening where that provider's sandboxes see this machine; for
+    /// tasks without network, on a network of the run that reaches this machine only.
+    async fn start(
+        setups: &[TrialSetup],
+        states: &[TrialState],
+        engines: &BTreeMap<Provider, Engine>,
+        labels: &Labels,
+    ) -> Gateways {
+        let wanted: BTreeSet<(Provider, bool)> = setups
+            .iter()
+            .zip(states)
+            .filter(|(setup, state)| setup.gateway_route.is_some() && **state != TrialState::Done)
+            .map(|(setup, _)| (setup.provider, setup.task.container.no_network))
+            .collect();
+        let mut gateways = Gateways::default();
+        for (provider, isolated) in wanted {
+            let Some(engine) = engines.get(&provider) else {
+                continue;
+            };
+            let host = if isolated {
+                let name = labels.network_name();
+                let made = engine
+                    .create_isolated_network(&name, &labels.network())
+                    .await;
+                if matches!(made, Ok(Some(_))) {
+                    gateways.networks.push((provider, name));
                 }
-                message
-            }),
-            Ok(None) => continue,
-            Err(e) => Err(format!(
-                "cannot find the address {provider} sandboxes see this machine on, for the \
-                 model gateway: {e}"
-            )),
-        };
-        gateways.insert(provider, gateway);
+                made
+            } else {
+                engine.host_address().await
+            };
+            let gateway = match host {
+                Ok(Some(host)) => Gateway::start(host).await.map_err(|e| {
+                    let mut message = e.to_string();
+                    if let Some(source) = std::error::Error::source(&e) {
+                        message.push_str(&format!(": {source}"));
+                    }
+                    message
+                }),
+                Ok(None) => continue,
+                Err(e) => Err(format!(
+                    "cannot find the address {provider} sandboxes see this machine on, for the \
+                     model gateway: {e}"
+                )),
+            };
+            gateways.listening.insert((provider, isolated), gateway);
+        }
+        gateways
     }
-    gateways
+
+    /// The gateway of a trial, or why it has none.
+    fn of(&self, setup: &TrialSetup) -> Option<Result<&Gateway, &str>> {
+        let key = (setup.provider, setup.task.container.no_network);
+        self.listening
+            .get(&key)
+            .map(|gateway| gateway.as_ref().map_err(String::as_str))
+    }
+
+    /// The isolated network of a trial's provider, for a trial of a task without network
+    /// that calls the gateway.
+    fn network_for(&self, setup: &TrialSetup) -> Option<&str> {
+        (setup.gateway_route.is_some() && setup.task.container.no_network)
+            .then(|| {
+                self.networks
+                    .iter()
+                    .find(|(provider, _)| *provider == setup.provider)
+                    .map(|(_, name)| name.as_str())
+            })
+            .flatten()
+    }
 }
 
 /// Connects to every provider the plan uses, and removes what dead runs left there. A
@@ -450,8 +508,8 @@ struct Context {
     build_logs: Vec<PathBuf>,
     /// Prebuilt images that could not be pulled, with why.
     missing_images: BTreeMap<String, EnvError>,
-    /// The model gateway of each provider whose trials call one, or why it could not start.
-    gateways: BTreeMap<Provider, Result<Gateway, String>>,
+    /// The model gateways of the run's trials.
+    gateways: Gateways,
     cancel: CancellationToken,
     events: UnboundedSender<RunEvent>,
 }
@@ -875,10 +933,8 @@ async fn run_trial(cx: &Context, t: usize, build_error: Option<EnvError>) -> Tri
         events: &cx.events,
         retry: cx.options.retry_policy(),
         build_log: build.map(|b| cx.build_logs[b].as_path()),
-        gateway: cx
-            .gateways
-            .get(&setup.provider)
-            .map(|gateway| gateway.as_ref().map_err(String::as_str)),
+        gateway: cx.gateways.of(setup),
+        isolated_network: cx.gateways.network_for(setup),
     };
     trial::run(setup, &env, build_error.as_ref()).await
 }

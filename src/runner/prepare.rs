@@ -489,6 +489,7 @@ fn task_runtime(
             storage_mb: m.environment.storage_megabytes(),
             gpus: m.environment.gpus,
             no_network: mode == NetworkMode::NoNetwork,
+            isolated_network: None,
             ready_timeout: Duration::from_secs_f64(m.environment.build_timeout_sec),
         },
         workdir: m.environment.workdir.clone(),

@@ -38,6 +38,9 @@ pub struct TrialEnv<'a> {
     pub build_log: Option<&'a Path>,
     /// The run's model gateway where the trial's provider can reach one, or why not.
     pub gateway: Option<Result<&'a Gateway, &'a str>>,
+    /// For a task without network whose agent calls the gateway: the run's network that
+    /// reaches this machine only.
+    pub isolated_network: Option<&'a str>,
 }
 
 /// How one attempt ended, before it becomes a result.
@@ -123,6 +126,7 @@ pub async fn run(
         let phase = clock.start(Phase::Environment);
         let mut spec = setup.task.container.clone();
         spec.labels = env.labels.container(&setup.trial_id, &setup.task.name);
+        spec.isolated_network = env.isolated_network.map(str::to_string);
         let (outcome, environment) = match env.engine.create(&spec, env.cancel).await {
             Err(EnvError::Cancelled) => (Attempt::Cancelled, None),
             Err(error) => (Attempt::Infra(error), None),
@@ -336,6 +340,11 @@ fn open_lease(setup: &TrialSetup, env: &TrialEnv<'_>) -> Result<Option<Lease>, S
             &setup.trial_id,
         ))),
         Some(Err(problem)) => Err(problem.to_string()),
+        None if setup.task.container.no_network => Err(format!(
+            "agent `{}` calls its model through helios's model gateway, but task `{}` has no \
+             network and {} cannot give it one that reaches only this machine",
+            setup.agent, setup.task.name, setup.provider
+        )),
         None => Err(format!(
             "agent `{}` calls its model through helios's model gateway, which {} sandboxes \
              cannot reach; run it with `provider = \"docker\"`",

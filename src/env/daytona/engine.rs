@@ -373,7 +373,7 @@ impl Environment for DaytonaEngine {
     async fn gc(&self, labels: &[String]) -> Result<Collected, EnvError> {
         Ok(Collected {
             instances: self.collect(labels).await?,
-            images: 0,
+            ..Collected::default()
         })
     }
 }
