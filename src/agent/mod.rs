@@ -9,6 +9,7 @@ pub mod model_loop;
 pub mod prompt;
 pub mod terminal;
 pub mod trajectory;
+pub mod trajectory_from_calls;
 
 use std::path::Path;
 use std::time::Duration;

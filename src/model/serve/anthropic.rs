@@ -11,8 +11,8 @@ use serde_json::{Map, Value, json};
 
 use super::{
     CallNames, Decoded, ServeErrorKind, SseEvent, chunks, empty_schema, event_json, field, join,
-    malformed_stream, object, opt_array, opt_bool, opt_str, opt_u64, req_array, req_object,
-    req_str, uncached, unsupported,
+    malformed_stream, object, objects, opt_array, opt_bool, opt_str, opt_u64, req_array,
+    req_object, req_str, uncached, unsupported,
 };
 use super::{ServeError, invalid, missing};
 use crate::model::anthropic::PROVIDER;
@@ -48,9 +48,7 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
     };
     let mut names = CallNames::default();
     let mut messages = Vec::new();
-    for (i, message) in req_array(root, "", "messages")?.iter().enumerate() {
-        let path = format!("messages[{i}]");
-        let message = object(message, &path)?;
+    for (path, message) in objects(req_array(root, "", "messages")?, "messages")? {
         let role = match req_str(message, &path, "role")? {
             "user" => Role::User,
             "assistant" => Role::Assistant,
@@ -85,13 +83,7 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
         ..ChatRequest::default()
     };
     let mut ignored = Vec::new();
-    for (i, tool) in opt_array(root, "", "tools")?
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let path = format!("tools[{i}]");
-        let tool = object(tool, &path)?;
+    for (path, tool) in objects(opt_array(root, "", "tools")?.unwrap_or_default(), "tools")? {
         let name = req_str(tool, &path, "name")?;
         match opt_str(tool, &path, "type")? {
             None | Some("custom") => request.tools.push(ToolSpec {
@@ -104,14 +96,9 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
                     .unwrap_or_else(empty_schema),
             }),
             Some(kind) if kind.starts_with("computer_") => {
-                let size = |key| {
-                    opt_u64(tool, &path, key)?
-                        .and_then(|n| u32::try_from(n).ok())
-                        .ok_or_else(|| missing(join(&path, key)))
-                };
                 request.computer = Some(ComputerTool {
-                    display_width: size("display_width_px")?,
-                    display_height: size("display_height_px")?,
+                    display_width: super::pixels(tool, &path, "display_width_px")?,
+                    display_height: super::pixels(tool, &path, "display_height_px")?,
                     environment: "linux".into(),
                     excluded_functions: Vec::new(),
                 });

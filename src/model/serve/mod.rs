@@ -472,6 +472,71 @@ fn opt_bool(object: &Map<String, Value>, parent: &str, key: &str) -> Result<bool
         .map(Option::unwrap_or_default)
 }
 
+/// A JSON object and its path in the body.
+type Located<'a> = (String, &'a Map<String, Value>);
+
+/// The objects of a list, each with its path (`parent[i]`).
+fn objects<'a>(list: &'a [Value], parent: &str) -> Result<Vec<Located<'a>>, ServeError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let path = format!("{parent}[{i}]");
+            object(value, &path).map(|object| (path, object))
+        })
+        .collect()
+}
+
+/// A screen size field of a computer tool.
+fn pixels(tool: &Map<String, Value>, path: &str, key: &str) -> Result<u32, ServeError> {
+    opt_u64(tool, path, key)?
+        .ok_or_else(|| missing(join(path, key)))
+        .and_then(|n| u32::try_from(n).map_err(|_| invalid(join(path, key), "is too large")))
+}
+
+/// A message's content as text: a string, or its text parts (`text`, `input_text`,
+/// `output_text`, `refusal`) joined; absent or `null` is empty.
+fn content_text(content: Option<&Value>, path: &str) -> Result<String, ServeError> {
+    match content {
+        None => Ok(String::new()),
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(Value::Array(parts)) => {
+            let mut out = String::new();
+            for (path, part) in objects(parts, path)? {
+                match req_str(part, &path, "type")? {
+                    "text" | "input_text" | "output_text" => {
+                        out.push_str(req_str(part, &path, "text")?);
+                    }
+                    "refusal" => out.push_str(req_str(part, &path, "refusal")?),
+                    other => {
+                        return Err(unsupported(
+                            join(&path, "type"),
+                            format!("this message holds text, not `{other}`"),
+                        ));
+                    }
+                }
+            }
+            Ok(out)
+        }
+        Some(_) => Err(invalid(path, "is neither text nor a list of parts")),
+    }
+}
+
+/// The items of `provider` among a reply's parts: what goes back to its own client as the
+/// reply, when there are any.
+fn natives(response: &ChatResponse, provider: &str) -> Vec<Value> {
+    response
+        .parts
+        .iter()
+        .filter_map(|part| match part {
+            Part::Native {
+                provider: owner,
+                item,
+            } if owner == provider => Some(item.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// An image in a `data:` URL (`data:image/png;base64,...`); images by address are refused,
 /// since the gateway fetches nothing.
 fn data_url(url: &str, path: &str) -> Result<Image, ServeError> {

@@ -1051,3 +1051,26 @@ fn the_token_estimate_counts_text_images_and_messages() {
     );
     assert_eq!(Wire::OpenAiChat.encode_count_tokens(7), None);
 }
+
+#[test]
+fn gemini_fields_are_read_in_snake_case_too() {
+    let body = json!({
+        "contents": [{"role": "user", "parts": [{"text": "hi"}, {"inline_data": {"mime_type": "image/png", "data": "AAAA"}}]}],
+        "system_instruction": {"parts": [{"text": "Be kind."}]},
+        "tools": [{"function_declarations": [{"name": "f", "parameters_json_schema": {"type": "object"}}]}],
+        "generation_config": {"max_output_tokens": 5}
+    });
+    let decoded = Wire::Gemini
+        .decode_request(GEMINI_PATH, body.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(decoded.max_output_tokens, Some(5));
+    assert_eq!(decoded.request.system.as_deref(), Some("Be kind."));
+    assert_eq!(
+        decoded.request.messages[0].parts,
+        vec![text("hi"), Part::Image(image("AAAA"))]
+    );
+    assert_eq!(
+        decoded.request.tools[0].parameters,
+        json!({"type": "object"})
+    );
+}
