@@ -21,9 +21,13 @@ use crate::model::{
     ToolCall, ToolResult, ToolSpec,
 };
 
-pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
+/// A Messages request; a `count_tokens` request (`counting`) has no `max_tokens`.
+pub(super) fn decode(root: &Map<String, Value>, counting: bool) -> Result<Decoded, ServeError> {
     let model = req_str(root, "", "model")?;
-    let max_tokens = opt_u64(root, "", "max_tokens")?.ok_or_else(|| missing("max_tokens"))?;
+    let max_tokens = opt_u64(root, "", "max_tokens")?;
+    if max_tokens.is_none() && !counting {
+        return Err(missing("max_tokens"));
+    }
     let system = match field(root, "system") {
         None => None,
         Some(Value::String(text)) => Some(text.clone()),
@@ -108,7 +112,7 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
     }
     let mut decoded = Decoded::new(request);
     decoded.model = Some(model.to_string());
-    decoded.max_output_tokens = Some(max_tokens);
+    decoded.max_output_tokens = max_tokens;
     decoded.stream = opt_bool(root, "", "stream")?;
     decoded.ignored = ignored;
     Ok(decoded)

@@ -144,6 +144,17 @@ impl Wire {
     /// names its model and whether it streams (`/v1beta/models/MODEL:streamGenerateContent`);
     /// the other formats say both in the body.
     pub fn decode_request(self, path: &str, body: &[u8]) -> Result<Decoded, ServeError> {
+        self.decode(path, body, false)
+    }
+
+    /// The body of a token count (Anthropic's `POST /v1/messages/count_tokens`, which has no
+    /// `max_tokens`; Gemini's `:countTokens`, whose request may be wrapped in
+    /// `generateContentRequest`), for [`count_tokens_estimate`].
+    pub fn decode_count_tokens(self, path: &str, body: &[u8]) -> Result<Decoded, ServeError> {
+        self.decode(path, body, true)
+    }
+
+    fn decode(self, path: &str, body: &[u8], counting: bool) -> Result<Decoded, ServeError> {
         let body: Value = serde_json::from_slice(body).map_err(|e| ServeError::NotJson {
             message: e.to_string(),
         })?;
@@ -152,7 +163,7 @@ impl Wire {
             message: "is not a JSON object".into(),
         })?;
         match self {
-            Wire::Anthropic => anthropic::decode(root),
+            Wire::Anthropic => anthropic::decode(root, counting),
             Wire::OpenAiChat => openai_chat::decode(root),
             Wire::OpenAiResponses => responses::decode(root),
             Wire::Gemini => {
