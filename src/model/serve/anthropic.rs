@@ -365,11 +365,7 @@ pub(super) fn assemble(events: &[SseEvent]) -> Result<Value, ModelError> {
                     .get_mut(index)
                     .ok_or_else(|| malformed_stream(format!("a delta of unknown block {index}")))?;
                 let delta = &data["delta"];
-                let append = |block: &mut Value, key: &str| {
-                    let piece = delta[key].as_str().unwrap_or_default();
-                    let text = format!("{}{piece}", block[key].as_str().unwrap_or_default());
-                    block[key] = Value::String(text);
-                };
+                let append = |block: &mut Value, key: &str| super::append(block, key, &delta[key]);
                 match delta["type"].as_str().unwrap_or_default() {
                     "text_delta" => append(block, "text"),
                     "thinking_delta" => append(block, "thinking"),

@@ -536,12 +536,7 @@ pub(super) fn assemble(events: &[SseEvent]) -> Result<Value, ModelError> {
             let is_text = |part: &Value| plain(part) && part.get("text").is_some();
             match parts.last_mut() {
                 Some(previous) if i == 0 && is_text(previous) && is_text(part) => {
-                    let text = format!(
-                        "{}{}",
-                        previous["text"].as_str().unwrap_or_default(),
-                        part["text"].as_str().unwrap_or_default()
-                    );
-                    previous["text"] = Value::String(text);
+                    super::append(previous, "text", &part["text"]);
                 }
                 _ => parts.push(part.clone()),
             }

@@ -601,6 +601,16 @@ fn chunks(text: &str) -> Vec<&str> {
 /// Characters per text delta of a stream.
 const CHUNK_CHARS: usize = 24;
 
+/// A delta appended to the string at `key` of `target` (absent counts as empty).
+fn append(target: &mut Value, key: &str, delta: &Value) {
+    let text = format!(
+        "{}{}",
+        target[key].as_str().unwrap_or_default(),
+        delta.as_str().unwrap_or_default()
+    );
+    target[key] = Value::String(text);
+}
+
 /// A stream's event data as JSON; events whose data is not JSON are skipped by the
 /// assemblers (`[DONE]`).
 fn event_json(event: &SseEvent) -> Option<Value> {

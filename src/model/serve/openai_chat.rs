@@ -326,14 +326,11 @@ pub(super) fn assemble(events: &[SseEvent]) -> Result<Value, ModelError> {
                 calls.push(json!({"id": call["id"], "type": "function",
                                   "function": {"name": call["function"]["name"], "arguments": ""}}));
             }
-            let arguments = format!(
-                "{}{}",
-                calls[index]["function"]["arguments"]
-                    .as_str()
-                    .unwrap_or_default(),
-                call["function"]["arguments"].as_str().unwrap_or_default()
+            super::append(
+                &mut calls[index]["function"],
+                "arguments",
+                &call["function"]["arguments"],
             );
-            calls[index]["function"]["arguments"] = Value::String(arguments);
         }
         if !choice["finish_reason"].is_null() {
             finish = choice["finish_reason"].clone();

@@ -535,23 +535,13 @@ pub(super) fn assemble(events: &[SseEvent]) -> Result<Value, ModelError> {
                     .get_mut(index)
                     .and_then(|item| item["content"].get_mut(content_index))
                     .ok_or_else(|| malformed_stream(format!("a delta of unknown item {index}")))?;
-                let text = format!(
-                    "{}{}",
-                    part["text"].as_str().unwrap_or_default(),
-                    data["delta"].as_str().unwrap_or_default()
-                );
-                part["text"] = Value::String(text);
+                super::append(part, "text", &data["delta"]);
             }
             "response.function_call_arguments.delta" => {
                 let item = items
                     .get_mut(index)
                     .ok_or_else(|| malformed_stream(format!("a delta of unknown item {index}")))?;
-                let arguments = format!(
-                    "{}{}",
-                    item["arguments"].as_str().unwrap_or_default(),
-                    data["delta"].as_str().unwrap_or_default()
-                );
-                item["arguments"] = Value::String(arguments);
+                super::append(item, "arguments", &data["delta"]);
             }
             "response.output_item.done" => {
                 let item = items
