@@ -11,8 +11,8 @@ use serde_json::{Map, Value, json};
 
 use super::{
     CallNames, Decoded, ServeErrorKind, SseEvent, chunks, empty_schema, event_json, field, join,
-    malformed_stream, object, opt_array, opt_bool, opt_str, opt_u64, req_array, req_object,
-    req_str, uncached, unsupported,
+    malformed_stream, object, objects, opt_array, opt_bool, opt_str, opt_u64, req_array,
+    req_object, req_str, uncached, unsupported,
 };
 use super::{ServeError, invalid, missing};
 use crate::model::anthropic::PROVIDER;
@@ -21,9 +21,13 @@ use crate::model::{
     ToolCall, ToolResult, ToolSpec,
 };
 
-pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
+/// A Messages request; a `count_tokens` request (`counting`) has no `max_tokens`.
+pub(super) fn decode(root: &Map<String, Value>, counting: bool) -> Result<Decoded, ServeError> {
     let model = req_str(root, "", "model")?;
-    let max_tokens = opt_u64(root, "", "max_tokens")?.ok_or_else(|| missing("max_tokens"))?;
+    let max_tokens = opt_u64(root, "", "max_tokens")?;
+    if max_tokens.is_none() && !counting {
+        return Err(missing("max_tokens"));
+    }
     let system = match field(root, "system") {
         None => None,
         Some(Value::String(text)) => Some(text.clone()),
@@ -48,9 +52,7 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
     };
     let mut names = CallNames::default();
     let mut messages = Vec::new();
-    for (i, message) in req_array(root, "", "messages")?.iter().enumerate() {
-        let path = format!("messages[{i}]");
-        let message = object(message, &path)?;
+    for (path, message) in objects(req_array(root, "", "messages")?, "messages")? {
         let role = match req_str(message, &path, "role")? {
             "user" => Role::User,
             "assistant" => Role::Assistant,
@@ -85,13 +87,7 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
         ..ChatRequest::default()
     };
     let mut ignored = Vec::new();
-    for (i, tool) in opt_array(root, "", "tools")?
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let path = format!("tools[{i}]");
-        let tool = object(tool, &path)?;
+    for (path, tool) in objects(opt_array(root, "", "tools")?.unwrap_or_default(), "tools")? {
         let name = req_str(tool, &path, "name")?;
         match opt_str(tool, &path, "type")? {
             None | Some("custom") => request.tools.push(ToolSpec {
@@ -104,14 +100,9 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
                     .unwrap_or_else(empty_schema),
             }),
             Some(kind) if kind.starts_with("computer_") => {
-                let size = |key| {
-                    opt_u64(tool, &path, key)?
-                        .and_then(|n| u32::try_from(n).ok())
-                        .ok_or_else(|| missing(join(&path, key)))
-                };
                 request.computer = Some(ComputerTool {
-                    display_width: size("display_width_px")?,
-                    display_height: size("display_height_px")?,
+                    display_width: super::pixels(tool, &path, "display_width_px")?,
+                    display_height: super::pixels(tool, &path, "display_height_px")?,
                     environment: "linux".into(),
                     excluded_functions: Vec::new(),
                 });
@@ -121,7 +112,7 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
     }
     let mut decoded = Decoded::new(request);
     decoded.model = Some(model.to_string());
-    decoded.max_output_tokens = Some(max_tokens);
+    decoded.max_output_tokens = max_tokens;
     decoded.stream = opt_bool(root, "", "stream")?;
     decoded.ignored = ignored;
     Ok(decoded)
@@ -374,11 +365,7 @@ pub(super) fn assemble(events: &[SseEvent]) -> Result<Value, ModelError> {
                     .get_mut(index)
                     .ok_or_else(|| malformed_stream(format!("a delta of unknown block {index}")))?;
                 let delta = &data["delta"];
-                let append = |block: &mut Value, key: &str| {
-                    let piece = delta[key].as_str().unwrap_or_default();
-                    let text = format!("{}{piece}", block[key].as_str().unwrap_or_default());
-                    block[key] = Value::String(text);
-                };
+                let append = |block: &mut Value, key: &str| super::append(block, key, &delta[key]);
                 match delta["type"].as_str().unwrap_or_default() {
                     "text_delta" => append(block, "text"),
                     "thinking_delta" => append(block, "thinking"),

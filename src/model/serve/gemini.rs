@@ -30,19 +30,24 @@ use crate::model::{
 /// The size the computer tool is given, Gemini's coordinate grid.
 pub(super) const GRID: u32 = 1000;
 
-/// A field by its camelCase name or the snake_case one.
-fn get<'a>(object: &'a Map<String, Value>, camel: &str) -> Option<&'a Value> {
-    let snake: String = camel
+/// The key a field has in `object`: its camelCase name, or the snake_case one when only
+/// that is there.
+fn key(object: &Map<String, Value>, camel: &str) -> String {
+    if object.contains_key(camel) {
+        return camel.to_string();
+    }
+    camel
         .chars()
         .flat_map(|c| {
             let lower = c.to_ascii_lowercase();
             (c.is_ascii_uppercase().then_some('_').into_iter()).chain(std::iter::once(lower))
         })
-        .collect();
-    object
-        .get(camel)
-        .or_else(|| object.get(&snake))
-        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// A present, non-null field by either name.
+fn get<'a>(object: &'a Map<String, Value>, camel: &str) -> Option<&'a Value> {
+    super::field(object, &key(object, camel))
 }
 
 fn get_object<'a>(
@@ -60,12 +65,7 @@ fn get_str<'a>(
     camel: &str,
     path: &str,
 ) -> Result<Option<&'a str>, ServeError> {
-    get(object, camel)
-        .map(|v| {
-            v.as_str()
-                .ok_or_else(|| invalid(super::join(path, camel), "is not a string"))
-        })
-        .transpose()
+    super::opt_str(object, path, &key(object, camel))
 }
 
 fn get_array<'a>(
@@ -73,13 +73,7 @@ fn get_array<'a>(
     camel: &str,
     path: &str,
 ) -> Result<Option<&'a [Value]>, ServeError> {
-    get(object, camel)
-        .map(|v| {
-            v.as_array()
-                .map(Vec::as_slice)
-                .ok_or_else(|| invalid(super::join(path, camel), "is not a list"))
-        })
-        .transpose()
+    super::opt_array(object, path, &key(object, camel))
 }
 
 pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
@@ -136,13 +130,8 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
         ..ChatRequest::default()
     };
     let mut ignored = Vec::new();
-    for (i, tool) in get_array(root, "tools", "")?
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
+    for (path, tool) in super::objects(get_array(root, "tools", "")?.unwrap_or_default(), "tools")?
     {
-        let path = format!("tools[{i}]");
-        let tool = super::object(tool, &path)?;
         for (key, value) in tool {
             match key.as_str() {
                 "functionDeclarations" | "function_declarations" => {
@@ -397,14 +386,7 @@ fn function_response(
 
 /// The reply's parts: the API's own when it holds them, else its text and calls.
 fn parts(response: &ChatResponse) -> Vec<Value> {
-    let natives: Vec<Value> = response
-        .parts
-        .iter()
-        .filter_map(|part| match part {
-            Part::Native { provider, item } if provider == PROVIDER => Some(item.clone()),
-            _ => None,
-        })
-        .collect();
+    let natives = super::natives(response, PROVIDER);
     if !natives.is_empty() {
         return natives;
     }
@@ -554,12 +536,7 @@ pub(super) fn assemble(events: &[SseEvent]) -> Result<Value, ModelError> {
             let is_text = |part: &Value| plain(part) && part.get("text").is_some();
             match parts.last_mut() {
                 Some(previous) if i == 0 && is_text(previous) && is_text(part) => {
-                    let text = format!(
-                        "{}{}",
-                        previous["text"].as_str().unwrap_or_default(),
-                        part["text"].as_str().unwrap_or_default()
-                    );
-                    previous["text"] = Value::String(text);
+                    super::append(previous, "text", &part["text"]);
                 }
                 _ => parts.push(part.clone()),
             }

@@ -144,6 +144,17 @@ impl Wire {
     /// names its model and whether it streams (`/v1beta/models/MODEL:streamGenerateContent`);
     /// the other formats say both in the body.
     pub fn decode_request(self, path: &str, body: &[u8]) -> Result<Decoded, ServeError> {
+        self.decode(path, body, false)
+    }
+
+    /// The body of a token count (Anthropic's `POST /v1/messages/count_tokens`, which has no
+    /// `max_tokens`; Gemini's `:countTokens`, whose request may be wrapped in
+    /// `generateContentRequest`), for [`count_tokens_estimate`].
+    pub fn decode_count_tokens(self, path: &str, body: &[u8]) -> Result<Decoded, ServeError> {
+        self.decode(path, body, true)
+    }
+
+    fn decode(self, path: &str, body: &[u8], counting: bool) -> Result<Decoded, ServeError> {
         let body: Value = serde_json::from_slice(body).map_err(|e| ServeError::NotJson {
             message: e.to_string(),
         })?;
@@ -152,7 +163,7 @@ impl Wire {
             message: "is not a JSON object".into(),
         })?;
         match self {
-            Wire::Anthropic => anthropic::decode(root),
+            Wire::Anthropic => anthropic::decode(root, counting),
             Wire::OpenAiChat => openai_chat::decode(root),
             Wire::OpenAiResponses => responses::decode(root),
             Wire::Gemini => {
@@ -472,6 +483,71 @@ fn opt_bool(object: &Map<String, Value>, parent: &str, key: &str) -> Result<bool
         .map(Option::unwrap_or_default)
 }
 
+/// A JSON object and its path in the body.
+type Located<'a> = (String, &'a Map<String, Value>);
+
+/// The objects of a list, each with its path (`parent[i]`).
+fn objects<'a>(list: &'a [Value], parent: &str) -> Result<Vec<Located<'a>>, ServeError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let path = format!("{parent}[{i}]");
+            object(value, &path).map(|object| (path, object))
+        })
+        .collect()
+}
+
+/// A screen size field of a computer tool.
+fn pixels(tool: &Map<String, Value>, path: &str, key: &str) -> Result<u32, ServeError> {
+    opt_u64(tool, path, key)?
+        .ok_or_else(|| missing(join(path, key)))
+        .and_then(|n| u32::try_from(n).map_err(|_| invalid(join(path, key), "is too large")))
+}
+
+/// A message's content as text: a string, or its text parts (`text`, `input_text`,
+/// `output_text`, `refusal`) joined; absent or `null` is empty.
+fn content_text(content: Option<&Value>, path: &str) -> Result<String, ServeError> {
+    match content {
+        None => Ok(String::new()),
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(Value::Array(parts)) => {
+            let mut out = String::new();
+            for (path, part) in objects(parts, path)? {
+                match req_str(part, &path, "type")? {
+                    "text" | "input_text" | "output_text" => {
+                        out.push_str(req_str(part, &path, "text")?);
+                    }
+                    "refusal" => out.push_str(req_str(part, &path, "refusal")?),
+                    other => {
+                        return Err(unsupported(
+                            join(&path, "type"),
+                            format!("this message holds text, not `{other}`"),
+                        ));
+                    }
+                }
+            }
+            Ok(out)
+        }
+        Some(_) => Err(invalid(path, "is neither text nor a list of parts")),
+    }
+}
+
+/// The items of `provider` among a reply's parts: what goes back to its own client as the
+/// reply, when there are any.
+fn natives(response: &ChatResponse, provider: &str) -> Vec<Value> {
+    response
+        .parts
+        .iter()
+        .filter_map(|part| match part {
+            Part::Native {
+                provider: owner,
+                item,
+            } if owner == provider => Some(item.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// An image in a `data:` URL (`data:image/png;base64,...`); images by address are refused,
 /// since the gateway fetches nothing.
 fn data_url(url: &str, path: &str) -> Result<Image, ServeError> {
@@ -524,6 +600,16 @@ fn chunks(text: &str) -> Vec<&str> {
 
 /// Characters per text delta of a stream.
 const CHUNK_CHARS: usize = 24;
+
+/// A delta appended to the string at `key` of `target` (absent counts as empty).
+fn append(target: &mut Value, key: &str, delta: &Value) {
+    let text = format!(
+        "{}{}",
+        target[key].as_str().unwrap_or_default(),
+        delta.as_str().unwrap_or_default()
+    );
+    target[key] = Value::String(text);
+}
 
 /// A stream's event data as JSON; events whose data is not JSON are skipped by the
 /// assemblers (`[DONE]`).

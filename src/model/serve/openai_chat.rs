@@ -12,9 +12,9 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    CallNames, Decoded, ServeError, ServeErrorKind, SseEvent, arguments, chunks, data_url,
-    empty_schema, event_json, field, invalid, join, malformed_stream, object, opt_array, opt_bool,
-    opt_str, opt_u64, req_array, req_object, req_str, unix_now, unsupported,
+    CallNames, Decoded, ServeError, ServeErrorKind, SseEvent, arguments, chunks, content_text,
+    data_url, empty_schema, event_json, field, invalid, join, malformed_stream, object, objects,
+    opt_array, opt_bool, opt_str, opt_u64, req_array, req_object, req_str, unix_now, unsupported,
 };
 use crate::model::{
     ChatRequest, ChatResponse, Message, ModelError, Part, Role, StopReason, ToolCall, ToolResult,
@@ -29,12 +29,12 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
     // The last message is a user turn of tool results, which the next results and user
     // message join.
     let mut results_open = false;
-    for (i, message) in req_array(root, "", "messages")?.iter().enumerate() {
-        let path = format!("messages[{i}]");
-        let message = object(message, &path)?;
+    for (path, message) in objects(req_array(root, "", "messages")?, "messages")? {
         let content_path = join(&path, "content");
         match req_str(message, &path, "role")? {
-            "system" | "developer" => system.push(text(field(message, "content"), &content_path)?),
+            "system" | "developer" => {
+                system.push(content_text(field(message, "content"), &content_path)?)
+            }
             "user" => {
                 let parts = user_content(field(message, "content"), &content_path)?;
                 match messages.last_mut() {
@@ -48,7 +48,7 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
             }
             "assistant" => {
                 let mut parts = Vec::new();
-                let text = text(field(message, "content"), &content_path)?;
+                let text = content_text(field(message, "content"), &content_path)?;
                 if !text.is_empty() {
                     parts.push(Part::Text { text });
                 }
@@ -72,7 +72,7 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
                 let result = Part::ToolResult(ToolResult::text(
                     call_id,
                     names.name(call_id),
-                    text(field(message, "content"), &content_path)?,
+                    content_text(field(message, "content"), &content_path)?,
                     false,
                 ));
                 match messages.last_mut() {
@@ -100,13 +100,7 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
         ..ChatRequest::default()
     };
     let mut ignored = Vec::new();
-    for (i, tool) in opt_array(root, "", "tools")?
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let path = format!("tools[{i}]");
-        let tool = object(tool, &path)?;
+    for (path, tool) in objects(opt_array(root, "", "tools")?.unwrap_or_default(), "tools")? {
         match req_str(tool, &path, "type")? {
             "function" => {
                 let function = req_object(tool, &path, "function")?;
@@ -142,45 +136,15 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
     Ok(decoded)
 }
 
-/// A message's content as text: a string, or the text (and refusal) parts joined; `null`
-/// is empty.
-fn text(content: Option<&Value>, path: &str) -> Result<String, ServeError> {
-    match content {
-        None => Ok(String::new()),
-        Some(Value::String(text)) => Ok(text.clone()),
-        Some(Value::Array(parts)) => {
-            let mut out = String::new();
-            for (i, part) in parts.iter().enumerate() {
-                let path = format!("{path}[{i}]");
-                let part = object(part, &path)?;
-                match req_str(part, &path, "type")? {
-                    "text" => out.push_str(req_str(part, &path, "text")?),
-                    "refusal" => out.push_str(req_str(part, &path, "refusal")?),
-                    other => {
-                        return Err(unsupported(
-                            join(&path, "type"),
-                            format!("this message holds text, not `{other}`"),
-                        ));
-                    }
-                }
-            }
-            Ok(out)
-        }
-        Some(_) => Err(invalid(path, "is neither text nor a list of parts")),
-    }
-}
-
 /// A user message's content: its text, or its text and image parts.
 fn user_content(content: Option<&Value>, path: &str) -> Result<Vec<Part>, ServeError> {
     let Some(Value::Array(parts)) = content else {
         return Ok(vec![Part::Text {
-            text: text(content, path)?,
+            text: content_text(content, path)?,
         }]);
     };
     let mut out = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
-        let path = format!("{path}[{i}]");
-        let part = object(part, &path)?;
+    for (path, part) in objects(parts, path)? {
         match req_str(part, &path, "type")? {
             "text" => out.push(Part::Text {
                 text: req_str(part, &path, "text")?.to_string(),
@@ -362,14 +326,11 @@ pub(super) fn assemble(events: &[SseEvent]) -> Result<Value, ModelError> {
                 calls.push(json!({"id": call["id"], "type": "function",
                                   "function": {"name": call["function"]["name"], "arguments": ""}}));
             }
-            let arguments = format!(
-                "{}{}",
-                calls[index]["function"]["arguments"]
-                    .as_str()
-                    .unwrap_or_default(),
-                call["function"]["arguments"].as_str().unwrap_or_default()
+            super::append(
+                &mut calls[index]["function"],
+                "arguments",
+                &call["function"]["arguments"],
             );
-            calls[index]["function"]["arguments"] = Value::String(arguments);
         }
         if !choice["finish_reason"].is_null() {
             finish = choice["finish_reason"].clone();

@@ -16,9 +16,9 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    CallNames, Decoded, ServeError, SseEvent, arguments, chunks, data_url, empty_schema,
-    event_json, field, invalid, join, malformed_stream, object, opt_array, opt_bool, opt_str,
-    opt_u64, req_str, unix_now, unsupported,
+    CallNames, Decoded, ServeError, SseEvent, arguments, chunks, content_text, data_url,
+    empty_schema, event_json, field, invalid, join, malformed_stream, object, objects, opt_array,
+    opt_bool, opt_str, opt_u64, req_str, unix_now, unsupported,
 };
 use crate::model::openai_responses::{
     COMPUTER_CALL_NAME, COMPUTER_TOOL_TYPE, PROVIDER, item_parts,
@@ -59,13 +59,7 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
         ..ChatRequest::default()
     };
     let mut ignored = Vec::new();
-    for (i, tool) in opt_array(root, "", "tools")?
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let path = format!("tools[{i}]");
-        let tool = object(tool, &path)?;
+    for (path, tool) in objects(opt_array(root, "", "tools")?.unwrap_or_default(), "tools")? {
         match req_str(tool, &path, "type")? {
             "function" => request.tools.push(ToolSpec {
                 name: req_str(tool, &path, "name")?.to_string(),
@@ -77,14 +71,9 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
                     .unwrap_or_else(empty_schema),
             }),
             COMPUTER_TOOL_TYPE => {
-                let size = |key| {
-                    opt_u64(tool, &path, key)?
-                        .and_then(|n| u32::try_from(n).ok())
-                        .ok_or_else(|| super::missing(join(&path, key)))
-                };
                 request.computer = Some(ComputerTool {
-                    display_width: size("display_width")?,
-                    display_height: size("display_height")?,
+                    display_width: super::pixels(tool, &path, "display_width")?,
+                    display_height: super::pixels(tool, &path, "display_height")?,
                     environment: opt_str(tool, &path, "environment")?
                         .unwrap_or("linux")
                         .to_string(),
@@ -124,7 +113,10 @@ impl<'a> Turns<'a> {
         if kind == "message" {
             match req_str(object, path, "role")? {
                 "system" | "developer" => {
-                    system.push(text(field(object, "content"), &join(path, "content"))?);
+                    system.push(content_text(
+                        field(object, "content"),
+                        &join(path, "content"),
+                    )?);
                 }
                 "user" => {
                     self.close_assistant()?;
@@ -203,7 +195,7 @@ impl<'a> Turns<'a> {
                             item: item.clone(),
                         });
                     }
-                    let text = text(field(object, "content"), &join(&path, "content"))?;
+                    let text = content_text(field(object, "content"), &join(&path, "content"))?;
                     if !text.is_empty() {
                         parts.push(Part::Text { text });
                     }
@@ -237,40 +229,11 @@ impl<'a> Turns<'a> {
     }
 }
 
-/// A message's content as text: a string, or its text parts joined.
-fn text(content: Option<&Value>, path: &str) -> Result<String, ServeError> {
-    match content {
-        None => Ok(String::new()),
-        Some(Value::String(text)) => Ok(text.clone()),
-        Some(Value::Array(parts)) => {
-            let mut out = String::new();
-            for (i, part) in parts.iter().enumerate() {
-                let path = format!("{path}[{i}]");
-                let part = object(part, &path)?;
-                match req_str(part, &path, "type")? {
-                    "input_text" | "output_text" | "text" => {
-                        out.push_str(req_str(part, &path, "text")?);
-                    }
-                    "refusal" => out.push_str(req_str(part, &path, "refusal")?),
-                    other => {
-                        return Err(unsupported(
-                            join(&path, "type"),
-                            format!("this message holds text, not `{other}`"),
-                        ));
-                    }
-                }
-            }
-            Ok(out)
-        }
-        Some(_) => Err(invalid(path, "is neither text nor a list of parts")),
-    }
-}
-
 /// A user message's or an output's content: text and images.
 fn user_content(content: Option<&Value>, path: &str) -> Result<Vec<Part>, ServeError> {
     let Some(Value::Array(parts)) = content else {
         return Ok(vec![Part::Text {
-            text: text(content, path)?,
+            text: content_text(content, path)?,
         }]);
     };
     let mut out = Vec::new();
@@ -280,7 +243,7 @@ fn user_content(content: Option<&Value>, path: &str) -> Result<Vec<Part>, ServeE
         match req_str(object, &path, "type")? {
             "input_image" => out.push(Part::Image(input_image(object, &path)?)),
             _ => out.push(Part::Text {
-                text: text(Some(&Value::Array(vec![part.clone()])), &path)?,
+                text: content_text(Some(&Value::Array(vec![part.clone()])), &path)?,
             }),
         }
     }
@@ -360,14 +323,7 @@ fn computer_output(
 /// The reply's output items: the API's own when it holds them, else one `message` per text
 /// and one `function_call` per call.
 fn output(id: &str, response: &ChatResponse) -> Vec<Value> {
-    let natives: Vec<Value> = response
-        .parts
-        .iter()
-        .filter_map(|part| match part {
-            Part::Native { provider, item } if provider == PROVIDER => Some(item.clone()),
-            _ => None,
-        })
-        .collect();
+    let natives = super::natives(response, PROVIDER);
     if !natives.is_empty() {
         return natives;
     }
@@ -579,23 +535,13 @@ pub(super) fn assemble(events: &[SseEvent]) -> Result<Value, ModelError> {
                     .get_mut(index)
                     .and_then(|item| item["content"].get_mut(content_index))
                     .ok_or_else(|| malformed_stream(format!("a delta of unknown item {index}")))?;
-                let text = format!(
-                    "{}{}",
-                    part["text"].as_str().unwrap_or_default(),
-                    data["delta"].as_str().unwrap_or_default()
-                );
-                part["text"] = Value::String(text);
+                super::append(part, "text", &data["delta"]);
             }
             "response.function_call_arguments.delta" => {
                 let item = items
                     .get_mut(index)
                     .ok_or_else(|| malformed_stream(format!("a delta of unknown item {index}")))?;
-                let arguments = format!(
-                    "{}{}",
-                    item["arguments"].as_str().unwrap_or_default(),
-                    data["delta"].as_str().unwrap_or_default()
-                );
-                item["arguments"] = Value::String(arguments);
+                super::append(item, "arguments", &data["delta"]);
             }
             "response.output_item.done" => {
                 let item = items

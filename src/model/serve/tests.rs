@@ -1051,3 +1051,139 @@ fn the_token_estimate_counts_text_images_and_messages() {
     );
     assert_eq!(Wire::OpenAiChat.encode_count_tokens(7), None);
 }
+
+#[test]
+fn gemini_fields_are_read_in_snake_case_too() {
+    let body = json!({
+        "contents": [{"role": "user", "parts": [{"text": "hi"}, {"inline_data": {"mime_type": "image/png", "data": "AAAA"}}]}],
+        "system_instruction": {"parts": [{"text": "Be kind."}]},
+        "tools": [{"function_declarations": [{"name": "f", "parameters_json_schema": {"type": "object"}}]}],
+        "generation_config": {"max_output_tokens": 5}
+    });
+    let decoded = Wire::Gemini
+        .decode_request(GEMINI_PATH, body.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(decoded.max_output_tokens, Some(5));
+    assert_eq!(decoded.request.system.as_deref(), Some("Be kind."));
+    assert_eq!(
+        decoded.request.messages[0].parts,
+        vec![text("hi"), Part::Image(image("AAAA"))]
+    );
+    assert_eq!(
+        decoded.request.tools[0].parameters,
+        json!({"type": "object"})
+    );
+}
+
+/// Streams as the providers document them, read back into their replies.
+#[test]
+fn provider_streams_are_read_back() {
+    let anthropic = r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4-5","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":472,"cache_read_input_tokens":100,"output_tokens":2}}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me check."}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQB"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":0}
+
+event: content_block_start
+data: {"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}
+
+event: ping
+data: {"type": "ping"}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Okay, let"}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"'s look."}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":1}
+
+event: content_block_start
+data: {"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_01","name":"get_weather","input":{}}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":""}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"location\": \"San Fra"}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"ncisco\"}"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":2}
+
+event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":89}}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+"#;
+    let reply = Wire::Anthropic.parse_stream(anthropic.as_bytes()).unwrap();
+    assert_eq!(reply.text(), "Okay, let's look.");
+    assert_eq!(
+        reply.tool_calls().next().unwrap().input,
+        json!({"location": "San Francisco"})
+    );
+    assert_eq!(
+        reply.parts[0],
+        Part::Native {
+            provider: "anthropic".into(),
+            item: json!({"type": "thinking", "thinking": "Let me check.", "signature": "EqQB"})
+        }
+    );
+    assert_eq!(
+        (reply.stop, reply.usage),
+        (
+            StopReason::ToolUse,
+            Usage {
+                input_tokens: 572,
+                output_tokens: 89,
+                cached_tokens: 100
+            }
+        )
+    );
+
+    let chat = r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4.1","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}],"usage":null}
+
+data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4.1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"loc"}}]},"finish_reason":null}],"usage":null}
+
+data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4.1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ation\":\"Paris\"}"}}]},"finish_reason":null}],"usage":null}
+
+data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4.1","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}],"usage":null}
+
+data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4.1","choices":[],"usage":{"prompt_tokens":80,"completion_tokens":17,"total_tokens":97,"prompt_tokens_details":{"cached_tokens":0}}}
+
+data: [DONE]
+
+"#;
+    let reply = Wire::OpenAiChat.parse_stream(chat.as_bytes()).unwrap();
+    assert_eq!(
+        reply.parts,
+        vec![call("call_1", "get_weather", json!({"location": "Paris"}))]
+    );
+    assert_eq!(
+        (reply.stop, reply.usage.input_tokens),
+        (StopReason::ToolUse, 80)
+    );
+
+    let gemini = "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"The \"}],\"role\": \"model\"},\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 9,\"totalTokenCount\": 9},\"modelVersion\": \"gemini-2.5-flash\"}\r\n\r\n\
+        data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"sky is blue.\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 9,\"candidatesTokenCount\": 5,\"totalTokenCount\": 14},\"modelVersion\": \"gemini-2.5-flash\"}\r\n\r\n";
+    let reply = Wire::Gemini.parse_stream(gemini.as_bytes()).unwrap();
+    assert_eq!(reply.text(), "The sky is blue.");
+    assert_eq!(
+        (reply.stop, reply.usage.output_tokens),
+        (StopReason::EndTurn, 5)
+    );
+}
