@@ -381,3 +381,44 @@ fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+#[tokio::test]
+async fn token_counts_and_model_lists_are_answered_in_each_providers_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(LOOPBACK).await.unwrap();
+    let lease = gateway.open(
+        &route(scripted(vec![text_reply("hi", 1, 1)])),
+        dir.path().to_path_buf(),
+        "t",
+    );
+    let count = json!({"model": "m", "messages": [{"role": "user", "content": "Count these words please."}]});
+    let (status, body) = post(&lease, "/v1/messages/count_tokens", count).await;
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert!(body["input_tokens"].as_u64().unwrap() > 0, "{body}");
+    let gemini = json!({"contents": [{"role": "user", "parts": [{"text": "Count me."}]}]});
+    let (status, body) = post(&lease, "/v1beta/models/g:countTokens", gemini).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("totalTokens"), "{body}");
+
+    let base = &lease.env()["HELIOS_GATEWAY_URL"];
+    let models = |anthropic: bool| {
+        let mut request = client()
+            .get(format!("{base}/v1/models"))
+            .bearer_auth(lease.token());
+        if anthropic {
+            request = request.header("anthropic-version", "2023-06-01");
+        }
+        request.send()
+    };
+    let openai: Value = models(false).await.unwrap().json().await.unwrap();
+    assert_eq!(openai["object"], "list", "{openai}");
+    assert_eq!(openai["data"][0]["id"], "demo", "{openai}");
+    let anthropic: Value = models(true).await.unwrap().json().await.unwrap();
+    assert_eq!(anthropic["data"][0]["type"], "model", "{anthropic}");
+    assert!(
+        read_calls(dir.path()).unwrap().is_empty(),
+        "counts and lists are not model calls"
+    );
+    lease.close();
+}

@@ -194,13 +194,7 @@ async fn handle(shared: &Shared, request: Request<Body>) -> Response<Full<Bytes>
 
 /// A token count, estimated from the request (see [`serve::count_tokens_estimate`]).
 fn count_tokens(wire: Wire, path: &str, body: &[u8]) -> Reply {
-    // Gemini's `countTokens` takes the `contents` of a `generateContent` request.
-    let decoded = match wire {
-        Wire::Gemini => {
-            wire.decode_request(&path.replace(":countTokens", ":generateContent"), body)
-        }
-        _ => wire.decode_request(path, body),
-    };
+    let decoded = wire.decode_count_tokens(path, body);
     match decoded {
         Ok(decoded) => {
             let tokens = serve::count_tokens_estimate(&decoded.request);
