@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a connection may take to send a request's headers, and how long an idle
 /// keep-alive connection is kept.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long to wait before accepting again after `accept` failed (out of file
 /// descriptors, usually), so the loop does not spin.

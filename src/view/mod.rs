@@ -15,7 +15,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::serve::HEADER_READ_TIMEOUT;
+/// How long a connection may take to send a request's headers, and how long an idle
+/// keep-alive connection is kept.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = crate::serve::HEADER_READ_TIMEOUT;
 pub use catalog::{Catalog, CatalogError, TrialRow};
 pub use live::{LiveHub, LiveMessage, LiveStep};
 
