@@ -374,6 +374,7 @@ impl AgentRunner {
         let started = Instant::now();
         let metadata = self.config.metadata.clone();
         let id = run_id.clone();
+        let trace = self.config.trace_enabled;
         let keep_alive = self.keep_alive.clone();
         let handle = tokio::spawn(async move {
             let outcome = run.execute(token, events).await?;
@@ -383,13 +384,12 @@ impl AgentRunner {
                 .into_iter()
                 .next()
                 .ok_or(RunnerError::NoResult)?;
-            Ok(to_run_result(
-                id,
-                trial.result,
-                trial.dir,
-                started.elapsed(),
-                metadata,
-            ))
+            let mut result =
+                to_run_result(id, trial.result, trial.dir, started.elapsed(), metadata);
+            if !trace {
+                result.trajectory.clear();
+            }
+            Ok(result)
         });
         Ok(RunStream {
             events: receiver,

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Mapping
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping
 
 from . import _native
 from .errors import TimeoutError
@@ -213,6 +213,33 @@ class RunResult:
         )
 
 
+async def _wait(start: Callable[[int], Any]) -> Any:
+    """Awaits work of the engine: ``start(fd)`` begins it and hands the engine the write
+    end of a pipe, which gets a byte when the work is done; the loop watches the read end.
+    The engine's threads never call into Python."""
+    loop = asyncio.get_running_loop()
+    read, write = os.pipe()
+    done = loop.create_future()
+
+    def ready() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    try:
+        pending = start(write)
+    except BaseException:
+        os.close(read)
+        os.close(write)
+        raise
+    loop.add_reader(read, ready)
+    try:
+        await done
+    finally:
+        loop.remove_reader(read)
+        os.close(read)
+    return pending.take()
+
+
 _EVENT_TYPES = {"agent_text": "text", "agent_turn": "turn"}
 
 
@@ -273,7 +300,8 @@ class RunStream:
 
     async def _start(self) -> Any:
         if self._native is None:
-            self._native = await _native.start(json.dumps(self._spec))
+            spec = json.dumps(self._spec)
+            self._native = await _wait(lambda fd: _native.start(spec, fd))
             self.context.run_id = self._native.run_id
             self.context.started_at = time.monotonic()
         return self._native
@@ -291,7 +319,7 @@ class RunStream:
             raise StopAsyncIteration
         native = await self._start()
         try:
-            text = await native.next_event()
+            text = await _wait(native.next_event)
         except asyncio.CancelledError:
             await self._cancel_and_wait()
             raise
@@ -308,7 +336,7 @@ class RunStream:
         """Waits for the end of the run (its container removed) and returns its result."""
         native = await self._start()
         try:
-            return RunResult._from_json(await native.result())
+            return RunResult._from_json(await _wait(native.result))
         except asyncio.CancelledError:
             await self._cancel_and_wait()
             raise
@@ -326,7 +354,7 @@ class RunStream:
     async def _cancel_and_wait(self) -> None:
         self._native.cancel()
         try:
-            await asyncio.shield(self._native.result())
+            await asyncio.shield(_wait(self._native.result))
         except Exception:  # noqa: BLE001 - the run is being abandoned; its error is moot
             pass
 

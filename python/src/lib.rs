@@ -1,18 +1,25 @@
 //! `helios._native`: the Rust side of the Python package. It starts runs of
 //! [`helios::AgentRunner`] and [`helios::Runner`] on one shared tokio runtime and hands
 //! Python their events, results and errors as JSON text, which `helios/_runner.py` turns
-//! into dataclasses. Nothing here holds the GIL while a run works: awaitables are tokio
-//! futures bridged to asyncio, and the blocking calls release the GIL.
+//! into dataclasses. Nothing here holds the GIL while a run works, and the engine's
+//! threads never call into Python: an awaitable is a [`Pending`] whose work runs on the
+//! tokio runtime and which, when done, writes a byte to a pipe the asyncio loop watches
+//! (so no thread of ours touches the interpreter, even while it shuts down); the
+//! blocking calls release the GIL.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::Write;
+use std::os::fd::{FromRawFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use pyo3::prelude::*;
 use serde_json::{Value, json};
+use tokio::runtime::Runtime;
 use tokio::sync::Mutex;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_util::sync::CancellationToken;
@@ -22,6 +29,68 @@ use helios::env::Provider;
 use helios::events::RunEvent;
 use helios::runner::{ApplyOptions, Run, RunError};
 use helios::{Plan, RunnerError};
+
+/// The one runtime every run of this process works on.
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("helios")
+            .build()
+            .expect("a tokio runtime")
+    })
+}
+
+/// What a [`Pending`] comes to.
+enum Ready {
+    Text(Option<String>),
+    Run(NativeRun),
+}
+
+type Slot = Arc<std::sync::Mutex<Option<Result<Ready, Failure>>>>;
+
+/// Work going on in the runtime, for Python to await: `helios._runner` watches the
+/// pipe whose write end it gave, and calls [`Pending::take`] once a byte arrives.
+#[pyclass(module = "helios._native", frozen)]
+struct Pending {
+    slot: Slot,
+}
+
+impl Pending {
+    /// Runs `work` on the runtime; when it is done, writes to `notify` and closes it.
+    fn spawn<F>(work: F, notify: RawFd) -> Pending
+    where
+        F: Future<Output = Result<Ready, Failure>> + Send + 'static,
+    {
+        // SAFETY: Python hands over the write end of a pipe it made for this and never
+        // uses or closes it afterwards; this `File` is its only owner.
+        let mut pipe = unsafe { std::fs::File::from_raw_fd(notify) };
+        let slot: Slot = Arc::default();
+        let filled = slot.clone();
+        runtime().spawn(async move {
+            let outcome = work.await;
+            *filled.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+            // A reader gone (its await was cancelled) is no one's problem.
+            let _ = pipe.write_all(b"!");
+        });
+        Pending { slot }
+    }
+}
+
+#[pymethods]
+impl Pending {
+    /// The value once the pipe said it is ready (`None` before), or its exception.
+    fn take(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let taken = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match taken {
+            None => Ok(py.None()),
+            Some(Err(failure)) => Err(failure.into_py()),
+            Some(Ok(Ready::Text(text))) => Ok(text.into_pyobject(py)?.into_any().unbind()),
+            Some(Ok(Ready::Run(run))) => Ok(Py::new(py, run)?.into_any()),
+        }
+    }
+}
 
 /// A Python exception to raise: the name of a class of `helios.errors` and its message.
 #[derive(Debug, Clone)]
@@ -375,19 +444,21 @@ fn event_json(event: &RunEvent) -> String {
 #[pymethods]
 impl NativeRun {
     /// The next event as JSON, or `None` when the run has no more.
-    fn next_event<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn next_event(&self, notify: RawFd) -> Pending {
         let events = self.events.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            Ok(events.lock().await.recv().await)
-        })
+        Pending::spawn(
+            async move { Ok(Ready::Text(events.lock().await.recv().await)) },
+            notify,
+        )
     }
 
     /// The result as JSON, once the run is over (its container removed).
-    fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn result(&self, notify: RawFd) -> Pending {
         let outcome = self.outcome.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            outcome.await.map_err(Failure::into_py)
-        })
+        Pending::spawn(
+            async move { outcome.await.map(|text| Ready::Text(Some(text))) },
+            notify,
+        )
     }
 
     /// The result as JSON, waiting without the GIL (Ctrl-C cancels the run).
@@ -406,7 +477,7 @@ impl NativeRun {
 /// second: on one, the run is cancelled and its cleanup awaited before the signal's
 /// exception is raised.
 fn block(py: Python<'_>, outcome: Outcome, cancel: &CancellationToken) -> PyResult<String> {
-    let runtime = pyo3_async_runtimes::tokio::get_runtime();
+    let runtime = runtime();
     loop {
         let waiting = outcome.clone();
         let done = py.detach(|| {
@@ -427,18 +498,16 @@ fn block(py: Python<'_>, outcome: Outcome, cancel: &CancellationToken) -> PyResu
     }
 }
 
-/// Starts a run described by `spec` (JSON); an awaitable of a [`NativeRun`].
+/// Starts a run described by `spec` (JSON); it comes to a [`NativeRun`].
 #[pyfunction]
-fn start(py: Python<'_>, spec: String) -> PyResult<Bound<'_, PyAny>> {
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
-        start_run(spec).await.map_err(Failure::into_py)
-    })
+fn start(spec: String, notify: RawFd) -> Pending {
+    Pending::spawn(async move { start_run(spec).await.map(Ready::Run) }, notify)
 }
 
 /// Starts a run and waits for it without the GIL; returns the result as JSON.
 #[pyfunction]
 fn run_blocking(py: Python<'_>, spec: String) -> PyResult<String> {
-    let runtime = pyo3_async_runtimes::tokio::get_runtime();
+    let runtime = runtime();
     let run = py
         .detach(|| runtime.block_on(start_run(spec)))
         .map_err(Failure::into_py)?;
@@ -589,7 +658,7 @@ fn apply(
     labels: BTreeMap<String, String>,
 ) -> PyResult<String> {
     let cancel = CancellationToken::new();
-    let runtime = pyo3_async_runtimes::tokio::get_runtime();
+    let runtime = runtime();
     let outcome = apply_run(path, output_dir, labels, cancel.clone()).boxed();
     let handle = runtime.spawn(outcome);
     let outcome = async move {
@@ -608,6 +677,7 @@ fn apply(
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<NativeRun>()?;
+    module.add_class::<Pending>()?;
     module.add_function(wrap_pyfunction!(start, module)?)?;
     module.add_function(wrap_pyfunction!(run_blocking, module)?)?;
     module.add_function(wrap_pyfunction!(validate, module)?)?;
