@@ -6,7 +6,7 @@ include!("support/common.rs");
 #[tokio::main]
 async fn main() -> Result<(), helios::RunnerError> {
     let runner = runner_for(
-        "tasks/hello-file",
+        "tasks/create-hello-file",
         "claude-sonnet-4-20250514",
         "ANTHROPIC_API_KEY",
         "pipelines/scripts/hello-file.yaml",

@@ -14,7 +14,7 @@ async fn main() -> Result<(), helios::RunnerError> {
     let mut rewards = Vec::new();
     for (model, key) in models {
         let runner = runner_for(
-            "tasks/hello-file",
+            "tasks/create-hello-file",
             model,
             key,
             "pipelines/scripts/hello-file.yaml",

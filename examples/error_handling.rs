@@ -15,7 +15,7 @@ async fn main() {
     }
     // A real run: check the status, then the reward.
     let runner = runner_for(
-        "tasks/hello-file",
+        "tasks/create-hello-file",
         "gpt-4.1",
         "OPENAI_API_KEY",
         "pipelines/scripts/hello-file.yaml",

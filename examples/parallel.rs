@@ -6,7 +6,10 @@ include!("support/common.rs");
 #[tokio::main]
 async fn main() -> Result<(), helios::RunnerError> {
     let runs = [
-        ("tasks/hello-file", "pipelines/scripts/hello-file.yaml"),
+        (
+            "tasks/create-hello-file",
+            "pipelines/scripts/hello-file.yaml",
+        ),
         (
             "tasks/transform-data",
             "pipelines/scripts/transform-data.yaml",

@@ -7,7 +7,7 @@
 //! # async fn demo() -> Result<(), helios::RunnerError> {
 //! use helios::{AgentRunner, RunConfig};
 //!
-//! let result = AgentRunner::new("tasks/hello-file")
+//! let result = AgentRunner::new("tasks/create-hello-file")
 //!     .model("scripted")
 //!     .script("pipelines/scripts/hello-file.yaml")
 //!     .config(RunConfig { max_turns: 5, ..RunConfig::default() })
@@ -44,6 +44,9 @@ use crate::plan::{Plan, PlanError};
 use crate::runner::{ApplyOptions, Run, RunError};
 use crate::store::RunStore;
 use crate::store::trial::{ErrorInfo, TrialResult};
+
+mod prompt;
+pub use prompt::{Agent, DEFAULT_AGENT_MODEL, Message, Role, Runner};
 
 /// How one run behaves. The defaults are those of the reference `RunConfig`.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,7 +111,10 @@ impl From<TrialStatus> for RunStatus {
 /// What a run came to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunResult {
+    /// The run's id: [`RunConfig::run_id`], or the one generated for it.
     pub run_id: String,
+    /// The trial's id (its directory's name).
+    pub trial_id: String,
     pub status: RunStatus,
     /// The reward reached 1.
     pub success: bool,
@@ -126,6 +132,8 @@ pub struct RunResult {
     pub usage: Option<crate::model::Usage>,
     pub cost_usd: Option<f64>,
     pub metadata: BTreeMap<String, Value>,
+    /// What the agent said last (its last message, or the summary it gave `finish`).
+    pub final_output: Option<String>,
 }
 
 /// What a run knows about itself while it goes on (see [`RunStream::context`]).
@@ -179,6 +187,8 @@ pub enum RunnerError {
     Run(#[from] RunError),
     #[error("the run ended without a result")]
     NoResult,
+    #[error("cannot write the sandbox task: {0}")]
+    Sandbox(String),
 }
 
 /// Runs one task with one agent, as `helios run` does.
@@ -195,14 +205,19 @@ pub struct AgentRunner {
     script: Option<PathBuf>,
     command: Option<String>,
     base_url: Option<String>,
+    system_prompt: Option<PathBuf>,
+    user_prompt: Option<PathBuf>,
     variables: BTreeMap<String, Value>,
     labels: BTreeMap<String, String>,
     config: RunConfig,
+    /// Kept alive until the run ends (the task directory of a prompt run).
+    keep_alive: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 impl AgentRunner {
-    /// A runner for the task directory at `task_path`, with the defaults: the `terminal`
-    /// agent when a model is given (`oracle` otherwise), provider `docker`, output in
+    /// A runner for the task directory at `task_path`, with the defaults: when a model is
+    /// given, the agent the task calls for (`computer-use` for a task with a desktop,
+    /// `terminal` otherwise), `oracle` without a model; provider `docker`, output in
     /// `output/`.
     pub fn new(task_path: impl Into<PathBuf>) -> AgentRunner {
         AgentRunner {
@@ -217,9 +232,12 @@ impl AgentRunner {
             script: None,
             command: None,
             base_url: None,
+            system_prompt: None,
+            user_prompt: None,
             variables: BTreeMap::new(),
             labels: BTreeMap::new(),
             config: RunConfig::default(),
+            keep_alive: None,
         }
     }
 
@@ -286,6 +304,18 @@ impl AgentRunner {
         self
     }
 
+    /// The agent's system prompt: a template file, as `system_prompt` in a pipeline.
+    pub fn system_prompt(mut self, path: impl Into<PathBuf>) -> Self {
+        self.system_prompt = Some(path.into());
+        self
+    }
+
+    /// The agent's first user message: a template file, as `user_prompt` in a pipeline.
+    pub fn user_prompt(mut self, path: impl Into<PathBuf>) -> Self {
+        self.user_prompt = Some(path.into());
+        self
+    }
+
     /// A value the prompts see as `{{ vars.NAME }}`.
     pub fn variable(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
         self.variables.insert(name.into(), value.into());
@@ -343,19 +373,23 @@ impl AgentRunner {
         let token = cancel.clone();
         let started = Instant::now();
         let metadata = self.config.metadata.clone();
+        let id = run_id.clone();
+        let trace = self.config.trace_enabled;
+        let keep_alive = self.keep_alive.clone();
         let handle = tokio::spawn(async move {
             let outcome = run.execute(token, events).await?;
+            drop(keep_alive);
             let trial = outcome
                 .trials
                 .into_iter()
                 .next()
                 .ok_or(RunnerError::NoResult)?;
-            Ok(to_run_result(
-                trial.result,
-                trial.dir,
-                started.elapsed(),
-                metadata,
-            ))
+            let mut result =
+                to_run_result(id, trial.result, trial.dir, started.elapsed(), metadata);
+            if !trace {
+                result.trajectory.clear();
+            }
+            Ok(result)
         });
         Ok(RunStream {
             events: receiver,
@@ -378,6 +412,9 @@ impl AgentRunner {
     fn pipeline(&self, run_id: &str, provider: Provider) -> Result<Pipeline, RunnerError> {
         let task = load_task(&self.task_path)?.value;
         let kind = match self.agent.as_deref() {
+            None if self.model.is_some() && task.manifest.environment.desktop.is_some() => {
+                AgentKind::ComputerUse
+            }
             None if self.model.is_some() => AgentKind::Terminal,
             None | Some("oracle") => AgentKind::Oracle,
             Some("nop") => AgentKind::Nop,
@@ -418,8 +455,8 @@ impl AgentRunner {
                     AgentSpec {
                         kind,
                         model,
-                        system_prompt: None,
-                        user_prompt: None,
+                        system_prompt: self.system_prompt.as_ref().map(|p| p.display().to_string()),
+                        user_prompt: self.user_prompt.as_ref().map(|p| p.display().to_string()),
                         command: self.command.clone(),
                         env: BTreeMap::new(),
                         limits: AgentLimits {
@@ -484,12 +521,14 @@ impl AgentRunner {
 }
 
 fn to_run_result(
+    run_id: String,
     result: TrialResult,
     dir: PathBuf,
     duration: Duration,
     metadata: BTreeMap<String, Value>,
 ) -> RunResult {
     let trajectory: Option<Trajectory> = RunStore::read_trajectory(&dir);
+    let final_output = trajectory.as_ref().and_then(final_output);
     let turn_count = trajectory.as_ref().map_or(0, |t| {
         t.steps
             .iter()
@@ -497,7 +536,8 @@ fn to_run_result(
             .count() as u32
     });
     RunResult {
-        run_id: result.trial_id.clone(),
+        run_id,
+        trial_id: result.trial_id.clone(),
         status: result.status.into(),
         success: result.passed(),
         reward: result.reward,
@@ -510,6 +550,58 @@ fn to_run_result(
         usage: result.usage,
         cost_usd: result.cost_usd,
         metadata,
+        final_output,
+    }
+}
+
+/// The agent's last message, or else the summary it gave `finish`.
+fn final_output(trajectory: &Trajectory) -> Option<String> {
+    let agent_steps = || {
+        trajectory
+            .steps
+            .iter()
+            .rev()
+            .filter(|s| s.source == crate::agent::trajectory::Source::Agent)
+    };
+    agent_steps()
+        .map(|s| s.message.trim())
+        .find(|m| !m.is_empty())
+        .map(str::to_string)
+        .or_else(|| {
+            agent_steps()
+                .flat_map(|s| s.tool_calls.iter())
+                .find(|c| c.function_name == "finish")
+                .and_then(|c| c.arguments.get("summary")?.as_str().map(str::to_string))
+        })
+}
+
+/// An error and each cause that says something new, one per line (`  caused by: …`), as
+/// the command line prints it after `error: ` (a message that already quotes its cause
+/// does not repeat it).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut said = text.clone();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !said.contains(&line) {
+            text.push_str("\n  caused by: ");
+            text.push_str(&line);
+        }
+        said = line;
+        source = cause.source();
+    }
+    text
+}
+
+impl RunnerError {
+    /// What the command line prints for this error: an invalid task's diagnostics, or
+    /// the error with its causes.
+    pub fn message(&self) -> String {
+        match self {
+            RunnerError::InvalidTask(e) => crate::diagnostic::render::human(&e.report, false),
+            other => error_chain(other),
+        }
     }
 }
 
@@ -644,4 +736,31 @@ async fn watch(
     _receiver: UnboundedReceiver<RunEvent>,
 ) -> Result<(UnboundedReceiver<RunEvent>, Option<String>), RunnerError> {
     Err(RunnerError::NoViewer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent_kind(runner: &AgentRunner) -> Option<AgentKind> {
+        let pipeline = runner.pipeline("r", Provider::Docker).unwrap();
+        pipeline.manifest.agents.values().next().map(|a| a.kind)
+    }
+
+    #[test]
+    fn the_agent_follows_the_task_unless_one_is_chosen() {
+        let desktop = AgentRunner::new("tasks/gui-task").model("scripted");
+        assert_eq!(agent_kind(&desktop), Some(AgentKind::ComputerUse));
+        let terminal = AgentRunner::new("tasks/create-hello-file").model("scripted");
+        assert_eq!(agent_kind(&terminal), Some(AgentKind::Terminal));
+        let chosen = AgentRunner::new("tasks/gui-task")
+            .model("scripted")
+            .agent("terminal");
+        assert_eq!(agent_kind(&chosen), Some(AgentKind::Terminal));
+        assert_eq!(
+            agent_kind(&AgentRunner::new("tasks/gui-task")),
+            None,
+            "the oracle"
+        );
+    }
 }

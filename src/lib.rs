@@ -28,7 +28,10 @@ pub mod verify;
 #[cfg(feature = "viewer")]
 pub mod view;
 
-pub use api::{AgentRunner, RunConfig, RunContext, RunResult, RunStatus, RunStream, RunnerError};
+pub use api::{
+    Agent, AgentRunner, Message, Role, RunConfig, RunContext, RunResult, RunStatus, RunStream,
+    Runner, RunnerError,
+};
 pub use diagnostic::{Diagnostic, Report};
 pub use events::RunEvent;
 pub use manifest::{ManifestError, Pipeline, TaskDir, load_pipeline, load_task, validate_paths};

@@ -20,7 +20,7 @@ fn validate_accepts_the_bundled_examples() {
         "validate",
         "pipelines/quickstart.toml",
         "pipelines/terminal-eval.yaml",
-        "tasks/hello-file",
+        "tasks/create-hello-file",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("no problems"), "{}", stderr(&out));
@@ -182,7 +182,7 @@ fn plan_shows_the_work_and_exits_3_until_it_is_done() {
         )),
         "{text}"
     );
-    assert!(text.contains("helios/hello-file:"), "{text}");
+    assert!(text.contains("helios/create-hello-file:"), "{text}");
 
     // Give every planned trial a finished result, as `apply` will: then nothing is left.
     let json = helios(&["plan", "--json", pipeline]);
@@ -205,7 +205,9 @@ fn plan_shows_the_work_and_exits_3_until_it_is_done() {
     );
 
     // One changed byte in the task: its trials are planned again, as changed.
-    let instruction = project.path().join("tasks/hello-file/instruction.md");
+    let instruction = project
+        .path()
+        .join("tasks/create-hello-file/instruction.md");
     let text = std::fs::read_to_string(&instruction).unwrap();
     std::fs::write(&instruction, text.replace("Hello", "Hallo")).unwrap();
     let changed = helios(&["plan", "--json", pipeline]);

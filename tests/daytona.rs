@@ -62,7 +62,10 @@ fn assert_clean(fake: &FakeDaytona, project: &Project) {
 fn hello_project(name: &str) -> Project {
     let project = Project::new(name);
     std::fs::create_dir_all(project.path("tasks")).unwrap();
-    copy_tree("tasks/hello-file", project.path("tasks/hello-file"));
+    copy_tree(
+        "tasks/create-hello-file",
+        project.path("tasks/create-hello-file"),
+    );
     project
 }
 
@@ -74,8 +77,8 @@ async fn an_oracle_trial_runs_its_whole_lifecycle_in_a_sandbox() {
     let out = apply(&project, &fake, "p").await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let results = project.results("p");
-    let oracle = &results["hello-file/oracle"];
-    let nop = &results["hello-file/nop"];
+    let oracle = &results["create-hello-file/oracle"];
+    let nop = &results["create-hello-file/nop"];
     assert_eq!(oracle["status"], "completed", "{oracle}");
     assert_eq!(oracle["reward"], 1.0, "{oracle}");
     assert_eq!(nop["reward"], 0.0, "{nop}");
@@ -91,7 +94,8 @@ async fn an_oracle_trial_runs_its_whole_lifecycle_in_a_sandbox() {
         .find(|r| r.id == id)
         .expect("the recorded sandbox");
     let body = &record.body;
-    let dockerfile = std::fs::read_to_string("tasks/hello-file/environment/Dockerfile").unwrap();
+    let dockerfile =
+        std::fs::read_to_string("tasks/create-hello-file/environment/Dockerfile").unwrap();
     assert_eq!(body["buildInfo"]["dockerfileContent"], dockerfile.as_str());
     assert_eq!(body["cpu"], 1);
     assert_eq!(body["memory"], 1, "512 MB round up to 1 GiB");
@@ -100,7 +104,7 @@ async fn an_oracle_trial_runs_its_whole_lifecycle_in_a_sandbox() {
     assert_eq!(body["autoDeleteInterval"], 0);
     assert_eq!(body["networkBlockAll"], false);
     assert_eq!(record.labels["helios.managed"], "true");
-    assert_eq!(record.labels["helios.task"], "hello-file");
+    assert_eq!(record.labels["helios.task"], "create-hello-file");
     assert_eq!(
         record.labels["helios.trial"],
         oracle["trial_id"].as_str().unwrap()
@@ -118,7 +122,7 @@ async fn an_oracle_trial_runs_its_whole_lifecycle_in_a_sandbox() {
             p.file_name()
                 .unwrap()
                 .to_string_lossy()
-                .starts_with("hello-file__oracle__")
+                .starts_with("create-hello-file__oracle__")
         })
         .unwrap();
     for file in [
@@ -164,7 +168,10 @@ async fn rate_limits_and_lost_answers_on_create_are_retried_and_strays_deleted()
     pipeline(&project, "p", "\"oracle\"", "");
     let out = apply(&project, &fake, "p").await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(project.results("p")["hello-file/oracle"]["reward"], 1.0);
+    assert_eq!(
+        project.results("p")["create-hello-file/oracle"]["reward"],
+        1.0
+    );
     assert_eq!(fake.count("POST /sandbox"), 3);
     assert_eq!(
         fake.records().len(),
@@ -185,7 +192,7 @@ async fn a_sandbox_that_never_becomes_ready_is_an_environment_error_and_is_delet
     pipeline(&project, "p", "\"oracle\"", "ready_timeout_sec = 0.5\n");
     let out = apply(&project, &fake, "p").await;
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
-    let result = &project.results("p")["hello-file/oracle"];
+    let result = &project.results("p")["create-hello-file/oracle"];
     assert_eq!(result["status"], "infra_error");
     assert_eq!(result["error"]["kind"], "sandbox_not_ready", "{result}");
     assert!(
@@ -211,7 +218,7 @@ async fn a_delete_that_fails_once_is_retried_and_a_given_toolbox_url_is_used() {
     pipeline(&project, "p", "\"oracle\"", &toolbox);
     let out = apply(&project, &fake, "p").await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let result = &project.results("p")["hello-file/oracle"];
+    let result = &project.results("p")["create-hello-file/oracle"];
     assert_eq!(result["reward"], 1.0);
     assert_eq!(result["teardown_errors"], serde_json::json!([]));
     assert_eq!(fake.count("DELETE /sandbox/"), 2);
@@ -237,7 +244,7 @@ async fn a_delete_that_fails_for_good_names_the_sandbox_and_gc_deletes_it() {
     let out = apply(&project, &fake, "p").await;
     // The trial's own outcome stands; what is left is reported and recorded.
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let result = &project.results("p")["hello-file/oracle"];
+    let result = &project.results("p")["create-hello-file/oracle"];
     assert_eq!(result["reward"], 1.0);
     let id = result["container"].as_str().unwrap();
     let errors = result["teardown_errors"].as_array().unwrap();
@@ -348,7 +355,7 @@ async fn a_missing_key_stops_the_run_before_any_trial() {
     let mut run = std::process::Command::new(common::project::BINARY);
     run.args(["run", "--provider", "daytona", "--output-dir"])
         .arg(project.path("out"))
-        .arg(project.path("tasks/hello-file"))
+        .arg(project.path("tasks/create-hello-file"))
         .env("DAYTONA_API_URL", &fake.url)
         .env_remove("DAYTONA_API_KEY");
     let out = tokio::task::spawn_blocking(move || run.output().unwrap())

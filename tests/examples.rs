@@ -53,12 +53,12 @@ fn loading_the_quickstart_gives_typed_values() {
     let loaded = helios::load_pipeline("pipelines/quickstart.toml".as_ref()).unwrap();
     let pipeline = loaded.value;
     assert_eq!(pipeline.manifest.pipeline.name, "quickstart");
-    assert!(pipeline.tasks.iter().any(|t| t.name == "hello-file"));
+    assert!(pipeline.tasks.iter().any(|t| t.name == "create-hello-file"));
     let hello = pipeline
         .tasks
         .iter()
-        .find(|t| t.name == "hello-file")
+        .find(|t| t.name == "create-hello-file")
         .unwrap();
     assert_eq!(hello.manifest.environment.workdir.as_deref(), Some("/app"));
-    assert_eq!(hello.dir, PathBuf::from("tasks/hello-file"));
+    assert_eq!(hello.dir, PathBuf::from("tasks/create-hello-file"));
 }

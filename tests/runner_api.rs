@@ -24,7 +24,7 @@ fn script(project: &Project, name: &str, replies: &str) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_oracle_succeeds_with_reward_1() {
     let project = Project::new("api-oracle");
-    let result = runner(&project, "tasks/hello-file")
+    let result = runner(&project, "tasks/create-hello-file")
         .agent("oracle")
         .run()
         .await
@@ -39,7 +39,7 @@ async fn the_oracle_succeeds_with_reward_1() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_scripted_model_gives_a_trajectory_of_tool_calls() {
     let project = Project::new("api-scripted");
-    let result = runner(&project, "tasks/hello-file")
+    let result = runner(&project, "tasks/create-hello-file")
         .model("scripted")
         .script("pipelines/scripts/hello-file.yaml")
         .run()
@@ -65,7 +65,7 @@ async fn the_scripted_model_gives_a_trajectory_of_tool_calls() {
 #[tokio::test(flavor = "multi_thread")]
 async fn streaming_yields_events_in_order() {
     let project = Project::new("api-stream");
-    let mut stream = runner(&project, "tasks/hello-file")
+    let mut stream = runner(&project, "tasks/create-hello-file")
         .model("scripted")
         .script("pipelines/scripts/hello-file.yaml")
         .stream()
@@ -102,7 +102,7 @@ async fn max_turns_and_max_time_end_the_run_with_their_status() {
         "chatty.yaml",
         "replies:\n  - tool_calls: [{ name: bash, input: { command: 'true' } }]\n  - tool_calls: [{ name: bash, input: { command: 'true' } }]\n",
     );
-    let result = runner(&project, "tasks/hello-file")
+    let result = runner(&project, "tasks/create-hello-file")
         .model("scripted")
         .script(&chatty)
         .config(RunConfig {
@@ -124,7 +124,7 @@ async fn max_turns_and_max_time_end_the_run_with_their_status() {
         "slow.yaml",
         "replies:\n  - tool_calls: [{ name: bash, input: { command: 'sleep 300' } }]\n  - text: done\n",
     );
-    let result = runner(&project, "tasks/hello-file")
+    let result = runner(&project, "tasks/create-hello-file")
         .model("scripted")
         .script(&slow)
         .config(RunConfig {
@@ -150,7 +150,7 @@ async fn a_cancelled_run_leaves_no_container() {
         "slow.yaml",
         "replies:\n  - tool_calls: [{ name: bash, input: { command: 'sleep 300' } }]\n",
     );
-    let mut stream = runner(&project, "tasks/hello-file")
+    let mut stream = runner(&project, "tasks/create-hello-file")
         .model("scripted")
         .script(&slow)
         .stream()
@@ -203,7 +203,7 @@ fn the_basic_and_error_handling_examples_run() {
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_serves_the_run_in_the_viewer_while_it_goes_on() {
     let project = Project::new("api-watch");
-    let mut stream = runner(&project, "tasks/hello-file")
+    let mut stream = runner(&project, "tasks/create-hello-file")
         .agent("oracle")
         .watch(true)
         .stream()

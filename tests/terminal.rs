@@ -81,10 +81,13 @@ fn the_scripted_model_drives_the_terminal_agent_through_two_tasks() {
     project.assert_clean();
 }
 
-/// A pipeline with the terminal agent on `hello-file` and an OpenAI-compatible model at `url`.
+/// A pipeline with the terminal agent on `create-hello-file` and an OpenAI-compatible model at `url`.
 fn openai_pipeline(project: &Project, url: &str, extra: &str) {
     std::fs::create_dir_all(project.path("tasks")).unwrap();
-    copy("tasks/hello-file", project.path("tasks/hello-file"));
+    copy(
+        "tasks/create-hello-file",
+        project.path("tasks/create-hello-file"),
+    );
     project.write(
         "p.toml",
         &format!(
@@ -143,7 +146,7 @@ async fn an_openai_compatible_server_drives_the_agent_and_the_key_stays_secret()
     openai_pipeline(&project, &server.url(), "");
     let out = apply_with_key(&project).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let result = &project.results("p")["hello-file/terminal"];
+    let result = &project.results("p")["create-hello-file/terminal"];
     assert_eq!(result["reward"], 1.0, "{result}");
     assert_eq!(result["usage"]["input_tokens"], 200);
     // The key went to the server, and nowhere else: not in any file of the run, nor in what
@@ -179,7 +182,7 @@ async fn a_model_server_that_fails_for_good_ends_the_trial_with_a_clear_error() 
     openai_pipeline(&project, &server.url(), "max_retries = 1");
     let out = apply_with_key(&project).await;
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
-    let result = &project.results("p")["hello-file/terminal"];
+    let result = &project.results("p")["create-hello-file/terminal"];
     assert_eq!(result["status"], "failed");
     assert_eq!(result["error"]["kind"], "model_server_error");
     let message = result["error"]["message"].as_str().unwrap();

@@ -9,11 +9,11 @@ use common::browser::{Browser, Served};
 use common::project::{BINARY, Project, copy_tree, docker_ids, text};
 use fantoccini::Locator;
 
-/// hello-file with the oracle, nop, and the terminal agent driven by the scripted model.
+/// create-hello-file with the oracle, nop, and the terminal agent driven by the scripted model.
 fn hello_project() -> Project {
     let project = Project::new("viewer");
     std::fs::create_dir_all(project.path("tasks")).unwrap();
-    copy_tree("tasks/hello-file", project.path("tasks"));
+    copy_tree("tasks/create-hello-file", project.path("tasks"));
     copy_tree("pipelines/scripts", project.path("scripts"));
     copy_tree("pipelines/prompts", project.path("prompts"));
     project.write(
@@ -85,7 +85,10 @@ async fn the_matrix_and_a_trial_page_show_a_real_run() {
         ["s · oracle", "s · nop", "model · terminal · hello-script"],
         "{columns:?}"
     );
-    assert_eq!(browser.texts("#matrix th.task").await, ["hello-file"]);
+    assert_eq!(
+        browser.texts("#matrix th.task").await,
+        ["create-hello-file"]
+    );
     assert_eq!(
         browser.texts("#matrix tr.pass-rate td").await,
         ["100%", "0%", "100%"]
@@ -128,7 +131,7 @@ async fn the_matrix_and_a_trial_page_show_a_real_run() {
         .unwrap();
     let title = browser.wait_for("#trial-title").await.text().await.unwrap();
     assert!(
-        title.starts_with("hello-file · terminal · hello-script"),
+        title.starts_with("create-hello-file · terminal · hello-script"),
         "{title}"
     );
     assert_eq!(browser.texts("#trial-status").await, ["completed"]);

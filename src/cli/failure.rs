@@ -14,19 +14,7 @@ use crate::store::trial::TrialResult;
 /// `error: WHAT` and a `caused by:` line for each cause that says something new (a
 /// message that already quotes its cause is not repeated).
 pub(super) fn chain(error: &(dyn Error + 'static)) -> String {
-    let mut text = format!("error: {error}");
-    let mut said = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !said.contains(&line) {
-            text.push_str("\n  caused by: ");
-            text.push_str(&line);
-        }
-        said = line;
-        source = cause.source();
-    }
-    text
+    format!("error: {}", crate::api::error_chain(error))
 }
 
 /// Prints `error` with its causes on standard error.

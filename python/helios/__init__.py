@@ -1,0 +1,77 @@
+"""helios from Python: run an agent on a task, or on a prompt, in real containers.
+
+    import asyncio
+    from helios import AgentRunner
+
+    async def main():
+        result = await AgentRunner("tasks/create-hello-file", model="claude-sonnet-4-20250514").run()
+        print(result.success, result.reward, f"{result.duration:.1f}s")
+
+    asyncio.run(main())
+
+The engine is helios's Rust library; see docs/python.md.
+"""
+
+from ._pipeline import (
+    ApplyResult,
+    PlannedTrial,
+    PlanResult,
+    TrialOutcome,
+    Validation,
+    apply,
+    apply_async,
+    plan,
+    validate,
+)
+from ._runner import (
+    DEFAULT_AGENT_MODEL,
+    DEFAULT_MODEL,
+    SCRIPTED_MODELS_VARIABLE,
+    Agent,
+    AgentRunner,
+    Event,
+    RunConfig,
+    RunContext,
+    RunResult,
+    RunStatus,
+    RunStream,
+    Runner,
+    Step,
+    StreamingRunner,
+    ToolCall,
+)
+from .errors import AgentError, EnvironmentError, HeliosError, TaskError, TimeoutError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_AGENT_MODEL",
+    "DEFAULT_MODEL",
+    "SCRIPTED_MODELS_VARIABLE",
+    "Agent",
+    "AgentError",
+    "AgentRunner",
+    "ApplyResult",
+    "EnvironmentError",
+    "Event",
+    "HeliosError",
+    "PlanResult",
+    "PlannedTrial",
+    "RunConfig",
+    "RunContext",
+    "RunResult",
+    "RunStatus",
+    "RunStream",
+    "Runner",
+    "Step",
+    "StreamingRunner",
+    "TaskError",
+    "TimeoutError",
+    "ToolCall",
+    "TrialOutcome",
+    "Validation",
+    "apply",
+    "apply_async",
+    "plan",
+    "validate",
+]
