@@ -52,6 +52,7 @@ fn main() {
         builds: Vec::new(),
         params: vec![Default::default()],
         trials,
+        sources: Vec::new(),
     }
     .write(&run_dir)
     .unwrap();

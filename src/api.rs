@@ -490,9 +490,8 @@ impl AgentRunner {
                 ..EnvironmentDefaults::default()
             },
             tasks: vec![TaskSource {
-                path: task.dir.display().to_string(),
-                include: Vec::new(),
-                exclude: Vec::new(),
+                path: Some(task.dir.display().to_string()),
+                ..TaskSource::default()
             }],
             models,
             agents,
@@ -516,6 +515,7 @@ impl AgentRunner {
             base_dir: PathBuf::from("."),
             manifest,
             tasks: vec![task],
+            sources: Vec::new(),
         })
     }
 }

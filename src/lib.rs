@@ -9,6 +9,7 @@ pub mod api;
 pub mod atomic;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod dataset;
 pub mod diagnostic;
 pub mod env;
 pub mod events;
@@ -34,5 +35,7 @@ pub use api::{
 };
 pub use diagnostic::{Diagnostic, Report};
 pub use events::RunEvent;
-pub use manifest::{ManifestError, Pipeline, TaskDir, load_pipeline, load_task, validate_paths};
+pub use manifest::{
+    ManifestError, Pipeline, TaskDir, load_pipeline, load_pipeline_with, load_task, validate_paths,
+};
 pub use plan::{Plan, PlanError};

@@ -56,7 +56,7 @@ fn command_agents_call_the_gateway_through_the_official_sdks_and_no_key_leaks() 
     std::fs::write(&pipeline, manifest).unwrap();
 
     let key = fake_key();
-    let apply = project
+    let mut apply = project
         .command("gateway")
         .env("ANTHROPIC_API_KEY", &key)
         .env("OPENAI_API_KEY", &key)
@@ -69,7 +69,13 @@ fn command_agents_call_the_gateway_through_the_official_sdks_and_no_key_leaks() 
     // While the `sdk` agent waits, inspect every container of the run, and search its
     // filesystem, for the key; then let the agent finish.
     let mut inspected = Vec::new();
+    let mut exited = None;
     let sdk_done = || {
+        // An apply that ended before the agent got its replies will not get them.
+        if let Ok(Some(status)) = apply.try_wait() {
+            exited = Some(status);
+            return true;
+        }
         for id in docker_ids("ps", &project.label) {
             if inspected.contains(&id) {
                 continue;
@@ -116,6 +122,11 @@ fn command_agents_call_the_gateway_through_the_official_sdks_and_no_key_leaks() 
         "the sdk agent never got its eight replies"
     );
     let out = apply.wait_with_output().unwrap();
+    assert!(
+        !inspected.is_empty(),
+        "apply ended ({exited:?}) before the sdk agent got its eight replies:\n{}",
+        text(&out)
+    );
     let results = project.results("gateway");
     assert_eq!(results.len(), 3, "{}", text(&out));
 

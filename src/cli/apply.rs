@@ -6,10 +6,12 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
 use super::{ExitStatus, failure};
+use crate::dataset::Cache;
 use crate::diagnostic::render;
 use crate::events::RunEvent;
-use crate::manifest::load_pipeline;
+use crate::manifest::{SourceOptions, load_pipeline_with};
 use crate::plan::Plan;
+use crate::plan::lock::{LockFile, locked_mismatches};
 use crate::report;
 use crate::runner::{self, ApplyOptions, Run, RunError};
 use crate::view::{ViewOptions, Viewer};
@@ -30,6 +32,8 @@ pub(super) struct ApplyArgs<'a> {
     pub output_dir: Option<&'a Path>,
     /// `--fail-under X`: every group's mean reward must reach X.
     pub fail_under: Option<f64>,
+    /// `--locked`: run only what the lock file says.
+    pub locked: bool,
 }
 
 /// `--output-dir DIR` (relative to the working directory) in place of the pipeline's
@@ -41,6 +45,37 @@ pub(super) fn redirect_output(pipeline: &mut crate::manifest::Pipeline, dir: Opt
     }
 }
 
+/// `--locked`: whether the plan is what the run's lock file says (saying why not).
+fn matches_lock(plan: &Plan) -> bool {
+    let lock = match LockFile::read(&plan.run_dir) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            eprintln!(
+                "error: `--locked`, but `{}` has no lock file; nothing was run (hint: `helios plan --write-lock` writes one)",
+                plan.run_dir.display()
+            );
+            return false;
+        }
+        Err(error) => {
+            eprintln!(
+                "error: `--locked`, but the lock file of `{}` cannot be read: {error}",
+                plan.run_dir.display()
+            );
+            return false;
+        }
+    };
+    let mismatches = locked_mismatches(&lock, &LockFile::of(plan));
+    for mismatch in &mismatches {
+        eprintln!("error: {mismatch}");
+    }
+    if !mismatches.is_empty() {
+        eprintln!(
+            "error: `--locked`: the pipeline no longer resolves to what the lock file says; nothing was run (hint: run without `--locked` to run what it says now, and lock that)"
+        );
+    }
+    mismatches.is_empty()
+}
+
 /// `--fail-under X` as an expectation on every group, after the pipeline's own.
 pub(super) fn fail_under_expectation(threshold: f64) -> crate::manifest::pipeline::Expect {
     crate::manifest::pipeline::Expect {
@@ -50,7 +85,14 @@ pub(super) fn fail_under_expectation(threshold: f64) -> crate::manifest::pipelin
 }
 
 pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
-    let loaded = match load_pipeline(args.pipeline) {
+    let bars = super::datasets::Bars::new();
+    let options = SourceOptions {
+        cache: Cache::from_env(),
+        progress: &bars,
+    };
+    let loaded = load_pipeline_with(args.pipeline, &options);
+    drop(bars);
+    let loaded = match loaded {
         Ok(loaded) => loaded,
         Err(error) => {
             eprint!("{}", render::human(&error.report, args.styled));
@@ -77,6 +119,13 @@ pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
             return ExitStatus::Invalid;
         }
     };
+    eprint!(
+        "{}",
+        super::datasets::sources_section(args.pipeline, &pipeline.sources)
+    );
+    if args.locked && !matches_lock(&plan) {
+        return ExitStatus::Invalid;
+    }
     {
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let options = ApplyOptions {

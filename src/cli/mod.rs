@@ -2,6 +2,7 @@
 //! Errors become the exit codes documented in `docs/cli.md`.
 
 mod apply;
+mod datasets;
 mod exit;
 mod failure;
 mod gc;
@@ -115,6 +116,15 @@ pub enum Command {
         /// Exit 6 unless every group's mean reward reaches X (with the pipeline's `[[expect]]`).
         #[arg(long, value_name = "X")]
         fail_under: Option<f64>,
+        /// Run exactly what the run's lock file says: fail, running nothing, when a source
+        /// resolves differently (a moved tag or branch) or the trials differ.
+        #[arg(long)]
+        locked: bool,
+    },
+    /// Task sources: list a registry's datasets, fetch one into the cache, check the cache.
+    Datasets {
+        #[command(subcommand)]
+        command: DatasetsCommand,
     },
     /// A run's statistics (mean reward with 95% intervals, pass rate, pass@k) as a table,
     /// Markdown, JSON, CSV or JUnit XML; or a comparison of two runs or two groups.
@@ -207,6 +217,34 @@ pub enum Command {
         #[arg(value_enum)]
         kind: SchemaArg,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// The datasets of the registries (default: Harbor's registry).
+    List {
+        /// A registry URL or file in Harbor's format (repeatable).
+        #[arg(long, value_name = "URL|PATH")]
+        registry: Vec<String>,
+    },
+    /// Fetch a source into the cache (`$HELIOS_CACHE`): `NAME@VERSION` of a registry, or a
+    /// git repository (URL or path) with `--rev` and `--path`.
+    Pull {
+        #[arg(value_name = "SPEC")]
+        spec: String,
+        /// A registry URL or file in Harbor's format (repeatable).
+        #[arg(long, value_name = "URL|PATH")]
+        registry: Vec<String>,
+        /// For a git repository: a commit, tag or branch (default `HEAD`).
+        #[arg(long)]
+        rev: Option<String>,
+        /// For a git repository: the glob of task directories inside it (default: all).
+        #[arg(long, value_name = "GLOB")]
+        path: Option<String>,
+    },
+    /// Check every cache entry (task files against their tree ids, mirrors with `git
+    /// fsck`); remove damaged ones so they are fetched again.
+    Verify,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -360,8 +398,10 @@ async fn dispatch(cli: Cli) -> ExitStatus {
             port,
             output_dir,
             fail_under,
+            locked,
         } => {
             apply::run(apply::ApplyArgs {
+                locked,
                 pipeline: &pipeline,
                 rebuild,
                 labels: labels.into_iter().collect(),
@@ -452,5 +492,15 @@ async fn dispatch(cli: Cli) -> ExitStatus {
             gc::run(&filters, &provider.providers()).await
         }
         Command::Schema { kind } => schema::run(kind),
+        Command::Datasets { command } => match command {
+            DatasetsCommand::List { registry } => datasets::list(registry),
+            DatasetsCommand::Pull {
+                spec,
+                registry,
+                rev,
+                path,
+            } => datasets::pull(&spec, registry, rev, path),
+            DatasetsCommand::Verify => datasets::verify(),
+        },
     }
 }

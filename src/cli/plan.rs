@@ -8,10 +8,11 @@ use comfy_table::{CellAlignment, Table};
 use serde::Serialize;
 
 use super::{ExitStatus, Format};
+use crate::dataset::Cache;
 use crate::diagnostic::render;
-use crate::manifest::load_pipeline;
+use crate::manifest::{SourceOptions, load_pipeline_with};
 use crate::plan::cost::WorstCase;
-use crate::plan::lock::LockFile;
+use crate::plan::lock::{LockFile, SourceChange, source_changes};
 use crate::plan::status::{Assessment, Counts, TrialState};
 use crate::plan::{ImageSource, Plan};
 use crate::report::memory;
@@ -24,7 +25,14 @@ pub(super) fn run(
     output_dir: Option<&Path>,
     styled: bool,
 ) -> ExitStatus {
-    let loaded = match load_pipeline(path) {
+    let bars = super::datasets::Bars::new();
+    let options = SourceOptions {
+        cache: Cache::from_env(),
+        progress: &bars,
+    };
+    let loaded = load_pipeline_with(path, &options);
+    drop(bars);
+    let loaded = match loaded {
         Ok(mut loaded) => {
             super::apply::redirect_output(&mut loaded.value, output_dir);
             loaded
@@ -54,6 +62,15 @@ pub(super) fn run(
         }
     };
     let assessment = Assessment::of(&plan);
+    // Against the lock file of the last plan or run: which sources moved, and what that
+    // changed.
+    let changes: Vec<SourceChange> = match LockFile::read(&plan.run_dir) {
+        Ok(Some(lock)) => source_changes(&lock.sources, &plan.sources)
+            .into_iter()
+            .filter(|c| !c.new_source)
+            .collect(),
+        _ => Vec::new(),
+    };
     let budget = ApplyOptions::default().budget(&loaded.value);
     let concurrency = loaded.value.manifest.pipeline.concurrency as usize;
     let worst = WorstCase::of(&loaded.value, &plan, &assessment.states);
@@ -72,8 +89,21 @@ pub(super) fn run(
         None
     };
     match format {
-        Format::Json => println!("{}", json(&plan, &assessment, budget, concurrency, worst)),
+        Format::Json => println!(
+            "{}",
+            json(&plan, &assessment, &changes, budget, concurrency, worst)
+        ),
         Format::Human => {
+            print!(
+                "{}",
+                super::datasets::sources_section(path, &loaded.value.sources)
+            );
+            for change in &changes {
+                println!("  changed: {}", change.describe());
+            }
+            if !loaded.value.sources.is_empty() {
+                println!();
+            }
             print!(
                 "{}",
                 human(
@@ -208,6 +238,12 @@ struct JsonPlan<'a> {
     /// What `apply` may use on this machine at once, with no `--cpus` / `--memory`.
     budget: Budget,
     concurrency: usize,
+    /// The git and dataset sources as resolved (commits, tree ids).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    sources: &'a [crate::plan::lock::LockedSource],
+    /// Sources that resolve differently from the lock file, described.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    source_changes: Vec<String>,
     trials: Vec<JsonTrial<'a>>,
 }
 
@@ -245,6 +281,7 @@ struct JsonTrial<'a> {
 fn json(
     plan: &Plan,
     assessment: &Assessment,
+    changes: &[SourceChange],
     budget: Budget,
     concurrency: usize,
     worst_case_cost: WorstCase,
@@ -259,6 +296,8 @@ fn json(
         budget,
         concurrency,
         worst_case_cost,
+        sources: &plan.sources,
+        source_changes: changes.iter().map(SourceChange::describe).collect(),
         stages: plan
             .stages
             .iter()

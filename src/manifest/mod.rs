@@ -15,6 +15,7 @@ pub mod paths;
 pub mod pipeline;
 pub mod schema;
 pub mod size;
+pub mod sources;
 pub mod stage_graph;
 pub mod task;
 mod toml_source;
@@ -33,6 +34,7 @@ pub use check_pipeline::BUILTIN_AGENTS;
 pub use document::{Document, Syntax};
 pub use pipeline::PipelineManifest;
 pub use schema::SchemaKind;
+pub use sources::{PipelineSource, SourceOptions};
 pub use task::TaskManifest;
 
 use crate::diagnostic::{Code, Diagnostic, Report};
@@ -54,6 +56,8 @@ pub struct Pipeline {
     pub base_dir: PathBuf,
     pub manifest: PipelineManifest,
     pub tasks: Vec<TaskDir>,
+    /// The git and dataset sources, as resolved (commits, tree ids, cache directories).
+    pub sources: Vec<PipelineSource>,
 }
 
 /// The manifests were not valid; the report holds every problem found.
@@ -72,14 +76,24 @@ pub struct Loaded<T> {
 
 /// Loads and checks one task directory.
 pub fn load_task(dir: &Path) -> Result<Loaded<TaskDir>, ManifestError> {
-    let mut loader = Loader::default();
+    let options = SourceOptions::default();
+    let mut loader = Loader::new(&options);
     let task = loader.task(dir);
     loader.finish(task)
 }
 
 /// Loads and checks a pipeline file and every task it selects.
 pub fn load_pipeline(path: &Path) -> Result<Loaded<Pipeline>, ManifestError> {
-    let mut loader = Loader::default();
+    load_pipeline_with(path, &SourceOptions::default())
+}
+
+/// [`load_pipeline`] with git and dataset sources resolved through `options`' cache, with
+/// its progress reported.
+pub fn load_pipeline_with(
+    path: &Path,
+    options: &SourceOptions<'_>,
+) -> Result<Loaded<Pipeline>, ManifestError> {
+    let mut loader = Loader::new(options);
     let pipeline = loader.pipeline(path);
     loader.finish(pipeline)
 }
@@ -95,7 +109,8 @@ pub struct Validation {
 /// Checks pipeline files and task directories; a path that is a directory is a task, a
 /// `task.toml` stands for its directory, any other file is a pipeline.
 pub fn validate_paths(paths: &[PathBuf]) -> Validation {
-    let mut loader = Loader::default();
+    let options = SourceOptions::default();
+    let mut loader = Loader::new(&options);
     for path in paths {
         let path = paths::clean(path);
         if path.is_dir() {
@@ -122,14 +137,23 @@ pub fn validate_paths(paths: &[PathBuf]) -> Validation {
     }
 }
 
-#[derive(Default)]
-struct Loader {
+struct Loader<'a> {
     report: Report,
     files: BTreeSet<PathBuf>,
     tasks: HashMap<PathBuf, Option<TaskDir>>,
+    sources: &'a SourceOptions<'a>,
 }
 
-impl Loader {
+impl<'a> Loader<'a> {
+    fn new(sources: &'a SourceOptions<'a>) -> Loader<'a> {
+        Loader {
+            report: Report::default(),
+            files: BTreeSet::new(),
+            tasks: HashMap::new(),
+            sources,
+        }
+    }
+
     fn finish<T>(mut self, value: Option<T>) -> Result<Loaded<T>, ManifestError> {
         self.report.sort();
         match value {
@@ -285,8 +309,29 @@ impl Loader {
         let (manifest, doc) = self.typed::<PipelineManifest>(SchemaKind::Pipeline, path, syntax)?;
         let base_dir = paths::base_dir(path);
         let errors_before = self.report.error_count();
-        let (found, errors) = discover::discover(path, &base_dir, &manifest.tasks, &doc);
+        let (discovered, errors) =
+            discover::discover(path, &base_dir, &manifest.tasks, &doc, self.sources);
         self.report.diagnostics.extend(errors);
+        let found = discovered.found;
+        let text = self
+            .report
+            .sources
+            .get(path)
+            .unwrap_or_default()
+            .to_string();
+        let sources = discovered
+            .resolved
+            .into_iter()
+            .map(|(index, resolved)| PipelineSource {
+                index,
+                line: crate::diagnostic::line_column(
+                    &text,
+                    doc.key_span(&format!("/tasks/{index}")).start,
+                )
+                .0,
+                resolved,
+            })
+            .collect();
         let task_names: Vec<String> = found.iter().map(|t| t.name.clone()).collect();
         let tasks: Vec<Option<TaskDir>> = found.iter().map(|t| self.task(&t.dir)).collect();
         check_pipeline::PipelineCheck {
@@ -306,6 +351,7 @@ impl Loader {
             base_dir,
             manifest,
             tasks: tasks.into_iter().collect::<Option<Vec<_>>>()?,
+            sources,
         })
     }
 }

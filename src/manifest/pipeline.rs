@@ -137,19 +137,63 @@ pub struct EnvironmentDefaults {
     pub daytona: Option<DaytonaSettings>,
 }
 
-/// `[[tasks]]`: a source of task directories.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+/// `[[tasks]]`: a source of task directories: local directories (`path`), a git
+/// repository at a rev (`git`, `rev`, `path`), or a dataset of a registry (`dataset`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSource {
-    /// A glob of task directories, relative to the pipeline file (`tasks/*`).
+    /// A glob of task directories: relative to the pipeline file (`tasks/*`), or with
+    /// `git`, inside the repository (default: every directory holding a `task.toml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub path: String,
+    pub path: Option<String>,
+    /// A git repository: a URL (`https://…`, `ssh://…`, `file://…`, `git@host:repo`) or a
+    /// path relative to the pipeline file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub git: Option<String>,
+    /// With `git`: a commit id, tag or branch (default: the remote's `HEAD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub rev: Option<String>,
+    /// A dataset of a registry, `NAME@VERSION` (`terminal-bench@2.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub dataset: Option<String>,
+    /// With `dataset`: the registries to look in, in order (URLs or paths relative to the
+    /// pipeline file, in Harbor's registry format); default: Harbor's registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<Registries>,
     /// Keep only tasks whose directory name matches one of these globs.
     #[serde(default)]
     pub include: Vec<String>,
     /// Drop tasks whose directory name matches one of these globs.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Keep at most this many tasks (after `include` and `exclude`), sampled with `seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub limit: Option<u32>,
+    /// The seed of the `limit` sample (default 0): the same seed, the same tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+/// One registry or several.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Registries {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Registries {
+    pub fn list(&self) -> Vec<String> {
+        match self {
+            Registries::One(one) => vec![one.clone()],
+            Registries::Many(many) => many.clone(),
+        }
+    }
 }
 
 /// `[agents.NAME]`: an agent stages can run.

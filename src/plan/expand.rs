@@ -121,6 +121,8 @@ impl<'a> EnvironmentIdentity<'a> {
     }
 }
 
+use super::lock::LockedSource;
+
 impl Plan {
     /// Expands `pipeline` into a plan. Pure: everything read from disk is in `inputs`.
     pub fn build(pipeline: &Pipeline, inputs: &Inputs) -> Result<Plan, PlanError> {
@@ -240,6 +242,7 @@ impl Plan {
             trial_nodes,
             expect: manifest.expect.clone(),
             max_cost_usd: manifest.pipeline.max_cost_usd,
+            sources: pipeline.sources.iter().map(LockedSource::of).collect(),
         })
     }
 }

@@ -1,13 +1,15 @@
 //! The lock file's content: the resolved plan a run was made from, so it can be audited
 //! and resumed. The results store names, writes and reads the file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{ImageSource, Plan};
+use crate::dataset::Origin;
+use crate::manifest::PipelineSource;
 use crate::store::RunStore;
 
 /// The format version of the lock file.
@@ -23,6 +25,217 @@ pub struct LockFile {
     /// The distinct matrix parameter sets; trials refer to them by index.
     pub params: Vec<BTreeMap<String, Value>>,
     pub trials: Vec<LockedTrial>,
+    /// The git and dataset sources, pinned: each task's commit and tree id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<LockedSource>,
+}
+
+/// A git or dataset source as resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedSource {
+    /// `git URL @ REV : PATH` or `dataset NAME@VERSION`: the source as the pipeline names it.
+    pub source: String,
+    /// The branch, tag or commit the pipeline gives (git sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<String>,
+    /// Every task of the source: its repository, commit, path and tree id (the digest of
+    /// its content).
+    pub tasks: Vec<LockedSourceTask>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedSourceTask {
+    pub name: String,
+    #[serde(flatten)]
+    pub origin: Origin,
+}
+
+impl LockedSource {
+    pub fn of(source: &PipelineSource) -> LockedSource {
+        LockedSource {
+            source: source.resolved.label.clone(),
+            rev: source.resolved.rev.clone(),
+            tasks: source
+                .resolved
+                .tasks
+                .iter()
+                .map(|t| LockedSourceTask {
+                    name: t.name.clone(),
+                    origin: t.origin.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn commits(&self) -> BTreeSet<&str> {
+        self.tasks
+            .iter()
+            .map(|t| t.origin.commit.as_str())
+            .collect()
+    }
+}
+
+/// How a source's resolution differs from the lock file's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceChange {
+    pub source: String,
+    pub rev: Option<String>,
+    /// The commits before and now, when they differ.
+    pub commits: Option<(Vec<String>, Vec<String>)>,
+    /// Tasks whose tree id differs.
+    pub changed: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// A source the lock file does not have.
+    pub new_source: bool,
+}
+
+impl SourceChange {
+    /// One line for people: what moved and which tasks it changed.
+    pub fn describe(&self) -> String {
+        if self.new_source {
+            return format!("source `{}` is not in the lock file", self.source);
+        }
+        let mut text = format!("source `{}`", self.source);
+        if let Some((before, now)) = &self.commits {
+            let short = |c: &Vec<String>| {
+                c.iter()
+                    .map(|c| c[..c.len().min(12)].to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            match &self.rev {
+                Some(rev) => text.push_str(&format!(
+                    ": `{rev}` moved from {} to {}",
+                    short(before),
+                    short(now)
+                )),
+                None => text.push_str(&format!(
+                    ": commits {} are now {}",
+                    short(before),
+                    short(now)
+                )),
+            }
+        }
+        let list = |what: &str, names: &[String]| {
+            (!names.is_empty()).then(|| {
+                format!(
+                    "{} {what} ({})",
+                    names.len(),
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        };
+        let parts: Vec<String> = [
+            list("task(s) changed", &self.changed),
+            list("added", &self.added),
+            list("removed", &self.removed),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            text.push_str("; no task's content changed");
+        } else {
+            text.push_str("; ");
+            text.push_str(&parts.join(", "));
+        }
+        text
+    }
+}
+
+/// The sources of `now` that differ from those `before` was made from.
+pub fn source_changes(before: &[LockedSource], now: &[LockedSource]) -> Vec<SourceChange> {
+    let mut out = Vec::new();
+    for source in now {
+        let Some(old) = before.iter().find(|b| b.source == source.source) else {
+            out.push(SourceChange {
+                source: source.source.clone(),
+                rev: source.rev.clone(),
+                commits: None,
+                changed: Vec::new(),
+                added: Vec::new(),
+                removed: Vec::new(),
+                new_source: true,
+            });
+            continue;
+        };
+        if old == source {
+            continue;
+        }
+        let trees = |s: &LockedSource| -> BTreeMap<String, String> {
+            s.tasks
+                .iter()
+                .map(|t| (t.name.clone(), t.origin.tree.clone()))
+                .collect()
+        };
+        let (was, is) = (trees(old), trees(source));
+        let changed = is
+            .iter()
+            .filter(|(name, tree)| was.get(*name).is_some_and(|t| t != *tree))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let added = is
+            .keys()
+            .filter(|n| !was.contains_key(*n))
+            .cloned()
+            .collect();
+        let removed = was
+            .keys()
+            .filter(|n| !is.contains_key(*n))
+            .cloned()
+            .collect();
+        let (c_old, c_new) = (old.commits(), source.commits());
+        let commits = (c_old != c_new).then(|| {
+            (
+                c_old.into_iter().map(str::to_string).collect(),
+                c_new.into_iter().map(str::to_string).collect(),
+            )
+        });
+        out.push(SourceChange {
+            source: source.source.clone(),
+            rev: source.rev.clone(),
+            commits,
+            changed,
+            added,
+            removed,
+            new_source: false,
+        });
+    }
+    out
+}
+
+/// Why a plan is not what its lock file says (`apply --locked`): every difference, or
+/// nothing when the plan runs exactly the locked trials from the locked sources.
+pub fn locked_mismatches(lock: &LockFile, plan: &LockFile) -> Vec<String> {
+    let mut out: Vec<String> = source_changes(&lock.sources, &plan.sources)
+        .iter()
+        .map(SourceChange::describe)
+        .collect();
+    for gone in lock
+        .sources
+        .iter()
+        .filter(|s| !plan.sources.iter().any(|p| p.source == s.source))
+    {
+        out.push(format!(
+            "source `{}` of the lock file is not in the pipeline",
+            gone.source
+        ));
+    }
+    let locked: BTreeSet<&str> = lock.trials.iter().map(|t| t.id.as_str()).collect();
+    let planned: BTreeSet<&str> = plan.trials.iter().map(|t| t.id.as_str()).collect();
+    let new = planned.difference(&locked).count();
+    let gone = locked.difference(&planned).count();
+    if new > 0 || gone > 0 {
+        out.push(format!(
+            "the plan has {new} trial(s) the lock file does not, and lacks {gone} it has"
+        ));
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,6 +312,7 @@ impl LockFile {
                     dir: plan.trial_dir(t),
                 })
                 .collect(),
+            sources: plan.sources.clone(),
         }
     }
 
@@ -110,5 +324,45 @@ impl LockFile {
     /// Reads the lock file of `run_dir`, if there is one.
     pub fn read(run_dir: &Path) -> std::io::Result<Option<LockFile>> {
         RunStore::new(run_dir).read_lock()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(commit: &str, trees: &[(&str, &str)]) -> LockedSource {
+        LockedSource {
+            source: "git u @ v1 : tasks/*".into(),
+            rev: Some("v1".into()),
+            tasks: trees
+                .iter()
+                .map(|(name, tree)| LockedSourceTask {
+                    name: name.to_string(),
+                    origin: Origin {
+                        url: "u".into(),
+                        commit: commit.into(),
+                        path: format!("tasks/{name}"),
+                        tree: tree.to_string(),
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_moved_rev_names_the_tasks_it_changed_added_and_removed() {
+        let before = [source("aaaa", &[("a", "1"), ("b", "2"), ("c", "3")])];
+        let now = [source("bbbb", &[("a", "1"), ("b", "9"), ("d", "4")])];
+        let changes = source_changes(&before, &now);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].changed, vec!["b"]);
+        assert_eq!(changes[0].added, vec!["d"]);
+        assert_eq!(changes[0].removed, vec!["c"]);
+        assert_eq!(
+            changes[0].describe(),
+            "source `git u @ v1 : tasks/*`: `v1` moved from aaaa to bbbb; 1 task(s) changed (`b`), 1 added (`d`), 1 removed (`c`)"
+        );
+        assert!(source_changes(&now, &now).is_empty());
     }
 }

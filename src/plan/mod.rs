@@ -160,6 +160,8 @@ pub struct Plan {
     pub expect: Vec<Expect>,
     /// `[pipeline] max_cost_usd`: no trial starts once the run has spent this much.
     pub max_cost_usd: Option<f64>,
+    /// The git and dataset sources as resolved: commits and each task's tree id.
+    pub sources: Vec<lock::LockedSource>,
 }
 
 impl Plan {

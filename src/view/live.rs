@@ -334,6 +334,7 @@ mod tests {
                 attempt: 1,
                 dir: PathBuf::from("s/t__a__a1__00"),
             }],
+            sources: vec![],
         };
         lock.write(&run).unwrap();
         let run = run.canonicalize().unwrap();

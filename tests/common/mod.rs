@@ -3,6 +3,7 @@
 
 pub(crate) mod browser;
 pub(crate) mod daytona;
+pub(crate) mod git;
 pub(crate) mod http;
 pub(crate) mod project;
 
