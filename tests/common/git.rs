@@ -38,12 +38,12 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Writes a valid task directory `<dir>/<name>` (a copy of the bundled `hello-file` with
+/// Writes a valid task directory `<dir>/<name>` (a copy of the bundled `create-hello-file` with
 /// its own instruction).
 pub(crate) fn write_task(dir: &Path, name: &str, instruction: &str) {
     let task = dir.join(name);
     std::fs::create_dir_all(dir).unwrap();
-    super::project::copy_tree("tasks/hello-file", &task);
+    super::project::copy_tree("tasks/create-hello-file", &task);
     std::fs::write(task.join("instruction.md"), instruction).unwrap();
 }
 
