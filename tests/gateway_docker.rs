@@ -209,9 +209,14 @@ fn command_agents_call_the_gateway_through_the_official_sdks_and_no_key_leaks() 
         .map(|e| e.unwrap().path())
         .find(|p| p.join("result.json").is_file())
         .expect("the offline trial ran");
-    let seen: Value =
-        serde_json::from_slice(&std::fs::read(offline_dir.join("agent/offline.json")).unwrap())
-            .unwrap();
+    let seen: Value = match std::fs::read(offline_dir.join("agent/offline.json")) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap(),
+        Err(e) => panic!(
+            "the offline agent wrote nothing ({e}); its output:\n{}\nits result:\n{}",
+            std::fs::read_to_string(offline_dir.join("agent/command.txt")).unwrap_or_default(),
+            std::fs::read_to_string(offline_dir.join("result.json")).unwrap_or_default()
+        ),
+    };
     assert_eq!(seen["gateway"], "one", "the gateway answered: {seen}");
     assert_eq!(seen["internet"], false, "no route out: {seen}");
     assert!(
