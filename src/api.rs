@@ -421,6 +421,11 @@ impl AgentRunner {
                         system_prompt: None,
                         user_prompt: None,
                         command: self.command.clone(),
+                        agent: None,
+                        version: None,
+                        runtime: None,
+                        install: None,
+                        run: None,
                         env: BTreeMap::new(),
                         limits: AgentLimits {
                             max_turns: Some(self.config.max_turns),

@@ -374,6 +374,7 @@ impl Environment for DaytonaEngine {
         Ok(Collected {
             instances: self.collect(labels).await?,
             images: 0,
+            volumes: 0,
         })
     }
 }

@@ -24,7 +24,7 @@ use crate::model::{
 pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
     let model = req_str(root, "", "model")?;
     let max_tokens = opt_u64(root, "", "max_tokens")?.ok_or_else(|| missing("max_tokens"))?;
-    let system = match field(root, "system") {
+    let mut system = match field(root, "system") {
         None => None,
         Some(Value::String(text)) => Some(text.clone()),
         Some(Value::Array(blocks)) => {
@@ -52,12 +52,15 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
         let path = format!("messages[{i}]");
         let message = object(message, &path)?;
         let role = match req_str(message, &path, "role")? {
-            "user" => Role::User,
-            "assistant" => Role::Assistant,
+            "user" => Some(Role::User),
+            "assistant" => Some(Role::Assistant),
+            // A system message among the others (Claude Code sends its environment so):
+            // its text joins the system prompt, since the neutral request has one.
+            "system" => None,
             other => {
                 return Err(invalid(
                     join(&path, "role"),
-                    format!("is `{other}`, not `user` or `assistant`"),
+                    format!("is `{other}`, not `user`, `assistant` or `system`"),
                 ));
             }
         };
@@ -76,6 +79,22 @@ pub(super) fn decode(root: &Map<String, Value>) -> Result<Decoded, ServeError> {
                 ));
             }
             None => return Err(missing(content_path)),
+        };
+        let Some(role) = role else {
+            let mut texts: Vec<String> = system.take().into_iter().collect();
+            for part in parts {
+                match part {
+                    Part::Text { text } => texts.push(text),
+                    _ => {
+                        return Err(unsupported(
+                            content_path,
+                            "a system message holds text only".to_string(),
+                        ));
+                    }
+                }
+            }
+            system = Some(texts.join("\n\n"));
+            continue;
         };
         messages.push(Message { role, parts });
     }
