@@ -219,14 +219,14 @@ impl Recipe {
         let mut script = String::from("set -eu\n");
         if let (Some(name), Some(runtime)) = (&self.runtime, runtime) {
             script.push_str(&render_with(
-                &format!("runtime `{name}` install"),
+                &format!("runtime {name} install"),
                 &runtime.install,
                 &context,
             )?);
             script.push('\n');
         }
         script.push_str(&render_with(
-            &format!("`{}` install", self.agent),
+            &format!("{} install", self.agent),
             &self.install,
             &context,
         )?);
@@ -268,7 +268,7 @@ impl Recipe {
     /// The shell command a trial runs: the agent's bin directories on `PATH`, its runtime's
     /// libraries found, and its `run` template with its output in `/logs/agent/`.
     pub(crate) fn command(&self, context: &RunContext) -> Result<String, TemplateError> {
-        let run = render_with(&format!("`{}` run", self.agent), &self.run, context)?;
+        let run = render_with(&format!("{} run", self.agent), &self.run, context)?;
         let prefix = &self.prefix;
         Ok(format!(
             "export PATH=\"{prefix}/bin:{prefix}/node/bin:$PATH\"\n\
