@@ -74,14 +74,14 @@ fn catalog_agents_install_once_and_solve_tasks_through_the_gateway() {
     fixture(&project);
 
     let before = plan(&project, "installed-agents");
-    assert!(before.contains("agent installs: 1"), "{before}");
+    assert!(before.contains("agent installs: 3"), "{before}");
 
     let out = project.apply("installed-agents");
     let log = text(&out);
-    assert!(out.status.success(), "{log}");
     // Installed now, or by an earlier run on this machine (the volume is shared by
     // content address).
     let installed_now = log.contains("installed claude-code into helios-agent-claude-code-");
+    let codex_now = log.contains("installed codex into helios-agent-codex-");
     assert!(
         installed_now || log.contains("claude-code already installed"),
         "{log}"
@@ -98,14 +98,48 @@ fn catalog_agents_install_once_and_solve_tasks_through_the_gateway() {
     let own_log = std::fs::read_to_string(dir.join("agent/claude-code.jsonl")).unwrap();
     assert!(own_log.contains("\"type\":\"result\""), "{own_log}");
 
-    // The volume is labelled, and read-only in trials; a second run installs nothing.
+    let codex = &results["hello-file/codex"];
+    assert_eq!(codex["reward"], 1.0, "{codex:#}\n{log}");
+    assert_eq!(codex["usage"]["input_tokens"], 1900, "{codex:#}");
+    assert_eq!(codex["usage"]["output_tokens"], 37, "{codex:#}");
+    let dir = trial_dir(&project, codex);
+    let calls = read_calls(&dir).unwrap();
+    assert!(
+        calls.iter().all(|c| c.format == "openai-responses"),
+        "{calls:?}"
+    );
+    assert_eq!(tool_calls(&dir), ["exec_command"]);
+    let own_log = std::fs::read_to_string(dir.join("agent/codex.jsonl")).unwrap();
+    assert!(
+        own_log.contains("\"type\":\"command_execution\""),
+        "{own_log}"
+    );
+
+    let failing = &results["hello-file/failing"];
+    assert_eq!(failing["error"]["kind"], "agent_exit", "{failing:#}");
+    assert_eq!(failing["agent_exit_code"], 3, "{failing:#}");
+    assert_eq!(failing["reward"], 0.0, "the verifier ran: {failing:#}");
+    assert!(failing["verifier_exit_code"].is_number(), "{failing:#}");
+    let stderr =
+        std::fs::read_to_string(trial_dir(&project, failing).join("agent/stderr.txt")).unwrap();
+    assert_eq!(stderr, "giving up\n");
+
+    // The volumes are labelled, and read-only in trials; a second run installs nothing.
     let made = volumes(&project.label);
-    assert_eq!(made.len(), usize::from(installed_now), "{made:?}");
+    assert_eq!(
+        made.len(),
+        1 + usize::from(installed_now) + usize::from(codex_now),
+        "{made:?}"
+    );
     let after = plan(&project, "installed-agents");
     assert!(after.contains("(0 to install)"), "{after}");
     let again = std::fs::read_to_string(project.path("installed-agents.toml"))
         .unwrap()
-        .replace("name = \"installed\"", "name = \"again\"");
+        .replace("name = \"installed\"", "name = \"again\"")
+        .replace(
+            "[\"claude-code\", \"codex\", \"failing\"]",
+            "[\"claude-code\"]",
+        );
     project.write("again.toml", &again);
     let out = project.apply("again");
     let log = text(&out);
@@ -132,8 +166,8 @@ fn catalog_agents_install_once_and_solve_tasks_through_the_gateway() {
     );
     assert!(!project.path("runs/bad/s").exists(), "no trial ran: {log}");
     assert_eq!(
-        volumes(&project.label).len(),
-        1,
+        volumes(&project.label),
+        made,
         "the failed install is removed"
     );
 
