@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::process::Command;
 
 use common::project::{BINARY, Project, copy_tree, text};
@@ -58,6 +59,37 @@ fn volumes(label: &str) -> Vec<String> {
         .collect()
 }
 
+/// What a catalog agent's trial on hello-file must show.
+struct Solved {
+    agent: &'static str,
+    /// Input and output tokens, the script's.
+    tokens: (u64, u64),
+    /// The wire format of every call it made.
+    format: &'static str,
+    /// The one tool call of its trajectory.
+    tool: &'static str,
+    /// Its own log in `agent/`, and a line of it.
+    own_log: (&'static str, &'static str),
+}
+
+impl Solved {
+    fn check(&self, project: &Project, results: &BTreeMap<String, Value>, log: &str) {
+        let result = &results[&format!("hello-file/{}", self.agent)];
+        assert_eq!(result["reward"], 1.0, "{result:#}\n{log}");
+        assert_eq!(result["usage"]["input_tokens"], self.tokens.0, "{result:#}");
+        assert_eq!(
+            result["usage"]["output_tokens"], self.tokens.1,
+            "{result:#}"
+        );
+        let dir = trial_dir(project, result);
+        let calls = read_calls(&dir).unwrap();
+        assert!(calls.iter().all(|c| c.format == self.format), "{calls:?}");
+        assert_eq!(tool_calls(&dir), [self.tool]);
+        let own = std::fs::read_to_string(dir.join("agent").join(self.own_log.0)).unwrap();
+        assert!(own.contains(self.own_log.1), "{own}");
+    }
+}
+
 fn plan(project: &Project, pipeline: &str) -> String {
     let out = Command::new(BINARY)
         .arg("plan")
@@ -87,33 +119,24 @@ fn catalog_agents_install_once_and_solve_tasks_through_the_gateway() {
         "{log}"
     );
     let results = project.results("installed");
-    let claude = &results["hello-file/claude-code"];
-    assert_eq!(claude["reward"], 1.0, "{claude:#}\n{log}");
-    assert_eq!(claude["usage"]["input_tokens"], 2500, "{claude:#}");
-    assert_eq!(claude["usage"]["output_tokens"], 48, "{claude:#}");
-    let dir = trial_dir(&project, claude);
-    let calls = read_calls(&dir).unwrap();
-    assert!(calls.iter().all(|c| c.format == "anthropic"), "{calls:?}");
-    assert_eq!(tool_calls(&dir), ["Bash"]);
-    let own_log = std::fs::read_to_string(dir.join("agent/claude-code.jsonl")).unwrap();
-    assert!(own_log.contains("\"type\":\"result\""), "{own_log}");
-
-    let codex = &results["hello-file/codex"];
-    assert_eq!(codex["reward"], 1.0, "{codex:#}\n{log}");
-    assert_eq!(codex["usage"]["input_tokens"], 1900, "{codex:#}");
-    assert_eq!(codex["usage"]["output_tokens"], 37, "{codex:#}");
-    let dir = trial_dir(&project, codex);
-    let calls = read_calls(&dir).unwrap();
-    assert!(
-        calls.iter().all(|c| c.format == "openai-responses"),
-        "{calls:?}"
-    );
-    assert_eq!(tool_calls(&dir), ["exec_command"]);
-    let own_log = std::fs::read_to_string(dir.join("agent/codex.jsonl")).unwrap();
-    assert!(
-        own_log.contains("\"type\":\"command_execution\""),
-        "{own_log}"
-    );
+    for solved in [
+        Solved {
+            agent: "claude-code",
+            tokens: (2500, 48),
+            format: "anthropic",
+            tool: "Bash",
+            own_log: ("claude-code.jsonl", "\"type\":\"result\""),
+        },
+        Solved {
+            agent: "codex",
+            tokens: (1900, 37),
+            format: "openai-responses",
+            tool: "exec_command",
+            own_log: ("codex.jsonl", "\"type\":\"command_execution\""),
+        },
+    ] {
+        solved.check(&project, &results, &log);
+    }
 
     let failing = &results["hello-file/failing"];
     assert_eq!(failing["error"]["kind"], "agent_exit", "{failing:#}");
