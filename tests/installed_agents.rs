@@ -106,14 +106,17 @@ fn catalog_agents_install_once_and_solve_tasks_through_the_gateway() {
     fixture(&project);
 
     let before = plan(&project, "installed-agents");
-    assert!(before.contains("agent installs: 3"), "{before}");
+    assert!(before.contains("agent installs: 4"), "{before}");
 
     let out = project.apply("installed-agents");
     let log = text(&out);
     // Installed now, or by an earlier run on this machine (the volume is shared by
     // content address).
     let installed_now = log.contains("installed claude-code into helios-agent-claude-code-");
-    let codex_now = log.contains("installed codex into helios-agent-codex-");
+    let others_now = ["codex", "gemini-cli"]
+        .iter()
+        .filter(|a| log.contains(&format!("installed {a} into helios-agent-{a}-")))
+        .count();
     assert!(
         installed_now || log.contains("claude-code already installed"),
         "{log}"
@@ -134,6 +137,16 @@ fn catalog_agents_install_once_and_solve_tasks_through_the_gateway() {
             tool: "exec_command",
             own_log: ("codex.jsonl", "\"type\":\"command_execution\""),
         },
+        Solved {
+            agent: "gemini-cli",
+            tokens: (1700, 31),
+            format: "gemini",
+            tool: "run_shell_command",
+            own_log: (
+                "gemini-cli.json",
+                "\"response\": \"Created /app/hello.txt.\"",
+            ),
+        },
     ] {
         solved.check(&project, &results, &log);
     }
@@ -151,7 +164,7 @@ fn catalog_agents_install_once_and_solve_tasks_through_the_gateway() {
     let made = volumes(&project.label);
     assert_eq!(
         made.len(),
-        1 + usize::from(installed_now) + usize::from(codex_now),
+        1 + usize::from(installed_now) + others_now,
         "{made:?}"
     );
     let after = plan(&project, "installed-agents");
@@ -160,7 +173,7 @@ fn catalog_agents_install_once_and_solve_tasks_through_the_gateway() {
         .unwrap()
         .replace("name = \"installed\"", "name = \"again\"")
         .replace(
-            "[\"claude-code\", \"codex\", \"failing\"]",
+            "[\"claude-code\", \"codex\", \"gemini-cli\", \"failing\"]",
             "[\"claude-code\"]",
         );
     project.write("again.toml", &again);
