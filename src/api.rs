@@ -458,6 +458,11 @@ impl AgentRunner {
                         system_prompt: self.system_prompt.as_ref().map(|p| p.display().to_string()),
                         user_prompt: self.user_prompt.as_ref().map(|p| p.display().to_string()),
                         command: self.command.clone(),
+                        agent: None,
+                        version: None,
+                        runtime: None,
+                        install: None,
+                        run: None,
                         env: BTreeMap::new(),
                         limits: AgentLimits {
                             max_turns: Some(self.config.max_turns),

@@ -129,6 +129,8 @@ error_kinds! {
     DockerError = "docker_error",
     BuildFailed = "build_failed",
     BuildTimeout = "build_timeout",
+    /// An installed agent's install failed.
+    InstallFailed = "install_failed",
     /// Something the provider cannot do (a prebuilt image on Daytona without a registry).
     Unsupported = "unsupported",
     DesktopFailed = "desktop_failed",
@@ -140,6 +142,8 @@ error_kinds! {
     Cancelled = "cancelled",
     // The agent.
     NoSolution = "no_solution",
+    /// An installed agent exited with a status other than 0.
+    AgentExit = "agent_exit",
     AgentTimeout = "agent_timeout",
     TurnTimeout = "turn_timeout",
     MaxTurns = "max_turns",
@@ -176,6 +180,7 @@ impl ErrorKind {
                 | ErrorKind::DockerError
                 | ErrorKind::BuildFailed
                 | ErrorKind::BuildTimeout
+                | ErrorKind::InstallFailed
                 | ErrorKind::DesktopFailed
                 | ErrorKind::IoError
                 | ErrorKind::Auth
@@ -198,6 +203,7 @@ impl From<&EnvError> for ErrorKind {
             EnvError::Engine { .. } => ErrorKind::DockerError,
             EnvError::BuildFailed { .. } => ErrorKind::BuildFailed,
             EnvError::BuildTimeout { .. } => ErrorKind::BuildTimeout,
+            EnvError::InstallFailed { .. } => ErrorKind::InstallFailed,
             EnvError::Unsupported(_) => ErrorKind::Unsupported,
             EnvError::Desktop(_) => ErrorKind::DesktopFailed,
             EnvError::Io { .. } => ErrorKind::IoError,
@@ -264,6 +270,18 @@ pub enum RunEvent {
     Reaped {
         provider: Provider,
         count: usize,
+    },
+    /// An installed agent's install begins (its volume is checked, and made if missing).
+    InstallStarted {
+        agents: Vec<String>,
+        volume: String,
+    },
+    /// An installed agent's volume is ready: `installed` says whether this run made it.
+    InstallFinished {
+        agents: Vec<String>,
+        volume: String,
+        installed: bool,
+        seconds: f64,
     },
     BuildStarted {
         tag: String,

@@ -158,6 +158,35 @@ pub(crate) fn render(
     compile(name, source)?.render(context)
 }
 
+/// Parses and renders `source` with any serializable context (an installed agent's
+/// `install` and `run` scripts), in the same strict environment as prompts: a name the
+/// context lacks is an error naming the names it has.
+pub(crate) fn render_with(
+    name: &str,
+    source: &str,
+    context: &impl Serialize,
+) -> Result<String, TemplateError> {
+    let template = compile(name, source)?;
+    let shape = serde_json::to_value(context).unwrap_or(Value::Null);
+    let error = |e: minijinja::Error| {
+        let mut e = error(&template.name, &template.source, &e);
+        if let Problem::Undefined {
+            variable,
+            candidates,
+        } = &mut e.problem
+        {
+            *candidates = missing(&shape, variable, false).unwrap_or_default();
+        }
+        e
+    };
+    template
+        .env
+        .get_template(&template.name)
+        .map_err(error)?
+        .render(minijinja::value::Serde(context))
+        .map_err(error)
+}
+
 impl Template {
     /// Renders the template with `context`.
     pub(crate) fn render(&self, context: &PromptContext) -> Result<String, TemplateError> {

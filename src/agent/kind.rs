@@ -15,14 +15,32 @@ pub enum AgentKind {
     Terminal,
     /// A model working a desktop through screenshots, mouse and keyboard.
     ComputerUse,
-    /// A command run in the task's container (an installed agent).
+    /// A command run in the task's container (an agent of your own).
     Command,
+    /// A CLI agent from the catalog (`agent = "claude-code"`) or a recipe of your own,
+    /// installed once per machine and run in the task's container through the gateway.
+    Installed,
 }
 
 impl AgentKind {
-    pub const ALL: [&'static str; 5] = ["oracle", "nop", "terminal", "computer-use", "command"];
+    pub const ALL: [&'static str; 6] = [
+        "oracle",
+        "nop",
+        "terminal",
+        "computer-use",
+        "command",
+        "installed",
+    ];
 
     pub fn needs_model(self) -> bool {
+        matches!(
+            self,
+            AgentKind::Terminal | AgentKind::ComputerUse | AgentKind::Installed
+        )
+    }
+
+    /// Whether helios itself drives the model, with prompts rendered from templates.
+    pub fn uses_prompts(self) -> bool {
         matches!(self, AgentKind::Terminal | AgentKind::ComputerUse)
     }
 
@@ -33,6 +51,7 @@ impl AgentKind {
             AgentKind::Terminal => "terminal",
             AgentKind::ComputerUse => "computer-use",
             AgentKind::Command => "command",
+            AgentKind::Installed => "installed",
         }
     }
 }

@@ -1,10 +1,11 @@
-//! Agents: `oracle` (the task's reference solution), `nop`, `command` (a shell command,
-//! such as an installed agent's CLI), `terminal` (a model working through bash) and
+//! Agents: `oracle` (the task's reference solution), `nop`, `command` (a shell command),
+//! `installed` (a CLI agent installed once per machine, see [`installed`]), `terminal` (a model working through bash) and
 //! `computer-use` (a model working a virtual desktop through its provider's computer tool).
 
 pub mod call_log;
 pub mod computer;
 pub mod computer_use;
+pub mod installed;
 mod kind;
 pub mod model_loop;
 pub mod prompt;
@@ -119,7 +120,7 @@ pub async fn run(instance: &Instance, cx: &AgentContext<'_>) -> Result<AgentRun,
             };
             finish(instance.exec(&spec).await?)
         }
-        AgentKind::Command => {
+        AgentKind::Command | AgentKind::Installed => {
             let archive = tarball::pack_file(
                 INSTRUCTION_PATH.trim_start_matches('/'),
                 cx.instruction.as_bytes(),
@@ -129,11 +130,14 @@ pub async fn run(instance: &Instance, cx: &AgentContext<'_>) -> Result<AgentRun,
             instance.upload_archive(archive).await?;
             let mut env = cx.agent_env.clone();
             env.insert("HELIOS_INSTRUCTION_FILE".into(), INSTRUCTION_PATH.into());
+            let command = cx.command.unwrap_or("true");
             let spec = ExecSpec {
-                command: format!(
-                    "{{ {}\n}} > /logs/agent/command.txt 2>&1",
-                    cx.command.unwrap_or("true")
-                ),
+                // An installed agent's command sends its output to its own logs.
+                command: if cx.kind == AgentKind::Installed {
+                    command.to_string()
+                } else {
+                    format!("{{ {command}\n}} > /logs/agent/command.txt 2>&1")
+                },
                 workdir: cx.workdir.clone(),
                 env,
                 deadline: cx.timeout,

@@ -1,4 +1,5 @@
-//! `helios gc`: removes every container and image helios labelled, and with
+//! `helios gc`: removes every container, image and installed agent's volume helios
+//! labelled, and with
 //! `--provider daytona` (or `all`) every Daytona sandbox it labelled.
 
 use super::{ExitStatus, failure};
@@ -20,12 +21,14 @@ pub(super) async fn run(labels: &[String], providers: &[Provider]) -> ExitStatus
             };
             let removed = engine.gc(labels).await.map(|collected| match provider {
                 Provider::Docker if collected.networks > 0 => format!(
-                    "removed {} container(s), {} image(s) and {} network(s) labelled by helios",
-                    collected.instances, collected.images, collected.networks
+                    "removed {} container(s), {} image(s), {} installed agent volume(s) and {} \
+                     network(s) labelled by helios",
+                    collected.instances, collected.images, collected.volumes, collected.networks
                 ),
                 Provider::Docker => format!(
-                    "removed {} container(s) and {} image(s) labelled by helios",
-                    collected.instances, collected.images
+                    "removed {} container(s), {} image(s) and {} installed agent volume(s) \
+                     labelled by helios",
+                    collected.instances, collected.images, collected.volumes
                 ),
                 Provider::Daytona => format!(
                     "deleted {} Daytona sandbox(es) labelled by helios",

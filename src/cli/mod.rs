@@ -377,13 +377,16 @@ async fn dispatch(cli: Cli) -> ExitStatus {
             json,
             write_lock,
             output_dir,
-        } => plan::run(
-            &pipeline,
-            format.or_json(json),
-            write_lock,
-            output_dir.as_deref(),
-            styled,
-        ),
+        } => {
+            plan::run(
+                &pipeline,
+                format.or_json(json),
+                write_lock,
+                output_dir.as_deref(),
+                styled,
+            )
+            .await
+        }
         Command::Apply {
             pipeline,
             rebuild,

@@ -18,7 +18,7 @@ use crate::plan::{ImageSource, Plan};
 use crate::report::memory;
 use crate::runner::{ApplyOptions, Budget};
 
-pub(super) fn run(
+pub(super) async fn run(
     path: &Path,
     format: Format,
     write_lock: bool,
@@ -71,6 +71,7 @@ pub(super) fn run(
             .collect(),
         _ => Vec::new(),
     };
+    let installed = installed_volumes(&plan).await;
     let budget = ApplyOptions::default().budget(&loaded.value);
     let concurrency = loaded.value.manifest.pipeline.concurrency as usize;
     let worst = WorstCase::of(&loaded.value, &plan, &assessment.states);
@@ -91,7 +92,15 @@ pub(super) fn run(
     match format {
         Format::Json => println!(
             "{}",
-            json(&plan, &assessment, &changes, budget, concurrency, worst)
+            json(
+                &plan,
+                &assessment,
+                &changes,
+                &installed,
+                budget,
+                concurrency,
+                worst
+            )
         ),
         Format::Human => {
             print!(
@@ -109,6 +118,7 @@ pub(super) fn run(
                 human(
                     &plan,
                     &assessment,
+                    &installed,
                     lock_path.as_deref(),
                     budget,
                     concurrency
@@ -124,9 +134,26 @@ pub(super) fn run(
     }
 }
 
+/// Whether each of the plan's agent installs is on this machine already (`None`: Docker
+/// could not be asked).
+async fn installed_volumes(plan: &Plan) -> Vec<Option<bool>> {
+    if plan.installs.is_empty() {
+        return Vec::new();
+    }
+    let Ok(engine) = crate::env::docker::DockerEngine::connect(2).await else {
+        return vec![None; plan.installs.len()];
+    };
+    let mut found = Vec::new();
+    for install in &plan.installs {
+        found.push(engine.has_volume(&install.volume).await.ok());
+    }
+    found
+}
+
 fn human(
     plan: &Plan,
     assessment: &Assessment,
+    installed: &[Option<bool>],
     lock: Option<&Path>,
     budget: Budget,
     concurrency: usize,
@@ -192,6 +219,25 @@ fn human(
             build.tasks.len()
         ));
     }
+    if !plan.installs.is_empty() {
+        let to_do = installed.iter().filter(|i| **i != Some(true)).count();
+        out.push_str(&format!(
+            "agent installs: {} ({to_do} to install)\n",
+            plan.installs.len()
+        ));
+        for (install, found) in plan.installs.iter().zip(installed) {
+            out.push_str(&format!(
+                "  {}  for {}: {}\n",
+                install.volume,
+                install.agents.join(", "),
+                match found {
+                    Some(true) => "installed",
+                    Some(false) => "to install",
+                    None => "unknown (cannot ask Docker)",
+                }
+            ));
+        }
+    }
     out.push_str(&format!(
         "\nresources: {} CPU(s) and {} of memory on this machine, {} build(s) and up to {concurrency} trial(s) at once; a trial starts when its task's cpus and memory fit\n",
         budget.cpus,
@@ -235,6 +281,7 @@ struct JsonPlan<'a> {
     worst_case_cost: WorstCase,
     stages: Vec<JsonStage<'a>>,
     builds: Vec<JsonBuild<'a>>,
+    installs: Vec<JsonInstall<'a>>,
     /// What `apply` may use on this machine at once, with no `--cpus` / `--memory`.
     budget: Budget,
     concurrency: usize,
@@ -266,6 +313,16 @@ struct JsonBuild<'a> {
 }
 
 #[derive(Serialize)]
+struct JsonInstall<'a> {
+    volume: &'a str,
+    agent: &'a str,
+    version: &'a str,
+    agents: &'a [String],
+    /// `null` when Docker could not be asked.
+    installed: Option<bool>,
+}
+
+#[derive(Serialize)]
 struct JsonTrial<'a> {
     id: String,
     stage: &'a str,
@@ -282,6 +339,7 @@ fn json(
     plan: &Plan,
     assessment: &Assessment,
     changes: &[SourceChange],
+    installed: &[Option<bool>],
     budget: Budget,
     concurrency: usize,
     worst_case_cost: WorstCase,
@@ -321,6 +379,18 @@ fn json(
                     .iter()
                     .map(|&t| plan.tasks[t].name.as_str())
                     .collect(),
+            })
+            .collect(),
+        installs: plan
+            .installs
+            .iter()
+            .zip(installed)
+            .map(|(i, &installed)| JsonInstall {
+                volume: &i.volume,
+                agent: &i.recipe.agent,
+                version: &i.recipe.version,
+                agents: &i.agents,
+                installed,
             })
             .collect(),
         trials: plan

@@ -10,11 +10,14 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerConfig, ContainerCreateBody, DeviceRequest, HostConfig};
+use bollard::models::{
+    ContainerConfig, ContainerCreateBody, DeviceRequest, HostConfig, MountType, VolumeCreateRequest,
+};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CommitContainerOptionsBuilder, CreateContainerOptions,
     DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, UploadToContainerOptionsBuilder,
+    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -24,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     BuildSpec, Collected, EnvError, EnvSpec, Environment, ExecOutput, ExecSpec, HOST_LABEL,
-    Instance, MANAGED_LABEL, PID_LABEL, Provider, RUN_LABEL, Sandbox, tarball,
+    InstallSpec, Instance, MANAGED_LABEL, Mount, PID_LABEL, Provider, RUN_LABEL, Sandbox, tarball,
 };
 
 /// Most bytes of stdout (and of stderr) kept from one command; the rest is cut.
@@ -327,6 +330,8 @@ impl DockerEngine {
                     ..Default::default()
                 }]
             }),
+            mounts: (!spec.mounts.is_empty())
+                .then(|| spec.mounts.iter().map(volume_mount).collect()),
             ..Default::default()
         };
         let body = ContainerCreateBody {
@@ -589,6 +594,175 @@ impl DockerEngine {
         }
     }
 
+    /// Whether a volume of this name exists.
+    pub(crate) async fn has_volume(&self, name: &str) -> Result<bool, EnvError> {
+        let _permit = self.permit().await;
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    /// Names of the volumes carrying every label in `labels`.
+    pub async fn volumes_with(&self, labels: &[String]) -> Result<Vec<String>, EnvError> {
+        let filters: HashMap<String, Vec<String>> =
+            HashMap::from([("label".to_string(), labels.to_vec())]);
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let _permit = self.permit().await;
+        let list = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(engine_error)?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect())
+    }
+
+    /// Removes a volume (gone already is fine).
+    pub(crate) async fn remove_volume(&self, name: &str) -> Result<(), EnvError> {
+        let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+        let _permit = self.permit().await;
+        match self.docker.remove_volume(name, Some(options)).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    /// Runs `command` in a throwaway container of `image` with `mount`; its output, merged.
+    async fn run_once(
+        &self,
+        image: &str,
+        mount: Mount,
+        labels: &BTreeMap<String, String>,
+        command: &str,
+        deadline: Duration,
+    ) -> Result<ExecOutput, EnvError> {
+        let container = self
+            .start_container(&EnvSpec {
+                image: image.to_string(),
+                labels: labels.clone(),
+                mounts: vec![mount],
+                ..EnvSpec::default()
+            })
+            .await?;
+        let output = self
+            .exec_in(
+                &container,
+                &ExecSpec {
+                    command: format!("{{ {command}\n}} 2>&1"),
+                    deadline: Some(deadline),
+                    ..ExecSpec::default()
+                },
+            )
+            .await;
+        let removed = self.remove_container(&container).await;
+        let output = output?;
+        removed?;
+        Ok(output)
+    }
+
+    /// An installed agent's volume, kept if its install finished, else (re)made by running
+    /// the install script in a one-off container. Returns whether it installed.
+    pub(crate) async fn install_volume(&self, spec: &InstallSpec<'_>) -> Result<bool, EnvError> {
+        let mount = |read_only| Mount {
+            volume: spec.volume.to_string(),
+            target: spec.target.to_string(),
+            read_only,
+        };
+        self.pull_if_missing(spec.image).await?;
+        if self.has_volume(spec.volume).await? {
+            let marker = format!("{}/{}", spec.target, spec.marker);
+            let check = self
+                .run_once(
+                    spec.image,
+                    mount(true),
+                    spec.container_labels,
+                    &format!("test -f {}", super::shell_quote(&marker)),
+                    Duration::from_secs(60),
+                )
+                .await?;
+            if check.exit_code == Some(0) {
+                return Ok(false);
+            }
+            // An install cut off (its apply killed): start again.
+            self.remove_volume(spec.volume).await?;
+        }
+        let body = VolumeCreateRequest {
+            name: Some(spec.volume.to_string()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        {
+            let _permit = self.permit().await;
+            self.docker
+                .create_volume(body)
+                .await
+                .map_err(engine_error)?;
+        }
+        let ran = self
+            .run_once(
+                spec.image,
+                mount(false),
+                spec.container_labels,
+                spec.script,
+                spec.timeout,
+            )
+            .await;
+        let output = match ran {
+            Ok(output) => output,
+            Err(error) => {
+                let _ = self.remove_volume(spec.volume).await;
+                return Err(error);
+            }
+        };
+        let io = |e| EnvError::io(format!("writing `{}`", spec.log.display()), e);
+        if let Some(dir) = spec.log.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        }
+        tokio::fs::write(spec.log, &output.stdout)
+            .await
+            .map_err(io)?;
+        let reason = if output.timed_out {
+            Some(format!(
+                "it took longer than {}s",
+                spec.timeout.as_secs_f64()
+            ))
+        } else if output.exit_code != Some(0) {
+            Some(format!(
+                "the install script exited with {}",
+                output
+                    .exit_code
+                    .map_or_else(|| "no status".to_string(), |c| c.to_string())
+            ))
+        } else {
+            None
+        };
+        match reason {
+            None => Ok(true),
+            Some(reason) => {
+                self.remove_volume(spec.volume).await?;
+                Err(EnvError::InstallFailed {
+                    volume: spec.volume.to_string(),
+                    reason,
+                    log: spec.log.display().to_string(),
+                    output: last_lines(&output.stdout, 40),
+                })
+            }
+        }
+    }
+
     /// Removes containers of earlier applies on this machine whose process is gone.
     /// Returns how many were removed.
     pub(crate) async fn reap(&self) -> Result<usize, EnvError> {
@@ -613,7 +787,8 @@ impl DockerEngine {
         Ok(removed)
     }
 
-    /// Removes every container, image and network helios labelled (and matching `labels`).
+    /// Removes every container, image, network and volume helios labelled (and matching
+    /// `labels`).
     pub(crate) async fn collect(&self, labels: &[String]) -> Result<Collected, EnvError> {
         let mut filter = vec![MANAGED_LABEL.to_string()];
         filter.extend(labels.iter().cloned());
@@ -632,10 +807,15 @@ impl DockerEngine {
         for (name, _) in &networks {
             self.delete_network(name).await?;
         }
+        let volumes = self.volumes_with(&filter).await?;
+        for volume in &volumes {
+            self.remove_volume(volume).await?;
+        }
         Ok(Collected {
             instances: containers.len(),
             images: images.len(),
             networks: networks.len(),
+            volumes: volumes.len(),
         })
     }
 }
@@ -645,6 +825,23 @@ impl DockerEngine {
 pub struct LabelledContainer {
     pub id: String,
     pub labels: HashMap<String, String>,
+}
+
+/// A named volume as the engine mounts it.
+fn volume_mount(mount: &Mount) -> bollard::models::Mount {
+    bollard::models::Mount {
+        target: Some(mount.target.clone()),
+        source: Some(mount.volume.clone()),
+        typ: Some(MountType::VOLUME),
+        read_only: Some(mount.read_only),
+        ..Default::default()
+    }
+}
+
+/// The last `count` lines of `text`.
+fn last_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
 }
 
 fn append_capped(buffer: &mut Vec<u8>, bytes: &[u8]) {
@@ -724,6 +921,14 @@ impl Environment for DockerEngine {
 
     async fn remove_network(&self, name: &str) -> Result<(), EnvError> {
         self.delete_network(name).await
+    }
+
+    async fn volume_exists(&self, volume: &str) -> Result<bool, EnvError> {
+        self.has_volume(volume).await
+    }
+
+    async fn install(&self, spec: &InstallSpec<'_>) -> Result<bool, EnvError> {
+        self.install_volume(spec).await
     }
 }
 

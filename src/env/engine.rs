@@ -47,6 +47,24 @@ pub struct BuildSpec<'a> {
     pub log: &'a Path,
 }
 
+/// An installed agent's install: `script` run once in a container of `image` with the
+/// volume `volume` mounted at `target`, writable.
+#[derive(Debug, Clone, Copy)]
+pub struct InstallSpec<'a> {
+    pub volume: &'a str,
+    pub image: &'a str,
+    pub target: &'a str,
+    pub script: &'a str,
+    /// A file the script writes last, under `target`: a volume without it is unfinished.
+    pub marker: &'a str,
+    /// Of the volume; the installer's container gets them with the run's pid and host.
+    pub labels: &'a BTreeMap<String, String>,
+    pub container_labels: &'a BTreeMap<String, String>,
+    pub timeout: Duration,
+    /// Where the installer's output goes.
+    pub log: &'a Path,
+}
+
 /// What `helios gc` removed from one provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Collected {
@@ -54,6 +72,8 @@ pub struct Collected {
     pub instances: usize,
     pub images: usize,
     pub networks: usize,
+    /// Installed agents' volumes.
+    pub volumes: usize,
 }
 
 /// A provider of environments: the local Docker engine, Daytona, or the in-memory fake.
@@ -79,6 +99,21 @@ pub trait Environment: Send + Sync + 'static {
 
     /// Builds an image, its output in `spec.log`.
     async fn build(&self, spec: &BuildSpec<'_>) -> Result<(), EnvError>;
+
+    /// Whether an installed agent's volume exists (finished or not).
+    async fn volume_exists(&self, _volume: &str) -> Result<bool, EnvError> {
+        Ok(false)
+    }
+
+    /// Makes sure an installed agent's volume is installed: kept if finished, else made
+    /// (again) by running the install. Returns whether it installed anything.
+    async fn install(&self, spec: &InstallSpec<'_>) -> Result<bool, EnvError> {
+        Err(EnvError::Unsupported(format!(
+            "{} cannot install agents (installed agents run on Docker); cannot make `{}`",
+            self.provider(),
+            spec.volume
+        )))
+    }
 
     /// Creates a trial's environment. It may not be ready to run commands yet: see
     /// [`Instance::ready`]. A cancel while the provider is still asked to create it ends

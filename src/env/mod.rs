@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use engine::{
-    BuildSpec, Collected, DEFAULT_DOCKER_CALLS, Engine, Environment, Instance, OpenOptions, Sandbox,
+    BuildSpec, Collected, DEFAULT_DOCKER_CALLS, Engine, Environment, InstallSpec, Instance,
+    OpenOptions, Sandbox,
 };
 pub use provider::{DaytonaSettings, Provider};
 
@@ -66,6 +67,16 @@ pub enum EnvError {
         id: String,
         seconds: f64,
         state: String,
+    },
+    /// An installed agent's install script failed (or ran out of time); nothing of it is
+    /// kept.
+    #[error("installing `{volume}` failed: {reason} (install log: {log})\n{output}")]
+    InstallFailed {
+        volume: String,
+        reason: String,
+        log: String,
+        /// The end of the installer's output.
+        output: String,
     },
     /// The run was cancelled while the environment was being made.
     #[error("cancelled")]
@@ -135,6 +146,16 @@ pub struct EnvSpec {
     pub isolated_network: Option<String>,
     /// How long the environment may take to be ready, a remote image build included.
     pub ready_timeout: Duration,
+    /// Volumes mounted into the environment (an installed agent's, read-only).
+    pub mounts: Vec<Mount>,
+}
+
+/// A named volume mounted at `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub volume: String,
+    pub target: String,
+    pub read_only: bool,
 }
 
 /// A command to run in a container with `bash -c`.
@@ -173,6 +194,9 @@ pub const TRIAL_LABEL: &str = "helios.trial";
 pub const TASK_LABEL: &str = "helios.task";
 pub const PID_LABEL: &str = "helios.pid";
 pub const HOST_LABEL: &str = "helios.host";
+/// An installed agent's volume carries its recipe's content address.
+pub const INSTALL_LABEL: &str = "helios.install";
+pub const AGENT_LABEL: &str = "helios.agent";
 
 impl Labels {
     pub fn new(pipeline: &str, extra: BTreeMap<String, String>) -> Labels {
@@ -217,6 +241,16 @@ impl Labels {
         sha2::Digest::update(&mut digest, self.run.as_bytes());
         let hash = hex::encode(sha2::Digest::finalize(digest));
         format!("helios-isolated-{}", &hash[..16])
+    }
+
+    /// Labels of an installed agent's volume (shared by runs, so it names the run that made
+    /// it) and of the container that installs it.
+    pub fn install(&self, agent: &str, digest: &str) -> BTreeMap<String, String> {
+        let mut labels = self.base();
+        labels.insert(RUN_LABEL.into(), self.run.clone());
+        labels.insert(AGENT_LABEL.into(), agent.into());
+        labels.insert(INSTALL_LABEL.into(), digest.into());
+        labels
     }
 
     /// Labels of a built image (shared by runs, so it names the run that built it).

@@ -14,6 +14,7 @@ use super::stage_graph::StageGraph;
 use super::task::NetworkMode;
 use super::trials::{count_trials, total_trials};
 use crate::agent::AgentKind;
+use crate::agent::installed::{self, RecipeError};
 use crate::diagnostic::{Code, Diagnostic, Report, suggestion_hint};
 use crate::model::scripted::Script;
 use crate::model::{ModelId, ModelIdError, ModelProvider};
@@ -249,6 +250,7 @@ impl PipelineCheck<'_> {
                 ),
                 _ => {}
             }
+            self.installed(name, agent, out);
             for field in ["system_prompt", "user_prompt"] {
                 let path = if field == "system_prompt" {
                     &agent.system_prompt
@@ -256,7 +258,7 @@ impl PipelineCheck<'_> {
                     &agent.user_prompt
                 };
                 let Some(path) = path else { continue };
-                if !agent.kind.needs_model() {
+                if !agent.kind.uses_prompts() {
                     out.push(
                         self.error(
                             Code::Conflict,
@@ -270,6 +272,154 @@ impl PipelineCheck<'_> {
                 }
                 let (stand_in, samples) = self.samples(name, agent);
                 self.template(path, &at(field), &stand_in, &samples, out, report);
+            }
+        }
+    }
+
+    /// An installed agent names a catalog agent or gives its own `install` and `run`, whose
+    /// templates render; the other kinds take none of its fields.
+    fn installed(&self, name: &str, agent: &AgentSpec, out: &mut Vec<Diagnostic>) {
+        let at = |field: &str| format!("{}/{field}", pointer_push("/agents", name));
+        let fields = [
+            ("agent", agent.agent.as_deref()),
+            ("version", agent.version.as_deref()),
+            ("runtime", agent.runtime.as_deref()),
+            ("install", agent.install.as_deref()),
+            ("run", agent.run.as_deref()),
+        ];
+        if agent.kind != AgentKind::Installed {
+            for (field, value) in fields {
+                if value.is_some() {
+                    out.push(
+                        self.error(
+                            Code::Conflict,
+                            &at(field),
+                            format!(
+                                "agent `{name}` of kind `{}` takes no `{field}`",
+                                agent.kind.as_str()
+                            ),
+                        )
+                        .label("ignored")
+                        .hint(format!("use `kind = \"installed\"`, or remove `{field}`")),
+                    );
+                }
+            }
+            return;
+        }
+        let recipe = installed::resolve(
+            name,
+            installed::RecipeFields {
+                agent: agent.agent.as_deref(),
+                version: agent.version.as_deref(),
+                runtime: agent.runtime.as_deref(),
+                install: agent.install.as_deref(),
+                run: agent.run.as_deref(),
+            },
+        );
+        let recipe =
+            match recipe {
+                Ok(recipe) => recipe,
+                Err(RecipeError::UnknownAgent(wanted)) => {
+                    out.push(
+                        self.error(
+                            Code::UndefinedReference,
+                            &at("agent"),
+                            format!("unknown installed agent `{wanted}`"),
+                        )
+                        .label("not in helios's catalog")
+                        .maybe_hint(suggestion_hint(&wanted, installed::names()).map(|hint| {
+                            format!(
+                                "{hint} (or give your own `install` and `run`, see docs/agents.md)"
+                            )
+                        })),
+                    );
+                    return;
+                }
+                Err(RecipeError::UnknownRuntime(wanted)) => {
+                    out.push(
+                        self.error(
+                            Code::UndefinedReference,
+                            &at("runtime"),
+                            format!("unknown runtime `{wanted}`"),
+                        )
+                        .label("no such runtime")
+                        .maybe_hint(suggestion_hint(
+                            &wanted,
+                            installed::catalog().runtimes.keys().map(String::as_str),
+                        )),
+                    );
+                    return;
+                }
+                Err(RecipeError::Incomplete) => {
+                    let missing: Vec<&str> = [("install", &agent.install), ("run", &agent.run)]
+                        .into_iter()
+                        .filter(|(_, v)| v.is_none())
+                        .map(|(f, _)| f)
+                        .collect();
+                    out.push(
+                    Diagnostic::error(
+                        Code::MissingKey,
+                        self.file,
+                        format!(
+                            "installed agent `{name}` names no catalog agent and has no `{}`",
+                            missing.join("` or `")
+                        ),
+                    )
+                    .at(self.doc.key_span(&pointer_push("/agents", name)))
+                    .label("`agent` is missing here")
+                    .hint(format!(
+                        "add `agent = \"NAME\"` with one of {}, or your own `install` and `run`",
+                        installed::names()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                );
+                    return;
+                }
+            };
+        let own = |field: &str, value: &Option<String>| {
+            if value.is_some() {
+                at(field)
+            } else {
+                at("agent")
+            }
+        };
+        let problems = [
+            (
+                own("install", &agent.install),
+                recipe.install_script().err(),
+            ),
+            (
+                own("run", &agent.run),
+                recipe
+                    .command(&installed::RunContext::sample(&recipe))
+                    .err(),
+            ),
+        ];
+        for (pointer, problem) in problems {
+            if let Some(problem) = problem {
+                out.push(
+                    self.error(
+                        Code::InvalidValue,
+                        &pointer,
+                        format!("agent `{name}`: {problem}"),
+                    )
+                    .label("does not render")
+                    .maybe_hint(match &problem.problem {
+                        Problem::Undefined { candidates, .. } if !candidates.is_empty() => {
+                            Some(format!(
+                                "the template can use {}",
+                                candidates
+                                    .iter()
+                                    .map(|c| format!("`{c}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ))
+                        }
+                        _ => None,
+                    }),
+                );
             }
         }
     }

@@ -210,6 +210,21 @@ pub struct AgentSpec {
     pub user_prompt: Option<String>,
     /// For `kind = "command"`: the shell command run in the task's `workdir`.
     pub command: Option<String>,
+    /// For `kind = "installed"`: the catalog agent (`claude-code`, `codex`, `gemini-cli`,
+    /// `opencode`, `mini-swe-agent`, `aider`; see docs/agents.md).
+    pub agent: Option<String>,
+    /// For `kind = "installed"`: the version to install (the catalog's pinned one by
+    /// default); the install script sees it as `{{ version }}`.
+    pub version: Option<String>,
+    /// For `kind = "installed"`: the runtime the install needs first (`node`, `python`).
+    pub runtime: Option<String>,
+    /// For `kind = "installed"`: the shell script (a minijinja template seeing `prefix`
+    /// and `version`) that installs the agent under `{{ prefix }}`, once per machine.
+    pub install: Option<String>,
+    /// For `kind = "installed"`: the shell command (a minijinja template seeing
+    /// `instruction`, `instruction_file`, `model`, `model_id`, `workdir`, `log_dir`,
+    /// `prefix` and `version`) that runs the agent on the task.
+    pub run: Option<String>,
     /// Environment variables for the agent; `${VAR}` and `${VAR:-default}` read the host.
     #[serde(default)]
     pub env: BTreeMap<String, String>,

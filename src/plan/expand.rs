@@ -9,10 +9,11 @@ use sha2::{Digest as _, Sha256};
 
 use super::digest::{self, Digest, DigestError};
 use super::{
-    ImageBuild, ImageSource, Inputs, Node, Plan, PlannedStage, PlannedTask, ResolvedAgent,
-    ResolvedLimits, ResolvedModel, Trial, TrialId,
+    AgentInstall, ImageBuild, ImageSource, Inputs, Node, Plan, PlannedStage, PlannedTask,
+    ResolvedAgent, ResolvedLimits, ResolvedModel, Trial, TrialId,
 };
 use crate::agent::AgentKind;
+use crate::agent::installed::{self, Recipe};
 use crate::env::Provider;
 use crate::manifest::pipeline::{EnvironmentDefaults, VerifyStep};
 use crate::manifest::stage_graph::StageGraph;
@@ -35,6 +36,9 @@ pub enum PlanError {
     /// place.
     #[error("the pipeline would make {trials} trials, more than `max_trials` ({max})")]
     TooManyTrials { trials: u128, max: u64 },
+    /// An installed agent without a usable recipe; validation reports this first.
+    #[error("agent `{agent}`: {message}")]
+    Recipe { agent: String, message: String },
 }
 
 /// The tag of the trial-id format; changing what goes into ids changes it.
@@ -183,7 +187,7 @@ impl Plan {
                         stage: &stage.name,
                         agent: &agents[agent],
                         model: model.map(|m| &models[m]),
-                        vars: agents[agent].kind.needs_model().then_some(&manifest.vars),
+                        vars: agents[agent].kind.uses_prompts().then_some(&manifest.vars),
                         environment: EnvironmentIdentity::of(&manifest.environment, provider),
                         verify: &manifest.verify,
                         verifier: Some(&manifest.verifier).filter(|v| **v != Default::default()),
@@ -234,6 +238,7 @@ impl Plan {
             stages,
             tasks,
             builds,
+            installs: installs(&agents, &trials),
             agents,
             models,
             params,
@@ -319,9 +324,14 @@ fn resolve_agents(pipeline: &Pipeline, inputs: &Inputs) -> Result<Vec<ResolvedAg
     };
     let mut agents = Vec::new();
     for (name, spec) in &pipeline.manifest.agents {
+        let recipe = match spec.kind {
+            AgentKind::Installed => Some(recipe(name, spec)?),
+            _ => None,
+        };
         agents.push(ResolvedAgent {
             name: name.clone(),
             kind: spec.kind,
+            recipe,
             command: spec.command.clone(),
             env: spec.env.clone(),
             limits: ResolvedLimits::from(&spec.limits),
@@ -338,6 +348,7 @@ fn resolve_agents(pipeline: &Pipeline, inputs: &Inputs) -> Result<Vec<ResolvedAg
                 } else {
                     AgentKind::Nop
                 },
+                recipe: None,
                 command: None,
                 env: BTreeMap::new(),
                 limits: ResolvedLimits::from(&Default::default()),
@@ -347,6 +358,52 @@ fn resolve_agents(pipeline: &Pipeline, inputs: &Inputs) -> Result<Vec<ResolvedAg
         }
     }
     Ok(agents)
+}
+
+/// The recipe of an installed agent, checked to render.
+fn recipe(name: &str, spec: &crate::manifest::pipeline::AgentSpec) -> Result<Recipe, PlanError> {
+    let problem = |message: String| PlanError::Recipe {
+        agent: name.to_string(),
+        message,
+    };
+    let recipe = installed::resolve(
+        name,
+        installed::RecipeFields {
+            agent: spec.agent.as_deref(),
+            version: spec.version.as_deref(),
+            runtime: spec.runtime.as_deref(),
+            install: spec.install.as_deref(),
+            run: spec.run.as_deref(),
+        },
+    )
+    .map_err(|e| problem(e.to_string()))?;
+    recipe.volume().map_err(|e| problem(e.to_string()))?;
+    Ok(recipe)
+}
+
+/// The installs the plan's trials need, one per volume, in the order agents are defined.
+fn installs(agents: &[ResolvedAgent], trials: &[Trial]) -> Vec<AgentInstall> {
+    let mut installs: Vec<AgentInstall> = Vec::new();
+    for (index, agent) in agents.iter().enumerate() {
+        let Some(recipe) = &agent.recipe else {
+            continue;
+        };
+        if !trials.iter().any(|t| t.agent as usize == index) {
+            continue;
+        }
+        let volume = recipe
+            .volume()
+            .expect("checked when the agent was resolved");
+        match installs.iter_mut().find(|i| i.volume == volume) {
+            Some(install) => install.agents.push(agent.name.clone()),
+            None => installs.push(AgentInstall {
+                volume,
+                recipe: recipe.clone(),
+                agents: vec![agent.name.clone()],
+            }),
+        }
+    }
+    installs
 }
 
 fn resolve_models(pipeline: &Pipeline) -> Vec<ResolvedModel> {
@@ -386,7 +443,9 @@ fn stage_models(
         .get(&agent.name)
         .and_then(|a| a.model.as_ref());
     match agent.kind {
-        AgentKind::Terminal | AgentKind::ComputerUse if !stage_models.is_empty() => {
+        AgentKind::Terminal | AgentKind::ComputerUse | AgentKind::Installed
+            if !stage_models.is_empty() =>
+        {
             stage_models.iter().map(|m| lookup(m).map(Some)).collect()
         }
         AgentKind::Oracle | AgentKind::Nop => Ok(vec![None]),

@@ -20,6 +20,7 @@ use serde_json::Value;
 pub use digest::{Digest, DigestError};
 pub use expand::PlanError;
 
+use crate::agent::installed::Recipe;
 use crate::agent::{AgentKind, ResolvedLimits};
 use crate::env::Provider;
 use crate::manifest::Pipeline;
@@ -73,11 +74,25 @@ pub struct ImageBuild {
 pub struct ResolvedAgent {
     pub name: String,
     pub kind: AgentKind,
+    /// For an installed agent: how it is installed and run (left out otherwise, so that
+    /// ids made before installed agents existed stay the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<Recipe>,
     pub command: Option<String>,
     pub env: BTreeMap<String, String>,
     pub limits: ResolvedLimits,
     pub system_prompt: Option<Digest>,
     pub user_prompt: Option<Digest>,
+}
+
+/// An installed agent's install, shared by every agent with the same recipe: a Docker
+/// volume named by the recipe's content address, made once per machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentInstall {
+    pub volume: String,
+    pub recipe: Recipe,
+    /// The pipeline's agents that run from it.
+    pub agents: Vec<String>,
 }
 
 /// A model as it goes into trial ids: its name, normalised id, endpoint and parameters.
@@ -147,6 +162,8 @@ pub struct Plan {
     pub stages: Vec<PlannedStage>,
     pub tasks: Vec<PlannedTask>,
     pub builds: Vec<ImageBuild>,
+    /// The installed agents' installs that trials use.
+    pub installs: Vec<AgentInstall>,
     pub agents: Vec<ResolvedAgent>,
     pub models: Vec<ResolvedModel>,
     /// Distinct parameter sets of the matrices; index 0 is the empty set.

@@ -80,6 +80,15 @@ fn note(event: &RunEvent) -> Option<String> {
             "{label}: the {provider} {} `{id}` could not be removed and may still run: {error}",
             if *provider == Provider::Docker { "container" } else { "sandbox" }
         ),
+        RunEvent::InstallStarted { agents, volume } => {
+            format!("checking the install of {} ({volume})", agents.join(", "))
+        }
+        RunEvent::InstallFinished { agents, volume, installed: true, seconds } => {
+            format!("installed {} into {volume} in {seconds:.1}s", agents.join(", "))
+        }
+        RunEvent::InstallFinished { agents, volume, installed: false, .. } => {
+            format!("{} already installed ({volume})", agents.join(", "))
+        }
         RunEvent::BuildStarted { tag } => format!("building {tag}"),
         RunEvent::BuildFinished { tag, outcome, seconds } => build_line(tag, *outcome, *seconds),
         RunEvent::StageGated { stage, admitted, tasks } => {
@@ -264,6 +273,8 @@ impl View for Bars {
                 }
             }
             RunEvent::Reaped { .. }
+            | RunEvent::InstallStarted { .. }
+            | RunEvent::InstallFinished { .. }
             | RunEvent::Resources { .. }
             | RunEvent::RunsAlone { .. }
             | RunEvent::TeardownFailed { .. }

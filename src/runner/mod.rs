@@ -27,7 +27,7 @@ pub use resources::{Budget, Demand};
 use resources::Ledger;
 
 use crate::env::daytona::Credentials;
-use crate::env::{BuildSpec, Engine, EnvError, Labels, OpenOptions, Provider};
+use crate::env::{BuildSpec, Engine, EnvError, InstallSpec, Labels, OpenOptions, Provider};
 use crate::events::{BuildOutcome, RunEvent, SkipReason, TrialIndex, TrialStatus};
 use crate::gateway::Gateway;
 use crate::manifest::Pipeline;
@@ -298,6 +298,15 @@ impl Run {
             builds: self.budget.builds,
             concurrency: self.concurrency,
         });
+        install_agents(
+            &self.plan,
+            &self.states,
+            &self.engines,
+            &self.store,
+            &self.options,
+            &events,
+        )
+        .await?;
         let missing_images = ensure_prebuilt_images(&self.plan, &self.states, &self.engines).await;
         let labels = Labels::new(&self.plan.pipeline, self.options.labels.clone());
         let gateways = Gateways::start(&self.setups, &self.states, &self.engines, &labels).await;
@@ -465,6 +474,65 @@ async fn open_engines(
     }
     Ok(engines)
 }
+
+/// Makes sure every installed agent that trials still to run use is installed, one install
+/// at a time, before any trial starts; a failed install fails the run with the installer's
+/// output.
+async fn install_agents(
+    plan: &Plan,
+    states: &[TrialState],
+    engines: &BTreeMap<Provider, Engine>,
+    store: &RunStore,
+    options: &ApplyOptions,
+    events: &UnboundedSender<RunEvent>,
+) -> Result<(), RunError> {
+    let labels = Labels::new(&plan.pipeline, options.labels.clone());
+    for install in &plan.installs {
+        let needed = plan.trials.iter().zip(states).any(|(trial, state)| {
+            *state != TrialState::Done
+                && plan.agents[trial.agent as usize].recipe.as_ref() == Some(&install.recipe)
+        });
+        let Some(engine) = engines.get(&Provider::Docker).filter(|_| needed) else {
+            continue;
+        };
+        let _ = events.send(RunEvent::InstallStarted {
+            agents: install.agents.clone(),
+            volume: install.volume.clone(),
+        });
+        let started = std::time::Instant::now();
+        let recipe = &install.recipe;
+        let (script, digest) = match (recipe.install_script(), recipe.digest()) {
+            (Ok(script), Ok(digest)) => (script, digest),
+            (Err(e), _) | (_, Err(e)) => return Err(RunError::Preflight(vec![e.to_string()])),
+        };
+        let volume_labels = labels.install(&recipe.agent, &digest);
+        let mut container_labels = volume_labels.clone();
+        container_labels.extend(labels.container("install", &recipe.agent));
+        let installed = engine
+            .install(&InstallSpec {
+                volume: &install.volume,
+                image: &recipe.installer_image,
+                target: &recipe.prefix,
+                script: &script,
+                marker: crate::agent::installed::COMPLETE_MARKER,
+                labels: &volume_labels,
+                container_labels: &container_labels,
+                timeout: INSTALL_TIMEOUT,
+                log: &store.install_log(&install.volume),
+            })
+            .await?;
+        let _ = events.send(RunEvent::InstallFinished {
+            agents: install.agents.clone(),
+            volume: install.volume.clone(),
+            installed,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(())
+}
+
+/// How long an installed agent's install may take.
+const INSTALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1200);
 
 /// Pulls the prebuilt images of trials that will run on a provider that builds images
 /// here; the ones that fail are returned.

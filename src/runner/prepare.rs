@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::agent::AgentKind;
+use crate::agent::installed::{Recipe, RunContext};
 use crate::env::EnvSpec;
 use crate::env::Provider;
 use crate::env::daytona;
@@ -65,8 +66,11 @@ pub struct TrialSetup {
     /// For model-driven agents (`terminal`, `computer-use`): the model and the rendered
     /// prompts.
     pub model_plan: Option<Arc<crate::agent::ModelPlan>>,
-    /// For `command` agents with a model: where the model gateway sends its calls.
+    /// For `command` agents with a model, and installed agents: where the model gateway
+    /// sends its calls.
     pub gateway_route: Option<Arc<crate::gateway::Route>>,
+    /// For installed agents: the volume the agent is installed in, mounted read-only.
+    pub mount: Option<crate::env::Mount>,
     /// The trial's results directory.
     pub dir: PathBuf,
     pub steps: Arc<Vec<VerifyStep>>,
@@ -108,10 +112,18 @@ pub fn prepare(
     let tasks: Vec<Arc<TaskRuntime>> = tasks.into_iter().flatten().collect();
     let mut model_plans = Vec::with_capacity(plan.trials.len());
     let mut routes = Vec::with_capacity(plan.trials.len());
+    let mut commands = Vec::with_capacity(plan.trials.len());
     for trial in &plan.trials {
         let agent = &plan.agents[trial.agent as usize];
         let route = gateway_route(pipeline, plan, trial, &models);
-        if route.is_some() && plan.provider(trial) == Provider::Daytona {
+        if agent.kind == AgentKind::Installed && plan.provider(trial) == Provider::Daytona {
+            problems.push(format!(
+                "agent `{}` is an installed agent, which runs on Docker only (its install is a \
+                 Docker volume on this machine, and it calls its model through helios's \
+                 gateway): run its trials with `provider = \"docker\"`",
+                agent.name
+            ));
+        } else if route.is_some() && plan.provider(trial) == Provider::Daytona {
             problems.push(format!(
                 "agent `{}` runs a command that calls its model through helios's model \
                  gateway, which Daytona sandboxes cannot reach: run its trials with \
@@ -120,6 +132,18 @@ pub fn prepare(
             ));
         }
         routes.push(route);
+        if let Some(recipe) = &agent.recipe {
+            let task = &tasks[trial.task as usize];
+            match installed_command(plan, trial, recipe, task, &models) {
+                Ok(command) => commands.push(Some(command)),
+                Err(problem) => {
+                    problems.push(problem);
+                    commands.push(None);
+                }
+            }
+        } else {
+            commands.push(agent.command.clone());
+        }
         if !matches!(agent.kind, AgentKind::Terminal | AgentKind::ComputerUse) {
             model_plans.push(None);
             continue;
@@ -143,8 +167,9 @@ pub fn prepare(
         .iter()
         .zip(model_plans)
         .zip(routes)
+        .zip(commands)
         .enumerate()
-        .map(|(index, ((trial, model_plan), gateway_route))| {
+        .map(|(index, (((trial, model_plan), gateway_route), command))| {
             let agent = &plan.agents[trial.agent as usize];
             let task = tasks[trial.task as usize].clone();
             let stage = plan.stages[trial.stage as usize].name.clone();
@@ -167,8 +192,17 @@ pub fn prepare(
                 stage,
                 agent: agent.name.clone(),
                 kind: agent.kind,
-                command: agent.command.clone(),
-                agent_env: agent_envs[trial.agent as usize].clone(),
+                command,
+                agent_env: {
+                    // The catalog's variables, under the pipeline's own.
+                    let mut env = agent
+                        .recipe
+                        .as_ref()
+                        .map(|r| r.env.clone())
+                        .unwrap_or_default();
+                    env.extend(agent_envs[trial.agent as usize].clone());
+                    env
+                },
                 model,
                 params: plan.params[trial.params as usize].clone(),
                 attempt: trial.attempt,
@@ -176,6 +210,7 @@ pub fn prepare(
                 task,
                 model_plan,
                 gateway_route,
+                mount: agent.recipe.as_ref().map(installed_mount),
                 dir: store.trial_dir(&plan.trial_dir(trial)),
                 steps: steps.clone(),
             }
@@ -265,7 +300,7 @@ fn gateway_route(
     models: &BTreeMap<String, crate::model::runtime::ModelRuntime>,
 ) -> Option<Arc<crate::gateway::Route>> {
     let agent = &plan.agents[trial.agent as usize];
-    if agent.kind != AgentKind::Command {
+    if !matches!(agent.kind, AgentKind::Command | AgentKind::Installed) {
         return None;
     }
     let model = models.get(plan.model_name(trial)?)?;
@@ -279,6 +314,48 @@ fn gateway_route(
         model: model.clone(),
         limits,
     }))
+}
+
+/// The read-only mount of an installed agent's volume.
+fn installed_mount(recipe: &Recipe) -> crate::env::Mount {
+    crate::env::Mount {
+        volume: recipe.volume().expect("checked when the plan was made"),
+        target: recipe.prefix.clone(),
+        read_only: true,
+    }
+}
+
+/// The command an installed agent's trial runs, its `run` template rendered now so that a
+/// template error stops the run before it starts.
+fn installed_command(
+    plan: &Plan,
+    trial: &crate::plan::Trial,
+    recipe: &Recipe,
+    task: &TaskRuntime,
+    models: &BTreeMap<String, crate::model::runtime::ModelRuntime>,
+) -> Result<String, String> {
+    let agent = &plan.agents[trial.agent as usize];
+    let model = plan
+        .model_name(trial)
+        .and_then(|name| models.get(name))
+        .ok_or_else(|| format!("agent `{}` has no model", agent.name))?;
+    let context = RunContext {
+        instruction: task.instruction.clone(),
+        instruction_file: crate::agent::INSTRUCTION_PATH.into(),
+        model: model
+            .id
+            .split_once('/')
+            .map_or(model.id.as_str(), |(_, name)| name)
+            .to_string(),
+        model_id: model.id.clone(),
+        workdir: task.workdir.clone().unwrap_or_else(|| "/".into()),
+        log_dir: "/logs/agent".into(),
+        prefix: recipe.prefix.clone(),
+        version: recipe.version.clone(),
+    };
+    recipe
+        .command(&context)
+        .map_err(|e| format!("agent `{}`: {e}", agent.name))
 }
 
 /// The model and the prompts of a model-driven trial, rendered now so that a template error
@@ -491,6 +568,7 @@ fn task_runtime(
             no_network: mode == NetworkMode::NoNetwork,
             isolated_network: None,
             ready_timeout: Duration::from_secs_f64(m.environment.build_timeout_sec),
+            mounts: Vec::new(),
         },
         workdir: m.environment.workdir.clone(),
         agent_timeout: m.agent.timeout_sec.map(Duration::from_secs_f64),

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::prepare::TrialSetup;
-use crate::agent::{self, AgentContext, AgentError, AgentRun};
+use crate::agent::{self, AgentContext, AgentError, AgentKind, AgentRun};
 use crate::env::{Engine, EnvError, ExecSpec, Instance, Labels};
 use crate::events::{ErrorKind, Phase, RunEvent, TrialIndex, TrialStatus, now_rfc3339};
 use crate::gateway::{Gateway, Lease};
@@ -127,6 +127,7 @@ pub async fn run(
         let mut spec = setup.task.container.clone();
         spec.labels = env.labels.container(&setup.trial_id, &setup.task.name);
         spec.isolated_network = env.isolated_network.map(str::to_string);
+        spec.mounts.extend(setup.mount.clone());
         let (outcome, environment) = match env.engine.create(&spec, env.cancel).await {
             Err(EnvError::Cancelled) => (Attempt::Cancelled, None),
             Err(error) => (Attempt::Infra(error), None),
@@ -566,6 +567,20 @@ fn record_agent(
     result.agent_exit_code = agent.exit_code;
     result.usage = agent.usage;
     result.cost_usd = agent.cost_usd;
+    if setup.kind == AgentKind::Installed
+        && !agent.timed_out
+        && let Some(code) = agent.exit_code.filter(|&c| c != 0)
+    {
+        result.fail(
+            TrialStatus::Failed,
+            ErrorKind::AgentExit,
+            format!(
+                "agent `{}` exited with {code} (its output is in agent/{}); the verifier ran",
+                setup.agent,
+                crate::agent::installed::STDERR_LOG
+            ),
+        );
+    }
     if let Some(stop) = &agent.stop {
         let status = if stop.timed_out {
             TrialStatus::TimedOut

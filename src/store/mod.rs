@@ -92,6 +92,11 @@ impl RunStore {
             .join(format!("{}.log", tag.replace(['/', ':'], "_")))
     }
 
+    /// Where the output of an installed agent's install goes (next to the build logs).
+    pub fn install_log(&self, volume: &str) -> PathBuf {
+        self.dir.join(BUILDS_DIR).join(format!("{volume}.log"))
+    }
+
     pub fn lock_path(&self) -> PathBuf {
         self.dir.join(LOCK_FILE)
     }

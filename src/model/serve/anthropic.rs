@@ -28,7 +28,7 @@ pub(super) fn decode(root: &Map<String, Value>, counting: bool) -> Result<Decode
     if max_tokens.is_none() && !counting {
         return Err(missing("max_tokens"));
     }
-    let system = match field(root, "system") {
+    let mut system = match field(root, "system") {
         None => None,
         Some(Value::String(text)) => Some(text.clone()),
         Some(Value::Array(blocks)) => {
@@ -54,12 +54,15 @@ pub(super) fn decode(root: &Map<String, Value>, counting: bool) -> Result<Decode
     let mut messages = Vec::new();
     for (path, message) in objects(req_array(root, "", "messages")?, "messages")? {
         let role = match req_str(message, &path, "role")? {
-            "user" => Role::User,
-            "assistant" => Role::Assistant,
+            "user" => Some(Role::User),
+            "assistant" => Some(Role::Assistant),
+            // A system message among the others (Claude Code sends its environment so):
+            // its text joins the system prompt, since the neutral request has one.
+            "system" => None,
             other => {
                 return Err(invalid(
                     join(&path, "role"),
-                    format!("is `{other}`, not `user` or `assistant`"),
+                    format!("is `{other}`, not `user`, `assistant` or `system`"),
                 ));
             }
         };
@@ -78,6 +81,22 @@ pub(super) fn decode(root: &Map<String, Value>, counting: bool) -> Result<Decode
                 ));
             }
             None => return Err(missing(content_path)),
+        };
+        let Some(role) = role else {
+            let mut texts: Vec<String> = system.take().into_iter().collect();
+            for part in parts {
+                match part {
+                    Part::Text { text } => texts.push(text),
+                    _ => {
+                        return Err(unsupported(
+                            content_path,
+                            "a system message holds text only".to_string(),
+                        ));
+                    }
+                }
+            }
+            system = Some(texts.join("\n\n"));
+            continue;
         };
         messages.push(Message { role, parts });
     }

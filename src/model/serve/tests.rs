@@ -841,6 +841,21 @@ fn gemini_routes_name_model_and_method() {
 }
 
 #[test]
+fn anthropic_system_messages_join_the_system_prompt() {
+    let body = r#"{"model": "m", "max_tokens": 5, "system": "Be brief.", "messages": [
+        {"role": "user", "content": "Hi"},
+        {"role": "system", "content": [{"type": "text", "text": "You are in /app."}]}]}"#;
+    let decoded = Wire::Anthropic
+        .decode_request(path(Wire::Anthropic), body.as_bytes())
+        .unwrap();
+    assert_eq!(
+        decoded.request.system.as_deref(),
+        Some("Be brief.\n\nYou are in /app.")
+    );
+    assert_eq!(decoded.request.messages.len(), 1);
+}
+
+#[test]
 fn malformed_bodies_are_refused_with_the_place() {
     let refused = |wire: Wire, body: &str| -> String {
         let e = wire
@@ -870,9 +885,10 @@ fn malformed_bodies_are_refused_with_the_place() {
     assert_eq!(m, "`messages[0].content[0].tool_use_id` is required");
     let m = refused(
         Wire::Anthropic,
-        r#"{"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}"#,
+        r#"{"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}"#,
     );
-    assert!(m.starts_with("`messages[0].role` is `system`"), "{m}");
+    assert!(m.starts_with("`messages[0].role` is `tool`"), "{m}");
+
     let m = refused(Wire::OpenAiChat, r#"{"messages": []}"#);
     assert_eq!(m, "`model` is required");
     let m = refused(
