@@ -60,7 +60,11 @@ pub(super) struct Reply {
 
 pub(super) enum ReplyBody {
     Json(serde_json::Value),
-    Events(Vec<SseEvent>),
+    /// A streamed reply, and the same reply unstreamed (what the call is recorded as).
+    Events {
+        events: Vec<SseEvent>,
+        unstreamed: serde_json::Value,
+    },
 }
 
 impl Reply {
@@ -140,14 +144,7 @@ impl Slot {
             request: record::body_value(incoming.body),
             response: match &reply.body {
                 ReplyBody::Json(body) => body.clone(),
-                ReplyBody::Events(_) => match (&outcome, &decoded) {
-                    (Ok(response), Some(_)) => incoming.wire.encode_response(
-                        &self.model_id,
-                        &reply_id(incoming.wire, seq),
-                        response,
-                    ),
-                    _ => serde_json::Value::Null,
-                },
+                ReplyBody::Events { unstreamed, .. } => unstreamed.clone(),
             },
             usage,
             cost_usd,
@@ -178,15 +175,19 @@ impl Slot {
             Ok(response) => {
                 self.account(&decoded.request, &response);
                 let id = reply_id(wire, seq);
+                let unstreamed = wire.encode_response(&self.model_id, &id, &response);
                 let body = if decoded.stream {
-                    ReplyBody::Events(wire.encode_stream(
-                        &self.model_id,
-                        &id,
-                        &response,
-                        decoded.include_usage,
-                    ))
+                    ReplyBody::Events {
+                        events: wire.encode_stream(
+                            &self.model_id,
+                            &id,
+                            &response,
+                            decoded.include_usage,
+                        ),
+                        unstreamed,
+                    }
                 } else {
-                    ReplyBody::Json(wire.encode_response(&self.model_id, &id, &response))
+                    ReplyBody::Json(unstreamed)
                 };
                 (Reply { status: 200, body }, Ok(response))
             }

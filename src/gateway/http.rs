@@ -216,7 +216,7 @@ fn respond(reply: Reply, events_as_array: bool) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let (content_type, bytes) = match reply.body {
         ReplyBody::Json(body) => ("application/json", Bytes::from(body.to_string())),
-        ReplyBody::Events(events) if events_as_array => {
+        ReplyBody::Events { events, .. } if events_as_array => {
             let items: Vec<serde_json::Value> = events
                 .iter()
                 .filter_map(|event| serde_json::from_str(&event.data).ok())
@@ -226,7 +226,7 @@ fn respond(reply: Reply, events_as_array: bool) -> Response<Full<Bytes>> {
                 Bytes::from(serde_json::Value::Array(items).to_string()),
             )
         }
-        ReplyBody::Events(events) => ("text/event-stream", call::event_bytes(&events)),
+        ReplyBody::Events { events, .. } => ("text/event-stream", call::event_bytes(&events)),
     };
     Response::builder()
         .status(status)
