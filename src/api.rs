@@ -486,6 +486,7 @@ impl AgentRunner {
                 concurrency: 1,
                 max_trials: crate::manifest::pipeline::DEFAULT_MAX_TRIALS,
                 build_concurrency: None,
+                start_ahead: None,
                 max_cost_usd: None,
             },
             vars: self.variables.clone(),

@@ -948,6 +948,10 @@ impl Sandbox for DockerSandbox {
         Provider::Docker
     }
 
+    fn makes_workdir(&self) -> bool {
+        true
+    }
+
     async fn exec(&self, spec: &ExecSpec) -> Result<ExecOutput, EnvError> {
         self.engine.exec_in(&self.container, spec).await
     }

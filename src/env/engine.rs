@@ -169,6 +169,12 @@ pub trait Sandbox: Send + Sync + 'static {
 
     fn provider(&self) -> Provider;
 
+    /// Whether the environment was made with its spec's `workdir` in place (Docker makes
+    /// a container's working directory when it creates it); `false`: it is to be made.
+    fn makes_workdir(&self) -> bool {
+        false
+    }
+
     /// Waits until commands can run (a sandbox reaching `started`, its image built).
     async fn ready(&self) -> Result<(), EnvError> {
         Ok(())
@@ -261,8 +267,16 @@ fn open_daytona(_config: daytona::Config) -> Result<Engine, EnvError> {
 }
 
 /// A trial's running environment: a container or a sandbox, whichever provider made it.
+///
+/// Directories can be staged ([`Instance::stage_dirs`]): they travel with the next upload,
+/// or on their own before the next command or download, so that making them costs no
+/// round trip of its own where an upload follows.
 #[derive(Clone)]
-pub struct Instance(Arc<dyn Sandbox>);
+pub struct Instance {
+    sandbox: Arc<dyn Sandbox>,
+    /// Tar headers of the staged directories, without the archive's end.
+    staged: Arc<std::sync::Mutex<Vec<u8>>>,
+}
 
 impl std::fmt::Debug for Instance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -274,13 +288,78 @@ impl std::ops::Deref for Instance {
     type Target = dyn Sandbox;
 
     fn deref(&self) -> &Self::Target {
-        self.0.as_ref()
+        self.sandbox.as_ref()
     }
 }
 
 impl Instance {
     pub fn new(sandbox: impl Sandbox) -> Instance {
-        Instance(Arc::new(sandbox))
+        Instance {
+            sandbox: Arc::new(sandbox),
+            staged: Arc::default(),
+        }
+    }
+
+    /// Stages directories (absolute paths, made as root with `mode`) to be made before
+    /// anything else happens in the environment: with the next upload, or before the next
+    /// command, download or freeze. A directory that exists takes `mode` and root's
+    /// ownership, so stage only directories helios owns (`/logs/...`), never the workdir.
+    pub fn stage_dirs(&self, dirs: &[&str], mode: u32) -> Result<(), EnvError> {
+        let headers =
+            tarball::dir_headers(dirs, mode).map_err(|e| EnvError::io("staging directories", e))?;
+        self.staged
+            .lock()
+            .expect("staged directories")
+            .extend_from_slice(&headers);
+        Ok(())
+    }
+
+    fn take_staged(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.staged.lock().expect("staged directories"))
+    }
+
+    /// Makes the staged directories now, if there are any.
+    async fn flush_staged(&self) -> Result<(), EnvError> {
+        let staged = self.take_staged();
+        if staged.is_empty() {
+            return Ok(());
+        }
+        self.sandbox.upload_archive(tarball::with_end(staged)).await
+    }
+
+    /// Runs `bash -c COMMAND` (see [`Sandbox::exec`]), after the staged directories.
+    pub async fn exec(&self, spec: &super::ExecSpec) -> Result<super::ExecOutput, EnvError> {
+        self.flush_staged().await?;
+        self.sandbox.exec(spec).await
+    }
+
+    /// Unpacks a tar archive at `/`, the staged directories first, in one call.
+    pub async fn upload_archive(&self, archive: Vec<u8>) -> Result<(), EnvError> {
+        let mut staged = self.take_staged();
+        if staged.is_empty() {
+            return self.sandbox.upload_archive(archive).await;
+        }
+        staged.extend_from_slice(&archive);
+        self.sandbox.upload_archive(staged).await
+    }
+
+    /// Copies the directory `path` into the host directory `dest` (see
+    /// [`Sandbox::download_dir`]), after the staged directories.
+    pub async fn download_dir(
+        &self,
+        path: &str,
+        dest: &Path,
+        cap: u64,
+    ) -> Result<tarball::UnpackStats, EnvError> {
+        self.flush_staged().await?;
+        self.sandbox.download_dir(path, dest, cap).await
+    }
+
+    /// Freezes the filesystem into an image (see [`Sandbox::freeze`]), the staged
+    /// directories in it.
+    pub async fn freeze(&self, labels: &BTreeMap<String, String>) -> Result<String, EnvError> {
+        self.flush_staged().await?;
+        self.sandbox.freeze(labels).await
     }
 
     /// Copies the host directory `dir` to `/<name>`.

@@ -103,6 +103,8 @@ pub struct FakeRecord {
     /// Every command, with the id of its sandbox and when it started (tokio's clock,
     /// from the fake's creation).
     pub commands: Vec<(String, String, Duration)>,
+    /// The most commands that ran at once (each trial runs one at a time).
+    pub most_commands_at_once: usize,
 }
 
 struct FakeState {
@@ -118,6 +120,8 @@ struct FakeState {
     images: Mutex<BTreeMap<String, BTreeMap<String, Vec<u8>>>>,
     record: Mutex<FakeRecord>,
     live: AtomicUsize,
+    /// Commands running now.
+    running_commands: AtomicUsize,
     started: tokio::time::Instant,
 }
 
@@ -147,6 +151,7 @@ impl FakeEngine {
                 images: Mutex::new(BTreeMap::new()),
                 record: Mutex::new(FakeRecord::default()),
                 live: AtomicUsize::new(0),
+                running_commands: AtomicUsize::new(0),
                 started: tokio::time::Instant::now(),
             }),
         }
@@ -331,17 +336,8 @@ struct FakeSandbox {
     removed: Mutex<bool>,
 }
 
-#[async_trait]
-impl Sandbox for FakeSandbox {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn provider(&self) -> Provider {
-        Provider::Docker
-    }
-
-    async fn exec(&self, spec: &ExecSpec) -> Result<ExecOutput, EnvError> {
+impl FakeSandbox {
+    async fn run_command(&self, spec: &ExecSpec) -> Result<ExecOutput, EnvError> {
         let call = FakeCall {
             sandbox: self.id.clone(),
             command: spec.command.clone(),
@@ -403,6 +399,32 @@ impl Sandbox for FakeSandbox {
             stderr: String::new(),
             timed_out: false,
         })
+    }
+}
+
+#[async_trait]
+impl Sandbox for FakeSandbox {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn provider(&self) -> Provider {
+        Provider::Docker
+    }
+
+    fn makes_workdir(&self) -> bool {
+        true
+    }
+
+    async fn exec(&self, spec: &ExecSpec) -> Result<ExecOutput, EnvError> {
+        let running = self.state.running_commands.fetch_add(1, Ordering::SeqCst) + 1;
+        {
+            let mut record = self.state.record.lock().expect("fake record");
+            record.most_commands_at_once = record.most_commands_at_once.max(running);
+        }
+        let output = self.run_command(spec).await;
+        self.state.running_commands.fetch_sub(1, Ordering::SeqCst);
+        output
     }
 
     async fn upload_archive(&self, archive: Vec<u8>) -> Result<(), EnvError> {

@@ -22,6 +22,33 @@ pub fn pack_file(path_in_archive: &str, bytes: &[u8], mode: u32) -> std::io::Res
     builder.into_inner()
 }
 
+/// The two zero blocks that end a tar archive.
+const ARCHIVE_END: usize = 1024;
+
+/// Tar headers of directories (absolute paths, owned by root, with `mode`), without the
+/// archive's end: put before another archive, they make one archive of both.
+pub(crate) fn dir_headers(dirs: &[&str], mode: u32) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for dir in dirs {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(0);
+        builder.append_data(&mut header, dir.trim_start_matches('/'), std::io::empty())?;
+    }
+    let mut archive = builder.into_inner()?;
+    archive.truncate(archive.len() - ARCHIVE_END);
+    Ok(archive)
+}
+
+/// Entries made by [`dir_headers`], ended as an archive.
+pub(crate) fn with_end(mut entries: Vec<u8>) -> Vec<u8> {
+    entries.resize(entries.len() + ARCHIVE_END, 0);
+    entries
+}
+
 /// The most bytes of files collected from a trial's `/logs` into its results directory;
 /// what is past it is cut and said in the result (`logs_cut` in `result.json`).
 pub const LOGS_CAP: u64 = 512 << 20;

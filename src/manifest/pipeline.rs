@@ -82,6 +82,13 @@ pub struct PipelineSection {
     #[serde(default = "default_concurrency")]
     #[schemars(range(min = 1))]
     pub concurrency: u32,
+    /// How many trials may have their environment made ahead of a free place under
+    /// `concurrency`, so a container is ready when one is (default: as many as
+    /// `concurrency`; 0: none; always none under `max_cost_usd`, where a trial starts only
+    /// once the cost of those before it is known). They count against the machine's CPUs
+    /// and memory as running trials do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ahead: Option<u32>,
     /// How many images build at once (default: half the machine's cores, at least one).
     #[schemars(range(min = 1))]
     pub build_concurrency: Option<u32>,

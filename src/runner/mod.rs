@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
+use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -181,6 +182,8 @@ pub struct Run {
     previous: Vec<Option<TrialResult>>,
     engines: BTreeMap<Provider, Engine>,
     concurrency: usize,
+    /// Trials whose environment may be made ahead of a place under `concurrency`.
+    start_ahead: usize,
     budget: Budget,
     options: ApplyOptions,
     store: RunStore,
@@ -250,7 +253,16 @@ impl Run {
             .concurrency
             .unwrap_or(pipeline.manifest.pipeline.concurrency as usize)
             .max(1);
+        let section = &pipeline.manifest.pipeline;
+        // Under a spending bound a trial starts only once the cost of those before it is
+        // known, so none is made ahead.
+        let start_ahead = match (section.start_ahead, section.max_cost_usd) {
+            (_, Some(_)) => 0,
+            (Some(n), None) => n as usize,
+            (None, None) => concurrency,
+        };
         Ok(Run {
+            start_ahead,
             budget: options.budget(pipeline),
             plan,
             setups,
@@ -313,6 +325,7 @@ impl Run {
         let context = Arc::new(Context {
             gateways,
             labels,
+            slots: Arc::new(Semaphore::new(self.concurrency)),
             build_logs: self
                 .plan
                 .builds
@@ -331,9 +344,15 @@ impl Run {
         });
         let networks = context.gateways.networks.clone();
         let engines = context.engines.clone();
-        let outcome = Dispatcher::new(context, self.previous, self.concurrency, self.budget)
-            .run()
-            .await;
+        let outcome = Dispatcher::new(
+            context,
+            self.previous,
+            self.concurrency,
+            self.start_ahead,
+            self.budget,
+        )
+        .run()
+        .await;
         // Every trial's container is gone by now; what cannot be removed, `helios gc` and
         // the next apply remove.
         for (provider, name) in networks {
@@ -578,6 +597,9 @@ struct Context {
     missing_images: BTreeMap<String, EnvError>,
     /// The model gateways of the run's trials.
     gateways: Gateways,
+    /// Places under `concurrency`: a trial takes one once its environment is ready, and
+    /// gives it back before its environment is removed.
+    slots: Arc<Semaphore>,
     cancel: CancellationToken,
     events: UnboundedSender<RunEvent>,
 }
@@ -611,8 +633,10 @@ struct Dispatcher {
     queue: BTreeSet<usize>,
     /// Builds whose turn has not come (the build bound, a CPU each).
     build_queue: BTreeSet<usize>,
+    /// Trials started: running, or making their environment ahead of a place.
     running_trials: usize,
-    concurrency: usize,
+    /// Trials that may be started: `concurrency` plus those made ahead.
+    started_bound: usize,
     budget: Budget,
     ledger: Ledger,
     /// What each trial takes from this machine while it runs.
@@ -630,6 +654,7 @@ impl Dispatcher {
         cx: Arc<Context>,
         previous: Vec<Option<TrialResult>>,
         concurrency: usize,
+        start_ahead: usize,
         budget: Budget,
     ) -> Self {
         let graph = &cx.plan.graph;
@@ -667,7 +692,7 @@ impl Dispatcher {
             queue: BTreeSet::new(),
             build_queue: BTreeSet::new(),
             running_trials: 0,
-            concurrency,
+            started_bound: concurrency.saturating_add(start_ahead),
             budget,
             ledger: Ledger::default(),
             demands,
@@ -801,7 +826,7 @@ impl Dispatcher {
         if self.cx.cancel.is_cancelled() {
             return self.cancel_queued();
         }
-        while self.running_trials < self.concurrency {
+        while self.running_trials < self.started_bound {
             let ledger = &self.ledger;
             let Some(t) = self
                 .queue
@@ -835,7 +860,7 @@ impl Dispatcher {
 
     /// Tells reporters how many trials and builds wait for resources, when that changes.
     fn report_waiting(&mut self) {
-        let trials = if self.running_trials < self.concurrency {
+        let trials = if self.running_trials < self.started_bound {
             self.queue.len()
         } else {
             0
@@ -1003,6 +1028,7 @@ async fn run_trial(cx: &Context, t: usize, build_error: Option<EnvError>) -> Tri
         build_log: build.map(|b| cx.build_logs[b].as_path()),
         gateway: cx.gateways.of(setup),
         isolated_network: cx.gateways.network_for(setup),
+        slots: &cx.slots,
     };
     trial::run(setup, &env, build_error.as_ref()).await
 }

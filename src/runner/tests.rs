@@ -225,18 +225,21 @@ async fn never_more_trials_at_once_than_the_concurrency_bound() {
         "concurrency = 2\n[[stages]]\nname = \"s\"\nagents = [\"oracle\"]\nattempts = 2",
     );
     let fake = rewarding_fake();
-    let ran = run_on(
-        &path,
-        &fake,
-        ApplyOptions::default(),
-        CancellationToken::new(),
-    )
-    .await;
+    // CPUs for all: the bound, not the machine's cores, is what is tested.
+    let options = ApplyOptions {
+        cpus: Some(16.0),
+        ..ApplyOptions::default()
+    };
+    let ran = run_on(&path, &fake, options, CancellationToken::new()).await;
     assert_eq!(ran.results().len(), 12);
     let record = fake.record();
     assert_eq!(
-        record.most_at_once, 2,
+        record.most_commands_at_once, 2,
         "the bound is reached and never passed"
+    );
+    assert_eq!(
+        record.most_at_once, 4,
+        "as many environments again are made ahead, and no more"
     );
     assert_eq!(record.created, 12);
     let overridden = ApplyOptions {
@@ -251,7 +254,67 @@ async fn never_more_trials_at_once_than_the_concurrency_bound() {
     );
     let fake = rewarding_fake();
     run_on(&path, &fake, overridden, CancellationToken::new()).await;
-    assert_eq!(fake.record().most_at_once, 5);
+    assert_eq!(fake.record().most_commands_at_once, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_start_ahead_no_environment_is_made_before_a_place_is_free() {
+    let (_root, path) = project(
+        6,
+        "",
+        "concurrency = 2
+start_ahead = 0
+[[stages]]
+name = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = rewarding_fake();
+    let options = ApplyOptions {
+        cpus: Some(16.0),
+        ..ApplyOptions::default()
+    };
+    let ran = run_on(&path, &fake, options, CancellationToken::new()).await;
+    assert_eq!(ran.results().len(), 6);
+    let record = fake.record();
+    assert_eq!(record.most_at_once, 2);
+    assert_eq!(record.most_commands_at_once, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_environment_made_ahead_is_ready_when_a_place_frees_and_removed_after_it() {
+    // One place: the second trial's container is made while the first trial runs, and
+    // the first one's removal is not waited for before the second's agent starts.
+    let (_root, path) = project(
+        2,
+        "",
+        "concurrency = 1
+[[stages]]
+name = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = rewarding_fake();
+    let options = ApplyOptions {
+        cpus: Some(16.0),
+        ..ApplyOptions::default()
+    };
+    let ran = run_on(&path, &fake, options, CancellationToken::new()).await;
+    assert!(ran.results().iter().all(|r| r.reward == Some(1.0)));
+    let record = fake.record();
+    assert_eq!(record.most_commands_at_once, 1);
+    let (first, second) = (&record.lifetimes[0], &record.lifetimes[1]);
+    let first_removed = first.2.expect("removed");
+    assert!(second.1 < first_removed, "made ahead: {record:#?}");
+    let second_solve = record
+        .commands
+        .iter()
+        .find(|(id, command, _)| *id == second.0 && command.contains("solve.sh"))
+        .expect("the second trial's agent ran")
+        .2;
+    let first_tests = record
+        .commands
+        .iter()
+        .find(|(id, command, _)| *id == first.0 && command.contains("test.sh"))
+        .expect("the first trial's tests ran")
+        .2;
+    assert!(first_tests < second_solve, "one trial's commands at a time");
 }
 
 #[tokio::test(start_paused = true)]
@@ -259,7 +322,8 @@ async fn a_gated_stage_runs_only_the_tasks_whose_oracle_passed() {
     let (_root, path) = project(
         3,
         "",
-        r#"
+        // Environments made in plan order, so that t1's is `fake-2`.
+        r#"start_ahead = 0
 [[stages]]
 name = "sanity"
 agents = ["oracle"]
@@ -321,7 +385,11 @@ agents = ["nop"]
 
 #[tokio::test(start_paused = true)]
 async fn an_infrastructure_failure_is_retried_with_backoff_and_counted_apart() {
-    let (_root, path) = project(2, "", "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]");
+    let (_root, path) = project(
+        2,
+        "",
+        "start_ahead = 0\n[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
     // The first two creates fail as an engine hiccup; t1's trial then runs normally.
     let fake = rewarding_fake().on_create(|n| {
         if n < 2 {
@@ -376,7 +444,7 @@ async fn an_infrastructure_failure_is_retried_with_backoff_and_counted_apart() {
     let (_root, path) = project(
         2,
         "",
-        "[[stages]]\nname = \"s\"\nagents = [\"oracle\", \"nop\"]",
+        "start_ahead = 0\n[[stages]]\nname = \"s\"\nagents = [\"oracle\", \"nop\"]",
     );
     let fake = rewarding_fake().on_create(|n| {
         if n < 3 {

@@ -5,8 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +25,9 @@ use crate::store::trial::{
 use crate::verify::Isolation;
 use crate::verify::reward::{self, RewardError, Rewards};
 use crate::verify::steps::{self, StepRun};
+
+/// The directories of `/logs` a trial's agent and verifier write into.
+const LOG_DIRS: &[&str] = &["/logs", "/logs/agent", "/logs/verifier", "/logs/artifacts"];
 
 /// What runs a trial needs from the run.
 pub struct TrialEnv<'a> {
@@ -41,6 +46,9 @@ pub struct TrialEnv<'a> {
     /// For a task without network whose agent calls the gateway: the run's network that
     /// reaches this machine only.
     pub isolated_network: Option<&'a str>,
+    /// The run's places under `concurrency`: the trial's environment is made before it
+    /// has one, and removed after it gave it back.
+    pub slots: &'a Arc<Semaphore>,
 }
 
 /// How one attempt ended, before it becomes a result.
@@ -59,6 +67,8 @@ struct Ran {
     logs_cut: Option<LogsCut>,
     /// The agent ran and its tests are to run apart (`isolation = "separate"`).
     apart: bool,
+    /// The trial's place under `concurrency`, held until its last command has run.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Ran {
@@ -113,7 +123,7 @@ pub async fn run(
     let mut delays = env.retry.delays();
     let (outcome, environment) = loop {
         clock.timings.clear();
-        if let Err(e) = env.store.reset_trial(&setup.dir, env.build_log) {
+        if let Err(e) = reset_trial(env, &setup.dir).await {
             let context = format!("trial directory `{}`", setup.dir.display());
             break (Attempt::Infra(EnvError::io(context, e)), None);
         }
@@ -149,6 +159,9 @@ pub async fn run(
                     outcome =
                         verify_apart(setup, env, &instance, &mut clock, ran, &mut teardown_errors)
                             .await;
+                }
+                if let Attempt::Ran(ran) = &mut outcome {
+                    ran.slot = None;
                 }
                 let phase = clock.start(Phase::Teardown);
                 // A failed removal leaves a labelled environment that the next apply or
@@ -195,7 +208,7 @@ pub async fn run(
     };
     let mut result = conclude(setup, outcome, environment, clock.timings, retried);
     result.teardown_errors = teardown_errors;
-    if let Err(e) = RunStore::write_result(&setup.dir, &result) {
+    if let Err(e) = write_result(&setup.dir, &result).await {
         // The result still reaches the run's outcome and summary; the event says why the
         // file is missing.
         result.error.get_or_insert_with(|| {
@@ -213,6 +226,25 @@ pub async fn run(
         error_kind: result.error.as_ref().map(|e| e.kind),
     });
     result
+}
+
+/// Empties the trial's directory, off the runtime's threads: removing an earlier
+/// attempt's files can take a while.
+async fn reset_trial(env: &TrialEnv<'_>, dir: &Path) -> std::io::Result<()> {
+    let store = env.store.clone();
+    let (dir, build_log) = (dir.to_path_buf(), env.build_log.map(Path::to_path_buf));
+    tokio::task::spawn_blocking(move || store.reset_trial(&dir, build_log.as_deref()))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Writes `result.json` off the runtime's threads (it is flushed to disk before it is
+/// renamed into place, which would stall every trial sharing the thread).
+async fn write_result(dir: &Path, result: &TrialResult) -> std::io::Result<()> {
+    let (dir, result) = (dir.to_path_buf(), result.clone());
+    tokio::task::spawn_blocking(move || RunStore::write_result(&dir, &result))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 async fn work(
@@ -241,24 +273,30 @@ async fn lifecycle(
 ) -> Result<Ran, EnvError> {
     let task = &setup.task;
     instance.ready().await?;
-    let mut dirs = String::from("mkdir -p /logs/agent /logs/verifier /logs/artifacts");
-    if let Some(workdir) = &task.workdir {
-        dirs.push_str(&format!(" {}", crate::env::shell_quote(workdir)));
-    }
-    let made = instance
-        .exec(&ExecSpec {
-            command: dirs,
-            ..Default::default()
-        })
-        .await?;
-    if made.exit_code != Some(0) {
-        return Err(EnvError::engine(format!(
-            "cannot create /logs in {} `{}`: {}{}",
-            instance.provider(),
-            instance.id(),
-            made.stdout.trim(),
-            made.stderr.trim()
-        )));
+    // Made with the first upload (the oracle's solution, the tests) rather than by a
+    // command of their own: one engine round trip fewer. World-writable, as Harbor's
+    // mounted log directories are, so an image's non-root user can write its logs.
+    instance.stage_dirs(LOG_DIRS, 0o777)?;
+    if let Some(workdir) = task
+        .workdir
+        .as_deref()
+        .filter(|_| !instance.makes_workdir())
+    {
+        let made = instance
+            .exec(&ExecSpec {
+                command: format!("mkdir -p {}", crate::env::shell_quote(workdir)),
+                ..Default::default()
+            })
+            .await?;
+        if made.exit_code != Some(0) {
+            return Err(EnvError::engine(format!(
+                "cannot create the workdir `{workdir}` in {} `{}`: {}{}",
+                instance.provider(),
+                instance.id(),
+                made.stdout.trim(),
+                made.stderr.trim()
+            )));
+        }
     }
     if let Some(desktop) = &task.desktop
         && let Err(error) = crate::env::desktop::start(instance, desktop).await
@@ -271,7 +309,16 @@ async fn lifecycle(
     }
     clock.stop(phase);
 
-    let mut ran = Ran::default();
+    let mut ran = Ran {
+        slot: Some(
+            env.slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the run's slots are never closed"),
+        ),
+        ..Ran::default()
+    };
     let phase = clock.start(Phase::Agent);
     let lease = match open_lease(setup, env) {
         Ok(lease) => lease,
