@@ -77,10 +77,11 @@ fn main() {
     );
     for &concurrency in &levels {
         let (mut floor_times, mut helios_times) = (Vec::new(), Vec::new());
+        let steps = Steps::default();
         for round in 0..rounds {
             let logs = scratch.path().join(format!("floor-{concurrency}-{round}"));
             let started = Instant::now();
-            runtime.block_on(floor(&docker, &tasks, &logs, concurrency));
+            runtime.block_on(floor(&docker, &tasks, &logs, concurrency, &steps));
             floor_times.push(started.elapsed().as_secs_f64());
             let passed = tasks
                 .iter()
@@ -101,6 +102,7 @@ fn main() {
             helios_seconds / trials as f64,
             helios_seconds / floor_seconds
         );
+        println!("{:>11}   floor's calls (medians): {}", "", steps.medians());
     }
     let _ = std::process::Command::new(helios_bin())
         .args(["gc", "--label", LABEL])
@@ -138,15 +140,54 @@ fn reward_is_one(verifier: &Path) -> bool {
 }
 
 /// The floor: each trial's engine calls, `concurrency` trials at a time.
-async fn floor(docker: &Docker, tasks: &[PathBuf], logs: &Path, concurrency: usize) {
+async fn floor(
+    docker: &Docker,
+    tasks: &[PathBuf],
+    logs: &Path,
+    concurrency: usize,
+    steps: &Steps,
+) {
     futures_util::stream::iter(tasks)
-        .map(|task| floor_trial(docker, task, logs.join(task.file_name().unwrap())))
+        .map(|task| floor_trial(docker, task, logs.join(task.file_name().unwrap()), steps))
         .buffer_unordered(concurrency)
         .collect::<Vec<()>>()
         .await;
 }
 
-async fn floor_trial(docker: &Docker, task: &Path, dest: PathBuf) {
+/// How long each engine call of the floor's trials took.
+#[derive(Default)]
+struct Steps(std::sync::Mutex<Vec<(&'static str, f64)>>);
+
+impl Steps {
+    fn took(&self, step: &'static str, since: Instant) -> Instant {
+        let now = Instant::now();
+        let seconds = (now - since).as_secs_f64();
+        self.0.lock().unwrap().push((step, seconds));
+        now
+    }
+
+    /// Each step's median, in the order of a trial.
+    fn medians(&self) -> String {
+        let taken = self.0.lock().unwrap();
+        let mut order: Vec<&str> = Vec::new();
+        for (step, _) in taken.iter() {
+            if !order.contains(step) {
+                order.push(step);
+            }
+        }
+        order
+            .iter()
+            .map(|step| {
+                let times = taken.iter().filter(|(s, _)| s == step).map(|(_, t)| *t);
+                format!("{step} {:.0} ms", median(times.collect()) * 1000.0)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+async fn floor_trial(docker: &Docker, task: &Path, dest: PathBuf, steps: &Steps) {
+    let at = Instant::now();
     let body = ContainerCreateBody {
         image: Some(IMAGE.into()),
         entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
@@ -164,16 +205,22 @@ async fn floor_trial(docker: &Docker, task: &Path, dest: PathBuf) {
         .await
         .unwrap()
         .id;
+    let at = steps.took("create", at);
     docker.start_container(&id, None).await.unwrap();
+    let at = steps.took("start", at);
     upload(docker, &id, first_upload(&task.join("solution"))).await;
+    let at = steps.took("upload solution", at);
     exec(docker, &id, SOLVE).await;
+    let at = steps.took("exec solve.sh", at);
     upload(
         docker,
         &id,
         tarball::pack_dir(&task.join("tests"), "tests").unwrap(),
     )
     .await;
+    let at = steps.took("upload tests", at);
     exec(docker, &id, TEST).await;
+    let at = steps.took("exec test.sh", at);
     let options = DownloadFromContainerOptionsBuilder::default()
         .path("/logs")
         .build();
@@ -184,11 +231,13 @@ async fn floor_trial(docker: &Docker, task: &Path, dest: PathBuf) {
         .unwrap();
     std::fs::create_dir_all(&dest).unwrap();
     tarball::unpack_stripped(chunks.concat().as_slice(), &dest, tarball::LOGS_CAP).unwrap();
+    let at = steps.took("download /logs", at);
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)
         .build();
     docker.remove_container(&id, Some(options)).await.unwrap();
+    steps.took("remove", at);
 }
 
 /// `/logs/agent`, `/logs/verifier` and `/logs/artifacts` with the solution, in one archive.

@@ -1,6 +1,6 @@
 //! Checks of a pipeline beyond its schema: references, stage cycles, gates, prompt templates.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -533,15 +533,16 @@ impl PipelineCheck<'_> {
                 .iter()
                 .filter_map(|t| glob::Pattern::new(t).ok())
                 .collect();
-            let mut metadata_seen = Vec::new();
+            // Tasks of distinct metadata, found by its JSON text: comparing each task's
+            // metadata with every earlier one's was quadratic in the tasks.
+            let mut metadata_seen = HashSet::new();
             let stage_tasks: Vec<&super::TaskDir> = tasks
                 .iter()
                 .copied()
                 .filter(|t| filters.is_empty() || filters.iter().any(|f| f.matches(&t.name)))
                 .filter(|t| {
-                    let new = !metadata_seen.contains(&&t.manifest.metadata);
-                    metadata_seen.push(&t.manifest.metadata);
-                    new
+                    metadata_seen
+                        .insert(serde_json::to_string(&t.manifest.metadata).unwrap_or_default())
                 })
                 .collect();
             let params: BTreeMap<String, Value> = stage
@@ -549,11 +550,15 @@ impl PipelineCheck<'_> {
                 .iter()
                 .filter_map(|(k, v)| Some((k.clone(), v.first()?.clone())))
                 .collect();
-            for model in models {
+            for (m, model) in models.iter().enumerate() {
                 let Some(spec) = self.manifest.models.get(model) else {
                     continue;
                 };
-                for task in &stage_tasks {
+                // Every task with the first model and every model with the first task: each
+                // value a template sees is tried, without the product of the two (a
+                // million renders for 1,000 tasks × 10 models × 10 agents).
+                let with = if m == 0 { stage_tasks.len() } else { 1 };
+                for task in stage_tasks.iter().take(with) {
                     samples.push(PromptContext {
                         instruction: format!("(the instruction of task `{}`)", task.name),
                         task: TaskContext {
