@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use engine::{
     BuildSpec, Collected, DEFAULT_DOCKER_CALLS, Engine, Environment, InstallSpec, Instance,
-    OpenOptions, Sandbox,
+    OpenOptions, ProbeSpec, Sandbox,
 };
 pub use provider::{DaytonaSettings, Provider};
 
@@ -77,6 +77,19 @@ pub enum EnvError {
         log: String,
         /// The end of the installer's output.
         output: String,
+    },
+    /// A task's image lacks what an installed agent needs (glibc's x86-64 loader, a C
+    /// library its runtime can use): found before any trial, by running the agent's own
+    /// runtime in a container of the image.
+    #[error(
+        "task `{task}`: image `{image}` cannot run installed agent `{agent}`: it lacks {missing}\n  (hint: {fix})"
+    )]
+    ImageUnfit {
+        task: String,
+        image: String,
+        agent: String,
+        missing: String,
+        fix: String,
     },
     /// The run was cancelled while the environment was being made.
     #[error("cancelled")]
