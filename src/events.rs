@@ -206,7 +206,7 @@ impl From<&EnvError> for ErrorKind {
             EnvError::BuildFailed { .. } => ErrorKind::BuildFailed,
             EnvError::BuildTimeout { .. } => ErrorKind::BuildTimeout,
             EnvError::InstallFailed { .. } => ErrorKind::InstallFailed,
-            EnvError::ImageUnfit { .. } => ErrorKind::ImageUnfit,
+            EnvError::ImageUnfit(_) => ErrorKind::ImageUnfit,
             EnvError::Unsupported(_) => ErrorKind::Unsupported,
             EnvError::Desktop(_) => ErrorKind::DesktopFailed,
             EnvError::Io { .. } => ErrorKind::IoError,

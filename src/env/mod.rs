@@ -81,19 +81,24 @@ pub enum EnvError {
     /// A task's image lacks what an installed agent needs (glibc's x86-64 loader, a C
     /// library its runtime can use): found before any trial, by running the agent's own
     /// runtime in a container of the image.
-    #[error(
-        "task `{task}`: image `{image}` cannot run installed agent `{agent}`: it lacks {missing}\n  (hint: {fix})"
-    )]
-    ImageUnfit {
-        task: String,
-        image: String,
-        agent: String,
-        missing: String,
-        fix: String,
-    },
+    #[error("{0}")]
+    ImageUnfit(Box<ImageUnfit>),
     /// The run was cancelled while the environment was being made.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// Why a task's image cannot run an installed agent, and what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "task `{task}`: image `{image}` cannot run installed agent `{agent}`: it lacks {missing}\n  (hint: {fix})"
+)]
+pub struct ImageUnfit {
+    pub task: String,
+    pub image: String,
+    pub agent: String,
+    pub missing: String,
+    pub fix: String,
 }
 
 impl EnvError {

@@ -28,7 +28,7 @@ use resources::Ledger;
 
 use crate::env::daytona::Credentials;
 use crate::env::{
-    BuildSpec, Engine, EnvError, InstallSpec, Labels, OpenOptions, ProbeSpec, Provider,
+    BuildSpec, Engine, EnvError, ImageUnfit, InstallSpec, Labels, OpenOptions, ProbeSpec, Provider,
 };
 use crate::events::{BuildOutcome, RunEvent, SkipReason, TrialIndex, TrialStatus};
 use crate::gateway::Gateway;
@@ -644,13 +644,13 @@ async fn check_images(
             })
             .await;
         let unfit = |missing: String, fix: &str| {
-            RunError::Env(EnvError::ImageUnfit {
+            RunError::Env(EnvError::ImageUnfit(Box::new(ImageUnfit {
                 task: planned.name.clone(),
                 image: image.clone(),
                 agent: plan.agents[agent].name.clone(),
                 missing,
                 fix: fix.to_string(),
-            })
+            })))
         };
         const GLIBC_IMAGE: &str = "build the task's image from a glibc-based x86-64 image \
              (Debian, Ubuntu, Fedora; not Alpine, which is musl, nor scratch or distroless \
