@@ -131,6 +131,8 @@ error_kinds! {
     BuildTimeout = "build_timeout",
     /// An installed agent's install failed.
     InstallFailed = "install_failed",
+    /// A task's image lacks what an installed agent needs (glibc); found before any trial.
+    ImageUnfit = "image_unfit",
     /// Something the provider cannot do (a prebuilt image on Daytona without a registry).
     Unsupported = "unsupported",
     DesktopFailed = "desktop_failed",
@@ -204,6 +206,7 @@ impl From<&EnvError> for ErrorKind {
             EnvError::BuildFailed { .. } => ErrorKind::BuildFailed,
             EnvError::BuildTimeout { .. } => ErrorKind::BuildTimeout,
             EnvError::InstallFailed { .. } => ErrorKind::InstallFailed,
+            EnvError::ImageUnfit(_) => ErrorKind::ImageUnfit,
             EnvError::Unsupported(_) => ErrorKind::Unsupported,
             EnvError::Desktop(_) => ErrorKind::DesktopFailed,
             EnvError::Io { .. } => ErrorKind::IoError,

@@ -19,6 +19,17 @@ pub const STDERR_LOG: &str = "stderr.txt";
 /// The log of an agent whose recipe names none.
 pub const DEFAULT_LOG: &str = "installed.txt";
 
+/// The dynamic loader every binary of an agent's volume (Node, CPython, native modules)
+/// needs: glibc's, for x86-64.
+pub const GLIBC_LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+
+/// What an image lacks when it has no glibc loader.
+pub const LOADER_MISSING: &str =
+    "glibc's x86-64 dynamic loader (/lib64/ld-linux-x86-64.so.2): it is not a glibc x86-64 image";
+
+/// What an image lacks when the agent's runtime does not start in it.
+pub const RUNTIME_MISSING: &str = "a C library the agent's runtime can run on";
+
 /// The file in the agent's volume that says its install finished.
 pub const COMPLETE_MARKER: &str = ".helios-complete";
 
@@ -39,6 +50,10 @@ pub struct Catalog {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Runtime {
     pub install: String,
+    /// A command that runs the runtime in a task's image (with the agent's volume
+    /// mounted): it fails where the image cannot run the agent.
+    #[serde(default)]
+    pub check: Option<String>,
     #[serde(flatten)]
     pub pins: BTreeMap<String, String>,
 }
@@ -231,6 +246,36 @@ impl Recipe {
             &context,
         )?);
         script.push_str(&format!("\ntouch {}/{COMPLETE_MARKER}\n", self.prefix));
+        Ok(script)
+    }
+
+    /// The script that checks a task's image can run the agent, with its volume mounted: it
+    /// prints `helios-fit`, or `helios-missing: WHAT` and what went wrong. The loader is
+    /// glibc's (every binary in the volume needs it); the runtime's own check runs its
+    /// executable, which fails on a C library too old or not glibc.
+    pub(crate) fn image_check_script(&self) -> Result<String, TemplateError> {
+        let mut script = format!(
+            "if [ ! -e {GLIBC_LOADER} ]; then echo \"helios-missing: {LOADER_MISSING}\"; exit 0; fi\n"
+        );
+        let runtime = self
+            .runtime
+            .as_ref()
+            .and_then(|r| catalog().runtimes.get(r).map(|rt| (r, rt)));
+        if let Some((name, runtime)) = runtime
+            && let Some(check) = &runtime.check
+        {
+            let context = InstallContext {
+                prefix: &self.prefix,
+                version: &self.version,
+                pins: runtime.pins.clone(),
+            };
+            let check = render_with(&format!("runtime {name} check"), check, &context)?;
+            script.push_str(&format!(
+                "if ! out=\"$( {{ {check}\n}} 2>&1 )\"; then echo \"helios-missing: {RUNTIME_MISSING} ($name: $out)\"; exit 0; fi\n",
+                check = check.trim_end(),
+            ));
+        }
+        script.push_str("echo helios-fit\n");
         Ok(script)
     }
 

@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     BuildSpec, Collected, EnvError, EnvSpec, Environment, ExecOutput, ExecSpec, HOST_LABEL,
-    InstallSpec, Instance, MANAGED_LABEL, Mount, PID_LABEL, Provider, RUN_LABEL, Sandbox, tarball,
+    InstallSpec, Instance, MANAGED_LABEL, Mount, PID_LABEL, ProbeSpec, Provider, RUN_LABEL,
+    Sandbox, tarball,
 };
 
 /// Most bytes of stdout (and of stderr) kept from one command; the rest is cut.
@@ -929,6 +930,16 @@ impl Environment for DockerEngine {
 
     async fn install(&self, spec: &InstallSpec<'_>) -> Result<bool, EnvError> {
         self.install_volume(spec).await
+    }
+
+    async fn probe(&self, spec: &ProbeSpec<'_>) -> Result<ExecOutput, EnvError> {
+        let mount = Mount {
+            volume: spec.volume.to_string(),
+            target: spec.target.to_string(),
+            read_only: true,
+        };
+        self.run_once(spec.image, mount, spec.labels, spec.script, spec.timeout)
+            .await
     }
 }
 

@@ -65,6 +65,19 @@ pub struct InstallSpec<'a> {
     pub log: &'a Path,
 }
 
+/// A command run once in a container of an image, with a volume mounted: how an installed
+/// agent's needs are checked against a task's image before any trial.
+#[derive(Debug, Clone)]
+pub struct ProbeSpec<'a> {
+    pub image: &'a str,
+    pub volume: &'a str,
+    pub target: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    /// A shell script; its standard error goes with its output.
+    pub script: &'a str,
+    pub timeout: Duration,
+}
+
 /// What `helios gc` removed from one provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Collected {
@@ -112,6 +125,16 @@ pub trait Environment: Send + Sync + 'static {
             "{} cannot install agents (installed agents run on Docker); cannot make `{}`",
             self.provider(),
             spec.volume
+        )))
+    }
+
+    /// Runs `spec.script` once in a container of `spec.image` with `spec.volume` mounted
+    /// read-only at `spec.target`, and removes the container.
+    async fn probe(&self, spec: &ProbeSpec<'_>) -> Result<super::ExecOutput, EnvError> {
+        Err(EnvError::Unsupported(format!(
+            "{} cannot check images for installed agents (they run on Docker); cannot check `{}`",
+            self.provider(),
+            spec.image
         )))
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use engine::{
     BuildSpec, Collected, DEFAULT_DOCKER_CALLS, Engine, Environment, InstallSpec, Instance,
-    OpenOptions, Sandbox,
+    OpenOptions, ProbeSpec, Sandbox,
 };
 pub use provider::{DaytonaSettings, Provider};
 
@@ -78,9 +78,27 @@ pub enum EnvError {
         /// The end of the installer's output.
         output: String,
     },
+    /// A task's image lacks what an installed agent needs (glibc's x86-64 loader, a C
+    /// library its runtime can use): found before any trial, by running the agent's own
+    /// runtime in a container of the image.
+    #[error("{0}")]
+    ImageUnfit(Box<ImageUnfit>),
     /// The run was cancelled while the environment was being made.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// Why a task's image cannot run an installed agent, and what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "task `{task}`: image `{image}` cannot run installed agent `{agent}`: it lacks {missing}\n  (hint: {fix})"
+)]
+pub struct ImageUnfit {
+    pub task: String,
+    pub image: String,
+    pub agent: String,
+    pub missing: String,
+    pub fix: String,
 }
 
 impl EnvError {

@@ -1,6 +1,12 @@
 //! The `scripted` model: replies read from a file, in order. It makes a pipeline run
 //! deterministically with no network, for demos, the README and regression tests of agents.
 //!
+//! A reply may carry a `when` (text its request's system prompt or user messages contain,
+//! whether it offers tools): each request gets the first reply not yet played whose `when`
+//! it meets, so an agent's side requests (a session title asked for beside the first turn)
+//! get their own replies whatever order they arrive in, and one script can serve several
+//! tasks.
+//!
 //! A script is written in helios's own form (`text`, `tool_calls`, `usage`), or, with
 //! `format: anthropic | openai | gemini`, as that provider's raw response bodies. In a
 //! provider format each request is encoded by the provider's real encoder and checked as
@@ -17,8 +23,8 @@ use serde_json::Value;
 
 use super::ModelParams;
 use super::{
-    Api, ChatRequest, ChatResponse, ModelClient, ModelError, Part, StopReason, ToolCall, Usage,
-    script_checks,
+    Api, ChatRequest, ChatResponse, ModelClient, ModelError, Part, Role, StopReason, ToolCall,
+    Usage, script_checks,
 };
 
 /// How a script's replies are written.
@@ -87,7 +93,53 @@ const MODEL: &str = "scripted";
 #[derive(Debug, Clone, PartialEq)]
 pub struct Script {
     pub format: ScriptFormat,
-    pub replies: Vec<ScriptReply>,
+    pub replies: Vec<Scripted>,
+}
+
+/// A reply of a script and the requests it answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scripted {
+    pub when: When,
+    pub reply: ScriptReply,
+}
+
+/// Which requests a reply answers: every condition given must hold (none: every request).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// Text the request's system prompt contains.
+    #[serde(default)]
+    pub system: Option<String>,
+    /// Text one of the request's user messages contains (its text, not tool results).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Whether the request offers the model tools (function tools or a computer tool).
+    #[serde(default)]
+    pub tools: Option<bool>,
+}
+
+impl When {
+    /// Whether `request` meets every condition.
+    pub fn matches(&self, request: &ChatRequest) -> bool {
+        let system = self.system.as_ref().is_none_or(|text| {
+            request
+                .system
+                .as_ref()
+                .is_some_and(|system| system.contains(text.as_str()))
+        });
+        let user = self.user.as_ref().is_none_or(|text| {
+            request
+                .messages
+                .iter()
+                .filter(|m| m.role == Role::User)
+                .flat_map(|m| &m.parts)
+                .any(|part| matches!(part, Part::Text { text: t } if t.contains(text.as_str())))
+        });
+        let tools = self
+            .tools
+            .is_none_or(|tools| tools == (!request.tools.is_empty() || request.computer.is_some()));
+        system && user && tools
+    }
 }
 
 /// One reply of a script.
@@ -173,11 +225,23 @@ impl Script {
             .into_iter()
             .enumerate()
             .map(|(i, reply)| {
-                read_reply(format, reply).map_err(|e| format!("reply {}: {e}", i + 1))
+                read_scripted(format, reply).map_err(|e| format!("reply {}: {e}", i + 1))
             })
             .collect::<Result<_, _>>()?;
         Ok(Script { format, replies })
     }
+}
+
+/// A reply and its `when` (a key beside the reply's own, in either form).
+fn read_scripted(format: ScriptFormat, mut reply: Value) -> Result<Scripted, String> {
+    let when = match reply.as_object_mut().and_then(|o| o.remove("when")) {
+        Some(when) => serde_json::from_value(when).map_err(|e| format!("`when`: {e}"))?,
+        None => When::default(),
+    };
+    Ok(Scripted {
+        when,
+        reply: read_reply(format, reply)?,
+    })
 }
 
 fn read_reply(format: ScriptFormat, reply: Value) -> Result<ScriptReply, String> {
@@ -199,7 +263,10 @@ fn read_reply(format: ScriptFormat, reply: Value) -> Result<ScriptReply, String>
 /// A model that plays a script from its first reply; each trial gets its own.
 pub struct ScriptedModel {
     script: Arc<Script>,
-    next: AtomicUsize,
+    /// The indexes of the replies played so far, in the order they were played.
+    played: Mutex<Vec<usize>>,
+    /// How many requests came so far.
+    requests: AtomicUsize,
     /// The request bodies encoded so far (provider formats).
     sent: Mutex<Vec<Value>>,
 }
@@ -208,7 +275,8 @@ impl ScriptedModel {
     pub fn new(script: Arc<Script>) -> ScriptedModel {
         ScriptedModel {
             script,
-            next: AtomicUsize::new(0),
+            played: Mutex::new(Vec::new()),
+            requests: AtomicUsize::new(0),
             sent: Mutex::new(Vec::new()),
         }
     }
@@ -220,22 +288,12 @@ impl ScriptedModel {
     }
 
     fn play(&self, request: &ChatRequest) -> Result<ChatResponse, ModelError> {
-        let index = self.next.fetch_add(1, Ordering::SeqCst);
+        let number = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let (index, earlier) = self.choose(number, request)?;
         if let Some(api) = self.script.format.api() {
-            self.check_request(api, index, request)?;
+            self.check_request(api, number, &earlier, request)?;
         }
-        let reply = self
-            .script
-            .replies
-            .get(index)
-            .ok_or_else(|| ModelError::Malformed {
-                message: format!(
-                    "the script has no reply {} (it has {})",
-                    index + 1,
-                    self.script.replies.len()
-                ),
-            })?;
-        match reply {
+        match &self.script.replies[index].reply {
             ScriptReply::Neutral(reply) => Ok(neutral_response(index, reply)),
             ScriptReply::Provider(body) => match self.script.format.api() {
                 Some(api) => decode(api, body),
@@ -244,21 +302,55 @@ impl ScriptedModel {
         }
     }
 
+    /// The first reply not yet played whose `when` the request meets, marked played, and
+    /// the replies of its conversation (the same `when`) played before it, in order.
+    fn choose(
+        &self,
+        number: usize,
+        request: &ChatRequest,
+    ) -> Result<(usize, Vec<usize>), ModelError> {
+        let mut played = self.played.lock().expect("not poisoned");
+        let replies = &self.script.replies;
+        let Some(index) =
+            (0..replies.len()).find(|i| !played.contains(i) && replies[*i].when.matches(request))
+        else {
+            let left = replies.len() - played.len();
+            let message = if left == 0 {
+                format!(
+                    "the script has no reply {number} (it has {})",
+                    replies.len()
+                )
+            } else {
+                format!(
+                    "no reply of the script is left for request {number}: the {left} not \
+                     played yet have a `when` it does not meet ({})",
+                    describe(request)
+                )
+            };
+            return Err(ModelError::Malformed { message });
+        };
+        let earlier = played
+            .iter()
+            .copied()
+            .filter(|i| replies[*i].when == replies[index].when)
+            .collect();
+        played.push(index);
+        Ok((index, earlier))
+    }
+
     /// Encodes the request, keeps the body, and refuses what the provider would refuse.
     fn check_request(
         &self,
         api: Api,
-        index: usize,
+        number: usize,
+        earlier: &[usize],
         request: &ChatRequest,
     ) -> Result<(), ModelError> {
         let body = encode(api, request)?;
         self.sent.lock().expect("not poisoned").push(body.clone());
-        let played: Vec<&Value> = self
-            .script
-            .replies
+        let played: Vec<&Value> = earlier
             .iter()
-            .take(index)
-            .filter_map(|reply| match reply {
+            .filter_map(|i| match &self.script.replies[*i].reply {
                 ScriptReply::Provider(body) => Some(body),
                 ScriptReply::Neutral(_) => None,
             })
@@ -269,9 +361,39 @@ impl ScriptedModel {
                 Api::OpenAi => "OpenAI Responses (scripted)",
                 Api::Gemini => "Gemini (scripted)",
             },
-            message: format!("request {}: {message}", index + 1),
+            message: format!("request {number}: {message}"),
         })
     }
+}
+
+/// What a `when` looks at in a request, shortened, for an error.
+fn describe(request: &ChatRequest) -> String {
+    fn short(text: &str) -> String {
+        let line = text.lines().next().unwrap_or_default();
+        match line.char_indices().nth(60) {
+            Some((end, _)) => format!("{}…", &line[..end]),
+            None => line.to_string(),
+        }
+    }
+    let user = request
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::User)
+        .flat_map(|m| &m.parts)
+        .find_map(|part| match part {
+            Part::Text { text } => Some(short(text)),
+            _ => None,
+        });
+    format!(
+        "system prompt `{}`, first user text `{}`, {}",
+        short(request.system.as_deref().unwrap_or_default()),
+        user.unwrap_or_default(),
+        if request.tools.is_empty() && request.computer.is_none() {
+            "no tools"
+        } else {
+            "tools"
+        }
+    )
 }
 
 fn neutral_response(index: usize, reply: &ScriptedReply) -> ChatResponse {

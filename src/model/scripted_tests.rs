@@ -87,6 +87,110 @@ fn script_errors_name_the_file_and_the_reply() {
     );
 }
 
+/// A request with a system prompt, one user message, and a `bash` tool or none.
+fn request(system: &str, user: &str, tools: bool) -> ChatRequest {
+    ChatRequest {
+        system: Some(system.into()),
+        messages: vec![Message::user_text(user)],
+        tools: if tools {
+            vec![crate::model::ToolSpec {
+                name: "bash".into(),
+                description: "run a command".into(),
+                parameters: json!({"type": "object"}),
+            }]
+        } else {
+            Vec::new()
+        },
+        computer: None,
+    }
+}
+
+/// A script whose title reply answers only the title request, and whose other replies
+/// serve two tasks by their instruction.
+const MATCHING: &str = "replies:
+  - when: { system: 'title generator', tools: false }
+    text: Create hello.txt
+  - when: { user: hello.txt }
+    text: writing hello
+  - when: { user: hello.txt }
+    text: hello done
+  - when: { user: summary.json, tools: true }
+    text: writing summary
+";
+
+#[tokio::test]
+async fn a_side_request_gets_its_own_reply_whatever_its_order() {
+    let title = request("You are a title generator.", "Create /app/hello.txt", false);
+    let turn = request("You are an agent.", "Create /app/hello.txt", true);
+    for title_first in [true, false] {
+        let model = model("s.yaml", MATCHING);
+        let mut texts = Vec::new();
+        for request in if title_first {
+            [&title, &turn, &turn]
+        } else {
+            [&turn, &title, &turn]
+        } {
+            texts.push(model.complete(request).await.unwrap().text());
+        }
+        let (title_text, turns): (Vec<_>, Vec<_>) =
+            texts.into_iter().partition(|t| t == "Create hello.txt");
+        assert_eq!(title_text.len(), 1, "title first: {title_first}");
+        assert_eq!(turns, ["writing hello", "hello done"]);
+    }
+}
+
+#[tokio::test]
+async fn one_script_serves_two_tasks_by_their_instruction() {
+    let scripted = model("s.yaml", MATCHING);
+    let summary = request("You are an agent.", "Write /app/summary.json", true);
+    assert_eq!(
+        scripted.complete(&summary).await.unwrap().text(),
+        "writing summary"
+    );
+    // Its one reply is played, and the hello replies do not meet it.
+    let error = scripted.complete(&summary).await.unwrap_err().to_string();
+    assert!(
+        error.contains("request 2")
+            && error.contains("`when`")
+            && error.contains("Write /app/summary.json"),
+        "{error}"
+    );
+    let untooled = request("You are an agent.", "Write /app/summary.json", false);
+    let fresh = model("s.yaml", MATCHING);
+    assert!(
+        fresh.complete(&untooled).await.is_err(),
+        "`tools: true` holds"
+    );
+}
+
+#[test]
+fn a_misspelt_when_is_a_script_error() {
+    let error = load_error("s.yaml", "replies:\n  - when: { sytem: x }\n    text: hi\n");
+    assert!(
+        error.contains("reply 1") && error.contains("`when`") && error.contains("sytem"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_reply_may_carry_a_when() {
+    let model = model(
+        "s.yaml",
+        "format: anthropic
+replies:
+  - when: { user: title }
+    content: [{ type: text, text: A title }]
+    stop_reason: end_turn
+  - content: [{ type: text, text: Done. }]
+    stop_reason: end_turn
+",
+    );
+    let work = request("agent", "work", false);
+    assert_eq!(model.complete(&work).await.unwrap().text(), "Done.");
+    let title = request("agent", "a title please", false);
+    assert_eq!(model.complete(&title).await.unwrap().text(), "A title");
+}
+
 #[tokio::test]
 async fn a_toml_script_can_hold_provider_bodies() {
     let model = model(

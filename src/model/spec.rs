@@ -27,7 +27,8 @@ pub struct ModelSpec {
     /// Sampling parameters sent with every request.
     #[serde(default)]
     pub params: ModelParams,
-    /// For `id = "scripted"`: the file of replies, relative to the pipeline file.
+    /// For `id = "scripted"`: the file of replies (each request gets the first not yet
+    /// played whose `when` it meets), relative to the pipeline file.
     pub script: Option<String>,
     /// Prices in US dollars per million tokens, instead of helios's price table.
     pub price: Option<Price>,

@@ -28,7 +28,9 @@ pub use resources::{Budget, Demand};
 use resources::Ledger;
 
 use crate::env::daytona::Credentials;
-use crate::env::{BuildSpec, Engine, EnvError, InstallSpec, Labels, OpenOptions, Provider};
+use crate::env::{
+    BuildSpec, Engine, EnvError, ImageUnfit, InstallSpec, Labels, OpenOptions, ProbeSpec, Provider,
+};
 use crate::events::{BuildOutcome, RunEvent, SkipReason, TrialIndex, TrialStatus};
 use crate::gateway::Gateway;
 use crate::manifest::Pipeline;
@@ -321,6 +323,17 @@ impl Run {
         .await?;
         let missing_images = ensure_prebuilt_images(&self.plan, &self.states, &self.engines).await;
         let labels = Labels::new(&self.plan.pipeline, self.options.labels.clone());
+        let checked_builds = check_images(
+            &self.plan,
+            &self.states,
+            &self.setups,
+            &self.engines,
+            &self.store,
+            &labels,
+            &missing_images,
+            &events,
+        )
+        .await?;
         let gateways = Gateways::start(&self.setups, &self.states, &self.engines, &labels).await;
         let context = Arc::new(Context {
             gateways,
@@ -333,6 +346,7 @@ impl Run {
                 .map(|b| self.store.build_log(&b.tag))
                 .collect(),
             missing_images,
+            checked_builds,
             plan: self.plan,
             setups: self.setups,
             states: self.states,
@@ -550,6 +564,158 @@ async fn install_agents(
     Ok(())
 }
 
+/// Checks, before any trial, that each task image that installed agents' trials still to
+/// run use can run those agents: the agent's volume mounted, glibc's loader and the
+/// agent's runtime are tried in a container of the image. An image to build is built here
+/// first (its build node then finds it); those are returned. An image that cannot run an
+/// agent fails the run, naming the task, the image, the agent and what is missing.
+#[allow(clippy::too_many_arguments)]
+async fn check_images(
+    plan: &Plan,
+    states: &[TrialState],
+    setups: &[TrialSetup],
+    engines: &BTreeMap<Provider, Engine>,
+    store: &RunStore,
+    labels: &Labels,
+    missing_images: &BTreeMap<String, EnvError>,
+    events: &UnboundedSender<RunEvent>,
+) -> Result<BTreeSet<usize>, RunError> {
+    let mut checked = BTreeSet::new();
+    let Some(engine) = engines.get(&Provider::Docker) else {
+        return Ok(checked);
+    };
+    let mut pairs: Vec<(usize, usize)> = plan
+        .trials
+        .iter()
+        .zip(states)
+        .filter(|(_, state)| **state != TrialState::Done)
+        .filter(|(t, _)| plan.provider(t) == Provider::Docker)
+        .filter(|(t, _)| plan.agents[t.agent as usize].recipe.is_some())
+        .map(|(t, _)| (t.task as usize, t.agent as usize))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut probed = BTreeSet::new();
+    for (task, agent) in pairs {
+        let planned = &plan.tasks[task];
+        let recipe = plan.agents[agent].recipe.as_ref().expect("filtered");
+        let Some(install) = plan.installs.iter().find(|i| &i.recipe == recipe) else {
+            continue;
+        };
+        let image = match &planned.image {
+            ImageSource::Prebuilt(image) if missing_images.contains_key(image) => continue,
+            ImageSource::Prebuilt(image) => image.clone(),
+            ImageSource::Build(b) => {
+                let build = &plan.builds[*b];
+                if checked.insert(*b) && !engine.image_exists(&build.tag).await? {
+                    let timeout = setups
+                        .iter()
+                        .find(|s| s.task.name == planned.name)
+                        .map_or(std::time::Duration::from_secs(600), |s| {
+                            s.task.build_timeout
+                        });
+                    let _ = events.send(RunEvent::BuildStarted {
+                        tag: build.tag.clone(),
+                    });
+                    let started = std::time::Instant::now();
+                    let built = engine
+                        .build(&BuildSpec {
+                            context: &build.context,
+                            tag: &build.tag,
+                            labels: &labels.image(&plan.tasks[build.tasks[0]].name),
+                            timeout,
+                            log: &store.build_log(&build.tag),
+                        })
+                        .await;
+                    let _ = events.send(RunEvent::BuildFinished {
+                        tag: build.tag.clone(),
+                        outcome: if built.is_ok() {
+                            BuildOutcome::Built
+                        } else {
+                            BuildOutcome::Failed
+                        },
+                        seconds: started.elapsed().as_secs_f64(),
+                    });
+                    if built.is_err() {
+                        // Its build node builds it again, and its trials report why.
+                        checked.remove(b);
+                        continue;
+                    }
+                }
+                build.tag.clone()
+            }
+        };
+        if !probed.insert((image.clone(), install.volume.clone())) {
+            continue;
+        }
+        let script = recipe
+            .image_check_script()
+            .map_err(|e| RunError::Preflight(vec![e.to_string()]))?;
+        let container_labels = labels.container("check", &recipe.agent);
+        let output = engine
+            .probe(&ProbeSpec {
+                image: &image,
+                volume: &install.volume,
+                target: &recipe.prefix,
+                labels: &container_labels,
+                script: &script,
+                timeout: std::time::Duration::from_secs(120),
+            })
+            .await;
+        let unfit = |missing: String, fix: &str| {
+            RunError::Env(EnvError::ImageUnfit(Box::new(ImageUnfit {
+                task: planned.name.clone(),
+                image: image.clone(),
+                agent: plan.agents[agent].name.clone(),
+                missing,
+                fix: fix.to_string(),
+            })))
+        };
+        const GLIBC_IMAGE: &str = "build the task's image from a glibc-based x86-64 image \
+             (Debian, Ubuntu, Fedora; not Alpine, which is musl, nor scratch or distroless \
+             static): installed agents run from a shared volume whose binaries need glibc";
+        let output = match output {
+            Ok(output) => output,
+            Err(EnvError::Engine { message, .. }) => {
+                return Err(unfit(
+                    format!("a shell that starts (`/bin/sh -c` failed: {message})"),
+                    GLIBC_IMAGE,
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if output.stdout.contains("helios-fit") && output.exit_code == Some(0) {
+            continue;
+        }
+        let said = output
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("helios-missing: "))
+            .map(str::to_string);
+        return Err(match said {
+            Some(missing) if missing.starts_with(crate::agent::installed::RUNTIME_MISSING) => {
+                unfit(
+                    missing,
+                    "use an image with a newer glibc (Debian 12 or Ubuntu 22.04 and later have \
+                     glibc 2.34 or newer, which every catalog runtime runs on)",
+                )
+            }
+            Some(missing) => unfit(missing, GLIBC_IMAGE),
+            None => unfit(
+                format!(
+                    "a `/bin/sh` and a `bash` that run (the check exited with {}: {})",
+                    output
+                        .exit_code
+                        .map_or_else(|| "no status".to_string(), |c| c.to_string()),
+                    output.stdout.trim()
+                ),
+                GLIBC_IMAGE,
+            ),
+        });
+    }
+    Ok(checked)
+}
+
 /// How long an installed agent's install may take.
 const INSTALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1200);
 
@@ -595,6 +761,9 @@ struct Context {
     build_logs: Vec<PathBuf>,
     /// Prebuilt images that could not be pulled, with why.
     missing_images: BTreeMap<String, EnvError>,
+    /// Builds made (or found) before any trial to check them for installed agents: never
+    /// built again, even with `--rebuild`.
+    checked_builds: BTreeSet<usize>,
     /// The model gateways of the run's trials.
     gateways: Gateways,
     /// Places under `concurrency`: a trial takes one once its environment is ready, and
@@ -1110,7 +1279,7 @@ async fn build_image(cx: &Context, engine: &Engine, b: usize) -> Result<bool, En
         let attempt = tokio::select! {
             biased;
             _ = cx.cancel.cancelled() => return Err(EnvError::Cancelled),
-            attempt = find_or_build(cx, engine, &spec) => attempt,
+            attempt = find_or_build(cx, engine, &spec, b) => attempt,
         };
         let error = match attempt {
             Ok(built) => return Ok(built),
@@ -1138,8 +1307,10 @@ async fn find_or_build(
     cx: &Context,
     engine: &Engine,
     spec: &BuildSpec<'_>,
+    b: usize,
 ) -> Result<bool, EnvError> {
-    if !cx.options.rebuild && engine.image_exists(spec.tag).await? {
+    let rebuild = cx.options.rebuild && !cx.checked_builds.contains(&b);
+    if !rebuild && engine.image_exists(spec.tag).await? {
         if !spec.log.exists() {
             let note = format!(
                 "image {} already existed (same environment digest); not rebuilt\n",
