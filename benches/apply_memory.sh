@@ -23,16 +23,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Ten tasks on a prebuilt image: the oracle writes a file, the test checks it.
-for i in $(seq 0 9); do
-  d=$work/tasks/t$i
-  mkdir -p "$d/tests" "$d/solution"
-  printf '[environment]\ndocker_image = "%s"\nworkdir = "/app"\n' "$IMAGE" > "$d/task.toml"
-  echo "Write hello to /app/out." > "$d/instruction.md"
-  echo 'echo hello > /app/out' > "$d/solution/solve.sh"
-  echo '[ "$(cat /app/out)" = hello ] && echo 1 > /logs/verifier/reward.txt || echo 0 > /logs/verifier/reward.txt' \
-    > "$d/tests/test.sh"
-done
+# Tasks on a prebuilt image: the oracle writes a file, the test checks it.
+source "$(dirname "$0")/common/trivial_tasks.sh"
+trivial_tasks "$work" 10 "$IMAGE"
 
 printf '%8s | %10s | %12s\n' trials seconds "peak memory"
 for count in "${counts[@]}"; do

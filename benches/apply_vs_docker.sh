@@ -19,16 +19,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# N tasks on a prebuilt image (no build): the oracle writes a file, the test checks it.
-for i in $(seq -w 1 "$N"); do
-  d=$work/tasks/t$i
-  mkdir -p "$d/tests" "$d/solution"
-  printf '[environment]\ndocker_image = "%s"\nworkdir = "/app"\n' "$IMAGE" > "$d/task.toml"
-  echo "Write hello to /app/out." > "$d/instruction.md"
-  echo 'echo hello > /app/out' > "$d/solution/solve.sh"
-  echo '[ "$(cat /app/out)" = hello ] && echo 1 > /logs/verifier/reward.txt || echo 0 > /logs/verifier/reward.txt' \
-    > "$d/tests/test.sh"
-done
+# Tasks on a prebuilt image: the oracle writes a file, the test checks it.
+source "$(dirname "$0")/common/trivial_tasks.sh"
+trivial_tasks "$work" "$N" "$IMAGE"
 
 pipeline() {  # $1: name, $2: concurrency
   printf '[pipeline]\nname = "%s"\noutput_dir = "runs"\nconcurrency = %s\n[[tasks]]\npath = "tasks/*"\n[[stages]]\nname = "s"\nagents = ["oracle"]\n' \

@@ -217,6 +217,15 @@ async fn oracle_passes_and_nop_fails_on_the_fake_environment() {
     assert!(matches!(ran.events.last(), Some(RunEvent::Finished)));
 }
 
+/// Options whose CPU budget bounds nothing: the bound on trials, not the machine's cores,
+/// is what is tested.
+fn cpus_for_all() -> ApplyOptions {
+    ApplyOptions {
+        cpus: Some(16.0),
+        ..ApplyOptions::default()
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn never_more_trials_at_once_than_the_concurrency_bound() {
     let (_root, path) = project(
@@ -225,12 +234,7 @@ async fn never_more_trials_at_once_than_the_concurrency_bound() {
         "concurrency = 2\n[[stages]]\nname = \"s\"\nagents = [\"oracle\"]\nattempts = 2",
     );
     let fake = rewarding_fake();
-    // CPUs for all: the bound, not the machine's cores, is what is tested.
-    let options = ApplyOptions {
-        cpus: Some(16.0),
-        ..ApplyOptions::default()
-    };
-    let ran = run_on(&path, &fake, options, CancellationToken::new()).await;
+    let ran = run_on(&path, &fake, cpus_for_all(), CancellationToken::new()).await;
     assert_eq!(ran.results().len(), 12);
     let record = fake.record();
     assert_eq!(
@@ -262,17 +266,10 @@ async fn without_start_ahead_no_environment_is_made_before_a_place_is_free() {
     let (_root, path) = project(
         6,
         "",
-        "concurrency = 2
-start_ahead = 0
-[[stages]]
-name = \"s\"\nagents = [\"oracle\"]",
+        "concurrency = 2\nstart_ahead = 0\n[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
     );
     let fake = rewarding_fake();
-    let options = ApplyOptions {
-        cpus: Some(16.0),
-        ..ApplyOptions::default()
-    };
-    let ran = run_on(&path, &fake, options, CancellationToken::new()).await;
+    let ran = run_on(&path, &fake, cpus_for_all(), CancellationToken::new()).await;
     assert_eq!(ran.results().len(), 6);
     let record = fake.record();
     assert_eq!(record.most_at_once, 2);
@@ -286,16 +283,10 @@ async fn an_environment_made_ahead_is_ready_when_a_place_frees_and_removed_after
     let (_root, path) = project(
         2,
         "",
-        "concurrency = 1
-[[stages]]
-name = \"s\"\nagents = [\"oracle\"]",
+        "concurrency = 1\n[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
     );
     let fake = rewarding_fake();
-    let options = ApplyOptions {
-        cpus: Some(16.0),
-        ..ApplyOptions::default()
-    };
-    let ran = run_on(&path, &fake, options, CancellationToken::new()).await;
+    let ran = run_on(&path, &fake, cpus_for_all(), CancellationToken::new()).await;
     assert!(ran.results().iter().all(|r| r.reward == Some(1.0)));
     let record = fake.record();
     assert_eq!(record.most_commands_at_once, 1);
