@@ -140,13 +140,7 @@ fn reward_is_one(verifier: &Path) -> bool {
 }
 
 /// The floor: each trial's engine calls, `concurrency` trials at a time.
-async fn floor(
-    docker: &Docker,
-    tasks: &[PathBuf],
-    logs: &Path,
-    concurrency: usize,
-    steps: &Steps,
-) {
+async fn floor(docker: &Docker, tasks: &[PathBuf], logs: &Path, concurrency: usize, steps: &Steps) {
     futures_util::stream::iter(tasks)
         .map(|task| floor_trial(docker, task, logs.join(task.file_name().unwrap()), steps))
         .buffer_unordered(concurrency)
