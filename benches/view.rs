@@ -83,6 +83,16 @@ fn main() {
         measure(&format!("{name}: run page data, again"), || {
             get(&format!("api/runs/{name}"));
         });
+        let bytes = get(&format!("api/runs/{name}?rows=compact"));
+        measure(
+            &format!(
+                "{name}: the page's request (`?rows=compact`, {:.1} MiB)",
+                bytes as f64 / (1024.0 * 1024.0)
+            ),
+            || {
+                get(&format!("api/runs/{name}?rows=compact"));
+            },
+        );
     }
     measure("list of runs", || {
         get("api/runs");
@@ -92,6 +102,9 @@ fn main() {
         get("assets/app.js");
     });
 
+    if std::env::var_os("VIEW_BENCH_NO_BROWSER").is_some() {
+        return;
+    }
     runtime.block_on(async {
         let browser = browser::Browser::start().await;
         browser
