@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::os::fd::OwnedFd;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -341,9 +341,9 @@ impl RunPlan {
 
 /// Where a trial directory is: its parent, opened (and checked for links) once for all the
 /// trials in it, and its name there.
-struct Place {
+struct Place<'a> {
     parent: Arc<OwnedFd>,
-    name: PathBuf,
+    name: &'a std::ffi::OsStr,
 }
 
 /// What reading one trial's `result.json` found.
@@ -482,9 +482,19 @@ impl Catalog {
         let mut cache = cache.lock().unwrap();
         let plan = self.plan(run_dir, &mut cache);
         let mut parents = Parents::default();
-        let (keys, places): (Vec<String>, Vec<Option<Place>>) = match &plan {
+        // Without a lock file, the trial directories there are, relative to the run.
+        let mut found_dirs: Vec<PathBuf> = Vec::new();
+        if plan.is_none() && self.no_links(run_dir) {
+            for stage in read_dirs(run_dir) {
+                for trial in read_dirs(&stage) {
+                    found_dirs.extend(trial.strip_prefix(run_dir).ok().map(Path::to_path_buf));
+                }
+            }
+        }
+        let found_keys: Vec<String>;
+        let (keys, places): (&[String], Vec<Option<Place>>) = match &plan {
             Some(plan) => (
-                plan.keys.clone(),
+                &plan.keys,
                 plan.lock
                     .trials
                     .iter()
@@ -492,18 +502,14 @@ impl Catalog {
                     .collect(),
             ),
             None => {
-                let mut keys = Vec::new();
-                let mut places = Vec::new();
-                if self.no_links(run_dir) {
-                    for stage in read_dirs(run_dir) {
-                        for trial in read_dirs(&stage) {
-                            let key = trial.strip_prefix(run_dir).unwrap_or(&trial);
-                            places.push(parents.place(self, run_dir, key));
-                            keys.push(key_of(key));
-                        }
-                    }
-                }
-                (keys, places)
+                found_keys = found_dirs.iter().map(|dir| key_of(dir)).collect();
+                (
+                    &found_keys,
+                    found_dirs
+                        .iter()
+                        .map(|dir| parents.place(self, run_dir, dir))
+                        .collect(),
+                )
             }
         };
         let previous = &cache.results;
@@ -530,12 +536,16 @@ impl Catalog {
         let mut rows = Vec::with_capacity(found.len());
         let mut results = Vec::new();
         let mut kept = Vec::with_capacity(found.len());
-        for (i, ((found, row), key)) in found.into_iter().zip(keys).enumerate() {
+        for (i, (found, row)) in found.into_iter().enumerate() {
             rows.extend(row);
             let entry = match found {
                 Found::Nothing => None,
                 Found::Unchanged(_) => previous.get_mut(i).and_then(Option::take),
-                Found::Read(stamp, parsed) => Some(Cached { key, stamp, parsed }),
+                Found::Read(stamp, parsed) => Some(Cached {
+                    key: keys[i].clone(),
+                    stamp,
+                    parsed,
+                }),
             };
             if let Some(entry) = &entry {
                 (i, entry.stamp).hash(&mut hasher);
@@ -588,8 +598,7 @@ impl Catalog {
             .iter()
             .filter_map(|parsed| parsed.result.as_ref())
             .collect();
-        let summary =
-            (!results.is_empty()).then(|| Summary::of(&name, &results).checked(&expect));
+        let summary = (!results.is_empty()).then(|| Summary::of(&name, &results).checked(&expect));
         cache.summary = Some((fingerprint, summary.clone()));
         summary
     }
@@ -597,7 +606,9 @@ impl Catalog {
     /// The row of one trial directory, from its result if it has one.
     pub fn row_of(&self, run_dir: &Path, key: &str) -> Option<TrialRow> {
         let place = Parents::default().place(self, run_dir, Path::new(key))?;
-        read_result(&place, None).parsed().map(|parsed| parsed.row(key))
+        read_result(&place, None)
+            .parsed()
+            .map(|parsed| parsed.row(key))
     }
 
     /// The summary line of a run for the list of runs.
@@ -628,10 +639,12 @@ impl Catalog {
             return Err(CatalogError::UnknownTrial(key.to_string()));
         }
         // The plan's entry of this one trial, not every row of the run.
-        let planned = self.plan(run_dir, &mut self.run_cache(run_dir).lock().unwrap()).and_then(|plan| {
-            let index = plan.keys.iter().position(|k| k == key)?;
-            Some(plan.pending(index))
-        });
+        let planned = self
+            .plan(run_dir, &mut self.run_cache(run_dir).lock().unwrap())
+            .and_then(|plan| {
+                let index = plan.keys.iter().position(|k| k == key)?;
+                Some(plan.pending(index))
+            });
         let row = self
             .row_of(run_dir, key)
             .or(planned)
@@ -758,6 +771,7 @@ impl Stats {
 /// links on the way from the served root.
 #[derive(Default)]
 struct Parents {
+    /// The last parent asked for, relative to the run, and the directory opened.
     last: Option<(PathBuf, Option<Arc<OwnedFd>>)>,
 }
 
@@ -765,21 +779,22 @@ impl Parents {
     /// Where `run_dir/rel` is, when `rel` is a plain relative path and no directory above
     /// the trial's own is a symbolic link (the trial directory itself is checked when its
     /// result is read).
-    fn place(&mut self, catalog: &Catalog, run_dir: &Path, rel: &Path) -> Option<Place> {
+    fn place<'a>(&mut self, catalog: &Catalog, run_dir: &Path, rel: &'a Path) -> Option<Place<'a>> {
         if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
             return None;
         }
-        let name = PathBuf::from(rel.file_name()?);
-        let parent = run_dir.join(rel.parent()?);
+        let name = rel.file_name()?;
+        let parent = rel.parent()?;
         let fd = match &self.last {
-            Some((last, fd)) if *last == parent => fd.clone(),
+            Some((last, fd)) if last.as_os_str() == parent.as_os_str() => fd.clone(),
             _ => {
+                let dir = run_dir.join(parent);
                 let fd = catalog
-                    .no_links(&parent)
-                    .then(|| open_dir(&parent))
+                    .no_links(&dir)
+                    .then(|| open_dir(&dir))
                     .flatten()
                     .map(Arc::new);
-                self.last = Some((parent, fd.clone()));
+                self.last = Some((parent.to_path_buf(), fd.clone()));
                 fd
             }
         };
@@ -807,10 +822,10 @@ fn read_result(place: &Place, before: Option<&Cached>) -> Found {
             .ok()
             .filter(|stat| FileType::from_raw_mode(stat.st_mode) == kind)
     };
-    if is(&place.name, FileType::Directory).is_none() {
+    if is(Path::new(place.name), FileType::Directory).is_none() {
         return Found::Nothing;
     }
-    let file = place.name.join(RESULT_FILE);
+    let file = Path::new(place.name).join(RESULT_FILE);
     let Some(stat) = is(&file, FileType::RegularFile) else {
         return Found::Nothing;
     };
@@ -849,7 +864,11 @@ fn par_map<R: Send>(count: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
         let parts: Vec<_> = (0..count)
             .step_by(chunk)
             .map(|start| {
-                scope.spawn(move || (start..(start + chunk).min(count)).map(f).collect::<Vec<R>>())
+                scope.spawn(move || {
+                    (start..(start + chunk).min(count))
+                        .map(f)
+                        .collect::<Vec<R>>()
+                })
             })
             .collect();
         parts
@@ -941,10 +960,13 @@ mod tests {
 
     fn result_json(task: &str, status: &str, reward: Option<f64>) -> String {
         serde_json::json!({
+            "format": 1, "trial_id": "0000", "full_id": "0000",
             "task": task, "stage": "s", "agent": "oracle", "model": null, "params": {},
-            "attempt": 1, "status": status, "reward": reward, "error": null,
+            "attempt": 1, "status": status, "rewards": {}, "reward": reward, "error": null,
             "cost_usd": 0.5, "usage": {"input_tokens": 10, "output_tokens": 5},
-            "timings": [{"phase": "agent", "started_at": "x", "seconds": 1.5}]
+            "timings": [{"phase": "agent", "started_at": "x", "seconds": 1.5}],
+            "agent_exit_code": 0, "verifier_exit_code": 0, "image": "i", "container": null,
+            "retried": [], "helios_version": "test"
         })
         .to_string()
     }
@@ -1105,5 +1127,99 @@ mod tests {
             &result_json("b", "completed", Some(1.0)),
         );
         assert_eq!(catalog.rows(&run)[1].status, "completed");
+    }
+
+    #[test]
+    fn the_statistics_follow_a_changed_result() {
+        let root = run_with_two_results();
+        let catalog = Catalog::new(root.path()).unwrap();
+        let run = catalog.run_dir("demo").unwrap();
+        let scan = catalog.scan(&run);
+        assert_eq!(catalog.summary(&run, &scan).unwrap().passed, 1);
+        // Asked again with nothing changed: the same numbers, from the cache.
+        let again = catalog.scan(&run);
+        assert_eq!(again.fingerprint, scan.fingerprint);
+        assert_eq!(catalog.summary(&run, &again).unwrap().passed, 1);
+        write(
+            &run.join("s/b__oracle__a1__1111/result.json"),
+            &result_json("b", "completed", Some(1.0)),
+        );
+        let changed = catalog.scan(&run);
+        assert_ne!(changed.fingerprint, scan.fingerprint);
+        assert_eq!(catalog.summary(&run, &changed).unwrap().passed, 2);
+    }
+
+    #[test]
+    fn a_changed_lock_file_is_read_again() {
+        let root = run_with_two_results();
+        let catalog = Catalog::new(root.path()).unwrap();
+        let run = catalog.run_dir("demo").unwrap();
+        let trial = |task: &str, dir: &str| LockedTrial {
+            id: "0".repeat(64),
+            stage: "s".into(),
+            task: task.into(),
+            agent: "oracle".into(),
+            model: None,
+            params: 0,
+            attempt: 1,
+            dir: dir.into(),
+        };
+        let lock = |trials: Vec<LockedTrial>| LockFile {
+            format: 1,
+            helios_version: "test".into(),
+            pipeline: "demo".into(),
+            tasks: Vec::new(),
+            builds: Vec::new(),
+            params: vec![Default::default()],
+            trials,
+            sources: Vec::new(),
+        };
+        lock(vec![trial("a", "s/a__oracle__a1__0000")])
+            .write(&run)
+            .unwrap();
+        let keys = |rows: Vec<TrialRow>| -> Vec<(String, String)> {
+            rows.into_iter().map(|r| (r.key, r.status)).collect()
+        };
+        assert_eq!(
+            keys(catalog.rows(&run)),
+            [("s/a__oracle__a1__0000".to_string(), "completed".to_string())]
+        );
+        // A longer plan (a different size, so the change shows even within one tick of
+        // the file system's clock): the new trial is pending, the old ones keep their result.
+        lock(vec![
+            trial("a", "s/a__oracle__a1__0000"),
+            trial("b", "s/b__oracle__a1__1111"),
+            trial("c", "s/c__oracle__a1__2222"),
+            trial("d", "../outside"),
+        ])
+        .write(&run)
+        .unwrap();
+        assert_eq!(
+            keys(catalog.rows(&run)),
+            [
+                ("s/a__oracle__a1__0000".to_string(), "completed".to_string()),
+                ("s/b__oracle__a1__1111".to_string(), "failed".to_string()),
+                ("s/c__oracle__a1__2222".to_string(), "pending".to_string()),
+                ("../outside".to_string(), "pending".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_result_of_another_format_is_a_row_but_not_a_statistic() {
+        let root = run_with_two_results();
+        let run = root.path().join("demo");
+        // Only the fields a listing reads: an older or newer result.json.
+        write(
+            &run.join("s/c__oracle__a1__2222/result.json"),
+            r#"{"task": "c", "stage": "s", "agent": "oracle", "model": null, "attempt": 1,
+                "status": "completed", "reward": 1.0, "error": null, "cost_usd": null,
+                "usage": null}"#,
+        );
+        let catalog = Catalog::new(root.path()).unwrap();
+        let scan = catalog.scan(&run);
+        assert_eq!(scan.rows.len(), 3);
+        assert_eq!(scan.rows[2].reward, Some(1.0));
+        assert_eq!(catalog.summary(&run, &scan).unwrap().trials, 2);
     }
 }
