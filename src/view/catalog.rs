@@ -231,6 +231,8 @@ impl Stamp {
         }
     }
 
+    // The fields' types differ from one target to another.
+    #[allow(clippy::unnecessary_cast)]
     fn of_stat(stat: &rustix::fs::Stat) -> Stamp {
         Stamp {
             seconds: stat.st_mtime as i64,

@@ -58,9 +58,9 @@ type Row = (
 #[derive(Debug, Serialize)]
 pub(super) struct CompactRows {
     /// The names of a row's fields, in order.
-    pub fields: [&'static str; 12],
+    pub fields: &'static [&'static str],
     /// The names of the fields that are indexes into `strings`.
-    pub indexed: [&'static str; 8],
+    pub indexed: &'static [&'static str],
     /// Every distinct value of the indexed fields.
     pub strings: Vec<String>,
     rows: Vec<Row>,
@@ -89,8 +89,8 @@ impl CompactRows {
             })
             .collect();
         CompactRows {
-            fields: FIELDS,
-            indexed: INDEXED,
+            fields: &FIELDS,
+            indexed: &INDEXED,
             strings: strings.all,
             rows,
         }
