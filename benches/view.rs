@@ -1,23 +1,152 @@
-//! Benchmark: the viewer's run page over a run of 10,000 trial results — 500 tasks × 4
-//! agents × 5 attempts, each with a `result.json` like a real one and the run's lock file.
+//! Benchmark: the viewer's run page over runs of 10,000 and 100,000 trial results (500 and
+//! 5,000 tasks × 4 agents × 5 attempts), each trial with a `result.json` like a real one and
+//! each run with its lock file.
 //!
 //! Run with `cargo bench --bench view`. Starts the viewer in-process on a free port and
-//! times, over HTTP: the first request of the run page's data (every `result.json` read
-//! and parsed), the same request again (results unchanged, served from the cache), the
-//! list of runs, and the page itself. Figures are recorded in `docs/benchmarks.md`.
+//! times, over HTTP: the first request of the run page's data as the page asks for it
+//! (`?rows=compact`; every `result.json` read and parsed), the same request again (results
+//! unchanged, served from the cache), the rows as objects (the API's default), the list of
+//! runs, and the page itself; then, in headless Chromium driven through
+//! chromedriver (as the browser tests do), the time from navigation to the run page's
+//! matrix painted. Figures are recorded in `docs/benchmarks.md`.
 
+#[allow(dead_code)]
+#[path = "../tests/common/browser.rs"]
+mod browser;
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::{measure, measuring, peak_memory_kib};
 use helios::plan::lock::{LockFile, LockedTrial};
 use helios::view::{ViewOptions, Viewer};
 
+/// Browser loads of each run page; the median is printed.
+const LOADS: usize = 3;
+
+/// Resolves, once the run page's matrix has rows and a frame with it has been painted,
+/// with the milliseconds since navigation started (`performance.now()`).
+const SHOWN: &str = r##"
+const done = arguments[arguments.length - 1];
+const check = () => {
+  if (document.querySelector("#matrix tbody tr")) {
+    requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now())));
+  } else {
+    setTimeout(check, 5);
+  }
+};
+check();
+"##;
+
 fn main() {
-    let (tasks, agents, attempts) = if measuring() { (500, 4, 5) } else { (5, 2, 2) };
+    let sizes: &[(usize, usize, usize)] = if measuring() {
+        &[(500, 4, 5), (5000, 4, 5)]
+    } else {
+        &[(5, 2, 2)]
+    };
     let scratch = tempfile::tempdir().unwrap();
-    let run_dir = scratch.path().join("runs/big");
+    let mut names = Vec::new();
+    for &(tasks, agents, attempts) in sizes {
+        let name = format!("run-{}", tasks * agents * attempts);
+        let started = Instant::now();
+        write_run(
+            &scratch.path().join("runs").join(&name),
+            tasks,
+            agents,
+            attempts,
+        );
+        eprintln!("wrote {name} in {:.1} s", started.elapsed().as_secs_f64());
+        names.push(name);
+    }
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut options = ViewOptions::new(scratch.path().join("runs"));
+    options.port = Some(0);
+    let viewer = runtime.block_on(Viewer::start(options)).unwrap();
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        let url = format!("{}{path}", viewer.url());
+        runtime.block_on(async {
+            let response = client.get(&url).send().await.unwrap();
+            assert!(
+                response.status().is_success(),
+                "{url}: {}",
+                response.status()
+            );
+            response.bytes().await.unwrap().len()
+        })
+    };
+
+    for name in &names {
+        // The page's own request first (`?rows=compact`): every result.json read.
+        let start = Instant::now();
+        let bytes = get(&format!("api/runs/{name}?rows=compact"));
+        println!(
+            "{name}: the page's request (`?rows=compact`), first (every result.json read): {:.1} ms, {:.1} MiB of JSON",
+            start.elapsed().as_secs_f64() * 1e3,
+            bytes as f64 / (1024.0 * 1024.0)
+        );
+        measure(&format!("{name}: the page's request, again"), || {
+            get(&format!("api/runs/{name}?rows=compact"));
+        });
+        let bytes = get(&format!("api/runs/{name}"));
+        measure(
+            &format!(
+                "{name}: rows as objects (the API's default, {:.1} MiB), again",
+                bytes as f64 / (1024.0 * 1024.0)
+            ),
+            || {
+                get(&format!("api/runs/{name}"));
+            },
+        );
+    }
+    measure("list of runs", || {
+        get("api/runs");
+    });
+    measure("the page (index.html + app.js)", || {
+        get("");
+        get("assets/app.js");
+    });
+
+    runtime.block_on(async {
+        let browser = browser::Browser::start().await;
+        browser
+            .client
+            .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+                Some(Duration::from_secs(300)),
+                Some(Duration::from_secs(300)),
+                None,
+            ))
+            .await
+            .unwrap();
+        for name in &names {
+            let mut times = Vec::new();
+            for _ in 0..if measuring() { LOADS } else { 1 } {
+                // A new document each time: a change of fragment alone would not reload.
+                browser.client.goto("about:blank").await.unwrap();
+                browser.client.goto(&viewer.run_url(name)).await.unwrap();
+                let shown = browser.client.execute_async(SHOWN, vec![]).await.unwrap();
+                times.push(shown.as_f64().unwrap());
+            }
+            times.sort_by(f64::total_cmp);
+            println!(
+                "{name}: run page in Chromium, navigation to matrix painted: median {:.0} ms, best {:.0} ms ({} loads)",
+                times[times.len() / 2],
+                times[0],
+                times.len()
+            );
+        }
+        browser.close().await;
+    });
+    if let Some(kib) = peak_memory_kib() {
+        println!("peak memory: {:.1} MiB", kib as f64 / 1024.0);
+    }
+    runtime.block_on(viewer.stop());
+}
+
+/// A run directory of `tasks × agents × attempts` results and its lock file.
+fn write_run(run_dir: &std::path::Path, tasks: usize, agents: usize, attempts: usize) {
     let mut trials = Vec::new();
     for task in 0..tasks {
         for agent in 0..agents {
@@ -43,7 +172,6 @@ fn main() {
             }
         }
     }
-    let count = trials.len();
     LockFile {
         format: 1,
         helios_version: "bench".into(),
@@ -54,49 +182,8 @@ fn main() {
         trials,
         sources: Vec::new(),
     }
-    .write(&run_dir)
+    .write(run_dir)
     .unwrap();
-
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut options = ViewOptions::new(scratch.path().join("runs"));
-    options.port = Some(0);
-    let viewer = runtime.block_on(Viewer::start(options)).unwrap();
-    let client = reqwest::Client::new();
-    let get = |path: &str| {
-        let url = format!("{}{path}", viewer.url());
-        runtime.block_on(async {
-            let response = client.get(&url).send().await.unwrap();
-            assert!(
-                response.status().is_success(),
-                "{url}: {}",
-                response.status()
-            );
-            response.bytes().await.unwrap().len()
-        })
-    };
-
-    let start = Instant::now();
-    let bytes = get("api/runs/big");
-    println!(
-        "run page data of {count} trials, first request (every result.json read): {:.1} ms, {:.1} MiB of JSON",
-        start.elapsed().as_secs_f64() * 1e3,
-        bytes as f64 / (1024.0 * 1024.0)
-    );
-    measure(&format!("run page data of {count} trials, again"), || {
-        get("api/runs/big");
-    });
-    measure("list of runs", || {
-        get("api/runs");
-    });
-    measure("the page (index.html + app.js)", || {
-        get("");
-        get("assets/app.js");
-    });
-    if let Some(kib) = peak_memory_kib() {
-        println!("peak memory: {:.1} MiB", kib as f64 / 1024.0);
-    }
-    runtime.block_on(viewer.stop());
 }
 
 fn write_result(

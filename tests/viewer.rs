@@ -453,3 +453,136 @@ async fn the_run_page_shows_intervals_and_pass_at_k_and_two_runs_compare() {
     let (code, _) = served.interrupt();
     assert_eq!(code, Some(0));
 }
+
+/// A finished trial's `result.json`, as helios writes it.
+fn result_json(task: &str, agent: &str, reward: f64) -> String {
+    serde_json::json!({
+        "format": 1, "trial_id": "0123456789abcdef", "full_id": "0123456789abcdef",
+        "task": task, "stage": "s", "agent": agent, "model": null, "params": {},
+        "attempt": 1, "status": "completed", "rewards": {"reward": reward}, "reward": reward,
+        "error": null, "timings": [], "agent_exit_code": 0, "verifier_exit_code": 0,
+        "usage": null, "cost_usd": null, "image": "helios/task:x", "container": null,
+        "retried": [], "helios_version": "test"
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_of_many_tasks_pages_its_matrix_and_keeps_its_totals() {
+    // 250 tasks with `oracle` (reward 1), the first 30 also with `nop` (reward 0): results
+    // on disk as helios leaves them, no Docker needed.
+    let project = Project::new("viewer-paging");
+    project.write("runs/many/summary.json", "{}");
+    for task in 0..250 {
+        let name = format!("task-{task:04}");
+        project.write(
+            &format!("runs/many/s/{name}__oracle__a1/result.json"),
+            &result_json(&name, "oracle", 1.0),
+        );
+        if task < 30 {
+            project.write(
+                &format!("runs/many/s/{name}__nop__a1/result.json"),
+                &result_json(&name, "nop", 0.0),
+            );
+        }
+    }
+    let served = view(&project);
+
+    // The page asks for its rows compactly; scripts still get objects.
+    let base = served.base();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let compact: serde_json::Value = reqwest::get(format!("{base}api/runs/many?rows=compact"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(compact["rows"]["rows"].as_array().unwrap().len(), 280);
+    assert_eq!(compact["rows"]["fields"][0], "key");
+    let full: serde_json::Value = reqwest::get(format!("{base}api/runs/many"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(full["rows"].as_array().unwrap().len(), 280);
+    assert_eq!(full["summary"]["trials"], 280);
+    let bad = reqwest::get(format!("{base}api/runs/many?rows=sideways"))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let browser = Browser::start().await;
+    let client = &browser.client;
+    client.goto(&format!("{base}#/run/many")).await.unwrap();
+    browser.wait_for("#pager").await;
+    assert_eq!(
+        browser.texts("#pager .page-of").await,
+        ["tasks 1–100 of 250 · page 1 of 3"]
+    );
+    let tasks = browser.texts("#matrix th.task").await;
+    assert_eq!((tasks.len(), tasks[0].as_str()), (100, "task-0000"));
+    // The totals under the matrix are over every task, not the page's (columns in the
+    // order of the trial directories: `nop` sorts first).
+    assert_eq!(
+        browser.texts("#matrix tr.finished td").await,
+        ["30 / 30", "250 / 250"]
+    );
+    assert_eq!(
+        browser.texts("#matrix tr.pass-rate td").await,
+        ["0%", "100%"]
+    );
+    browser.screenshot("paged-matrix").await;
+
+    client
+        .find(Locator::Css("#pager button.next"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("#pager[data-page='2']").await;
+    assert_eq!(browser.texts("#matrix th.task").await[0], "task-0100");
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.fragment(), Some("/run/many?page=2"));
+
+    // The page is in the address: opening it shows that page.
+    client.goto("about:blank").await.unwrap();
+    client
+        .goto(&format!("{base}#/run/many?page=3"))
+        .await
+        .unwrap();
+    browser.wait_for("#pager[data-page='3']").await;
+    let tasks = browser.texts("#matrix th.task").await;
+    assert_eq!((tasks.len(), tasks[0].as_str()), (50, "task-0200"));
+    assert!(
+        client
+            .find(Locator::Css("#pager button.next"))
+            .await
+            .unwrap()
+            .attr("disabled")
+            .await
+            .unwrap()
+            .is_some(),
+        "the last page has no next one"
+    );
+
+    // A filter starts again at the first page; 30 tasks need no pager.
+    client
+        .find(Locator::Css("#filters select[name=agent]"))
+        .await
+        .unwrap()
+        .select_by_value("nop")
+        .await
+        .unwrap();
+    browser
+        .wait_for("#run-body:not(:has(#pager)) #matrix")
+        .await;
+    assert_eq!(browser.texts("#matrix th.task").await.len(), 30);
+    assert_eq!(browser.texts("#matrix tr.finished td").await, ["30 / 30"]);
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.fragment(), Some("/run/many?agent=nop"));
+    browser.close().await;
+    let (code, _) = served.interrupt();
+    assert_eq!(code, Some(0));
+}

@@ -2,7 +2,7 @@
 //! the statistics of each group (honest denominators: infrastructure errors are counted
 //! apart and left out of every rate) and the outcome of the pipeline's `[[expect]]`s.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -126,14 +126,13 @@ impl GroupStats {
     /// The statistics of one group's results.
     pub fn of(results: &[&TrialResult]) -> GroupStats {
         let mut per_task: Vec<(String, Vec<&TrialResult>, usize)> = Vec::new();
+        // Each task's place in `per_task`, so that a group of many tasks is not quadratic.
+        let mut places: HashMap<&str, usize> = HashMap::new();
         for result in results {
-            let i = per_task
-                .iter()
-                .position(|(task, _, _)| *task == result.task)
-                .unwrap_or_else(|| {
-                    per_task.push((result.task.clone(), Vec::new(), 0));
-                    per_task.len() - 1
-                });
+            let i = *places.entry(result.task.as_str()).or_insert_with(|| {
+                per_task.push((result.task.clone(), Vec::new(), 0));
+                per_task.len() - 1
+            });
             if is_scored(result) {
                 per_task[i].1.push(result);
             } else {

@@ -2,14 +2,17 @@
 //! rows, one trial's files. Read-only, and every path it opens stays inside the directory.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::plan::lock::{LockFile, LockedTrial};
+use crate::store::summary::Summary;
+use crate::store::trial::TrialResult;
 use crate::store::{
     BUILD_LOG_FILE, LOCK_FILE, RESULT_FILE, ResultSummary, RunStore, TRAJECTORY_FILE,
 };
@@ -77,14 +80,23 @@ impl TrialRow {
     pub fn pending(trial: &LockedTrial, params: &[BTreeMap<String, Value>]) -> TrialRow {
         TrialRow {
             key: key_of(&trial.dir),
-            stage: trial.stage.clone(),
-            task: trial.task.clone(),
-            agent: trial.agent.clone(),
-            model: trial.model.clone(),
             params: params
                 .get(trial.params as usize)
                 .map(params_label)
                 .unwrap_or_default(),
+            ..TrialRow::pending_fields(trial)
+        }
+    }
+
+    /// A pending trial's row without its key and matrix values.
+    fn pending_fields(trial: &LockedTrial) -> TrialRow {
+        TrialRow {
+            key: String::new(),
+            stage: trial.stage.clone(),
+            task: trial.task.clone(),
+            agent: trial.agent.clone(),
+            model: trial.model.clone(),
+            params: String::new(),
             attempt: trial.attempt,
             status: "pending".into(),
             phase: None,
@@ -101,6 +113,30 @@ impl TrialRow {
     fn finished(key: String, result: &ResultSummary) -> TrialRow {
         TrialRow {
             key,
+            stage: result.stage.clone(),
+            task: result.task.clone(),
+            agent: result.agent.clone(),
+            model: result.model.clone(),
+            params: params_label(&result.params),
+            attempt: result.attempt,
+            status: result.status.as_str().to_string(),
+            phase: None,
+            reward: result.reward,
+            error_kind: result.error.as_ref().map(|e| e.kind.as_str().to_string()),
+            error: result.error.as_ref().map(|e| e.message.clone()),
+            cost_usd: result.cost_usd,
+            tokens: result
+                .usage
+                .as_ref()
+                .map(|u| u.input_tokens + u.output_tokens),
+            seconds: Some(result.timings.iter().map(|t| t.seconds).sum()),
+        }
+    }
+
+    /// The row of a finished trial, from its whole `result.json` (the key left empty).
+    fn of_result(result: &TrialResult) -> TrialRow {
+        TrialRow {
+            key: String::new(),
             stage: result.stage.clone(),
             task: result.task.clone(),
             agent: result.agent.clone(),
@@ -157,18 +193,195 @@ pub struct TrialView {
 /// How much of a text file the trial page shows.
 const TEXT_LIMIT: usize = 256 * 1024;
 
-/// The runs of one results directory, with a cache of parsed `result.json` files so that a
-/// run page of thousands of trials is read from disk only when files change.
+/// The runs of one results directory, with what was read of each run kept (its lock file,
+/// each `result.json`, its statistics) so that a run page of many thousands of trials is
+/// read from disk only where files changed.
 pub struct Catalog {
     root: PathBuf,
-    cache: Mutex<HashMap<PathBuf, Cached>>,
+    /// What was read of each run, by run directory.
+    runs: Mutex<HashMap<PathBuf, Arc<Mutex<RunCache>>>>,
 }
 
-struct Cached {
-    modified: Option<SystemTime>,
-    len: u64,
-    row: Option<Arc<ResultSummary>>,
+/// What was read of one run. A scan holds its lock, so two requests for the same run at
+/// once read it once.
+#[derive(Default)]
+struct RunCache {
+    plan: Option<CachedPlan>,
+    /// Each trial's result as the last scan read it, in that scan's order.
+    results: Vec<Option<Cached>>,
+    /// The statistics, and the fingerprint of the files they were computed from.
+    summary: Option<(u64, Option<Summary>)>,
 }
+
+/// A file's identity for the caches: it is read again when its time or size changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Stamp {
+    seconds: i64,
+    nanos: i64,
+    len: u64,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            seconds: meta.mtime(),
+            nanos: meta.mtime_nsec(),
+            len: meta.len(),
+        }
+    }
+
+    // The fields' types differ from one target to another.
+    #[allow(clippy::unnecessary_cast)]
+    fn of_stat(stat: &rustix::fs::Stat) -> Stamp {
+        Stamp {
+            seconds: stat.st_mtime as i64,
+            nanos: stat.st_mtime_nsec as i64,
+            len: stat.st_size as u64,
+        }
+    }
+}
+
+/// A trial's `result.json` as last read.
+struct Cached {
+    /// The trial's key, so that an entry is used only for its own trial.
+    key: String,
+    stamp: Stamp,
+    /// `None` when the file does not parse.
+    parsed: Option<Arc<Parsed>>,
+}
+
+/// A `result.json` as the viewer keeps it.
+struct Parsed {
+    /// The trial's row, with an empty key (the key is the trial's place in its run).
+    row: TrialRow,
+    /// The result as the statistics need it, its bulky fields emptied; `None` when the file
+    /// reads only as the listing's fields (another format of `result.json`).
+    result: Option<TrialResult>,
+}
+
+impl Parsed {
+    fn of(bytes: &[u8]) -> Option<Parsed> {
+        match serde_json::from_slice::<TrialResult>(bytes) {
+            Ok(result) => Some(Parsed {
+                row: TrialRow::of_result(&result),
+                result: Some(slim(result)),
+            }),
+            Err(_) => serde_json::from_slice::<ResultSummary>(bytes)
+                .ok()
+                .map(|summary| Parsed {
+                    row: TrialRow::finished(String::new(), &summary),
+                    result: None,
+                }),
+        }
+    }
+
+    fn row(&self, key: &str) -> TrialRow {
+        TrialRow {
+            key: key.to_string(),
+            ..self.row.clone()
+        }
+    }
+}
+
+/// A result without what neither rows nor statistics read, so that a hundred thousand of
+/// them stay small in memory.
+fn slim(mut result: TrialResult) -> TrialResult {
+    result.trial_id = String::new();
+    result.full_id = String::new();
+    result.rewards = BTreeMap::new();
+    result.timings = Vec::new();
+    result.image = String::new();
+    result.container = None;
+    result.retried = Vec::new();
+    result.teardown_errors = Vec::new();
+    result.logs_cut = None;
+    result.tampering = Vec::new();
+    result.helios_version = String::new();
+    result
+}
+
+struct CachedPlan {
+    stamp: Stamp,
+    plan: Option<Arc<RunPlan>>,
+}
+
+/// A run's lock file, with what every request needs of each trial worked out once.
+struct RunPlan {
+    /// The lock file's stamp when it was read.
+    stamp: Stamp,
+    lock: LockFile,
+    /// Each trial's key (`<stage>/<trial dir>`), in the lock file's order.
+    keys: Vec<String>,
+    /// The label of each matrix parameter set (`name=value, ...`).
+    labels: Vec<String>,
+}
+
+impl RunPlan {
+    fn of(lock: LockFile, stamp: Stamp) -> RunPlan {
+        RunPlan {
+            stamp,
+            keys: lock.trials.iter().map(|t| key_of(&t.dir)).collect(),
+            labels: lock.params.iter().map(params_label).collect(),
+            lock,
+        }
+    }
+
+    fn pending(&self, index: usize) -> TrialRow {
+        let trial = &self.lock.trials[index];
+        TrialRow {
+            key: self.keys[index].clone(),
+            params: self
+                .labels
+                .get(trial.params as usize)
+                .cloned()
+                .unwrap_or_default(),
+            ..TrialRow::pending_fields(trial)
+        }
+    }
+}
+
+/// Where a trial directory is: its parent, opened (and checked for links) once for all the
+/// trials in it, and its name there.
+struct Place<'a> {
+    parent: Arc<OwnedFd>,
+    name: &'a std::ffi::OsStr,
+}
+
+/// What reading one trial's `result.json` found.
+enum Found {
+    /// No result (no file, or a link).
+    Nothing,
+    /// The file as the cache has it.
+    Unchanged(Option<Arc<Parsed>>),
+    /// The file, read again.
+    Read(Stamp, Option<Arc<Parsed>>),
+}
+
+impl Found {
+    fn parsed(&self) -> Option<&Arc<Parsed>> {
+        match self {
+            Found::Nothing => None,
+            Found::Unchanged(parsed) | Found::Read(_, parsed) => parsed.as_ref(),
+        }
+    }
+}
+
+/// A run's trials as they are on disk now: the rows of the run page and the results the
+/// statistics are computed from.
+pub struct RunScan {
+    /// The pipeline, from the lock file.
+    pub pipeline: Option<String>,
+    /// Every trial of the plan (or every result, without a lock file), in order.
+    pub rows: Vec<TrialRow>,
+    /// The parsed results, in the rows' order.
+    results: Vec<Arc<Parsed>>,
+    /// Changes whenever the lock file or any result changes.
+    fingerprint: u64,
+}
+
+/// Below this many trials a run is read on one thread.
+const PARALLEL_FROM: usize = 512;
 
 impl Catalog {
     /// A catalog of `root`: a run directory itself, or a directory of runs.
@@ -185,7 +398,7 @@ impl Catalog {
         }
         Ok(Catalog {
             root,
-            cache: Mutex::new(HashMap::new()),
+            runs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -227,83 +440,187 @@ impl Catalog {
     /// Every trial of a run: the plan's trials from the lock file, filled in from the
     /// results on disk. Without a lock file, the results alone.
     pub fn rows(&self, run_dir: &Path) -> Vec<TrialRow> {
-        let lock = LockFile::read(run_dir).ok().flatten();
-        match lock {
-            Some(lock) => lock
-                .trials
-                .iter()
-                .map(|trial| {
-                    let dir = run_dir.join(&trial.dir);
-                    match self.result(&dir) {
-                        Some(result) => TrialRow::finished(key_of(&trial.dir), &result),
-                        None => TrialRow::pending(trial, &lock.params),
-                    }
-                })
-                .collect(),
-            None => self.result_dirs(run_dir),
+        self.scan(run_dir).rows
+    }
+
+    fn run_cache(&self, run_dir: &Path) -> Arc<Mutex<RunCache>> {
+        self.runs
+            .lock()
+            .unwrap()
+            .entry(run_dir.to_path_buf())
+            .or_default()
+            .clone()
+    }
+
+    /// The run's lock file, parsed again only when it changed; `None` without one (or
+    /// when it is a symbolic link or does not parse).
+    fn plan(&self, run_dir: &Path, cache: &mut RunCache) -> Option<Arc<RunPlan>> {
+        let meta = std::fs::symlink_metadata(run_dir.join(LOCK_FILE)).ok()?;
+        if meta.file_type().is_symlink() || !self.no_links(run_dir) {
+            return None;
         }
+        let stamp = Stamp::of(&meta);
+        if let Some(cached) = &cache.plan
+            && cached.stamp == stamp
+        {
+            return cached.plan.clone();
+        }
+        let plan = LockFile::read(run_dir)
+            .ok()
+            .flatten()
+            .map(|lock| Arc::new(RunPlan::of(lock, stamp)));
+        cache.plan = Some(CachedPlan {
+            stamp,
+            plan: plan.clone(),
+        });
+        plan
+    }
+
+    /// Reads a run: its plan, and each trial's result from the cache or, where the file
+    /// changed, from disk, on every core for large runs. Each trial costs two `stat` calls
+    /// relative to its opened parent directory when nothing changed.
+    pub fn scan(&self, run_dir: &Path) -> RunScan {
+        let cache = self.run_cache(run_dir);
+        let mut cache = cache.lock().unwrap();
+        let plan = self.plan(run_dir, &mut cache);
+        let mut parents = Parents::default();
+        // Without a lock file, the trial directories there are, relative to the run.
+        let mut found_dirs: Vec<PathBuf> = Vec::new();
+        if plan.is_none() && self.no_links(run_dir) {
+            for stage in read_dirs(run_dir) {
+                for trial in read_dirs(&stage) {
+                    found_dirs.extend(trial.strip_prefix(run_dir).ok().map(Path::to_path_buf));
+                }
+            }
+        }
+        let found_keys: Vec<String>;
+        let (keys, places): (&[String], Vec<Option<Place>>) = match &plan {
+            Some(plan) => (
+                &plan.keys,
+                plan.lock
+                    .trials
+                    .iter()
+                    .map(|trial| parents.place(self, run_dir, &trial.dir))
+                    .collect(),
+            ),
+            None => {
+                found_keys = found_dirs.iter().map(|dir| key_of(dir)).collect();
+                (
+                    &found_keys,
+                    found_dirs
+                        .iter()
+                        .map(|dir| parents.place(self, run_dir, dir))
+                        .collect(),
+                )
+            }
+        };
+        let previous = &cache.results;
+        let found: Vec<(Found, Option<TrialRow>)> = par_map(places.len(), |i| {
+            let before = previous
+                .get(i)
+                .and_then(Option::as_ref)
+                .filter(|c| c.key == keys[i]);
+            let found = places[i]
+                .as_ref()
+                .map_or(Found::Nothing, |place| read_result(place, before));
+            let row = match (found.parsed(), &plan) {
+                (Some(parsed), _) => Some(parsed.row(&keys[i])),
+                (None, Some(plan)) => Some(plan.pending(i)),
+                (None, None) => None,
+            };
+            (found, row)
+        });
+        let mut previous = std::mem::take(&mut cache.results);
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        if let Some(plan) = &plan {
+            plan.stamp.hash(&mut hasher);
+        }
+        let mut rows = Vec::with_capacity(found.len());
+        let mut results = Vec::new();
+        let mut kept = Vec::with_capacity(found.len());
+        for (i, (found, row)) in found.into_iter().enumerate() {
+            rows.extend(row);
+            let entry = match found {
+                Found::Nothing => None,
+                Found::Unchanged(_) => previous.get_mut(i).and_then(Option::take),
+                Found::Read(stamp, parsed) => Some(Cached {
+                    key: keys[i].clone(),
+                    stamp,
+                    parsed,
+                }),
+            };
+            if let Some(entry) = &entry {
+                (i, entry.stamp).hash(&mut hasher);
+                results.extend(entry.parsed.clone());
+            }
+            kept.push(entry);
+        }
+        cache.results = kept;
+        RunScan {
+            pipeline: plan.map(|p| p.lock.pipeline.clone()),
+            rows,
+            results,
+            fingerprint: hasher.finish(),
+        }
+    }
+
+    /// The run's statistics, as `summary.json` has them, from the results of `scan` with
+    /// the expectations its `summary.json` recorded checked again; `None` while it has no
+    /// result. Computed again only when a result, the lock file or `summary.json` changed.
+    pub fn summary(&self, run_dir: &Path, scan: &RunScan) -> Option<Summary> {
+        if scan.results.is_empty() {
+            return None;
+        }
+        let store = RunStore::new(run_dir);
+        let stored_stamp = std::fs::symlink_metadata(store.summary_path())
+            .ok()
+            .filter(|m| !m.file_type().is_symlink())
+            .map(|m| Stamp::of(&m));
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (scan.fingerprint, stored_stamp).hash(&mut hasher);
+        let fingerprint = hasher.finish();
+        let cache = self.run_cache(run_dir);
+        let mut cache = cache.lock().unwrap();
+        if let Some((at, summary)) = &cache.summary
+            && *at == fingerprint
+        {
+            return summary.clone();
+        }
+        let stored = stored_stamp
+            .and_then(|_| store.read_summary().ok())
+            .flatten();
+        let name = scan
+            .pipeline
+            .clone()
+            .or_else(|| stored.as_ref().map(|s| s.pipeline.clone()))
+            .unwrap_or_default();
+        let expect = stored.map(|s| s.expect).unwrap_or_default();
+        let results: Vec<&TrialResult> = scan
+            .results
+            .iter()
+            .filter_map(|parsed| parsed.result.as_ref())
+            .collect();
+        let summary = (!results.is_empty()).then(|| Summary::of(&name, &results).checked(&expect));
+        cache.summary = Some((fingerprint, summary.clone()));
+        summary
     }
 
     /// The row of one trial directory, from its result if it has one.
     pub fn row_of(&self, run_dir: &Path, key: &str) -> Option<TrialRow> {
-        let dir = run_dir.join(key);
-        self.result(&dir)
-            .map(|result| TrialRow::finished(key.to_string(), &result))
-    }
-
-    fn result_dirs(&self, run_dir: &Path) -> Vec<TrialRow> {
-        let mut rows = Vec::new();
-        for stage in read_dirs(run_dir) {
-            for trial in read_dirs(&stage) {
-                if let Some(result) = self.result(&trial) {
-                    let key = trial.strip_prefix(run_dir).unwrap_or(&trial);
-                    rows.push(TrialRow::finished(key_of(key), &result));
-                }
-            }
-        }
-        rows
-    }
-
-    /// The parsed `result.json` of a trial directory, from the cache when the file has not
-    /// changed.
-    fn result(&self, trial_dir: &Path) -> Option<Arc<ResultSummary>> {
-        let path = trial_dir.join(RESULT_FILE);
-        if !self.no_links(&path) {
-            return None;
-        }
-        let meta = std::fs::symlink_metadata(&path).ok()?;
-        let modified = meta.modified().ok();
-        let len = meta.len();
-        if let Some(cached) = self.cache.lock().unwrap().get(&path)
-            && cached.modified == modified
-            && cached.len == len
-        {
-            return cached.row.clone();
-        }
-        let row = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<ResultSummary>(&bytes).ok())
-            .map(Arc::new);
-        self.cache.lock().unwrap().insert(
-            path,
-            Cached {
-                modified,
-                len,
-                row: row.clone(),
-            },
-        );
-        row
+        let place = Parents::default().place(self, run_dir, Path::new(key))?;
+        read_result(&place, None)
+            .parsed()
+            .map(|parsed| parsed.row(key))
     }
 
     /// The summary line of a run for the list of runs.
     pub fn run_info(&self, name: &str, run_dir: &Path, live: bool) -> RunInfo {
-        let rows = self.rows(run_dir);
-        let stats = Stats::of(&rows);
-        let lock = LockFile::read(run_dir).ok().flatten();
+        let scan = self.scan(run_dir);
+        let stats = Stats::of(&scan.rows);
         RunInfo {
             name: name.to_string(),
-            pipeline: lock.map(|l| l.pipeline),
-            planned: rows.len(),
+            pipeline: scan.pipeline,
+            planned: scan.rows.len(),
             finished: stats.finished,
             passed: stats.passed,
             errors: stats.errors,
@@ -324,10 +641,12 @@ impl Catalog {
             return Err(CatalogError::UnknownTrial(key.to_string()));
         }
         // The plan's entry of this one trial, not every row of the run.
-        let planned = LockFile::read(run_dir).ok().flatten().and_then(|lock| {
-            let trial = lock.trials.iter().find(|t| key_of(&t.dir) == key)?;
-            Some(TrialRow::pending(trial, &lock.params))
-        });
+        let planned = self
+            .plan(run_dir, &mut self.run_cache(run_dir).lock().unwrap())
+            .and_then(|plan| {
+                let index = plan.keys.iter().position(|k| k == key)?;
+                Some(plan.pending(index))
+            });
         let row = self
             .row_of(run_dir, key)
             .or(planned)
@@ -449,6 +768,121 @@ impl Stats {
     }
 }
 
+/// Opens trial directories' parents once per parent, not once per trial (a plan lists its
+/// trials stage by stage, so consecutive trials share a parent), each checked for symbolic
+/// links on the way from the served root.
+#[derive(Default)]
+struct Parents {
+    /// The last parent asked for, relative to the run, and the directory opened.
+    last: Option<(PathBuf, Option<Arc<OwnedFd>>)>,
+}
+
+impl Parents {
+    /// Where `run_dir/rel` is, when `rel` is a plain relative path and no directory above
+    /// the trial's own is a symbolic link (the trial directory itself is checked when its
+    /// result is read).
+    fn place<'a>(&mut self, catalog: &Catalog, run_dir: &Path, rel: &'a Path) -> Option<Place<'a>> {
+        if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            return None;
+        }
+        let name = rel.file_name()?;
+        let parent = rel.parent()?;
+        let fd = match &self.last {
+            Some((last, fd)) if last.as_os_str() == parent.as_os_str() => fd.clone(),
+            _ => {
+                let dir = run_dir.join(parent);
+                let fd = catalog
+                    .no_links(&dir)
+                    .then(|| open_dir(&dir))
+                    .flatten()
+                    .map(Arc::new);
+                self.last = Some((parent.to_path_buf(), fd.clone()));
+                fd
+            }
+        };
+        Some(Place { parent: fd?, name })
+    }
+}
+
+/// A directory opened to look things up relative to it; never through a link at its end.
+fn open_dir(path: &Path) -> Option<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
+}
+
+/// A trial's `result.json`, unless the trial directory or the file is a symbolic link;
+/// `before` is the cached entry, used when the file has not changed.
+fn read_result(place: &Place, before: Option<&Cached>) -> Found {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let is = |path: &Path, kind: FileType| {
+        rustix::fs::statat(&*place.parent, path, AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .filter(|stat| FileType::from_raw_mode(stat.st_mode) == kind)
+    };
+    if is(Path::new(place.name), FileType::Directory).is_none() {
+        return Found::Nothing;
+    }
+    let file = Path::new(place.name).join(RESULT_FILE);
+    let Some(stat) = is(&file, FileType::RegularFile) else {
+        return Found::Nothing;
+    };
+    let stamp = Stamp::of_stat(&stat);
+    if let Some(before) = before
+        && before.stamp == stamp
+    {
+        return Found::Unchanged(before.parsed.clone());
+    }
+    let parsed = rustix::fs::openat(
+        &*place.parent,
+        &file,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
+    .and_then(|fd| {
+        use std::io::Read;
+        let mut bytes = Vec::with_capacity(stamp.len as usize);
+        std::fs::File::from(fd).read_to_end(&mut bytes).ok()?;
+        Parsed::of(&bytes)
+    })
+    .map(Arc::new);
+    Found::Read(stamp, parsed)
+}
+
+/// `f` of `0..count` in order, spread over the machine's cores when there are many.
+fn par_map<R: Send>(count: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads < 2 || count < PARALLEL_FROM {
+        return (0..count).map(f).collect();
+    }
+    let f = &f;
+    let chunk = count.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = (0..count)
+            .step_by(chunk)
+            .map(|start| {
+                scope.spawn(move || {
+                    (start..(start + chunk).min(count))
+                        .map(f)
+                        .collect::<Vec<R>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| {
+                part.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 fn is_run_dir(dir: &Path) -> bool {
     RunStore::is_run_dir(dir)
 }
@@ -528,10 +962,13 @@ mod tests {
 
     fn result_json(task: &str, status: &str, reward: Option<f64>) -> String {
         serde_json::json!({
+            "format": 1, "trial_id": "0000", "full_id": "0000",
             "task": task, "stage": "s", "agent": "oracle", "model": null, "params": {},
-            "attempt": 1, "status": status, "reward": reward, "error": null,
+            "attempt": 1, "status": status, "rewards": {}, "reward": reward, "error": null,
             "cost_usd": 0.5, "usage": {"input_tokens": 10, "output_tokens": 5},
-            "timings": [{"phase": "agent", "started_at": "x", "seconds": 1.5}]
+            "timings": [{"phase": "agent", "started_at": "x", "seconds": 1.5}],
+            "agent_exit_code": 0, "verifier_exit_code": 0, "image": "i", "container": null,
+            "retried": [], "helios_version": "test"
         })
         .to_string()
     }
@@ -692,5 +1129,99 @@ mod tests {
             &result_json("b", "completed", Some(1.0)),
         );
         assert_eq!(catalog.rows(&run)[1].status, "completed");
+    }
+
+    #[test]
+    fn the_statistics_follow_a_changed_result() {
+        let root = run_with_two_results();
+        let catalog = Catalog::new(root.path()).unwrap();
+        let run = catalog.run_dir("demo").unwrap();
+        let scan = catalog.scan(&run);
+        assert_eq!(catalog.summary(&run, &scan).unwrap().passed, 1);
+        // Asked again with nothing changed: the same numbers, from the cache.
+        let again = catalog.scan(&run);
+        assert_eq!(again.fingerprint, scan.fingerprint);
+        assert_eq!(catalog.summary(&run, &again).unwrap().passed, 1);
+        write(
+            &run.join("s/b__oracle__a1__1111/result.json"),
+            &result_json("b", "completed", Some(1.0)),
+        );
+        let changed = catalog.scan(&run);
+        assert_ne!(changed.fingerprint, scan.fingerprint);
+        assert_eq!(catalog.summary(&run, &changed).unwrap().passed, 2);
+    }
+
+    #[test]
+    fn a_changed_lock_file_is_read_again() {
+        let root = run_with_two_results();
+        let catalog = Catalog::new(root.path()).unwrap();
+        let run = catalog.run_dir("demo").unwrap();
+        let trial = |task: &str, dir: &str| LockedTrial {
+            id: "0".repeat(64),
+            stage: "s".into(),
+            task: task.into(),
+            agent: "oracle".into(),
+            model: None,
+            params: 0,
+            attempt: 1,
+            dir: dir.into(),
+        };
+        let lock = |trials: Vec<LockedTrial>| LockFile {
+            format: 1,
+            helios_version: "test".into(),
+            pipeline: "demo".into(),
+            tasks: Vec::new(),
+            builds: Vec::new(),
+            params: vec![Default::default()],
+            trials,
+            sources: Vec::new(),
+        };
+        lock(vec![trial("a", "s/a__oracle__a1__0000")])
+            .write(&run)
+            .unwrap();
+        let keys = |rows: Vec<TrialRow>| -> Vec<(String, String)> {
+            rows.into_iter().map(|r| (r.key, r.status)).collect()
+        };
+        assert_eq!(
+            keys(catalog.rows(&run)),
+            [("s/a__oracle__a1__0000".to_string(), "completed".to_string())]
+        );
+        // A longer plan (a different size, so the change shows even within one tick of
+        // the file system's clock): the new trial is pending, the old ones keep their result.
+        lock(vec![
+            trial("a", "s/a__oracle__a1__0000"),
+            trial("b", "s/b__oracle__a1__1111"),
+            trial("c", "s/c__oracle__a1__2222"),
+            trial("d", "../outside"),
+        ])
+        .write(&run)
+        .unwrap();
+        assert_eq!(
+            keys(catalog.rows(&run)),
+            [
+                ("s/a__oracle__a1__0000".to_string(), "completed".to_string()),
+                ("s/b__oracle__a1__1111".to_string(), "failed".to_string()),
+                ("s/c__oracle__a1__2222".to_string(), "pending".to_string()),
+                ("../outside".to_string(), "pending".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_result_of_another_format_is_a_row_but_not_a_statistic() {
+        let root = run_with_two_results();
+        let run = root.path().join("demo");
+        // Only the fields a listing reads: an older or newer result.json.
+        write(
+            &run.join("s/c__oracle__a1__2222/result.json"),
+            r#"{"task": "c", "stage": "s", "agent": "oracle", "model": null, "attempt": 1,
+                "status": "completed", "reward": 1.0, "error": null, "cost_usd": null,
+                "usage": null}"#,
+        );
+        let catalog = Catalog::new(root.path()).unwrap();
+        let scan = catalog.scan(&run);
+        assert_eq!(scan.rows.len(), 3);
+        assert_eq!(scan.rows[2].reward, Some(1.0));
+        assert_eq!(catalog.summary(&run, &scan).unwrap().trials, 2);
     }
 }

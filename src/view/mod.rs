@@ -4,6 +4,7 @@
 
 mod assets;
 pub mod catalog;
+mod compact;
 pub mod live;
 mod routes;
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -18,9 +19,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::assets;
-use super::catalog::{Catalog, CatalogError, RunInfo, TrialView};
+use super::catalog::{Catalog, CatalogError, RunInfo, TrialRow, TrialView};
+use super::compact::CompactRows;
 use super::live::{LiveHub, LiveMessage, LiveStep};
-use crate::store::RunStore;
 use crate::store::compare::Comparison;
 use crate::store::summary::Summary;
 
@@ -180,26 +181,32 @@ struct RunPage {
     pipeline: Option<String>,
     /// `running`, `cancelling` or `finished` for the run this process applies; null else.
     live: Option<String>,
-    rows: Vec<super::catalog::TrialRow>,
+    rows: Rows,
     /// The run's statistics per group, from the results there are (null before any).
     summary: Option<Summary>,
 }
 
-/// A run's summary recomputed from its results, with the expectations its `summary.json`
-/// recorded checked again; `None` while it has no result.
-fn run_summary(dir: &std::path::Path, pipeline: Option<&str>) -> Option<Summary> {
-    let store = RunStore::new(dir);
-    let results = store.read_results().ok()?;
-    if results.is_empty() {
-        return None;
-    }
-    let stored = store.read_summary().ok().flatten();
-    let name = pipeline
-        .map(str::to_string)
-        .or_else(|| stored.as_ref().map(|s| s.pipeline.clone()))
-        .unwrap_or_default();
-    let expect = stored.map(|s| s.expect).unwrap_or_default();
-    Some(Summary::of(&name, &results.iter().collect::<Vec<_>>()).checked(&expect))
+/// A run page's rows: objects (the default), or compact (`?rows=compact`, what the page
+/// asks for).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Rows {
+    Full(Vec<TrialRow>),
+    Compact(CompactRows),
+}
+
+#[derive(Deserialize)]
+struct RunQuery {
+    #[serde(default)]
+    rows: RowsFormat,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum RowsFormat {
+    #[default]
+    Full,
+    Compact,
 }
 
 #[derive(Deserialize)]
@@ -216,7 +223,8 @@ async fn compare(
     blocking(move || {
         let summary_of = |name: &str| -> Result<Summary, ApiError> {
             let dir = state.catalog.run_dir(name)?;
-            run_summary(&dir, None).ok_or_else(|| {
+            let scan = state.catalog.scan(&dir);
+            state.catalog.summary(&dir, &scan).ok_or_else(|| {
                 ApiError(
                     StatusCode::NOT_FOUND,
                     format!("run `{name}` has no results yet"),
@@ -231,24 +239,31 @@ async fn compare(
     .map(Json)
 }
 
+/// A run's page: every trial as a row, and the statistics.
 async fn run(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    query: Result<Query<RunQuery>, QueryRejection>,
 ) -> Result<Json<RunPage>, ApiError> {
+    let format = query
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?
+        .0
+        .rows;
     blocking(move || {
         let dir = state.catalog.run_dir(&name)?;
-        let mut rows = state.catalog.rows(&dir);
+        let mut scan = state.catalog.scan(&dir);
+        let summary = state.catalog.summary(&dir, &scan);
+        let mut rows = std::mem::take(&mut scan.rows);
         state.live.overlay(&dir, &mut rows);
-        let pipeline = crate::plan::lock::LockFile::read(&dir)
-            .ok()
-            .flatten()
-            .map(|lock| lock.pipeline);
         Ok(RunPage {
             live: state.live.run_state(&dir),
-            summary: run_summary(&dir, pipeline.as_deref()),
+            summary,
             name,
-            pipeline,
-            rows,
+            pipeline: scan.pipeline,
+            rows: match format {
+                RowsFormat::Full => Rows::Full(rows),
+                RowsFormat::Compact => Rows::Compact(CompactRows::of(rows)),
+            },
         })
     })
     .await
@@ -259,6 +274,8 @@ async fn run(
 struct TrialPage {
     #[serde(flatten)]
     view: TrialView,
+    /// The run's state, as on the run page.
+    live: Option<String>,
     /// What the agent did so far while the trial runs (its trajectory is written at the end).
     live_steps: Vec<LiveStep>,
 }
@@ -275,6 +292,7 @@ async fn trial(
             .overlay(&dir, std::slice::from_mut(&mut view.row));
         Ok(TrialPage {
             live_steps: state.live.steps(&dir, &view.row.key),
+            live: state.live.run_state(&dir),
             view,
         })
     })

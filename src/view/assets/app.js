@@ -384,25 +384,78 @@ function filterBar(rows, filters, onChange) {
   );
 }
 
+// The matrix shows this many tasks at a time; the pager moves through the rest.
+const PAGE_TASKS = 100;
+
+// The rows of `/api/runs/NAME?rows=compact` as objects, as the rows of the full form.
+function decodeRows(compact) {
+  if (Array.isArray(compact)) return compact;
+  const { fields, indexed, strings, rows } = compact;
+  const isIndexed = fields.map((f) => indexed.includes(f));
+  return rows.map((values) => {
+    const row = {};
+    for (let i = 0; i < fields.length; i++) {
+      const value = values[i];
+      row[fields[i]] = isIndexed[i] && value !== null ? strings[value] : value;
+    }
+    return row;
+  });
+}
+
+function runQuery(filters, pageNumber) {
+  const entries = Object.entries(filters).filter(([, v]) => v);
+  if (pageNumber > 1) entries.push(["page", String(pageNumber)]);
+  return new URLSearchParams(entries).toString();
+}
+
+function pager(pageNumber, pages, taskCount, onPage) {
+  const first = (pageNumber - 1) * PAGE_TASKS + 1;
+  const last = Math.min(taskCount, pageNumber * PAGE_TASKS);
+  const button = (text, target, cls) =>
+    el("button", { type: "button", class: cls, disabled: target < 1 || target > pages || target === pageNumber, onclick: () => onPage(target), text });
+  return el(
+    "div",
+    { class: "pager", id: "pager", dataset: { page: pageNumber, pages } },
+    button("« first", 1, "first"),
+    button("‹ previous", pageNumber - 1, "previous"),
+    el("span", { class: "page-of", text: `tasks ${first}–${last} of ${taskCount} · page ${pageNumber} of ${pages}` }),
+    button("next ›", pageNumber + 1, "next"),
+    button("last »", pages, "last"),
+  );
+}
+
 function renderRun() {
   if (!page || page.kind !== "run") return;
   const { run, data, filters } = page;
   const shown = data.rows.filter((r) => matches(r, filters));
   const stageCount = new Set(data.rows.map((r) => r.stage)).size;
-  const columns = [...new Set(shown.map((r) => columnOf(r, stageCount)))];
-  const tasks = [...new Set(shown.map((r) => r.task))].sort();
+  // One pass: each row's column, the columns in order, the cells, each column's rows.
+  const columnIndex = new Map();
+  const byColumn = [];
   const cells = new Map();
+  const taskSet = new Set();
   for (const row of shown) {
-    const id = `${row.task}\u0000${columnOf(row, stageCount)}`;
+    const column = columnOf(row, stageCount);
+    if (!columnIndex.has(column)) {
+      columnIndex.set(column, byColumn.length);
+      byColumn.push([]);
+    }
+    byColumn[columnIndex.get(column)].push(row);
+    taskSet.add(row.task);
+    const id = `${row.task}\u0000${column}`;
     if (!cells.has(id)) cells.set(id, []);
     cells.get(id).push(row);
   }
-  const byColumn = columns.map((c) => shown.filter((r) => columnOf(r, stageCount) === c));
+  const columns = [...columnIndex.keys()];
+  const tasks = [...taskSet].sort();
+  const pages = Math.max(1, Math.ceil(tasks.length / PAGE_TASKS));
+  page.number = Math.min(Math.max(1, page.number || 1), pages);
+  const pageTasks = tasks.slice((page.number - 1) * PAGE_TASKS, page.number * PAGE_TASKS);
   const colStats = byColumn.map(stats);
   const total = stats(shown);
 
   const head = el("tr", {}, el("th", { text: "task" }), columns.map((c) => el("th", { class: "column", text: c })));
-  const body = tasks.map((task) =>
+  const body = pageTasks.map((task) =>
     el(
       "tr",
       { dataset: { task } },
@@ -429,6 +482,11 @@ function renderRun() {
       total.mean === null ? "—" : total.mean.toFixed(3)
     } · ${total.errors} error(s)`,
   );
+  const toPage = (number) => {
+    page.number = number;
+    history.replaceState(null, "", runHref(run, runQuery(filters, number)));
+    renderRun();
+  };
   const matrix = shown.length
     ? el("div", { class: "scroll" }, el("table", { class: "matrix", id: "matrix" }, el("thead", {}, head), el("tbody", {}, body), el("tfoot", {}, foot)))
     : el("p", { class: "muted", text: "No trial matches these filters." });
@@ -440,15 +498,17 @@ function renderRun() {
       el("h1", {}, data.name, data.pipeline ? el("span", { class: "muted sub", text: ` pipeline ${data.pipeline}` }) : null),
       filterBar(data.rows, filters, (name, value) => {
         filters[name] = value;
-        const query = new URLSearchParams(Object.entries(filters).filter(([, v]) => v)).toString();
-        history.replaceState(null, "", runHref(run, query));
+        page.number = 1;
+        history.replaceState(null, "", runHref(run, runQuery(filters, 1)));
         renderRun();
       }),
       el("div", { id: "run-body" }),
       el("p", { class: "legend muted" }, "Each square is one attempt, coloured by reward (red 0 → green 1); orange: no reward (error); grey: not run yet; blue: running."),
     );
   }
-  document.getElementById("run-body").replaceChildren(summary, matrix, statsTable(data.summary) || "");
+  document
+    .getElementById("run-body")
+    .replaceChildren(summary, pages > 1 ? pager(page.number, pages, tasks.length, toPage) : "", matrix, statsTable(data.summary) || "");
 }
 
 function scheduleRender(render) {
@@ -460,26 +520,42 @@ function scheduleRender(render) {
   });
 }
 
+async function loadRun(run) {
+  const data = await getJson(`/api/runs/${enc(run)}?rows=compact`);
+  data.rows = decodeRows(data.rows);
+  return data;
+}
+
 async function showRun(run, query) {
   crumbs({ text: "runs", href: "#/" }, { text: run });
-  const data = await getJson(`/api/runs/${enc(run)}`);
+  const data = await loadRun(run);
   const filters = Object.fromEntries(FILTERS.map((f) => [f, query.get(f) || ""]));
-  page = { kind: "run", run, data, filters };
+  page = { kind: "run", run, data, filters, number: Number(query.get("page")) || 1 };
   setLive(data.live);
   renderRun();
   if (data.live && data.live !== "finished") {
+    // Where each trial's row is, so that a live update does not search them all.
+    let places = null;
+    const placeOf = (key) => {
+      if (!places) places = new Map(data.rows.map((r, i) => [r.key, i]));
+      return places.get(key);
+    };
     const reload = async () => {
-      const fresh = await getJson(`/api/runs/${enc(run)}`);
+      const fresh = await loadRun(run);
       data.rows = fresh.rows;
       data.summary = fresh.summary;
+      places = null;
       setLive(fresh.live);
       scheduleRender(renderRun);
     };
     listen(run, reload, {
       trial: ({ row }) => {
-        const i = data.rows.findIndex((r) => r.key === row.key);
-        if (i >= 0) data.rows[i] = row;
-        else data.rows.push(row);
+        const i = placeOf(row.key);
+        if (i !== undefined) data.rows[i] = row;
+        else {
+          places.set(row.key, data.rows.length);
+          data.rows.push(row);
+        }
         scheduleRender(renderRun);
       },
       run: ({ state }) => setLive(state),
@@ -657,9 +733,8 @@ async function showTrial(run, key) {
   const data = await loadTrial(run, key);
   page = { kind: "trial", run, key, data };
   renderTrial();
-  const runData = await getJson(`/api/runs/${enc(run)}`);
-  setLive(runData.live);
-  if (runData.live && runData.live !== "finished" && !FINISHED(data.row.status)) {
+  setLive(data.live);
+  if (data.live && data.live !== "finished" && !FINISHED(data.row.status)) {
     const reload = async () => {
       if (!page || page.kind !== "trial") return;
       page.data = await loadTrial(run, key);
