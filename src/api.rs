@@ -522,6 +522,7 @@ impl AgentRunner {
             manifest,
             tasks: vec![task],
             sources: Vec::new(),
+            skipped: Vec::new(),
         })
     }
 }

@@ -141,9 +141,13 @@ error_kinds! {
     Auth = "auth",
     DaytonaError = "daytona_error",
     SandboxNotReady = "sandbox_not_ready",
+    /// The task's healthcheck never passed: its environment was not ready.
+    Unhealthy = "unhealthy",
     Cancelled = "cancelled",
     // The agent.
     NoSolution = "no_solution",
+    /// A step's `workdir/setup.sh` failed; the trial's later steps did not run.
+    StepSetupFailed = "step_setup_failed",
     /// An installed agent exited with a status other than 0.
     AgentExit = "agent_exit",
     AgentTimeout = "agent_timeout",
@@ -214,6 +218,7 @@ impl From<&EnvError> for ErrorKind {
             EnvError::Daytona(_) => ErrorKind::DaytonaError,
             EnvError::NotReady { .. } => ErrorKind::SandboxNotReady,
             EnvError::Cancelled => ErrorKind::Cancelled,
+            EnvError::Unhealthy { .. } => ErrorKind::Unhealthy,
         }
     }
 }

@@ -84,7 +84,10 @@ impl AgentError {
 /// What an agent needs to know about its trial.
 pub struct AgentContext<'a> {
     pub kind: AgentKind,
-    pub task_dir: &'a Path,
+    /// The oracle's `solution/` directory (a step's, in a multi-step task).
+    pub solution_dir: &'a Path,
+    /// The user the agent runs as; the image's user when `None`.
+    pub user: Option<String>,
     pub instruction: &'a str,
     pub workdir: Option<String>,
     pub solution_env: std::collections::BTreeMap<String, String>,
@@ -107,7 +110,7 @@ pub async fn run(instance: &Instance, cx: &AgentContext<'_>) -> Result<AgentRun,
             ..AgentRun::default()
         }),
         AgentKind::Oracle => {
-            let solution = cx.task_dir.join("solution");
+            let solution = cx.solution_dir;
             if !solution.join("solve.sh").is_file() {
                 return Err(AgentError::NoSolution);
             }
@@ -117,6 +120,7 @@ pub async fn run(instance: &Instance, cx: &AgentContext<'_>) -> Result<AgentRun,
                 workdir: cx.workdir.clone(),
                 env: cx.solution_env.clone(),
                 deadline: cx.timeout,
+                user: cx.user.clone(),
             };
             finish(instance.exec(&spec).await?)
         }
@@ -141,6 +145,7 @@ pub async fn run(instance: &Instance, cx: &AgentContext<'_>) -> Result<AgentRun,
                 workdir: cx.workdir.clone(),
                 env,
                 deadline: cx.timeout,
+                user: cx.user.clone(),
             };
             finish(instance.exec(&spec).await?)
         }
@@ -152,6 +157,7 @@ pub async fn run(instance: &Instance, cx: &AgentContext<'_>) -> Result<AgentRun,
                 instance,
                 workdir: cx.workdir.clone(),
                 env: cx.agent_env.clone(),
+                user: cx.user.clone(),
             };
             let outcome = model_loop(plan, cx, "helios-terminal")
                 .run(&mut bash)

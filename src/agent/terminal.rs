@@ -47,6 +47,8 @@ pub struct Bash<'a> {
     pub instance: &'a Instance,
     pub workdir: Option<String>,
     pub env: BTreeMap<String, String>,
+    /// The user commands run as; the image's user when `None`.
+    pub user: Option<String>,
 }
 
 impl Toolbox for Bash<'_> {
@@ -104,6 +106,7 @@ impl Bash<'_> {
                 workdir: self.workdir.clone(),
                 env: self.env.clone(),
                 deadline: Some(deadline),
+                user: self.user.clone(),
             })
             .await?;
         let mut text = output.stdout;

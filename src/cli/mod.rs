@@ -50,8 +50,8 @@ pub enum Command {
         /// Same as `--format json`.
         #[arg(long)]
         json: bool,
-        /// Treat warnings as errors.
-        #[arg(long)]
+        /// Treat warnings as errors (an unknown key of a newer task format among them).
+        #[arg(long, visible_alias = "strict")]
         deny_warnings: bool,
     },
     /// Show what `apply` would run: trials per stage, already done, changed, new.

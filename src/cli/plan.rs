@@ -238,6 +238,18 @@ fn human(
             ));
         }
     }
+    if !plan.skipped.is_empty() {
+        out.push_str(&format!(
+            "skipped as invalid (`on_invalid = \"skip\"`): {} task(s)\n",
+            plan.skipped.len()
+        ));
+        for task in &plan.skipped {
+            out.push_str(&format!("  {}\n", task.name));
+            for problem in &task.problems {
+                out.push_str(&format!("    {problem}\n"));
+            }
+        }
+    }
     out.push_str(&format!(
         "\nresources: {} CPU(s) and {} of memory on this machine, {} build(s) and up to {concurrency} trial(s) at once; a trial starts when its task's cpus and memory fit\n",
         budget.cpus,
@@ -291,6 +303,9 @@ struct JsonPlan<'a> {
     /// Sources that resolve differently from the lock file, described.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     source_changes: Vec<String>,
+    /// Invalid tasks left out (`on_invalid = "skip"`), with their problems.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    skipped_tasks: &'a [crate::manifest::SkippedTask],
     trials: Vec<JsonTrial<'a>>,
 }
 
@@ -356,6 +371,7 @@ fn json(
         worst_case_cost,
         sources: &plan.sources,
         source_changes: changes.iter().map(SourceChange::describe).collect(),
+        skipped_tasks: &plan.skipped,
         stages: plan
             .stages
             .iter()

@@ -53,6 +53,8 @@ pub enum Code {
     Template,
     /// A file that could not be read at all.
     Io,
+    /// A valid setting that helios cannot honour (yet): runs that need it are refused.
+    Unsupported,
 }
 
 impl Code {
@@ -71,6 +73,7 @@ impl Code {
             Code::Conflict => "conflict",
             Code::Template => "template",
             Code::Io => "io",
+            Code::Unsupported => "unsupported",
         }
     }
 }
@@ -149,6 +152,18 @@ impl Sources {
 
     pub fn extend(&mut self, other: Sources) {
         self.texts.extend(other.texts);
+    }
+
+    /// `file:line:column: message` (`file: message` without a place), on one line.
+    pub fn locate(&self, diagnostic: &Diagnostic) -> String {
+        let file = diagnostic.file.display();
+        match (&diagnostic.span, self.get(&diagnostic.file)) {
+            (Some(span), Some(text)) => {
+                let (line, column) = line_column(text, span.start);
+                format!("{file}:{line}:{column}: {}", diagnostic.message)
+            }
+            _ => format!("{file}: {}", diagnostic.message),
+        }
     }
 }
 

@@ -86,6 +86,7 @@ pub async fn start(instance: &Instance, config: &DesktopConfig) -> Result<(), En
             workdir: None,
             env,
             deadline: Some(START_DEADLINE),
+            user: None,
         })
         .await?;
     if output.exit_code == Some(0) {

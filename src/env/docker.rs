@@ -386,6 +386,7 @@ impl DockerEngine {
             cmd: Some(cmd),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             working_dir: spec.workdir.clone(),
+            user: spec.user.clone(),
             ..Default::default()
         };
         let exec_id = {

@@ -86,6 +86,24 @@ pub enum EnvError {
     /// The run was cancelled while the environment was being made.
     #[error("cancelled")]
     Cancelled,
+    /// A task's healthcheck did not pass: the environment never became ready.
+    #[error("the healthcheck `{command}` did not pass after {attempts} attempt(s) in {seconds:.1}s{}", last_output(.output))]
+    Unhealthy {
+        command: String,
+        attempts: u32,
+        seconds: f64,
+        /// The end of the last attempt's output.
+        output: String,
+    },
+}
+
+fn last_output(output: &str) -> String {
+    let output = output.trim();
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!("; its last output:\n{output}")
+    }
 }
 
 /// Why a task's image cannot run an installed agent, and what to do.
@@ -184,6 +202,8 @@ pub struct ExecSpec {
     pub env: BTreeMap<String, String>,
     /// When it must be over; the process and its children are killed then.
     pub deadline: Option<Duration>,
+    /// The user it runs as (a name or a numeric id); the image's user when `None`.
+    pub user: Option<String>,
 }
 
 /// What a command did.

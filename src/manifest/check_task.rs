@@ -91,6 +91,277 @@ pub(crate) fn check(
         let base = format!("/{section}/env");
         out.extend(env_syntax(manifest_path, doc, &base, vars));
     }
+    for (i, step) in task.steps.iter().enumerate() {
+        let base = format!("/steps/{i}/verifier/env");
+        out.extend(env_syntax(manifest_path, doc, &base, &step.verifier.env));
+    }
+    let error = |code: Code, pointer: &str, message: String, label: &str, hint: &str| {
+        Diagnostic::error(code, manifest_path, message)
+            .at(doc.value_span(pointer))
+            .label(label.to_string())
+            .hint(hint.to_string())
+    };
+    if let Some(package) = &task.task
+        && package.name.contains("..")
+    {
+        out.push(error(
+            Code::InvalidValue,
+            "/task/name",
+            format!("`task.name` \"{}\" contains `..`", package.name),
+            "not a package name",
+            "write `org/name` with letters, digits, `.`, `_` and `-`",
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, step) in task.steps.iter().enumerate() {
+        if !seen.insert(step.name.as_str()) {
+            out.push(error(
+                Code::Duplicate,
+                &format!("/steps/{i}/name"),
+                format!("two steps are named `{}`", step.name),
+                "named before",
+                "give each step its own name (its directory under `steps/`)",
+            ));
+        }
+        if step.name.contains('/') || step.name == "." || step.name == ".." {
+            out.push(error(
+                Code::InvalidValue,
+                &format!("/steps/{i}/name"),
+                format!("step name `{}` is not a directory name", step.name),
+                "not a name",
+                "name the step after its directory under `steps/`",
+            ));
+        }
+    }
+    let verifiers = std::iter::once(("/verifier".to_string(), &task.verifier)).chain(
+        task.steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("/steps/{i}/verifier"), &s.verifier)),
+    );
+    for (base, verifier) in verifiers {
+        if verifier.environment_mode == Some(crate::verify::Isolation::Shared)
+            && verifier.environment.is_some()
+        {
+            out.push(error(
+                Code::Conflict,
+                &format!("{base}/environment_mode"),
+                "`environment_mode = \"shared\"` with a `[verifier.environment]` table".into(),
+                "conflicts",
+                "a shared verifier runs in the agent's environment: remove the table, or say \"separate\"",
+            ));
+        }
+        out.extend(phase_hosts(
+            manifest_path,
+            doc,
+            &base,
+            verifier.network_mode,
+            &verifier.allowed_hosts,
+        ));
+        for (i, hook) in verifier.collect.iter().enumerate() {
+            if let Some(service) = &hook.service {
+                out.extend(service_name(
+                    manifest_path,
+                    doc,
+                    &format!("{base}/collect/{i}/service"),
+                    service,
+                ));
+            }
+        }
+    }
+    out.extend(phase_hosts(
+        manifest_path,
+        doc,
+        "/agent",
+        task.agent.network_mode,
+        &task.agent.allowed_hosts,
+    ));
+    for (i, step) in task.steps.iter().enumerate() {
+        out.extend(phase_hosts(
+            manifest_path,
+            doc,
+            &format!("/steps/{i}/agent"),
+            step.agent.network_mode,
+            &step.agent.allowed_hosts,
+        ));
+    }
+    let artifacts = task
+        .artifacts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("/artifacts/{i}"), a))
+        .chain(task.steps.iter().enumerate().flat_map(|(s, step)| {
+            step.artifacts
+                .iter()
+                .enumerate()
+                .map(move |(i, a)| (format!("/steps/{s}/artifacts/{i}"), a))
+        }));
+    for (pointer, artifact) in artifacts {
+        out.extend(artifact_checks(manifest_path, doc, &pointer, artifact));
+    }
+    for (i, server) in task.environment.mcp_servers.iter().enumerate() {
+        use super::task::McpTransport;
+        let pointer = format!("/environment/mcp_servers/{i}");
+        let missing = match server.transport {
+            McpTransport::Stdio if server.command.as_deref().is_none_or(str::is_empty) => Some((
+                "command",
+                "a `stdio` server needs the `command` that starts it",
+            )),
+            McpTransport::Sse | McpTransport::StreamableHttp
+                if server.url.as_deref().is_none_or(str::is_empty) =>
+            {
+                Some((
+                    "url",
+                    "an `sse` or `streamable-http` server needs its `url`",
+                ))
+            }
+            _ => None,
+        };
+        if let Some((key, hint)) = missing {
+            out.push(
+                Diagnostic::error(
+                    Code::MissingKey,
+                    manifest_path,
+                    format!("MCP server `{}` has no `{key}`", server.name),
+                )
+                .at(doc.key_span(&pointer))
+                .label(format!("`{key}` is missing here"))
+                .hint(hint),
+            );
+        }
+    }
+    for unsupported in super::task_support::unsupported(dir, task) {
+        let mut d = Diagnostic::warning(Code::Unsupported, manifest_path, unsupported.message);
+        if !unsupported.pointer.is_empty() {
+            d = d.at(doc.key_span(&unsupported.pointer));
+        }
+        d = d.hint(if unsupported.refused {
+            "`apply` refuses trials of this task until helios supports it"
+        } else {
+            "trials run without it"
+        });
+        out.push(d);
+    }
+    out
+}
+
+/// `allowed_hosts` of a phase (`[agent]`, `[verifier]`, a step's) without `allowlist`.
+fn phase_hosts(
+    file: &Path,
+    doc: &Document,
+    base: &str,
+    mode: Option<NetworkMode>,
+    hosts: &Option<Vec<String>>,
+) -> Option<Diagnostic> {
+    if hosts.is_none() || mode == Some(NetworkMode::Allowlist) {
+        return None;
+    }
+    Some(
+        Diagnostic::error(
+            Code::Conflict,
+            file,
+            format!(
+                "`{}.allowed_hosts` is set but `{}.network_mode` is not \"allowlist\"",
+                super::schema::dotted(base),
+                super::schema::dotted(base)
+            ),
+        )
+        .at(doc.key_span(&format!("{base}/allowed_hosts")))
+        .label("has no effect")
+        .hint("set `network_mode = \"allowlist\"` beside it, or remove `allowed_hosts`"),
+    )
+}
+
+/// A Compose service's name, as Harbor allows it.
+fn service_name(file: &Path, doc: &Document, pointer: &str, service: &str) -> Option<Diagnostic> {
+    let mut chars = service.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    (!valid).then(|| {
+        Diagnostic::error(
+            Code::InvalidValue,
+            file,
+            format!("`{service}` is not a Compose service name"),
+        )
+        .at(doc.value_span(pointer))
+        .label("not a service name")
+        .hint("letters, digits, `_`, `.` and `-`, starting with a letter or digit; `main` is the agent's container")
+    })
+}
+
+/// An artifact's paths: a source without `..`, a relative destination inside `artifacts/`.
+fn artifact_checks(
+    file: &Path,
+    doc: &Document,
+    pointer: &str,
+    artifact: &super::task::Artifact,
+) -> Vec<Diagnostic> {
+    let spec = artifact.spec();
+    let mut out = Vec::new();
+    let source_at = match artifact {
+        super::task::Artifact::Path(_) => pointer.to_string(),
+        super::task::Artifact::Spec(_) => format!("{pointer}/source"),
+    };
+    if spec.source.split('/').any(|part| part == "..") {
+        out.push(
+            Diagnostic::error(
+                Code::InvalidValue,
+                file,
+                format!("artifact `{}` climbs out with `..`", spec.source),
+            )
+            .at(doc.value_span(&source_at))
+            .label("`..` is not allowed")
+            .hint("name the file or directory by its absolute path in the environment"),
+        );
+    }
+    if let Some(service) = &spec.service {
+        out.extend(service_name(
+            file,
+            doc,
+            &format!("{pointer}/service"),
+            service,
+        ));
+        if service != "main" && !spec.source.starts_with('/') {
+            out.push(
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    file,
+                    format!(
+                        "artifact `{}` of service `{service}` is not an absolute path",
+                        spec.source
+                    ),
+                )
+                .at(doc.value_span(&source_at))
+                .label("relative")
+                .hint("a sidecar has no working directory helios knows: give the absolute path"),
+            );
+        }
+    }
+    if let Some(destination) = spec.destination.as_deref().filter(|d| !d.is_empty()) {
+        let problem = if destination.starts_with('/') {
+            Some("is absolute")
+        } else if destination.contains('\\') {
+            Some("has a backslash")
+        } else if destination.split('/').any(|part| part == "..") {
+            Some("climbs out with `..`")
+        } else if destination.trim_end_matches('/') == "manifest.json" {
+            Some("is `manifest.json`, which helios writes itself")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            out.push(
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    file,
+                    format!("artifact destination `{destination}` {problem}"),
+                )
+                .at(doc.value_span(&format!("{pointer}/destination")))
+                .label("not a path inside `artifacts/`")
+                .hint("write a relative path such as `logs/app.log`"),
+            );
+        }
+    }
     out
 }
 
@@ -135,15 +406,46 @@ fn required_files(dir: &Path, task: &TaskManifest) -> Vec<Diagnostic> {
             );
         }
     };
-    need(
-        "instruction.md",
-        "write the instructions the agent receives in this file".to_string(),
-    );
-    need(
-        "tests/test.sh",
-        "add the verifier script; it writes the reward to /logs/verifier/reward.txt".to_string(),
-    );
-    if task.environment.docker_image.is_none() {
+    let test_hint =
+        "add the verifier script; it writes the reward to /logs/verifier/reward.txt".to_string();
+    // A separate verifier (Harbor's) runs the tests its own image holds.
+    let shared = |verifier: &super::task::VerifierSection| {
+        verifier.harbor_mode() != Some(crate::verify::Isolation::Separate)
+    };
+    if task.steps.is_empty() {
+        need(
+            "instruction.md",
+            "write the instructions the agent receives in this file".to_string(),
+        );
+        if shared(&task.verifier) {
+            need("tests/test.sh", test_hint);
+        }
+    } else {
+        for step in &task.steps {
+            need(
+                &format!("steps/{}/instruction.md", step.name),
+                format!(
+                    "each step has a directory `steps/{}/` with the instructions of its agent",
+                    step.name
+                ),
+            );
+            let step_shared = match step.verifier.harbor_mode() {
+                Some(mode) => mode == crate::verify::Isolation::Shared,
+                None => shared(&task.verifier),
+            };
+            let own = format!("steps/{}/tests/test.sh", step.name);
+            if step_shared && !dir.join(&own).is_file() {
+                need(
+                    "tests/test.sh",
+                    format!(
+                        "step `{}` has no `{own}`, so the task's tests run: {test_hint}",
+                        step.name
+                    ),
+                );
+            }
+        }
+    }
+    if task.environment.docker_image.is_none() && super::task_support::compose_file(dir).is_none() {
         need(
             "environment/Dockerfile",
             "add a Dockerfile, or name a prebuilt image with `[environment] docker_image`"

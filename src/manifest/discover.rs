@@ -18,6 +18,8 @@ use crate::diagnostic::{Code, Diagnostic};
 pub struct FoundTask {
     pub name: String,
     pub dir: PathBuf,
+    /// The index of the `[[tasks]]` entry that selected it.
+    pub source: usize,
 }
 
 /// What the sources select: task directories, and the git and dataset sources resolved
@@ -143,7 +145,11 @@ pub(crate) fn discover(
                 ),
                 None => {
                     origin.insert(name.clone(), (dir.clone(), i));
-                    found.push(FoundTask { name, dir });
+                    found.push(FoundTask {
+                        name,
+                        dir,
+                        source: i,
+                    });
                 }
             }
         }

@@ -80,6 +80,17 @@ pub fn pointer_push(base: &str, token: &str) -> String {
     format!("{base}/{escaped}")
 }
 
+/// Removes the member at `pointer` (a key of an object) from `value`, if it is there.
+pub fn remove_at(value: &mut serde_json::Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    let key = last.replace("~1", "/").replace("~0", "~");
+    if let Some(serde_json::Value::Object(object)) = value.pointer_mut(parent) {
+        object.remove(&key);
+    }
+}
+
 /// Which syntax a manifest file is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Syntax {

@@ -18,6 +18,7 @@ pub mod size;
 pub mod sources;
 pub mod stage_graph;
 pub mod task;
+pub mod task_support;
 mod toml_source;
 pub mod trials;
 mod yaml_source;
@@ -58,6 +59,17 @@ pub struct Pipeline {
     pub tasks: Vec<TaskDir>,
     /// The git and dataset sources, as resolved (commits, tree ids, cache directories).
     pub sources: Vec<PipelineSource>,
+    /// Invalid tasks of sources with `on_invalid = "skip"`, left out of the run.
+    pub skipped: Vec<SkippedTask>,
+}
+
+/// A task left out because it is invalid and its source says `on_invalid = "skip"`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SkippedTask {
+    pub name: String,
+    pub dir: PathBuf,
+    /// Each problem found, one line each (`file:line:column: message`).
+    pub problems: Vec<String>,
 }
 
 /// The manifests were not valid; the report holds every problem found.
@@ -223,12 +235,23 @@ impl<'a> Loader<'a> {
                 return None;
             }
         };
-        let errors = schema::check(kind, &doc, path);
-        if !errors.is_empty() {
-            self.report.diagnostics.extend(errors);
+        // A task may come from a newer Harbor: keys no known format has are warned about
+        // and left out, where a pipeline (helios's own format) refuses them.
+        let newer_format = (kind == SchemaKind::Task).then(|| task_format(&doc.value));
+        let checked = schema::check_with(kind, &doc, path, newer_format.as_deref());
+        let failed = checked
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == crate::diagnostic::Severity::Error);
+        self.report.diagnostics.extend(checked.diagnostics);
+        if failed {
             return None;
         }
-        match serde_path_to_error::deserialize::<_, T>(&doc.value) {
+        let mut value = std::borrow::Cow::Borrowed(&doc.value);
+        for pointer in &checked.ignored {
+            document::remove_at(value.to_mut(), pointer);
+        }
+        match serde_path_to_error::deserialize::<_, T>(value.as_ref()) {
             Ok(value) => Some((value, doc)),
             Err(e) => {
                 let pointer = pointer_of(e.path());
@@ -332,8 +355,45 @@ impl<'a> Loader<'a> {
                 resolved,
             })
             .collect();
-        let task_names: Vec<String> = found.iter().map(|t| t.name.clone()).collect();
-        let tasks: Vec<Option<TaskDir>> = found.iter().map(|t| self.task(&t.dir)).collect();
+        let mut skipped = Vec::new();
+        let mut task_names = Vec::with_capacity(found.len());
+        let mut tasks: Vec<Option<TaskDir>> = Vec::with_capacity(found.len());
+        for t in &found {
+            let skippable = manifest
+                .tasks
+                .get(t.source)
+                .is_some_and(|s| s.on_invalid == pipeline::OnInvalid::Skip);
+            if !skippable {
+                task_names.push(t.name.clone());
+                tasks.push(self.task(&t.dir));
+                continue;
+            }
+            let before = self.report.diagnostics.len();
+            match self.task(&t.dir) {
+                Some(task) => {
+                    task_names.push(t.name.clone());
+                    tasks.push(Some(task));
+                }
+                None => {
+                    // The task's errors become warnings: the pipeline stands without it.
+                    let mut problems = Vec::new();
+                    for d in &mut self.report.diagnostics[before..] {
+                        if d.severity == crate::diagnostic::Severity::Error {
+                            d.severity = crate::diagnostic::Severity::Warning;
+                            problems.push(self.report.sources.locate(d));
+                        }
+                    }
+                    if problems.is_empty() {
+                        problems.push(format!("task `{}` is invalid", t.name));
+                    }
+                    skipped.push(SkippedTask {
+                        name: t.name.clone(),
+                        dir: t.dir.clone(),
+                        problems,
+                    });
+                }
+            }
+        }
         check_pipeline::PipelineCheck {
             file: path,
             base: &base_dir,
@@ -352,8 +412,19 @@ impl<'a> Loader<'a> {
             manifest,
             tasks: tasks.into_iter().collect::<Option<Vec<_>>>()?,
             sources,
+            skipped,
         })
     }
+}
+
+/// How a task manifest names its format version, for people: `schema_version = "1.5"`.
+fn task_format(value: &serde_json::Value) -> String {
+    for key in ["schema_version", "version"] {
+        if let Some(version) = value.get(key).and_then(|v| v.as_str()) {
+            return format!("`{key} = \"{version}\"`");
+        }
+    }
+    "no `schema_version`".to_string()
 }
 
 /// serde's words for a number out of its type's range (`expected u32`) in a manifest

@@ -184,6 +184,28 @@ pub struct TaskSource {
     /// The seed of the `limit` sample (default 0): the same seed, the same tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// What an invalid task of this source does to the pipeline: `"error"` (the default)
+    /// refuses the pipeline; `"skip"` leaves the task out, listed by `plan` and in the
+    /// run's summary with why, and runs the rest.
+    #[serde(default, skip_serializing_if = "OnInvalid::is_default")]
+    pub on_invalid: OnInvalid,
+}
+
+/// What an invalid task of a `[[tasks]]` source does to the pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnInvalid {
+    /// The pipeline is invalid: every problem is reported and nothing runs.
+    #[default]
+    Error,
+    /// The task is left out with its problems as warnings; the others run.
+    Skip,
+}
+
+impl OnInvalid {
+    fn is_default(&self) -> bool {
+        *self == OnInvalid::Error
+    }
 }
 
 /// One registry or several.

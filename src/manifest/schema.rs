@@ -223,10 +223,69 @@ fn tidy(object: &mut serde_json::Map<String, Value>) {
 
 /// Checks `doc` against the schema of `kind`; every violation becomes a diagnostic.
 pub fn check(kind: SchemaKind, doc: &Document, file: &std::path::Path) -> Vec<Diagnostic> {
+    check_with(kind, doc, file, None).diagnostics
+}
+
+/// What [`check_with`] found: the diagnostics, and the unknown keys that are only warned
+/// about (JSON Pointers), to be left out before the document is deserialized.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub diagnostics: Vec<Diagnostic>,
+    pub ignored: Vec<String>,
+}
+
+/// [`check`], where with `newer_format` set an unknown key that is no likely typo of a
+/// known one is a warning (a newer version of the format may have it) rather than an
+/// error: task directories written for a newer Harbor still load, and what helios does
+/// not know is named. `newer_format` is how the warning names the file's format version.
+pub fn check_with(
+    kind: SchemaKind,
+    doc: &Document,
+    file: &std::path::Path,
+    newer_format: Option<&str>,
+) -> Checked {
     let schema = kind.parsed();
     let mut out = Vec::new();
+    let mut ignored = Vec::new();
     for error in kind.validator().iter_errors(&doc.value) {
         let pointer = error.instance_path().as_str().to_string();
+        if let (Some(format), ValidationErrorKind::AdditionalProperties { unexpected }) =
+            (newer_format, error.kind())
+        {
+            let allowed = allowed_keys(schema, &pointer);
+            let (typos, unknown): (Vec<&String>, Vec<&String>) =
+                unexpected.iter().partition(|key| {
+                    crate::diagnostic::did_you_mean(key, allowed.iter().map(String::as_str))
+                        .is_some()
+                });
+            for key in unknown {
+                let child = pointer_push(&pointer, key);
+                let place = if pointer.is_empty() {
+                    "at the top level".to_string()
+                } else {
+                    format!("in `{}`", dotted(&pointer))
+                };
+                out.push(
+                    Diagnostic::warning(
+                        Code::UnknownKey,
+                        file,
+                        format!("unknown key `{key}` {place} is ignored"),
+                    )
+                    .at(doc.key_span(&child))
+                    .label("not in any task format helios knows")
+                    .hint(format!(
+                        "helios knows Harbor's task format up to schema {KNOWN_TASK_SCHEMA}; this \
+                         task says {format}. Remove the key, or upgrade helios if a newer \
+                         format added it (`--strict` makes this an error)"
+                    )),
+                );
+                ignored.push(child);
+            }
+            for key in typos {
+                out.push(unknown_key(schema, doc, file, &pointer, key));
+            }
+            continue;
+        }
         let instance = error.instance().as_ref().clone();
         out.extend(describe(
             schema,
@@ -239,8 +298,38 @@ pub fn check(kind: SchemaKind, doc: &Document, file: &std::path::Path) -> Vec<Di
         ));
     }
     drop_missing_keys_explained_by_typos(&mut out);
-    out
+    Checked {
+        diagnostics: out,
+        ignored,
+    }
 }
+
+/// The error of a key the schema does not allow at `pointer`, with "did you mean".
+fn unknown_key(
+    schema: &Value,
+    doc: &Document,
+    file: &std::path::Path,
+    pointer: &str,
+    key: &str,
+) -> Diagnostic {
+    let allowed = allowed_keys(schema, pointer);
+    let place = if pointer.is_empty() {
+        "at the top level".to_string()
+    } else {
+        format!("in `{}`", dotted(pointer))
+    };
+    Diagnostic::error(
+        Code::UnknownKey,
+        file,
+        format!("unknown key `{key}` {place}"),
+    )
+    .at(doc.key_span(&pointer_push(pointer, key)))
+    .label("unknown key")
+    .maybe_hint(suggestion_hint(key, allowed.iter().map(String::as_str)))
+}
+
+/// The newest version of Harbor's task format whose every key helios knows.
+pub const KNOWN_TASK_SCHEMA: &str = "1.4";
 
 /// `[[stage]]` for `[[stages]]` is one mistake: the unknown key's "did you mean `stages`?"
 /// says it all, so the matching "missing key `stages`" is left out.
@@ -277,25 +366,9 @@ fn describe(
     let at_value = doc.value_span(pointer);
     let diagnostic = match kind {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let allowed = allowed_keys(schema, pointer);
             return unexpected
                 .iter()
-                .map(|key| {
-                    let child = pointer_push(pointer, key);
-                    let place = if pointer.is_empty() {
-                        "at the top level".to_string()
-                    } else {
-                        format!("in `{name}`")
-                    };
-                    Diagnostic::error(
-                        Code::UnknownKey,
-                        file,
-                        format!("unknown key `{key}` {place}"),
-                    )
-                    .at(doc.key_span(&child))
-                    .label("unknown key")
-                    .maybe_hint(suggestion_hint(key, allowed.iter().map(String::as_str)))
-                })
+                .map(|key| unknown_key(schema, doc, file, pointer, key))
                 .collect();
         }
         ValidationErrorKind::Required { property } => {

@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use super::digest::{self, Digest, DigestError};
 use super::{
     AgentInstall, ImageBuild, ImageSource, Inputs, Node, Plan, PlannedStage, PlannedTask,
-    ResolvedAgent, ResolvedLimits, ResolvedModel, Trial, TrialId,
+    PlannedVerifier, ResolvedAgent, ResolvedLimits, ResolvedModel, Trial, TrialId,
 };
 use crate::agent::AgentKind;
 use crate::agent::installed::{self, Recipe};
@@ -65,6 +65,18 @@ impl Inputs {
                 format!("{environment}\0{image}").as_bytes(),
             ));
         }
+        let mut verifiers = Vec::with_capacity(pipeline.tasks.len());
+        for task in &pipeline.tasks {
+            let mut found = Vec::new();
+            for verifier in task.manifest.separate_verifiers(&task.dir) {
+                let digest = match verifier.environment.docker_image {
+                    Some(_) => None,
+                    None => Some(digest::trees(&verifier.context, &[&|_: &str| true])?[0]),
+                };
+                found.push((verifier, digest));
+            }
+            verifiers.push(found);
+        }
         let mut template_digests = BTreeMap::new();
         for agent in pipeline.manifest.agents.values() {
             for path in [&agent.system_prompt, &agent.user_prompt]
@@ -78,6 +90,7 @@ impl Inputs {
         Ok(Inputs {
             task_digests,
             environment_digests,
+            verifiers,
             template_digests,
         })
     }
@@ -248,6 +261,7 @@ impl Plan {
             expect: manifest.expect.clone(),
             max_cost_usd: manifest.pipeline.max_cost_usd,
             sources: pipeline.sources.iter().map(LockedSource::of).collect(),
+            skipped: pipeline.skipped.clone(),
         })
     }
 }
@@ -296,11 +310,44 @@ fn plan_tasks(pipeline: &Pipeline, inputs: &Inputs) -> (Vec<PlannedTask>, Vec<Im
                     ImageSource::Build(build)
                 }
             };
+            let verifiers = inputs.verifiers[i]
+                .iter()
+                .map(|(verifier, digest)| {
+                    let image = match (&verifier.environment.docker_image, digest) {
+                        (Some(image), _) => ImageSource::Prebuilt(image.clone()),
+                        (None, digest) => {
+                            let digest = digest.expect("a built verifier has a digest");
+                            let build = *by_digest.entry(digest).or_insert_with(|| {
+                                builds.push(ImageBuild {
+                                    digest,
+                                    tag: format!(
+                                        "helios/{}-verifier:{}",
+                                        crate::store::path_component(&task.name).to_lowercase(),
+                                        digest.short(12)
+                                    ),
+                                    context: verifier.context.clone(),
+                                    tasks: Vec::new(),
+                                });
+                                builds.len() - 1
+                            });
+                            if !builds[build].tasks.contains(&i) {
+                                builds[build].tasks.push(i);
+                            }
+                            ImageSource::Build(build)
+                        }
+                    };
+                    PlannedVerifier {
+                        step: verifier.step.clone(),
+                        image,
+                    }
+                })
+                .collect();
             PlannedTask {
                 name: task.name.clone(),
                 dir: task.dir.clone(),
                 digest: inputs.task_digests[i],
                 image,
+                verifiers,
             }
         })
         .collect();
@@ -507,10 +554,8 @@ fn graph(
 ) -> (DiGraph<Node, ()>, Vec<petgraph::graph::NodeIndex>) {
     let build_count = tasks
         .iter()
-        .filter_map(|t| match t.image {
-            ImageSource::Build(b) => Some(b + 1),
-            ImageSource::Prebuilt(_) => None,
-        })
+        .flat_map(PlannedTask::builds)
+        .map(|b| b + 1)
         .max()
         .unwrap_or(0);
     let mut graph = DiGraph::with_capacity(
@@ -545,7 +590,7 @@ fn graph(
             }
         }
         for t in stage.trials.clone() {
-            if let ImageSource::Build(b) = tasks[trials[t].task as usize].image {
+            for b in tasks[trials[t].task as usize].builds() {
                 graph.add_edge(builds[b], trial_nodes[t], ());
             }
             if let Some(gate) = gates[s] {

@@ -34,6 +34,9 @@ pub struct Inputs {
     pub task_digests: Vec<Digest>,
     /// Per task: the digest of `environment/` plus `docker_image`, which decides the image.
     pub environment_digests: Vec<Digest>,
+    /// Per task: its separate verifiers (see `TaskManifest::separate_verifiers`) and, for
+    /// each built from a directory, that directory's digest.
+    pub verifiers: Vec<Vec<(crate::manifest::task::SeparateVerifier, Option<Digest>)>>,
     /// Per template path (as written in the manifest): the digest of its bytes.
     pub template_digests: BTreeMap<String, Digest>,
 }
@@ -55,6 +58,30 @@ pub struct PlannedTask {
     pub dir: PathBuf,
     pub digest: Digest,
     pub image: ImageSource,
+    /// The images of its separate verifiers (Harbor's `environment_mode = "separate"`):
+    /// the task's, or its steps'.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verifiers: Vec<PlannedVerifier>,
+}
+
+/// A separate verifier's image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedVerifier {
+    /// The step it verifies; `None` for the task's.
+    pub step: Option<String>,
+    pub image: ImageSource,
+}
+
+impl PlannedTask {
+    /// Every build the task's trials need: its image's and its verifiers'.
+    pub fn builds(&self) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(&self.image)
+            .chain(self.verifiers.iter().map(|v| &v.image))
+            .filter_map(|image| match image {
+                ImageSource::Build(b) => Some(*b),
+                ImageSource::Prebuilt(_) => None,
+            })
+    }
 }
 
 /// One image build, shared by every task whose environment has the same digest.
@@ -179,6 +206,8 @@ pub struct Plan {
     pub max_cost_usd: Option<f64>,
     /// The git and dataset sources as resolved: commits and each task's tree id.
     pub sources: Vec<lock::LockedSource>,
+    /// Invalid tasks left out (`on_invalid = "skip"`), with their problems.
+    pub skipped: Vec<crate::manifest::SkippedTask>,
 }
 
 impl Plan {

@@ -450,6 +450,8 @@ mod tests {
             logs_cut: None,
             tampering_suspected: false,
             tampering: Vec::new(),
+            collect: Vec::new(),
+            steps: Vec::new(),
             helios_version: "0.1.0".into(),
         }
     }

@@ -4,6 +4,8 @@
 //! queues trials under the concurrency bound, and hears from each build and trial by
 //! message when it ends. It reports through [`RunEvent`]s and never prints.
 
+mod artifacts;
+mod health;
 pub mod prepare;
 pub mod resources;
 pub mod trial;
@@ -731,9 +733,14 @@ async fn ensure_prebuilt_images(
         .iter()
         .zip(states)
         .filter(|(_, state)| **state != TrialState::Done)
-        .filter_map(|(t, _)| match &plan.tasks[t.task as usize].image {
-            ImageSource::Prebuilt(image) => Some((plan.provider(t), image.as_str())),
-            ImageSource::Build(_) => None,
+        .flat_map(|(t, _)| {
+            let task = &plan.tasks[t.task as usize];
+            std::iter::once(&task.image)
+                .chain(task.verifiers.iter().map(|v| &v.image))
+                .filter_map(move |image| match image {
+                    ImageSource::Prebuilt(image) => Some((plan.provider(t), image.as_str())),
+                    ImageSource::Build(_) => None,
+                })
         })
         .filter(|(provider, _)| engines.get(provider).is_some_and(|e| e.builds_images()))
         .collect();
@@ -1011,11 +1018,17 @@ impl Dispatcher {
                 continue;
             }
             let setup = &self.cx.setups[t];
-            let build_error = setup
-                .task
-                .build
-                .and_then(|b| self.builds[b].as_ref().and_then(|r| r.as_ref().err()))
+            let planned = &self.cx.plan.tasks[self.cx.plan.trials[t].task as usize];
+            let build_error = planned
+                .builds()
+                .find_map(|b| self.builds[b].as_ref().and_then(|r| r.as_ref().err()))
                 .or_else(|| self.cx.missing_images.get(&setup.task.image))
+                .or_else(|| {
+                    planned.verifiers.iter().find_map(|v| match &v.image {
+                        ImageSource::Prebuilt(image) => self.cx.missing_images.get(image),
+                        ImageSource::Build(_) => None,
+                    })
+                })
                 .cloned();
             let cx = self.cx.clone();
             self.running_trials += 1;
@@ -1123,7 +1136,9 @@ impl Dispatcher {
     /// The report node: `summary.json` from every result there is.
     fn write_summary(&self) -> Result<(), RunError> {
         let results: Vec<&TrialResult> = self.results.iter().flatten().collect();
-        let summary = Summary::of(&self.cx.plan.pipeline, &results).checked(&self.cx.plan.expect);
+        let summary = Summary::of(&self.cx.plan.pipeline, &results)
+            .checked(&self.cx.plan.expect)
+            .with_skipped(&self.cx.plan.skipped);
         self.cx
             .store
             .write_summary(&summary)
@@ -1163,7 +1178,9 @@ impl Dispatcher {
             }
         }
         let results: Vec<&TrialResult> = trials.iter().map(|t| &t.result).collect();
-        let summary = Summary::of(&cx.plan.pipeline, &results).checked(&cx.plan.expect);
+        let summary = Summary::of(&cx.plan.pipeline, &results)
+            .checked(&cx.plan.expect)
+            .with_skipped(&cx.plan.skipped);
         cx.emit(RunEvent::Finished);
         Ok(RunOutcome {
             run_dir: cx.plan.run_dir.clone(),
@@ -1213,7 +1230,7 @@ async fn build(cx: &Context, b: usize) -> Result<(), EnvError> {
         .enumerate()
         .filter(|(i, t)| {
             cx.states[*i] != TrialState::Done
-                && plan.tasks[t.task as usize].image == ImageSource::Build(b)
+                && plan.tasks[t.task as usize].builds().any(|used| used == b)
         })
         .map(|(_, t)| plan.provider(t))
         .collect();

@@ -15,7 +15,9 @@ use crate::env::Provider;
 use crate::env::daytona;
 use crate::manifest::env_expand;
 use crate::manifest::pipeline::VerifyStep;
-use crate::manifest::task::NetworkMode;
+use crate::manifest::task::{
+    ArtifactSpec, CollectHook, Healthcheck, NetworkMode, RewardStrategy, TaskManifest,
+};
 use crate::manifest::{Pipeline, TaskDir};
 use crate::plan::{ImageSource, Plan};
 use crate::store::RunStore;
@@ -42,6 +44,57 @@ pub struct TaskRuntime {
     pub desktop: Option<crate::env::desktop::DesktopConfig>,
     /// Where its tests run.
     pub isolation: Isolation,
+    /// Who the agent and the tests run as (`[agent] user`, `[verifier] user`).
+    pub agent_user: Option<String>,
+    pub verifier_user: Option<String>,
+    /// Checked before the agent starts.
+    pub healthcheck: Option<Healthcheck>,
+    /// Copied out after the agent (and its collect hooks), before the tests.
+    pub artifacts: Vec<ArtifactSpec>,
+    pub collect: Vec<CollectHook>,
+    /// A multi-step task's steps, in order; empty for a task of one step.
+    pub steps: Vec<StepRuntime>,
+    /// Its separate verifier environments (Harbor's `environment_mode = "separate"`):
+    /// the task's, or its steps'.
+    pub verifiers: Vec<VerifierRuntime>,
+    pub reward_strategy: RewardStrategy,
+}
+
+/// A separate verifier environment, ready to start.
+#[derive(Debug)]
+pub struct VerifierRuntime {
+    /// The step it verifies; `None` for the task's.
+    pub step: Option<String>,
+    pub container: EnvSpec,
+}
+
+impl TaskRuntime {
+    /// The separate verifier of `step` (`None`: the task's), if it has one.
+    pub fn verifier(&self, step: Option<&str>) -> Option<&VerifierRuntime> {
+        self.verifiers.iter().find(|v| v.step.as_deref() == step)
+    }
+}
+
+/// One step of a multi-step task, its settings resolved against the task's.
+#[derive(Debug)]
+pub struct StepRuntime {
+    pub name: String,
+    /// `steps/<name>/` of the task.
+    pub dir: PathBuf,
+    pub instruction: String,
+    pub agent_timeout: Option<Duration>,
+    pub verifier_timeout: Duration,
+    /// `[verifier] env` with the step's over it.
+    pub verifier_env: BTreeMap<String, String>,
+    pub agent_user: Option<String>,
+    pub verifier_user: Option<String>,
+    pub healthcheck: Option<Healthcheck>,
+    /// The task's artifacts, then the step's.
+    pub artifacts: Vec<ArtifactSpec>,
+    /// The task's collect hooks, then the step's.
+    pub collect: Vec<CollectHook>,
+    /// The rewards, key by key, that the next steps need.
+    pub min_reward: Option<BTreeMap<String, f64>>,
 }
 
 /// One trial, ready to run.
@@ -241,8 +294,12 @@ fn task_runtimes(
                 ImageSource::Prebuilt(image) => (image.clone(), None),
             };
             let remote = remote.contains(&(index as u32));
+            let verifiers = verifier_runtimes(plan, planned, task, remote, host, problems);
             match task_runtime(pipeline, task, image, remote, host) {
-                Ok(runtime) => Some(Arc::new(runtime)),
+                Ok(mut runtime) => {
+                    runtime.verifiers = verifiers;
+                    Some(Arc::new(runtime))
+                }
                 Err(mut found) => {
                     problems.append(&mut found);
                     None
@@ -522,14 +579,19 @@ fn task_runtime(
     env.extend(expand(&m.environment.env, "environment"));
     let verifier_env = expand(&m.verifier.env, "verifier");
     let solution_env = expand(&m.solution.env, "solution");
-    let instruction = std::fs::read_to_string(task.dir.join("instruction.md"))
-        .map_err(|e| {
-            problems.push(format!(
-                "cannot read `{}`: {e}",
-                task.dir.join("instruction.md").display()
-            ))
-        })
-        .unwrap_or_default();
+    // A multi-step task's instructions are its steps'.
+    let instruction = if m.steps.is_empty() {
+        std::fs::read_to_string(task.dir.join("instruction.md"))
+            .map_err(|e| {
+                problems.push(format!(
+                    "cannot read `{}`: {e}",
+                    task.dir.join("instruction.md").display()
+                ))
+            })
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
     let dockerfile = match build {
         Some(_) if remote => remote_dockerfile(task).map_err(|p| problems.push(p)).ok(),
         _ => None,
@@ -546,6 +608,30 @@ fn task_runtime(
             task.name
         ));
     }
+    for unsupported in crate::manifest::task_support::unsupported(&task.dir, m) {
+        if unsupported.refused {
+            problems.push(format!(
+                "task `{}` cannot run: {}",
+                task.name, unsupported.message
+            ));
+        }
+    }
+    let user = |u: &Option<crate::manifest::task::User>| u.as_ref().map(ToString::to_string);
+    let agent_user = user(&m.agent.user);
+    let verifier_user = user(&m.verifier.user);
+    let uses_users = agent_user.is_some()
+        || verifier_user.is_some()
+        || m.steps
+            .iter()
+            .any(|s| s.agent.user.is_some() || s.verifier.user.is_some());
+    if remote && uses_users {
+        problems.push(format!(
+            "task `{}` runs its agent or tests as another user (`user`), which helios does \
+             only on Docker: run it with `provider = \"docker\"`",
+            task.name
+        ));
+    }
+    let steps = step_runtimes(task, m, &verifier_env, host, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -578,7 +664,139 @@ fn task_runtime(
         solution_env,
         desktop: m.environment.desktop.clone(),
         isolation,
+        agent_user,
+        verifier_user,
+        healthcheck: m.environment.healthcheck.clone(),
+        artifacts: super::artifacts::declared(&m.artifacts, &[]),
+        collect: m.verifier.collect.clone(),
+        steps,
+        verifiers: Vec::new(),
+        reward_strategy: m.multi_step_reward_strategy.unwrap_or_default(),
     })
+}
+
+/// The separate verifier environments of a task, each as its `[verifier.environment]`
+/// says: its image (built from `tests/`, or `docker_image`), limits, network and
+/// variables.
+fn verifier_runtimes(
+    plan: &Plan,
+    planned: &crate::plan::PlannedTask,
+    task: &TaskDir,
+    remote: bool,
+    host: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Vec<VerifierRuntime> {
+    let resolved = task.manifest.separate_verifiers(&task.dir);
+    if remote && !resolved.is_empty() {
+        problems.push(format!(
+            "task `{}` verifies in an environment of its own (`environment_mode = \"separate\"`), \
+             which helios does on Docker only: run it with `provider = \"docker\"`",
+            task.name
+        ));
+    }
+    resolved
+        .into_iter()
+        .zip(&planned.verifiers)
+        .map(|(verifier, planned)| {
+            let section = &verifier.environment;
+            let image = match &planned.image {
+                ImageSource::Build(b) => plan.builds[*b].tag.clone(),
+                ImageSource::Prebuilt(image) => image.clone(),
+            };
+            let what = match &verifier.step {
+                Some(step) => format!("task `{}` step `{step}` [verifier.environment] env", task.name),
+                None => format!("task `{}` [verifier.environment] env", task.name),
+            };
+            let env = expand_all(&section.env, host, &what).unwrap_or_else(|mut p| {
+                problems.append(&mut p);
+                BTreeMap::new()
+            });
+            let mode = section.resolved_network_mode();
+            if mode == NetworkMode::Allowlist {
+                problems.push(format!(
+                    "task `{}` gives its verifier `network_mode = \"allowlist\"`, which helios does \
+                     not support yet; use \"public\" or \"no-network\"",
+                    task.name
+                ));
+            }
+            VerifierRuntime {
+                step: verifier.step,
+                container: EnvSpec {
+                    image,
+                    dockerfile: None,
+                    workdir: section.workdir.clone(),
+                    env,
+                    labels: BTreeMap::new(),
+                    cpus: section.cpus,
+                    memory_mb: section.memory_megabytes(),
+                    storage_mb: section.storage_megabytes(),
+                    gpus: section.gpus,
+                    no_network: mode == NetworkMode::NoNetwork,
+                    isolated_network: None,
+                    ready_timeout: Duration::from_secs_f64(section.build_timeout_sec),
+                    mounts: Vec::new(),
+                },
+            }
+        })
+        .collect()
+}
+
+/// The steps of a multi-step task, each setting resolved: the step's, else the task's.
+fn step_runtimes(
+    task: &TaskDir,
+    m: &TaskManifest,
+    verifier_env: &BTreeMap<String, String>,
+    host: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Vec<StepRuntime> {
+    let user = |u: &Option<crate::manifest::task::User>| u.as_ref().map(ToString::to_string);
+    m.steps
+        .iter()
+        .map(|step| {
+            let dir = task.dir.join("steps").join(&step.name);
+            let instruction = std::fs::read_to_string(dir.join("instruction.md"))
+                .map_err(|e| {
+                    problems.push(format!(
+                        "cannot read `{}`: {e}",
+                        dir.join("instruction.md").display()
+                    ))
+                })
+                .unwrap_or_default();
+            let mut env = verifier_env.clone();
+            let what = format!(
+                "task `{}` step `{}` [steps.verifier] env",
+                task.name, step.name
+            );
+            match expand_all(&step.verifier.env, host, &what) {
+                Ok(vars) => env.extend(vars),
+                Err(mut found) => problems.append(&mut found),
+            }
+            StepRuntime {
+                name: step.name.clone(),
+                instruction,
+                agent_timeout: step
+                    .agent
+                    .timeout_sec
+                    .or(m.agent.timeout_sec)
+                    .map(Duration::from_secs_f64),
+                verifier_timeout: Duration::from_secs_f64(step.verifier.timeout_sec),
+                verifier_env: env,
+                agent_user: user(&step.agent.user).or(user(&m.agent.user)),
+                verifier_user: user(&step.verifier.user).or(user(&m.verifier.user)),
+                healthcheck: step.healthcheck.clone(),
+                artifacts: super::artifacts::declared(&m.artifacts, &step.artifacts),
+                collect: m
+                    .verifier
+                    .collect
+                    .iter()
+                    .chain(&step.verifier.collect)
+                    .cloned()
+                    .collect(),
+                min_reward: step.min_reward.as_ref().map(|r| r.thresholds()),
+                dir,
+            }
+        })
+        .collect()
 }
 
 /// The text of the task's Dockerfile, for a provider that builds it without a build

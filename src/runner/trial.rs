@@ -20,7 +20,8 @@ use crate::gateway::{Gateway, Lease};
 use crate::retry::RetryPolicy;
 use crate::store::RunStore;
 use crate::store::trial::{
-    ErrorInfo, LogsCut, PhaseTiming, RESULT_FORMAT, RetriedFailure, TrialResult,
+    ErrorInfo, HookRun, LogsCut, PhaseTiming, RESULT_FORMAT, RetriedFailure, StepResult,
+    TrialResult,
 };
 use crate::verify::Isolation;
 use crate::verify::reward::{self, RewardError, Rewards};
@@ -69,6 +70,23 @@ struct Ran {
     apart: bool,
     /// The trial's place under `concurrency`, held until its last command has run.
     slot: Option<OwnedSemaphorePermit>,
+    /// How the collect hooks ran.
+    hooks: Vec<HookRun>,
+    /// A multi-step task's steps, as far as they ran.
+    steps_ran: Vec<StepRan>,
+}
+
+/// How one step of a multi-step task ran.
+struct StepRan {
+    name: String,
+    /// Why its `workdir/setup.sh` failed, if it did (nothing else of the step ran).
+    setup_failed: Option<String>,
+    agent: Option<Result<AgentRun, AgentError>>,
+    tests: Option<StepRun>,
+    rewards: Option<Result<Rewards, RewardError>>,
+    hooks: Vec<HookRun>,
+    timings: Vec<PhaseTiming>,
+    gate_passed: Option<bool>,
 }
 
 impl Ran {
@@ -307,6 +325,9 @@ async fn lifecycle(
             .await;
         return Err(error);
     }
+    if let Some(check) = &task.healthcheck {
+        super::health::wait_healthy(instance, check, task.workdir.clone(), None).await?;
+    }
     clock.stop(phase);
 
     let mut ran = Ran {
@@ -319,9 +340,20 @@ async fn lifecycle(
         ),
         ..Ran::default()
     };
+    if !task.steps.is_empty() {
+        multi_step(setup, env, instance, clock, &mut ran).await?;
+        return Ok(ran);
+    }
     let phase = clock.start(Phase::Agent);
-    let lease = match open_lease(setup, env) {
-        Ok(lease) => lease,
+    let agent = AgentTurn {
+        instruction: &task.instruction,
+        solution_dir: task.dir.join("solution"),
+        timeout: task.agent_timeout,
+        user: task.agent_user.clone(),
+        dir: setup.dir.clone(),
+    };
+    let agent_result = match run_agent(setup, env, instance, &agent).await? {
+        Ok(result) => result,
         Err(problem) => {
             ran.agent = Some(Err(AgentError::Env(EnvError::Unsupported(problem))));
             clock.stop(phase);
@@ -329,38 +361,39 @@ async fn lifecycle(
             return Ok(ran);
         }
     };
-    let mut agent_env = setup.agent_env.clone();
-    if let Some(lease) = &lease {
-        crate::gateway::merge_env(&mut agent_env, lease.env());
-    }
-    let cx = AgentContext {
-        kind: setup.kind,
-        task_dir: &task.dir,
-        instruction: &task.instruction,
-        workdir: task.workdir.clone(),
-        solution_env: task.solution_env.clone(),
-        agent_env,
-        command: setup.command.as_deref(),
-        timeout: task.agent_timeout,
-        model_plan: setup.model_plan.as_deref(),
-        trajectory_path: setup.dir.join(crate::store::TRAJECTORY_FILE),
-        session_id: &setup.trial_id,
-        events: Some((env.events.clone(), TrialIndex(setup.index))),
-    };
-    let agent_result = agent::run(instance, &cx).await;
-    let agent_result = match lease {
-        Some(lease) => agent_result.map(|run| with_gateway_usage(run, lease)),
-        None => agent_result,
-    };
-    if let Err(AgentError::Env(e)) = &agent_result
-        && !matches!(e, EnvError::Unsupported(_))
-    {
-        return Err(e.clone());
-    }
     let agent_ok = agent_result.is_ok();
     ran.agent = Some(agent_result);
     clock.stop(phase);
+    ran.hooks = super::artifacts::run_hooks(instance, &task.collect, task.workdir.clone()).await?;
+    super::artifacts::collect(
+        instance,
+        &task.artifacts,
+        task.workdir.clone(),
+        &setup.dir.join("artifacts"),
+    )
+    .await?;
 
+    if let Some(verifier) = task.verifier(None) {
+        // Harbor's separate verifier: the agent's logs first, then the tests in an
+        // environment of their own that gets the artifacts.
+        ran.logs_cut = collect(setup, instance, clock).await?;
+        if agent_ok {
+            let phase = clock.start(Phase::Verifier);
+            let tests = steps::TestsSpec {
+                dirs: &[],
+                workdir: verifier.container.workdir.clone(),
+                env: task.verifier_env.clone(),
+                timeout: task.verifier_timeout,
+                user: task.verifier_user.clone(),
+            };
+            ran.tests = Some(
+                verify_separately(setup, env, verifier, &task.artifacts, &setup.dir, &tests)
+                    .await?,
+            );
+            clock.stop(phase);
+        }
+        return Ok(ran);
+    }
     if agent_ok && !verify_here {
         // Verified apart, in a fresh environment; `/logs` is collected from there.
         ran.apart = true;
@@ -375,16 +408,307 @@ async fn lifecycle(
     Ok(ran)
 }
 
+/// One run of the agent: a task's, or a step's.
+struct AgentTurn<'a> {
+    instruction: &'a str,
+    solution_dir: std::path::PathBuf,
+    timeout: Option<std::time::Duration>,
+    user: Option<String>,
+    /// Where its files go: the trial's directory, or the step's (`agent/` there holds its
+    /// trajectory and its model calls).
+    dir: std::path::PathBuf,
+}
+
+/// Runs the agent with its access to the gateway; `Ok(Err(problem))` when it cannot have
+/// the access it needs. A failure of the environment under it is the attempt's error.
+async fn run_agent(
+    setup: &TrialSetup,
+    env: &TrialEnv<'_>,
+    instance: &Instance,
+    turn: &AgentTurn<'_>,
+) -> Result<Result<Result<AgentRun, AgentError>, String>, EnvError> {
+    let task = &setup.task;
+    let lease = match open_lease(setup, env, &turn.dir) {
+        Ok(lease) => lease,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let mut agent_env = setup.agent_env.clone();
+    if let Some(lease) = &lease {
+        crate::gateway::merge_env(&mut agent_env, lease.env());
+    }
+    let cx = AgentContext {
+        kind: setup.kind,
+        solution_dir: &turn.solution_dir,
+        user: turn.user.clone(),
+        instruction: turn.instruction,
+        workdir: task.workdir.clone(),
+        solution_env: task.solution_env.clone(),
+        agent_env,
+        command: setup.command.as_deref(),
+        timeout: turn.timeout,
+        model_plan: setup.model_plan.as_deref(),
+        trajectory_path: turn.dir.join(crate::store::TRAJECTORY_FILE),
+        session_id: &setup.trial_id,
+        events: Some((env.events.clone(), TrialIndex(setup.index))),
+    };
+    let agent_result = agent::run(instance, &cx).await;
+    let agent_result = match lease {
+        Some(lease) => agent_result.map(|run| with_gateway_usage(run, lease)),
+        None => agent_result,
+    };
+    if let Err(AgentError::Env(e)) = &agent_result
+        && !matches!(e, EnvError::Unsupported(_))
+    {
+        return Err(e.clone());
+    }
+    Ok(Ok(agent_result))
+}
+
+/// A multi-step task's steps, in order, in one environment: each step's `workdir/` and
+/// `setup.sh`, healthcheck, agent, collect hooks and artifacts, and tests (the task's
+/// `tests/` with the step's over them); its `/logs` go to `steps/<name>/` of the trial, and
+/// a step below its `min_reward` ends the trial there.
+async fn multi_step(
+    setup: &TrialSetup,
+    env: &TrialEnv<'_>,
+    instance: &Instance,
+    clock: &mut Clock<'_>,
+    ran: &mut Ran,
+) -> Result<(), EnvError> {
+    let task = &setup.task;
+    let workdir = match &task.workdir {
+        Some(workdir) => workdir.clone(),
+        None => {
+            let pwd = instance
+                .exec(&ExecSpec {
+                    command: "pwd".into(),
+                    ..Default::default()
+                })
+                .await?;
+            pwd.stdout.trim().to_string()
+        }
+    };
+    for step in &task.steps {
+        let step_dir = setup.dir.join("steps").join(&step.name);
+        let first_timing = clock.timings.len();
+        let mut outcome = StepRan {
+            name: step.name.clone(),
+            setup_failed: None,
+            agent: None,
+            tests: None,
+            rewards: None,
+            hooks: Vec::new(),
+            timings: Vec::new(),
+            gate_passed: None,
+        };
+        let phase = clock.start(Phase::Environment);
+        let files = step.dir.join("workdir");
+        if files.is_dir() {
+            instance
+                .upload_dir(&files, workdir.trim_start_matches('/'))
+                .await?;
+            if files.join("setup.sh").is_file() {
+                let output = instance
+                    .exec(&ExecSpec {
+                        command: "bash ./setup.sh".into(),
+                        workdir: Some(workdir.clone()),
+                        user: step.agent_user.clone(),
+                        ..Default::default()
+                    })
+                    .await?;
+                if output.exit_code != Some(0) {
+                    let mut text = output.stdout;
+                    text.push_str(&output.stderr);
+                    outcome.setup_failed = Some(format!(
+                        "steps/{}/workdir/setup.sh exited with {}: {}",
+                        step.name,
+                        output
+                            .exit_code
+                            .map_or("no status".to_string(), |c| c.to_string()),
+                        text.trim()
+                    ));
+                }
+            }
+        }
+        if outcome.setup_failed.is_none()
+            && let Some(check) = &step.healthcheck
+        {
+            super::health::wait_healthy(
+                instance,
+                check,
+                Some(workdir.clone()),
+                step.agent_user.clone(),
+            )
+            .await?;
+        }
+        clock.stop(phase);
+        if outcome.setup_failed.is_none() {
+            let phase = clock.start(Phase::Agent);
+            let turn = AgentTurn {
+                instruction: &step.instruction,
+                solution_dir: step.dir.join("solution"),
+                timeout: step.agent_timeout,
+                user: step.agent_user.clone(),
+                dir: step_dir.clone(),
+            };
+            outcome.agent = Some(match run_agent(setup, env, instance, &turn).await? {
+                Ok(result) => result,
+                Err(problem) => Err(AgentError::Env(EnvError::Unsupported(problem))),
+            });
+            clock.stop(phase);
+            outcome.hooks =
+                super::artifacts::run_hooks(instance, &step.collect, Some(workdir.clone())).await?;
+            super::artifacts::collect(
+                instance,
+                &step.artifacts,
+                Some(workdir.clone()),
+                &step_dir.join("artifacts"),
+            )
+            .await?;
+            let phase = clock.start(Phase::Verifier);
+            if let Some(verifier) = task.verifier(Some(&step.name)) {
+                let tests = steps::TestsSpec {
+                    dirs: &[],
+                    workdir: verifier.container.workdir.clone(),
+                    env: step.verifier_env.clone(),
+                    timeout: step.verifier_timeout,
+                    user: step.verifier_user.clone(),
+                };
+                outcome.tests = Some(
+                    verify_separately(setup, env, verifier, &step.artifacts, &step_dir, &tests)
+                        .await?,
+                );
+            } else {
+                // The previous step's tests are gone before this step's are copied in.
+                instance
+                    .exec(&ExecSpec {
+                        command: "rm -rf /tests".into(),
+                        ..Default::default()
+                    })
+                    .await?;
+                let dirs = [task.dir.join("tests"), step.dir.join("tests")];
+                outcome.tests = Some(
+                    steps::run_tests(
+                        instance,
+                        &steps::TestsSpec {
+                            dirs: &dirs,
+                            workdir: Some(workdir.clone()),
+                            env: step.verifier_env.clone(),
+                            timeout: step.verifier_timeout,
+                            user: step.verifier_user.clone(),
+                        },
+                    )
+                    .await?,
+                );
+            }
+            clock.stop(phase);
+        }
+        let phase = clock.start(Phase::Collect);
+        let collected = instance
+            .download_dir("/logs", &step_dir, crate::env::tarball::LOGS_CAP)
+            .await?;
+        ran.logs_cut = LogsCut::of(&collected).or(ran.logs_cut.take());
+        // The next step starts with empty logs, as its own files go to its own directory.
+        instance
+            .exec(&ExecSpec {
+                command: "rm -rf /logs/agent/* /logs/verifier/* /logs/artifacts/*".into(),
+                ..Default::default()
+            })
+            .await?;
+        clock.stop(phase);
+        if outcome.tests.as_ref().is_some_and(|t| !t.timed_out) {
+            outcome.rewards = Some(reward::read(&step_dir.join("verifier"), "/logs/verifier"));
+        }
+        if let Some(thresholds) = &step.min_reward {
+            let rewards = outcome.rewards.as_ref().and_then(|r| r.as_ref().ok());
+            let passed = thresholds.iter().all(|(key, min)| {
+                rewards
+                    .and_then(|r| r.get(key))
+                    .is_some_and(|value| value >= min)
+            });
+            outcome.gate_passed = Some(passed);
+        }
+        outcome.timings = clock.timings[first_timing..].to_vec();
+        let stop = outcome.setup_failed.is_some() || outcome.gate_passed == Some(false);
+        ran.steps_ran.push(outcome);
+        if stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Harbor's separate verifier: a fresh environment of the verifier's own image, given the
+/// agent's `/logs/artifacts` (as collected into `dir/artifacts/`) and each declared
+/// artifact at its path; the tests its image holds run there, and its `/logs/verifier`
+/// goes to `dir/verifier/`. The environment is removed whatever happens.
+async fn verify_separately(
+    setup: &TrialSetup,
+    env: &TrialEnv<'_>,
+    verifier: &super::prepare::VerifierRuntime,
+    artifacts: &[crate::manifest::task::ArtifactSpec],
+    dir: &Path,
+    tests: &steps::TestsSpec<'_>,
+) -> Result<StepRun, EnvError> {
+    let mut spec = verifier.container.clone();
+    spec.labels = env.labels.container(&setup.trial_id, &setup.task.name);
+    let instance = env.engine.create(&spec, env.cancel).await?;
+    let outcome = tokio::select! {
+        biased;
+        _ = env.cancel.cancelled() => Err(EnvError::Cancelled),
+        outcome = async {
+            instance.ready().await?;
+            instance.stage_dirs(LOG_DIRS, 0o777)?;
+            let collected = dir.join("artifacts");
+            if collected.is_dir() {
+                instance.upload_dir(&collected, "logs/artifacts").await?;
+            }
+            for artifact in artifacts {
+                let Some(path) = artifact.source.strip_prefix('/') else {
+                    continue;
+                };
+                let host = collected.join(super::artifacts::destination(artifact));
+                if host.is_dir() {
+                    instance.upload_dir(&host, path).await?;
+                } else if let Ok(bytes) = std::fs::read(&host) {
+                    let archive = crate::env::tarball::pack_file(path, &bytes, 0o644)
+                        .map_err(|e| EnvError::io("packing an artifact", e))?;
+                    instance.upload_archive(archive).await?;
+                }
+            }
+            let run = steps::run_tests(&instance, tests).await?;
+            instance
+                .download_dir("/logs/verifier", &dir.join("verifier"), crate::env::tarball::LOGS_CAP)
+                .await?;
+            Ok(run)
+        } => outcome,
+    };
+    let removed = instance.remove().await;
+    match (outcome, removed) {
+        (Ok(run), Err(error)) => {
+            let _ = env.events.send(RunEvent::TeardownFailed {
+                index: TrialIndex(setup.index),
+                label: setup.label.clone(),
+                provider: instance.provider(),
+                id: instance.id().to_string(),
+                error: error.to_string(),
+            });
+            Ok(run)
+        }
+        (outcome, _) => outcome,
+    }
+}
+
 /// The trial's access to the model gateway, for a `command` agent with a model; why it has
 /// none when its provider cannot reach the gateway.
-fn open_lease(setup: &TrialSetup, env: &TrialEnv<'_>) -> Result<Option<Lease>, String> {
+fn open_lease(setup: &TrialSetup, env: &TrialEnv<'_>, dir: &Path) -> Result<Option<Lease>, String> {
     let Some(route) = &setup.gateway_route else {
         return Ok(None);
     };
     match env.gateway {
         Some(Ok(gateway)) => Ok(Some(gateway.open(
             route,
-            setup.dir.clone(),
+            dir.to_path_buf(),
             &setup.trial_id,
         ))),
         Some(Err(problem)) => Err(problem.to_string()),
@@ -440,10 +764,13 @@ async fn verify(setup: &TrialSetup, instance: &Instance, ran: &mut Ran) -> Resul
     let task = &setup.task;
     let tests = steps::run_tests(
         instance,
-        &task.dir,
-        task.workdir.clone(),
-        task.verifier_env.clone(),
-        task.verifier_timeout,
+        &steps::TestsSpec {
+            dirs: &[task.dir.join("tests")],
+            workdir: task.workdir.clone(),
+            env: task.verifier_env.clone(),
+            timeout: task.verifier_timeout,
+            user: task.verifier_user.clone(),
+        },
     )
     .await?;
     let tests_timed_out = tests.timed_out;
@@ -549,7 +876,10 @@ fn conclude(
         Attempt::Ran(ran) => {
             let ran = *ran;
             result.logs_cut = ran.logs_cut;
-            if record_agent(setup, &mut result, ran.agent)
+            result.collect = ran.hooks;
+            if !ran.steps_ran.is_empty() {
+                record_steps(setup, &mut result, ran.steps_ran);
+            } else if record_agent(setup, &mut result, ran.agent)
                 && let Some(tests) = ran.tests
             {
                 record_verification(setup, &mut result, tests, &ran.steps);
@@ -593,6 +923,8 @@ fn blank_result(
         logs_cut: None,
         tampering_suspected: false,
         tampering: Vec::new(),
+        collect: Vec::new(),
+        steps: Vec::new(),
         helios_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
@@ -651,6 +983,125 @@ fn record_agent(
         );
     }
     true
+}
+
+/// Records a multi-step trial: each step's outcome, the trial's rewards by the task's
+/// strategy, and the first step's error as the trial's.
+fn record_steps(setup: &TrialSetup, result: &mut TrialResult, steps: Vec<StepRan>) {
+    let task = &setup.task;
+    let mut first_error: Option<(TrialStatus, ErrorInfo)> = None;
+    for step in steps {
+        let mut recorded = StepResult {
+            name: step.name.clone(),
+            rewards: BTreeMap::new(),
+            reward: None,
+            error: None,
+            agent_exit_code: None,
+            verifier_exit_code: None,
+            timings: step.timings,
+            gate_passed: step.gate_passed,
+            collect: step.hooks,
+        };
+        let mut fail = |status: TrialStatus, kind: ErrorKind, message: String| {
+            if recorded.error.is_none() {
+                recorded.error = Some(ErrorInfo::new(kind, message.clone()));
+            }
+            if first_error.is_none() {
+                first_error = Some((
+                    status,
+                    ErrorInfo::new(kind, format!("step `{}`: {message}", step.name)),
+                ));
+            }
+        };
+        if let Some(why) = step.setup_failed {
+            fail(TrialStatus::Failed, ErrorKind::StepSetupFailed, why);
+        }
+        match step.agent {
+            Some(Err(error)) => fail(TrialStatus::Failed, error.kind(), error.to_string()),
+            Some(Ok(agent)) => {
+                recorded.agent_exit_code = agent.exit_code;
+                if let Some(stop) = &agent.stop {
+                    let status = if stop.timed_out {
+                        TrialStatus::TimedOut
+                    } else {
+                        TrialStatus::Failed
+                    };
+                    fail(
+                        status,
+                        stop.kind,
+                        format!("{}; the verifier ran", stop.message),
+                    );
+                }
+                if agent.timed_out {
+                    fail(
+                        TrialStatus::TimedOut,
+                        ErrorKind::AgentTimeout,
+                        "the agent did not finish in time; it was stopped and the verifier ran"
+                            .into(),
+                    );
+                }
+            }
+            None => {}
+        }
+        if let Some(tests) = &step.tests {
+            recorded.verifier_exit_code = tests.exit_code;
+            if tests.timed_out {
+                fail(
+                    TrialStatus::TimedOut,
+                    ErrorKind::VerifierTimeout,
+                    "the step's tests did not finish in time".into(),
+                );
+            }
+        }
+        match step.rewards {
+            Some(Ok(rewards)) => {
+                recorded.reward = reward::primary(&rewards);
+                recorded.rewards = rewards;
+            }
+            Some(Err(error)) => fail(TrialStatus::Failed, error.kind(), error.to_string()),
+            None => {}
+        }
+        result.steps.push(recorded);
+    }
+    let (rewards, primary) = combine_steps(task.reward_strategy, &result.steps);
+    result.rewards = rewards;
+    result.reward = primary;
+    if let Some((status, error)) = first_error {
+        result.status = status;
+        result.error = Some(error);
+    }
+}
+
+/// A multi-step trial's rewards: the last step's (`final`), or each key's mean over the
+/// steps that wrote rewards, a key a step lacks counting 0 (`mean`).
+fn combine_steps(
+    strategy: crate::manifest::task::RewardStrategy,
+    steps: &[StepResult],
+) -> (Rewards, Option<f64>) {
+    use crate::manifest::task::RewardStrategy;
+    let rewards = match strategy {
+        RewardStrategy::Final => steps.last().map(|s| s.rewards.clone()).unwrap_or_default(),
+        RewardStrategy::Mean => {
+            let scored: Vec<&Rewards> = steps
+                .iter()
+                .map(|s| &s.rewards)
+                .filter(|r| !r.is_empty())
+                .collect();
+            let keys: std::collections::BTreeSet<&String> =
+                scored.iter().flat_map(|r| r.keys()).collect();
+            keys.into_iter()
+                .map(|key| {
+                    let sum: f64 = scored
+                        .iter()
+                        .map(|r| r.get(key).copied().unwrap_or(0.0))
+                        .sum();
+                    (key.clone(), sum / scored.len() as f64)
+                })
+                .collect()
+        }
+    };
+    let primary = reward::primary(&rewards);
+    (rewards, primary)
 }
 
 /// Records the verifier's exit, its timeout, and the rewards it wrote.

@@ -229,6 +229,9 @@ pub struct Summary {
     /// Every check of every `[[expect]]` (and `--fail-under`), met or not.
     #[serde(default)]
     pub expectations: Vec<ExpectationCheck>,
+    /// Invalid tasks the run left out (`on_invalid = "skip"`), with their problems.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_tasks: Vec<crate::manifest::SkippedTask>,
 }
 
 /// What an expectation measures.
@@ -366,7 +369,14 @@ impl Summary {
             rows,
             expect: Vec::new(),
             expectations: Vec::new(),
+            skipped_tasks: Vec::new(),
         }
+    }
+
+    /// The summary with the tasks the run left out as invalid.
+    pub fn with_skipped(mut self, skipped: &[crate::manifest::SkippedTask]) -> Summary {
+        self.skipped_tasks = skipped.to_vec();
+        self
     }
 
     /// The summary with every bar of `expects` checked on every group it selects.
@@ -495,6 +505,8 @@ pub(crate) mod tests {
             tampering_suspected: false,
             tampering: Vec::new(),
             logs_cut: None,
+            collect: Vec::new(),
+            steps: Vec::new(),
             helios_version: String::new(),
         }
     }

@@ -94,7 +94,58 @@ pub struct TrialResult {
     /// after it ended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tampering: Vec<String>,
+    /// How the task's collect hooks ran (`[[verifier.collect]]`), after the agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collect: Vec<HookRun>,
+    /// A multi-step task's steps as they ran, in order; the trial's rewards are made from
+    /// theirs by the task's `multi_step_reward_strategy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepResult>,
     pub helios_version: String,
+}
+
+/// How a collect hook ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookRun {
+    pub command: String,
+    pub exit_code: Option<i64>,
+    pub timed_out: bool,
+}
+
+/// One entry of `artifacts/manifest.json`: what became of a declared artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactEntry {
+    /// The path in the environment, as declared.
+    pub source: String,
+    /// Where it is, relative to the trial's (or the step's) directory:
+    /// `artifacts/app/out.txt`.
+    pub destination: String,
+    /// `file` or `directory`; absent when the source was not there.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// `ok`, `empty` (a directory with nothing in it), or `failed` (not there, or not
+    /// copied).
+    pub status: String,
+    pub service: Option<String>,
+}
+
+/// One step of a multi-step trial, in `result.json`; its files are under
+/// `steps/<name>/` of the trial's directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    pub name: String,
+    pub rewards: BTreeMap<String, f64>,
+    pub reward: Option<f64>,
+    /// Why the step did not end well: its setup, agent or verifier.
+    pub error: Option<ErrorInfo>,
+    pub agent_exit_code: Option<i64>,
+    pub verifier_exit_code: Option<i64>,
+    pub timings: Vec<PhaseTiming>,
+    /// With a `min_reward`: whether the step reached it (the next steps ran only if so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_passed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collect: Vec<HookRun>,
 }
 
 /// `logs_cut` in `result.json`: the trial's `/logs` held more than the cap on what is

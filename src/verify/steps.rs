@@ -30,23 +30,31 @@ const TESTS: &str = "(cd /logs/verifier 2>/dev/null && for f in reward.txt rewar
     bash /tests/test.sh > /logs/verifier/test-stdout.txt 2>&1; status=$?; \
     (cd /logs/verifier && sha256sum reward.txt reward.json 2>/dev/null); exit $status";
 
-/// Copies `tests/` to `/tests` and runs `bash /tests/test.sh` with its output in
+/// How a task's tests run.
+#[derive(Debug, Clone)]
+pub struct TestsSpec<'a> {
+    /// Directories copied to `/tests` in order, a later one's files over an earlier's (a
+    /// step's `tests/` over the task's).
+    pub dirs: &'a [std::path::PathBuf],
+    pub workdir: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub timeout: Duration,
+    /// The user the tests run as; the image's user when `None`.
+    pub user: Option<String>,
+}
+
+/// Copies the tests to `/tests` and runs `bash /tests/test.sh` with its output in
 /// `/logs/verifier/test-stdout.txt`, after removing stale reward files.
-pub async fn run_tests(
-    instance: &Instance,
-    task_dir: &Path,
-    workdir: Option<String>,
-    env: BTreeMap<String, String>,
-    timeout: Duration,
-) -> Result<StepRun, EnvError> {
-    instance
-        .upload_dir(&task_dir.join("tests"), "tests")
-        .await?;
+pub async fn run_tests(instance: &Instance, tests: &TestsSpec<'_>) -> Result<StepRun, EnvError> {
+    for dir in tests.dirs.iter().filter(|d| d.is_dir()) {
+        instance.upload_dir(dir, "tests").await?;
+    }
     let spec = ExecSpec {
         command: format!("{{ {TESTS}; }}"),
-        workdir,
-        env,
-        deadline: Some(timeout),
+        workdir: tests.workdir.clone(),
+        env: tests.env.clone(),
+        deadline: Some(tests.timeout),
+        user: tests.user.clone(),
     };
     let output = instance.exec(&spec).await?;
     let mut run = StepRun {
@@ -109,6 +117,7 @@ pub async fn run_step(
         workdir,
         env,
         deadline: Some(timeout),
+        user: None,
     };
     run(instance, &spec).await
 }

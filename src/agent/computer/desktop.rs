@@ -47,6 +47,7 @@ impl ContainerDesktop<'_> {
                 workdir: None,
                 env: BTreeMap::from([("DISPLAY".to_string(), DISPLAY.to_string())]),
                 deadline: Some(ACTION_DEADLINE + extra),
+                user: None,
             })
             .await
     }

@@ -1,0 +1,164 @@
+//! What of a valid task helios cannot honour (yet): refused before any trial with the
+//! reason, or run with a warning where doing without it cannot change a reward the task's
+//! authors validated. `validate` shows both as warnings; `apply` refuses the first kind.
+
+use std::path::Path;
+
+use super::task::{NetworkMode, Os, TaskManifest};
+
+/// A setting of a task that helios does not honour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// Where in `task.toml` (a JSON Pointer), or empty for a file of the task directory.
+    pub pointer: String,
+    /// What is not supported, and what to do.
+    pub message: String,
+    /// Whether trials of the task are refused (`true`), or run without it (`false`).
+    pub refused: bool,
+}
+
+impl Unsupported {
+    fn refuse(pointer: impl Into<String>, message: impl Into<String>) -> Unsupported {
+        Unsupported {
+            pointer: pointer.into(),
+            message: message.into(),
+            refused: true,
+        }
+    }
+
+    fn note(pointer: impl Into<String>, message: impl Into<String>) -> Unsupported {
+        Unsupported {
+            pointer: pointer.into(),
+            message: message.into(),
+            refused: false,
+        }
+    }
+}
+
+/// The Compose file of a task's environment, if it has one.
+pub fn compose_file(dir: &Path) -> Option<std::path::PathBuf> {
+    [
+        "docker-compose.yaml",
+        "docker-compose.yml",
+        "compose.yaml",
+        "compose.yml",
+    ]
+    .iter()
+    .map(|name| dir.join("environment").join(name))
+    .find(|path| path.is_file())
+}
+
+/// Everything of `task` (in `dir`) that helios does not honour.
+pub fn unsupported(dir: &Path, task: &TaskManifest) -> Vec<Unsupported> {
+    let mut out = Vec::new();
+    let env = &task.environment;
+    if env.os == Some(Os::Windows) {
+        out.push(Unsupported::refuse(
+            "/environment/os",
+            "Windows environments (`os = \"windows\"`) are not supported: helios runs Linux \
+             containers only",
+        ));
+    }
+    if env.tpu.is_some() {
+        out.push(Unsupported::refuse(
+            "/environment/tpu",
+            "TPUs (`[environment.tpu]`) are not supported: no helios provider offers them",
+        ));
+    }
+    if let Some(path) = compose_file(dir) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push(Unsupported::refuse(
+            "",
+            format!(
+                "Compose environments (`environment/{name}`) are not supported yet: helios would \
+                 start `main` without its sidecars"
+            ),
+        ));
+    }
+    if env.gpu_types.as_ref().is_some_and(|t| !t.is_empty()) {
+        out.push(Unsupported::note(
+            "/environment/gpu_types",
+            "`gpu_types` is not enforced: Docker hands out whichever GPUs the machine has",
+        ));
+    }
+    if !env.mcp_servers.is_empty() {
+        out.push(Unsupported::note(
+            "/environment/mcp_servers",
+            "MCP servers are not given to agents yet: agents run without them",
+        ));
+    }
+    if env.skills_dir.is_some() {
+        out.push(Unsupported::note(
+            "/environment/skills_dir",
+            "`skills_dir` is not given to agents yet: agents run without its skills",
+        ));
+    }
+    let baseline = env.resolved_network_mode();
+    let mut phase = |pointer: String, mode: Option<NetworkMode>| {
+        if let Some(mode) = mode.filter(|m| *m != baseline) {
+            out.push(Unsupported::refuse(
+                pointer,
+                format!(
+                    "a network policy per phase (`network_mode = \"{}\"` where the environment \
+                     has \"{}\") is not supported yet: set the same mode in `[environment]`",
+                    mode.as_str(),
+                    baseline.as_str()
+                ),
+            ));
+        }
+    };
+    phase("/agent/network_mode".into(), task.agent.network_mode);
+    phase("/verifier/network_mode".into(), task.verifier.network_mode);
+    for (i, step) in task.steps.iter().enumerate() {
+        phase(
+            format!("/steps/{i}/agent/network_mode"),
+            step.agent.network_mode,
+        );
+        phase(
+            format!("/steps/{i}/verifier/network_mode"),
+            step.verifier.network_mode,
+        );
+    }
+    let sidecar = |service: &Option<String>| service.as_deref().is_some_and(|s| s != "main");
+    let artifacts = task
+        .artifacts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("/artifacts/{i}"), a.spec().service))
+        .chain(task.steps.iter().enumerate().flat_map(|(s, step)| {
+            step.artifacts
+                .iter()
+                .enumerate()
+                .map(move |(i, a)| (format!("/steps/{s}/artifacts/{i}"), a.spec().service))
+        }));
+    let hooks = task
+        .verifier
+        .collect
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (format!("/verifier/collect/{i}"), h.service.clone()))
+        .chain(task.steps.iter().enumerate().flat_map(|(s, step)| {
+            step.verifier.collect.iter().enumerate().map(move |(i, h)| {
+                (
+                    format!("/steps/{s}/verifier/collect/{i}"),
+                    h.service.clone(),
+                )
+            })
+        }));
+    for (pointer, service) in artifacts.chain(hooks) {
+        if sidecar(&service) {
+            out.push(Unsupported::refuse(
+                format!("{pointer}/service"),
+                format!(
+                    "service `{}` is a Compose sidecar, and Compose environments are not \
+                     supported yet",
+                    service.unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    out
+}
