@@ -192,6 +192,7 @@ impl ErrorKind {
                 | ErrorKind::Auth
                 | ErrorKind::DaytonaError
                 | ErrorKind::SandboxNotReady
+                | ErrorKind::Unhealthy
         )
     }
 }
@@ -273,6 +274,13 @@ pub enum RunEvent {
         label: String,
         cpus: f64,
         memory_mb: u64,
+    },
+    /// A task's prebuilt image (`docker_image`) could not be pulled: its image is built
+    /// from its Dockerfile instead, as `tag`.
+    PullFailed {
+        image: String,
+        tag: String,
+        error: String,
     },
     /// Containers or sandboxes left by dead runs on this machine were removed.
     Reaped {

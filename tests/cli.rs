@@ -246,3 +246,62 @@ fn plan_of_an_invalid_pipeline_shows_the_diagnostics() {
     );
     assert!(stderr(&out).contains("nothing was planned"));
 }
+
+/// A pipeline whose glob selects a good task and an invalid one, with `on_invalid`.
+fn dataset_with_a_bad_task(on_invalid: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |path: &str, text: &str| {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    for task in ["good", "bad"] {
+        write(&format!("tasks/{task}/instruction.md"), "Do it.\n");
+        write(
+            &format!("tasks/{task}/environment/Dockerfile"),
+            "FROM debian:bookworm-slim\n",
+        );
+        write(&format!("tasks/{task}/tests/test.sh"), "true\n");
+    }
+    write("tasks/good/task.toml", "[agent]\ntimeout_sec = 10\n");
+    write("tasks/bad/task.toml", "[agent]\ntimeout_secs = 10\n");
+    write(
+        "p.toml",
+        &format!(
+            "[pipeline]\nname = \"p\"\n[[tasks]]\npath = \"tasks/*\"\non_invalid = \"{on_invalid}\"\n\
+             [[stages]]\nname = \"s\"\nagents = [\"nop\"]\n"
+        ),
+    );
+    dir
+}
+
+#[test]
+fn on_invalid_skip_leaves_bad_tasks_out_and_plan_lists_them() {
+    let dir = dataset_with_a_bad_task("skip");
+    let pipeline = dir.path().join("p.toml");
+    let out = helios(&["plan", pipeline.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{}", stderr(&out));
+    assert!(
+        stdout.contains("skipped as invalid (`on_invalid = \"skip\"`): 1 task(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("unknown key `timeout_secs`"), "{stdout}");
+    let json = helios(&["plan", "--format", "json", pipeline.to_str().unwrap()]);
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(plan["skipped_tasks"][0]["name"], "bad", "{plan}");
+    assert_eq!(plan["trials"].as_array().unwrap().len(), 1, "{plan}");
+    assert_eq!(plan["trials"][0]["task"], "good");
+}
+
+#[test]
+fn an_invalid_task_refuses_the_pipeline_by_default() {
+    let dir = dataset_with_a_bad_task("error");
+    let out = helios(&["validate", dir.path().join("p.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("did you mean `timeout_sec`?"),
+        "{}",
+        stderr(&out)
+    );
+}

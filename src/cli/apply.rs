@@ -107,6 +107,14 @@ pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
         eprint!("{}", render::human(&loaded.warnings, args.styled));
     }
     let mut pipeline = loaded.value;
+    if !pipeline.skipped.is_empty() {
+        let names: Vec<&str> = pipeline.skipped.iter().map(|t| t.name.as_str()).collect();
+        eprintln!(
+            "helios: {} invalid task(s) left out (`on_invalid = \"skip\"`; the warnings above say why): {}",
+            names.len(),
+            names.join(", ")
+        );
+    }
     redirect_output(&mut pipeline, args.output_dir);
     let plan = match Plan::of(&pipeline) {
         Ok(mut plan) => {

@@ -202,7 +202,7 @@ fn human(
     let prebuilt = plan
         .tasks
         .iter()
-        .filter(|t| matches!(t.image, ImageSource::Prebuilt(_)))
+        .filter(|t| matches!(t.image, ImageSource::Prebuilt(_) | ImageSource::Pull { .. }))
         .count();
     out.push_str(&format!("image builds: {}", plan.builds.len()));
     if plan.uses(crate::env::Provider::Daytona) {
@@ -212,12 +212,42 @@ fn human(
         out.push_str(&format!(" ({prebuilt} task(s) use a prebuilt image)"));
     }
     out.push('\n');
-    for build in &plan.builds {
+    let fallback_of = |b: usize| {
+        plan.tasks.iter().find_map(|t| match &t.image {
+            ImageSource::Pull { image, fallback } if *fallback == b => Some(image.as_str()),
+            _ => None,
+        })
+    };
+    for (b, build) in plan.builds.iter().enumerate() {
+        let when = match fallback_of(b) {
+            Some(image) if !plan.tasks.iter().any(|t| t.image == ImageSource::Build(b)) => {
+                format!(" (only if `{image}` cannot be pulled, or with --rebuild)")
+            }
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            "  {}  for {} task(s)\n",
+            "  {}  for {} task(s){when}\n",
             build.tag,
             build.tasks.len()
         ));
+    }
+    let mut pulls: Vec<(&str, Vec<&str>)> = Vec::new();
+    for task in &plan.tasks {
+        if let ImageSource::Pull { image, .. } | ImageSource::Prebuilt(image) = &task.image {
+            match pulls.iter_mut().find(|(i, _)| i == image) {
+                Some((_, tasks)) => tasks.push(&task.name),
+                None => pulls.push((image, vec![&task.name])),
+            }
+        }
+    }
+    if !pulls.is_empty() {
+        out.push_str(&format!(
+            "prebuilt images: {} (pulled if missing)\n",
+            pulls.len()
+        ));
+        for (image, tasks) in pulls {
+            out.push_str(&format!("  {image}  for {}\n", tasks.join(", ")));
+        }
     }
     if !plan.installs.is_empty() {
         let to_do = installed.iter().filter(|i| **i != Some(true)).count();

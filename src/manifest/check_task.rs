@@ -454,3 +454,185 @@ fn required_files(dir: &Path, task: &TaskManifest) -> Vec<Diagnostic> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::diagnostic::{Code, Severity};
+    use crate::manifest::validate_paths;
+
+    /// A task directory with `task.toml` and the files a task of one step needs.
+    fn task(toml: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("task.toml", toml);
+        write("instruction.md", "Do it.\n");
+        write("environment/Dockerfile", "FROM debian:bookworm-slim\n");
+        write("tests/test.sh", "echo 1 > /logs/verifier/reward.txt\n");
+        dir
+    }
+
+    fn problems(dir: &tempfile::TempDir) -> Vec<(Severity, Code, String)> {
+        validate_paths(&[dir.path().to_path_buf()])
+            .report
+            .diagnostics
+            .into_iter()
+            .map(|d| (d.severity, d.code, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn every_table_of_harbor_1_4_loads() {
+        let dir = task(
+            r#"schema_version = "1.4"
+source = "benchmark"
+multi_step_reward_strategy = "mean"
+artifacts = ["/app/a.txt", { source = "/app/logs", destination = "logs", exclude = ["*.tmp"] }]
+
+[task]
+name = "acme/task-1"
+version = "1.0.0"
+description = "A task"
+authors = [{ name = "A", email = "a@example.com" }]
+keywords = ["k"]
+
+[agent]
+timeout_sec = 10
+user = "agent"
+
+[verifier]
+timeout_sec = 10
+user = 1000
+env = { A = "b" }
+
+[[verifier.collect]]
+command = "true"
+timeout_sec = 5
+
+[environment]
+cpus = 1
+memory = "1G"
+storage = "2G"
+mcp_servers = []
+gpus = 0
+gpu_types = []
+
+[environment.healthcheck]
+command = "true"
+start_interval_sec = 1
+"#,
+        );
+        assert_eq!(problems(&dir), Vec::new());
+    }
+
+    #[test]
+    fn an_unknown_key_of_a_newer_format_is_a_warning_and_a_typo_an_error() {
+        let dir = task("schema_version = \"1.5\"\nbrand_new = 1\n[agent]\ntimeout_secs = 3\n");
+        let found = problems(&dir);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().any(|(s, c, m)| *s == Severity::Warning
+            && *c == Code::UnknownKey
+            && m.contains("`brand_new`")));
+        assert!(found.iter().any(|(s, c, m)| *s == Severity::Error
+            && *c == Code::UnknownKey
+            && m.contains("`timeout_secs`")));
+    }
+
+    #[test]
+    fn a_package_name_is_org_slash_name() {
+        let dir = task("[task]\nname = \"no-org\"\n");
+        let found = problems(&dir);
+        assert!(
+            found
+                .iter()
+                .any(|(s, _, m)| *s == Severity::Error && m.contains("task.name")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_shared_verifier_with_its_own_environment_contradicts_itself() {
+        let dir =
+            task("[verifier]\nenvironment_mode = \"shared\"\n[verifier.environment]\ncpus = 1\n");
+        let found = problems(&dir);
+        assert!(
+            found.iter().any(|(_, c, _)| *c == Code::Conflict),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn deprecated_keys_map_inside_the_verifier_environment_too() {
+        let dir = task(
+            "[verifier]\nenvironment_mode = \"separate\"\n[verifier.environment]\nmemory = \"2G\"\nallow_internet = false\n",
+        );
+        let loaded = crate::manifest::load_task(dir.path()).unwrap().value;
+        let env = loaded.manifest.verifier.environment.unwrap();
+        assert_eq!(env.memory_megabytes(), Some(2048));
+        assert_eq!(
+            env.resolved_network_mode(),
+            crate::manifest::task::NetworkMode::NoNetwork
+        );
+    }
+
+    #[test]
+    fn allowed_hosts_of_a_phase_need_its_allowlist() {
+        let dir = task("[agent]\nallowed_hosts = [\"pypi.org\"]\n");
+        let found = problems(&dir);
+        assert!(
+            found.iter().any(|(s, c, m)| *s == Severity::Error
+                && *c == Code::Conflict
+                && m.contains("agent.allowed_hosts")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_multi_step_task_needs_each_steps_instruction_and_no_root_one() {
+        let dir = task("[[steps]]\nname = \"one\"\n[[steps]]\nname = \"two\"\n");
+        std::fs::remove_file(dir.path().join("instruction.md")).unwrap();
+        std::fs::create_dir_all(dir.path().join("steps/one")).unwrap();
+        std::fs::write(dir.path().join("steps/one/instruction.md"), "One.\n").unwrap();
+        let found = problems(&dir);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].2.contains("steps/two/instruction.md"), "{found:?}");
+    }
+
+    #[test]
+    fn artifact_destinations_stay_inside_artifacts() {
+        let dir = task(
+            "artifacts = [{ source = \"/a\", destination = \"../x\" }, { source = \"/b\", destination = \"manifest.json\" }, \"/c/../d\"]\n",
+        );
+        let found = problems(&dir);
+        assert_eq!(
+            found
+                .iter()
+                .filter(|(s, c, _)| *s == Severity::Error && *c == Code::InvalidValue)
+                .count(),
+            3,
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn what_helios_cannot_run_is_said_at_validate() {
+        let dir = task(
+            "[environment]\nos = \"windows\"\n[environment.tpu]\ntype = \"v5\"\ntopology = \"2x2\"\n",
+        );
+        std::fs::write(
+            dir.path().join("environment/docker-compose.yaml"),
+            "services: {}\n",
+        )
+        .unwrap();
+        let found = problems(&dir);
+        let unsupported: Vec<&String> = found
+            .iter()
+            .filter(|(s, c, _)| *s == Severity::Warning && *c == Code::Unsupported)
+            .map(|(_, _, m)| m)
+            .collect();
+        assert_eq!(unsupported.len(), 3, "{found:?}");
+    }
+}

@@ -142,6 +142,29 @@ pub struct EnvironmentDefaults {
     /// trial's result, so they are not part of trial ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daytona: Option<DaytonaSettings>,
+    /// Where a task that names a `docker_image` and has an `environment/Dockerfile` gets
+    /// its image: `prebuilt` (the default: the image its authors validated, pulled once,
+    /// as Harbor does; built from the Dockerfile only when the pull fails) or `dockerfile`
+    /// (always built). `apply --rebuild` builds too.
+    #[serde(default, skip_serializing_if = "ImagePolicy::is_default")]
+    pub images: ImagePolicy,
+}
+
+/// `[environment] images`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImagePolicy {
+    /// Pull `docker_image`; build from the Dockerfile only when the pull fails.
+    #[default]
+    Prebuilt,
+    /// Build from the Dockerfile whenever there is one.
+    Dockerfile,
+}
+
+impl ImagePolicy {
+    fn is_default(&self) -> bool {
+        *self == ImagePolicy::Prebuilt
+    }
 }
 
 /// `[[tasks]]`: a source of task directories: local directories (`path`), a git

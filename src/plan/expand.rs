@@ -15,6 +15,7 @@ use super::{
 use crate::agent::AgentKind;
 use crate::agent::installed::{self, Recipe};
 use crate::env::Provider;
+use crate::manifest::pipeline::ImagePolicy;
 use crate::manifest::pipeline::{EnvironmentDefaults, VerifyStep};
 use crate::manifest::stage_graph::StageGraph;
 use crate::manifest::trials::{count_trials, total_trials};
@@ -280,6 +281,7 @@ fn trial_id(config: &Digest, task: &Digest, params: &Digest, attempt: u32) -> Tr
 }
 
 fn plan_tasks(pipeline: &Pipeline, inputs: &Inputs) -> (Vec<PlannedTask>, Vec<ImageBuild>) {
+    let policy = pipeline.manifest.environment.images;
     let mut builds: Vec<ImageBuild> = Vec::new();
     let mut by_digest: HashMap<Digest, usize> = HashMap::new();
     let tasks = pipeline
@@ -287,10 +289,9 @@ fn plan_tasks(pipeline: &Pipeline, inputs: &Inputs) -> (Vec<PlannedTask>, Vec<Im
         .iter()
         .enumerate()
         .map(|(i, task)| {
+            let has_dockerfile = task.dir.join("environment/Dockerfile").is_file();
             let image = match &task.manifest.environment.docker_image {
-                Some(image) if !task.dir.join("environment/Dockerfile").is_file() => {
-                    ImageSource::Prebuilt(image.clone())
-                }
+                Some(image) if !has_dockerfile => ImageSource::Prebuilt(image.clone()),
                 _ => {
                     let digest = inputs.environment_digests[i];
                     let build = *by_digest.entry(digest).or_insert_with(|| {
@@ -307,7 +308,13 @@ fn plan_tasks(pipeline: &Pipeline, inputs: &Inputs) -> (Vec<PlannedTask>, Vec<Im
                         builds.len() - 1
                     });
                     builds[build].tasks.push(i);
-                    ImageSource::Build(build)
+                    match &task.manifest.environment.docker_image {
+                        Some(image) if policy == ImagePolicy::Prebuilt => ImageSource::Pull {
+                            image: image.clone(),
+                            fallback: build,
+                        },
+                        _ => ImageSource::Build(build),
+                    }
                 }
             };
             let verifiers = inputs.verifiers[i]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ImageSource, Plan};
+use super::Plan;
 use crate::dataset::Origin;
 use crate::manifest::PipelineSource;
 use crate::store::RunStore;
@@ -282,10 +282,7 @@ impl LockFile {
                     name: t.name.clone(),
                     dir: t.dir.clone(),
                     digest: t.digest.hex(),
-                    image: match &t.image {
-                        ImageSource::Build(b) => plan.builds[*b].tag.clone(),
-                        ImageSource::Prebuilt(image) => image.clone(),
-                    },
+                    image: t.image.name(&plan.builds).to_string(),
                 })
                 .collect(),
             builds: plan

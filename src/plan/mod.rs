@@ -49,6 +49,20 @@ pub enum ImageSource {
     Build(usize),
     /// A prebuilt image named by `docker_image`.
     Prebuilt(String),
+    /// A prebuilt image named by `docker_image` of a task that also has a Dockerfile:
+    /// pulled, and built by build `fallback` only when the pull fails (or with
+    /// `--rebuild`). Resolved to one of the others when a run opens.
+    Pull { image: String, fallback: usize },
+}
+
+impl ImageSource {
+    /// The image's name or tag, as planned (a pull's prebuilt name).
+    pub fn name<'a>(&'a self, builds: &'a [ImageBuild]) -> &'a str {
+        match self {
+            ImageSource::Build(b) => &builds[*b].tag,
+            ImageSource::Prebuilt(image) | ImageSource::Pull { image, .. } => image,
+        }
+    }
 }
 
 /// A task as planned.
@@ -78,7 +92,7 @@ impl PlannedTask {
         std::iter::once(&self.image)
             .chain(self.verifiers.iter().map(|v| &v.image))
             .filter_map(|image| match image {
-                ImageSource::Build(b) => Some(*b),
+                ImageSource::Build(b) | ImageSource::Pull { fallback: b, .. } => Some(*b),
                 ImageSource::Prebuilt(_) => None,
             })
     }

@@ -70,6 +70,9 @@ fn note(event: &RunEvent) -> Option<String> {
             "apply: {trials} trials ({to_run} to run, {done} already done), {builds} image(s); results in {}",
             run_dir.display()
         ),
+        RunEvent::PullFailed { image, tag, error } => format!(
+            "cannot pull `{image}` ({error}); building {tag} from the task's Dockerfile instead"
+        ),
         RunEvent::Reaped { provider: Provider::Docker, count } => {
             format!("removed {count} container(s) left by runs that died")
         }
@@ -273,6 +276,7 @@ impl View for Bars {
                 }
             }
             RunEvent::Reaped { .. }
+            | RunEvent::PullFailed { .. }
             | RunEvent::InstallStarted { .. }
             | RunEvent::InstallFinished { .. }
             | RunEvent::Resources { .. }

@@ -203,8 +203,20 @@ impl Run {
         events: &UnboundedSender<RunEvent>,
     ) -> Result<Run, RunError> {
         let host = host_lookup(&options);
+        // Problems that need no engine are found before connecting to one.
         let setups = prepare(pipeline, &plan, &host).map_err(RunError::Preflight)?;
         let engines = open_engines(pipeline, &plan, &host, events).await?;
+        let mut plan = plan;
+        let pulls = plan
+            .tasks
+            .iter()
+            .any(|t| matches!(t.image, ImageSource::Pull { .. }));
+        let setups = if pulls {
+            resolve_pulls(&mut plan, &engines, options.rebuild, events).await;
+            prepare(pipeline, &plan, &host).map_err(RunError::Preflight)?
+        } else {
+            setups
+        };
         Run::start(pipeline, plan, setups, engines, options)
     }
 
@@ -217,6 +229,17 @@ impl Run {
         engines: BTreeMap<Provider, Engine>,
     ) -> Result<Run, RunError> {
         let host = host_lookup(&options);
+        let mut plan = plan;
+        // The caller's engines have what they have: a pull is taken as there.
+        for task in &mut plan.tasks {
+            if let ImageSource::Pull { image, fallback } = &task.image {
+                task.image = if options.rebuild {
+                    ImageSource::Build(*fallback)
+                } else {
+                    ImageSource::Prebuilt(image.clone())
+                };
+            }
+        }
         let setups = prepare(pipeline, &plan, &host).map_err(RunError::Preflight)?;
         let missing: Vec<String> = [Provider::Docker, Provider::Daytona]
             .into_iter()
@@ -510,6 +533,57 @@ async fn open_engines(
     Ok(engines)
 }
 
+/// Decides where each task that names a prebuilt image and has a Dockerfile gets its
+/// image: the prebuilt one when this machine has it or can pull it (as Harbor does),
+/// else a build of its Dockerfile, said once per image; always the build with
+/// `--rebuild`. Remote providers pull for themselves.
+async fn resolve_pulls(
+    plan: &mut Plan,
+    engines: &BTreeMap<Provider, Engine>,
+    rebuild: bool,
+    events: &UnboundedSender<RunEvent>,
+) {
+    let mut pulled: BTreeMap<String, bool> = BTreeMap::new();
+    for index in 0..plan.tasks.len() {
+        let ImageSource::Pull { image, fallback } = plan.tasks[index].image.clone() else {
+            continue;
+        };
+        let local = plan
+            .trials
+            .iter()
+            .filter(|t| t.task as usize == index)
+            .filter_map(|t| engines.get(&plan.provider(t)))
+            .find(|e| e.builds_images());
+        let resolved = match local {
+            _ if rebuild => ImageSource::Build(fallback),
+            None => ImageSource::Prebuilt(image.clone()),
+            Some(engine) => {
+                let available = match pulled.get(&image) {
+                    Some(available) => *available,
+                    None => {
+                        let outcome = engine.ensure_image(&image).await;
+                        if let Err(error) = &outcome {
+                            let _ = events.send(RunEvent::PullFailed {
+                                image: image.clone(),
+                                tag: plan.builds[fallback].tag.clone(),
+                                error: error.to_string(),
+                            });
+                        }
+                        pulled.insert(image.clone(), outcome.is_ok());
+                        outcome.is_ok()
+                    }
+                };
+                if available {
+                    ImageSource::Prebuilt(image)
+                } else {
+                    ImageSource::Build(fallback)
+                }
+            }
+        };
+        plan.tasks[index].image = resolved;
+    }
+}
+
 /// Makes sure every installed agent that trials still to run use is installed, one install
 /// at a time, before any trial starts; a failed install fails the run with the installer's
 /// output.
@@ -605,8 +679,12 @@ async fn check_images(
             continue;
         };
         let image = match &planned.image {
-            ImageSource::Prebuilt(image) if missing_images.contains_key(image) => continue,
-            ImageSource::Prebuilt(image) => image.clone(),
+            ImageSource::Prebuilt(image) | ImageSource::Pull { image, .. }
+                if missing_images.contains_key(image) =>
+            {
+                continue;
+            }
+            ImageSource::Prebuilt(image) | ImageSource::Pull { image, .. } => image.clone(),
             ImageSource::Build(b) => {
                 let build = &plan.builds[*b];
                 if checked.insert(*b) && !engine.image_exists(&build.tag).await? {
@@ -739,7 +817,7 @@ async fn ensure_prebuilt_images(
                 .chain(task.verifiers.iter().map(|v| &v.image))
                 .filter_map(move |image| match image {
                     ImageSource::Prebuilt(image) => Some((plan.provider(t), image.as_str())),
-                    ImageSource::Build(_) => None,
+                    ImageSource::Build(_) | ImageSource::Pull { .. } => None,
                 })
         })
         .filter(|(provider, _)| engines.get(provider).is_some_and(|e| e.builds_images()))
@@ -1026,7 +1104,7 @@ impl Dispatcher {
                 .or_else(|| {
                     planned.verifiers.iter().find_map(|v| match &v.image {
                         ImageSource::Prebuilt(image) => self.cx.missing_images.get(image),
-                        ImageSource::Build(_) => None,
+                        ImageSource::Build(_) | ImageSource::Pull { .. } => None,
                     })
                 })
                 .cloned();

@@ -291,7 +291,11 @@ fn task_runtimes(
         .map(|(index, (planned, task))| {
             let image = match &planned.image {
                 ImageSource::Build(b) => (plan.builds[*b].tag.clone(), Some(*b)),
-                ImageSource::Prebuilt(image) => (image.clone(), None),
+                // A pull not yet resolved (see `Run::open`) is checked as the prebuilt
+                // image it will most likely be.
+                ImageSource::Prebuilt(image) | ImageSource::Pull { image, .. } => {
+                    (image.clone(), None)
+                }
             };
             let remote = remote.contains(&(index as u32));
             let verifiers = verifier_runtimes(plan, planned, task, remote, host, problems);
@@ -699,10 +703,7 @@ fn verifier_runtimes(
         .zip(&planned.verifiers)
         .map(|(verifier, planned)| {
             let section = &verifier.environment;
-            let image = match &planned.image {
-                ImageSource::Build(b) => plan.builds[*b].tag.clone(),
-                ImageSource::Prebuilt(image) => image.clone(),
-            };
+            let image = planned.image.name(&plan.builds).to_string();
             let what = match &verifier.step {
                 Some(step) => format!("task `{}` step `{step}` [verifier.environment] env", task.name),
                 None => format!("task `{}` [verifier.environment] env", task.name),
