@@ -8,6 +8,7 @@ pub mod docker;
 mod engine;
 pub mod fake;
 mod provider;
+pub mod removal;
 pub mod tarball;
 
 use std::collections::BTreeMap;
@@ -86,6 +87,15 @@ pub enum EnvError {
     /// The run was cancelled while the environment was being made.
     #[error("cancelled")]
     Cancelled,
+    /// The engine did not answer a call within its deadline (a wedged daemon): nothing of
+    /// helios waits on an engine forever. Worth another try, like any engine hiccup.
+    #[error("the {provider} engine did not answer `{call}` within {seconds}s")]
+    NoAnswer {
+        provider: Provider,
+        /// The call, as the engine's API names it (`remove container 0123abcd`).
+        call: String,
+        seconds: f64,
+    },
 }
 
 /// Why a task's image cannot run an installed agent, and what to do.
@@ -129,6 +139,7 @@ impl EnvError {
                 | EnvError::Desktop(_)
                 | EnvError::Daytona(_)
                 | EnvError::NotReady { .. }
+                | EnvError::NoAnswer { .. }
         )
     }
 }
