@@ -44,6 +44,16 @@ impl Drop for Wedge {
     }
 }
 
+/// A helios apply, killed and waited for if the test ends before it does.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_wedged_engine_is_said_a_ctrl_c_ends_helios_and_the_next_apply_finishes() {
     if std::env::var_os("HELIOS_TEST_DOCKERD_WEDGE").is_none() {
@@ -56,13 +66,16 @@ fn a_wedged_engine_is_said_a_ctrl_c_ends_helios_and_the_next_apply_finishes() {
         project.task(name, "", "sleep 30\necho done > /app/out\n", PASS);
     }
     project.pipeline("p", "\"oracle\"");
-    let mut child = project
-        .command("p")
-        .env("HELIOS_ENGINE_STALL_SECS", STALL_SECS.to_string())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        project
+            .command("p")
+            .env("HELIOS_ENGINE_STALL_SECS", STALL_SECS.to_string())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
     // Lines as they come, read on a thread of their own so the test can wait with limits.
     let (lines, heard) = mpsc::channel::<String>();
     let stderr = child.stderr.take().unwrap();

@@ -89,13 +89,21 @@ pub enum EnvError {
     Cancelled,
     /// The engine did not answer a call within its deadline (a wedged daemon): nothing of
     /// helios waits on an engine forever. Worth another try, like any engine hiccup.
-    #[error("the {provider} engine did not answer `{call}` within {seconds}s")]
+    #[error("{} did not answer `{call}` within {seconds}s", engine_name(*.provider))]
     NoAnswer {
         provider: Provider,
         /// The call, as the engine's API names it (`remove container 0123abcd`).
         call: String,
         seconds: f64,
     },
+}
+
+/// How messages name a provider's engine.
+fn engine_name(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Docker => "the Docker engine",
+        Provider::Daytona => "Daytona",
+    }
 }
 
 /// Why a task's image cannot run an installed agent, and what to do.
