@@ -220,6 +220,11 @@ impl From<&EnvError> for ErrorKind {
             EnvError::NotReady { .. } => ErrorKind::SandboxNotReady,
             EnvError::Cancelled => ErrorKind::Cancelled,
             EnvError::Unhealthy { .. } => ErrorKind::Unhealthy,
+            EnvError::NoAnswer {
+                provider: Provider::Docker,
+                ..
+            } => ErrorKind::DockerError,
+            EnvError::NoAnswer { .. } => ErrorKind::DaytonaError,
         }
     }
 }
@@ -286,6 +291,24 @@ pub enum RunEvent {
     Reaped {
         provider: Provider,
         count: usize,
+    },
+    /// Removing what dead runs left failed (the run goes on; the next apply tries again).
+    ReapFailed {
+        provider: Provider,
+        error: String,
+    },
+    /// The engine has answered nothing for `seconds` (a wedged daemon): sent when a call
+    /// has waited that long, and again each time as long again passes.
+    EngineStalled {
+        provider: Provider,
+        seconds: f64,
+        /// Trials started and not finished: they wait on it.
+        trials: usize,
+    },
+    /// The engine answers again, after `seconds` of silence.
+    EngineAnswered {
+        provider: Provider,
+        seconds: f64,
     },
     /// An installed agent's install begins (its volume is checked, and made if missing).
     InstallStarted {
@@ -370,6 +393,13 @@ pub enum RunEvent {
         /// The container or sandbox id, to remove it by hand.
         id: String,
         error: String,
+    },
+    /// After a Ctrl-C, the engine did not answer a trial's create within the grace: a
+    /// container or sandbox may appear later, labelled, for the next apply to reap.
+    CreateAbandoned {
+        index: TrialIndex,
+        label: String,
+        provider: Provider,
     },
     TrialFinished {
         index: TrialIndex,

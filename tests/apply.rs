@@ -498,3 +498,69 @@ fn allowlist_is_refused_before_anything_runs() {
     assert!(!project.path("runs/p/s").exists(), "nothing ran");
     project.assert_clean();
 }
+
+/// Issue 27: two applies reaping at once (as after a crash) race to remove the same dead
+/// run's containers; Docker answers the loser 409 ("removal already in progress"). Both
+/// reaps succeed, the dead run's containers are gone, and a container whose pid label is a
+/// live process (a run going on in another process) is kept.
+#[test]
+fn two_reaps_at_once_remove_a_dead_runs_containers_and_keep_a_live_ones() {
+    use helios::env::Environment;
+    use helios::env::docker::DockerEngine;
+
+    let project = Project::new("reap-race");
+    // A pid that is gone: a process that has exited and been waited for.
+    let mut exited = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = exited.id();
+    exited.wait().unwrap();
+    // A live process that is not this test (nor a helios), to stand for another apply.
+    let mut live = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .unwrap();
+    let host = helios::env::hostname();
+    let run = |pid: u32, name: &str| {
+        let out = std::process::Command::new("docker")
+            .args(["run", "-d", "--init", "--label", &project.label])
+            .args(["--label", "helios.managed=true"])
+            .args(["--label", &format!("helios.run=reap-race.{pid}.{name}")])
+            .args(["--label", &format!("helios.pid={pid}")])
+            .args(["--label", &format!("helios.host={host}")])
+            .args(["debian:bookworm-slim", "sleep", "300"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // Several dead ones, so the two reaps meet on at least one.
+    let dead: Vec<String> = (0..4).map(|i| run(dead_pid, &format!("dead{i}"))).collect();
+    let alive = run(live.id(), "alive");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (a, b) = runtime.block_on(async {
+        let first = DockerEngine::connect(4).await.unwrap();
+        let second = DockerEngine::connect(4).await.unwrap();
+        tokio::join!(first.reap_dead_runs(), second.reap_dead_runs())
+    });
+    let left = docker_ids("ps", &project.label);
+    live.kill().unwrap();
+    live.wait().unwrap();
+    // Both succeed; how many each counts depends on the interleaving (and on other tests'
+    // applies, which reap too).
+    a.unwrap();
+    b.unwrap();
+    for id in &dead {
+        assert!(
+            !left.iter().any(|l| id.starts_with(l.as_str())),
+            "{id} left"
+        );
+    }
+    assert!(
+        left.iter().any(|l| alive.starts_with(l.as_str())),
+        "the live run's container is kept: {left:?}"
+    );
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", &alive])
+        .output();
+    project.assert_clean();
+}

@@ -145,6 +145,7 @@ pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
             cpus: args.cpus,
             memory_mb: args.memory_mb,
             build_concurrency: args.build_concurrency,
+            ..ApplyOptions::default()
         };
         // Nothing is written until every check has passed and the providers answered.
         let run = match Run::open(&pipeline, plan, options, &events).await {
@@ -252,7 +253,14 @@ fn conclude(outcome: Result<runner::RunOutcome, RunError>) -> ExitStatus {
     }
 }
 
-/// The first Ctrl-C cancels gracefully; the second ends the process at once.
+/// How long after the first Ctrl-C helios ends whatever it waits on: the runner's own
+/// clean-up gives a wedged engine [`runner::CANCEL_GRACE`]; this backstops a wait outside
+/// trials (an install, a pull, a probe before any trial) so a Ctrl-C always ends helios
+/// within seconds.
+const INTERRUPT_BACKSTOP: std::time::Duration = std::time::Duration::from_millis(4500);
+
+/// The first Ctrl-C cancels gracefully; the second ends the process at once, and so does
+/// the first once [`INTERRUPT_BACKSTOP`] has passed without the run ending.
 async fn watch_interrupts(
     cancel: CancellationToken,
     events: tokio::sync::mpsc::WeakUnboundedSender<RunEvent>,
@@ -265,11 +273,20 @@ async fn watch_interrupts(
     if let Some(events) = events.upgrade() {
         let _ = events.send(RunEvent::Cancelling);
     }
-    if tokio::signal::ctrl_c().await.is_ok() {
-        eprintln!(
-            "forced to stop: containers or sandboxes may remain; the next `helios apply` or `helios gc` \
-             (`--provider daytona` for sandboxes) removes them"
-        );
-        std::process::exit(ExitStatus::Interrupted as i32);
-    }
+    let how = tokio::select! {
+        second = tokio::signal::ctrl_c() => {
+            if second.is_err() {
+                return;
+            }
+            "forced to stop"
+        }
+        () = tokio::time::sleep(INTERRUPT_BACKSTOP) => {
+            "stopped: the engine did not answer in time to clean up"
+        }
+    };
+    eprintln!(
+        "{how}: containers or sandboxes may remain; the next `helios apply` or `helios gc` \
+         (`--provider daytona` for sandboxes) removes them"
+    );
+    std::process::exit(ExitStatus::Interrupted as i32);
 }

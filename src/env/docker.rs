@@ -25,11 +25,61 @@ use tokio::sync::Semaphore;
 
 use tokio_util::sync::CancellationToken;
 
+use super::removal::{BUSY_PATIENCE, Removal, remove_idempotently};
 use super::{
     BuildSpec, Collected, EnvError, EnvSpec, Environment, ExecOutput, ExecSpec, HOST_LABEL,
     InstallSpec, Instance, MANAGED_LABEL, Mount, PID_LABEL, ProbeSpec, Provider, RUN_LABEL,
     Sandbox, tarball,
 };
+
+/// How long one engine call may go unanswered: nothing waits on a wedged daemon forever.
+/// Generous, because a daemon under load (many containers starting at once) answers
+/// slowly, and a call that times out costs the trial an attempt.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// How long a transfer may take: uploads, downloads of `/logs`, commits of a container
+/// into an image (calls that move a lot of bytes and answer only at the end).
+const TRANSFER_DEADLINE: Duration = Duration::from_secs(600);
+
+/// How long pulling a prebuilt image may take.
+const PULL_DEADLINE: Duration = Duration::from_secs(1800);
+
+/// Runs one engine call under `limit`; past it the call is dropped (its connection closed)
+/// and the error says which call the engine did not answer.
+async fn within<T>(
+    call: &str,
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, EnvError>>,
+) -> Result<T, EnvError> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(answer) => answer,
+        Err(_) => Err(EnvError::NoAnswer {
+            provider: Provider::Docker,
+            call: call.to_string(),
+            seconds: limit.as_secs_f64(),
+        }),
+    }
+}
+
+/// A removal call's answer as [`Removal`]: 404 is gone already, 409 busy (another apply or
+/// `helios gc` removing the same object, or a container on the way out still using it).
+fn removal(answer: Result<(), bollard::errors::Error>) -> Result<Removal, EnvError> {
+    match answer {
+        Ok(()) => Ok(Removal::Removed),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(Removal::Gone),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(Removal::Busy),
+        Err(e) => Err(engine_error(e)),
+    }
+}
+
+/// The first 12 characters of an id, as `docker ps` shows it.
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
 
 /// Most bytes of stdout (and of stderr) kept from one command; the rest is cut.
 const OUTPUT_CAP: usize = 4 << 20;
@@ -73,16 +123,20 @@ impl DockerEngine {
     /// on an API version. `max_calls` bounds concurrent API calls.
     pub async fn connect(max_calls: usize) -> Result<DockerEngine, EnvError> {
         let docker = Docker::connect_with_local_defaults()
-            .map_err(|e| EnvError::Unreachable(e.to_string()))?
-            .negotiate_version()
-            .await
-            .map_err(|e| {
-                EnvError::Unreachable(format!("{e} (is dockerd running? is DOCKER_HOST right?)"))
-            })?;
-        docker
-            .ping()
-            .await
             .map_err(|e| EnvError::Unreachable(e.to_string()))?;
+        let docker = within("version", CALL_DEADLINE, async {
+            docker.negotiate_version().await.map_err(|e| {
+                EnvError::Unreachable(format!("{e} (is dockerd running? is DOCKER_HOST right?)"))
+            })
+        })
+        .await?;
+        within("ping", CALL_DEADLINE, async {
+            docker
+                .ping()
+                .await
+                .map_err(|e| EnvError::Unreachable(e.to_string()))
+        })
+        .await?;
         Ok(DockerEngine {
             docker,
             calls: Arc::new(Semaphore::new(max_calls.max(1))),
@@ -117,10 +171,13 @@ impl DockerEngine {
         };
         {
             let _permit = self.permit().await;
-            self.docker
-                .create_network(request)
-                .await
-                .map_err(engine_error)?;
+            within("create network", CALL_DEADLINE, async {
+                self.docker
+                    .create_network(request)
+                    .await
+                    .map_err(engine_error)
+            })
+            .await?;
         }
         self.network_gateway(name).await
     }
@@ -129,10 +186,13 @@ impl DockerEngine {
     async fn network_gateway(&self, name: &str) -> Result<std::net::IpAddr, EnvError> {
         let network = {
             let _permit = self.permit().await;
-            self.docker
-                .inspect_network(name, None)
-                .await
-                .map_err(engine_error)?
+            within("inspect network", CALL_DEADLINE, async {
+                self.docker
+                    .inspect_network(name, None)
+                    .await
+                    .map_err(engine_error)
+            })
+            .await?
         };
         let gateway = network
             .ipam
@@ -149,16 +209,18 @@ impl DockerEngine {
         })
     }
 
-    /// Removes a network; one already gone is fine.
-    async fn delete_network(&self, name: &str) -> Result<(), EnvError> {
-        let _permit = self.permit().await;
-        match self.docker.remove_network(name).await {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(e) => Err(engine_error(e)),
-        }
+    /// Removes a network; one already gone is fine, and one still busy (its last
+    /// container on the way out, another apply removing it) is waited for.
+    async fn delete_network(&self, name: &str) -> Result<Removal, EnvError> {
+        let call = format!("remove network {name}");
+        remove_idempotently(&format!("network `{name}`"), BUSY_PATIENCE, || async {
+            let _permit = self.permit().await;
+            within(&call, CALL_DEADLINE, async {
+                removal(self.docker.remove_network(name).await)
+            })
+            .await
+        })
+        .await
     }
 
     /// Networks carrying every label in `labels`, with their labels.
@@ -172,11 +234,13 @@ impl DockerEngine {
             .filters(&filters)
             .build();
         let _permit = self.permit().await;
-        let list = self
-            .docker
-            .list_networks(Some(options))
-            .await
-            .map_err(engine_error)?;
+        let list = within("list networks", CALL_DEADLINE, async {
+            self.docker
+                .list_networks(Some(options))
+                .await
+                .map_err(engine_error)
+        })
+        .await?;
         Ok(list
             .into_iter()
             .filter_map(|n| Some((n.name?, n.labels.unwrap_or_default())))
@@ -186,13 +250,16 @@ impl DockerEngine {
     /// Whether an image with this tag exists locally.
     pub(crate) async fn has_image(&self, tag: &str) -> Result<bool, EnvError> {
         let _permit = self.permit().await;
-        match self.docker.inspect_image(tag).await {
-            Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(e) => Err(engine_error(e)),
-        }
+        within("inspect image", CALL_DEADLINE, async {
+            match self.docker.inspect_image(tag).await {
+                Ok(_) => Ok(true),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(false),
+                Err(e) => Err(engine_error(e)),
+            }
+        })
+        .await
     }
 
     /// Makes sure a prebuilt image is present, pulling it when it is not.
@@ -205,16 +272,19 @@ impl DockerEngine {
             .build();
         let _permit = self.permit().await;
         let mut stream = self.docker.create_image(Some(options), None, None);
-        while let Some(item) = stream.next().await {
-            let info =
-                item.map_err(|e| EnvError::engine(format!("cannot pull image `{image}`: {e}")))?;
-            if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-                return Err(EnvError::engine(format!(
-                    "cannot pull image `{image}`: {detail}"
-                )));
+        within(&format!("pull {image}"), PULL_DEADLINE, async {
+            while let Some(item) = stream.next().await {
+                let info = item
+                    .map_err(|e| EnvError::engine(format!("cannot pull image `{image}`: {e}")))?;
+                if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                    return Err(EnvError::engine(format!(
+                        "cannot pull image `{image}`: {detail}"
+                    )));
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// Builds `context` (a directory with a Dockerfile) as `tag`, writing the build's output
@@ -346,16 +416,27 @@ impl DockerEngine {
             ..Default::default()
         };
         let _permit = self.permit().await;
-        let created = self
-            .docker
-            .create_container(None::<CreateContainerOptions>, body)
-            .await
-            .map_err(engine_error)?;
+        let created = within("create container", CALL_DEADLINE, async {
+            self.docker
+                .create_container(None::<CreateContainerOptions>, body)
+                .await
+                .map_err(engine_error)
+        })
+        .await?;
         let container = Container { id: created.id };
-        if let Err(e) = self.docker.start_container(&container.id, None).await {
+        let call = format!("start container {}", short(&container.id));
+        let started = within(&call, CALL_DEADLINE, async {
+            self.docker
+                .start_container(&container.id, None)
+                .await
+                .map_err(engine_error)
+        })
+        .await;
+        if let Err(error) = started {
             drop(_permit);
+            // Nothing else knows of this container yet: its removal is this call's.
             let _ = self.remove_container(&container).await;
-            return Err(engine_error(e));
+            return Err(error);
         }
         Ok(container)
     }
@@ -391,18 +472,24 @@ impl DockerEngine {
         };
         let exec_id = {
             let _permit = self.permit().await;
-            self.docker
-                .create_exec(&container.id, options)
-                .await
-                .map_err(engine_error)?
-                .id
+            within("create exec", CALL_DEADLINE, async {
+                self.docker
+                    .create_exec(&container.id, options)
+                    .await
+                    .map_err(engine_error)
+            })
+            .await?
+            .id
         };
         let started = {
             let _permit = self.permit().await;
-            self.docker
-                .start_exec(&exec_id, None)
-                .await
-                .map_err(engine_error)?
+            within("start exec", CALL_DEADLINE, async {
+                self.docker
+                    .start_exec(&exec_id, None)
+                    .await
+                    .map_err(engine_error)
+            })
+            .await?
         };
         let StartExecResults::Attached { mut output, .. } = started else {
             return Err(EnvError::engine("exec did not attach"));
@@ -433,10 +520,13 @@ impl DockerEngine {
         }
         let inspected = {
             let _permit = self.permit().await;
-            self.docker
-                .inspect_exec(&exec_id)
-                .await
-                .map_err(engine_error)?
+            within("inspect exec", CALL_DEADLINE, async {
+                self.docker
+                    .inspect_exec(&exec_id)
+                    .await
+                    .map_err(engine_error)
+            })
+            .await?
         };
         result.exit_code = inspected.exit_code;
         result.stdout = String::from_utf8_lossy(&stdout).into_owned();
@@ -458,21 +548,25 @@ impl DockerEngine {
             ..Default::default()
         };
         let _permit = self.permit().await;
-        let id = self
-            .docker
-            .create_exec(&container.id, options)
-            .await
-            .map_err(engine_error)?
-            .id;
-        if let StartExecResults::Attached { mut output, .. } = self
-            .docker
-            .start_exec(&id, None)
-            .await
-            .map_err(engine_error)?
-        {
-            while output.next().await.is_some() {}
-        }
-        Ok(())
+        // The command's deadline has passed already: the kill gets one call's time more.
+        within("kill a timed-out command", CALL_DEADLINE, async {
+            let id = self
+                .docker
+                .create_exec(&container.id, options)
+                .await
+                .map_err(engine_error)?
+                .id;
+            if let StartExecResults::Attached { mut output, .. } = self
+                .docker
+                .start_exec(&id, None)
+                .await
+                .map_err(engine_error)?
+            {
+                while output.next().await.is_some() {}
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Unpacks a tar archive at `/` in the container.
@@ -483,14 +577,17 @@ impl DockerEngine {
     ) -> Result<(), EnvError> {
         let options = UploadToContainerOptionsBuilder::default().path("/").build();
         let _permit = self.permit().await;
-        self.docker
-            .upload_to_container(
-                &container.id,
-                Some(options),
-                bollard::body_full(archive.into()),
-            )
-            .await
-            .map_err(engine_error)
+        within("upload to container", TRANSFER_DEADLINE, async {
+            self.docker
+                .upload_to_container(
+                    &container.id,
+                    Some(options),
+                    bollard::body_full(archive.into()),
+                )
+                .await
+                .map_err(engine_error)
+        })
+        .await
     }
 
     /// Copies the container's directory `path` into the host directory `dest`.
@@ -510,32 +607,44 @@ impl DockerEngine {
             .docker
             .download_from_container(&container.id, Some(options))
             .map(|chunk| chunk.map_err(engine_error));
-        tarball::unpack_stream(stream, dest, cap)
-            .await
-            .map_err(|e| match e {
-                tarball::StreamError::Source(e) => e,
-                tarball::StreamError::Unpack(e) => EnvError::io(format!("unpacking `{path}`"), e),
-            })
+        within(&format!("download {path}"), TRANSFER_DEADLINE, async {
+            tarball::unpack_stream(stream, dest, cap)
+                .await
+                .map_err(|e| match e {
+                    tarball::StreamError::Source(e) => e,
+                    tarball::StreamError::Unpack(e) => {
+                        EnvError::io(format!("unpacking `{path}`"), e)
+                    }
+                })
+        })
+        .await
     }
 
-    /// Removes a container and its anonymous volumes, killing it if it runs.
-    pub(crate) async fn remove_container(&self, container: &Container) -> Result<(), EnvError> {
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        let _permit = self.permit().await;
-        match self
-            .docker
-            .remove_container(&container.id, Some(options))
+    /// Removes a container and its anonymous volumes, killing it if it runs. Idempotent: a
+    /// container gone already counts as removed, and one whose removal is in progress
+    /// (another apply reaping the same dead run: HTTP 409) is waited for until it is gone.
+    pub(crate) async fn remove_container(
+        &self,
+        container: &Container,
+    ) -> Result<Removal, EnvError> {
+        let call = format!("remove container {}", short(&container.id));
+        let what = format!("container `{}`", short(&container.id));
+        remove_idempotently(&what, BUSY_PATIENCE, || async {
+            let options = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            let _permit = self.permit().await;
+            within(&call, CALL_DEADLINE, async {
+                removal(
+                    self.docker
+                        .remove_container(&container.id, Some(options))
+                        .await,
+                )
+            })
             .await
-        {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(e) => Err(engine_error(e)),
-        }
+        })
+        .await
     }
 
     /// Containers carrying every label in `labels` (`key=value`, or `key` alone).
@@ -550,11 +659,13 @@ impl DockerEngine {
             .filters(&filters)
             .build();
         let _permit = self.permit().await;
-        let list = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(engine_error)?;
+        let list = within("list containers", CALL_DEADLINE, async {
+            self.docker
+                .list_containers(Some(options))
+                .await
+                .map_err(engine_error)
+        })
+        .await?;
         Ok(list
             .into_iter()
             .filter_map(|c| {
@@ -575,37 +686,50 @@ impl DockerEngine {
             .filters(&filters)
             .build();
         let _permit = self.permit().await;
-        let list = self
-            .docker
-            .list_images(Some(options))
-            .await
-            .map_err(engine_error)?;
+        let list = within("list images", CALL_DEADLINE, async {
+            self.docker
+                .list_images(Some(options))
+                .await
+                .map_err(engine_error)
+        })
+        .await?;
         Ok(list.into_iter().map(|i| i.id).collect())
     }
 
-    /// Removes an image by id, with all its tags.
+    /// Removes an image by id, with all its tags; gone already is fine, and an image in
+    /// use by a container on its way out (409, "conflict") is asked again for a while.
     pub async fn remove_image(&self, id: &str) -> Result<(), EnvError> {
-        let options = RemoveImageOptionsBuilder::default().force(true).build();
-        let _permit = self.permit().await;
-        match self.docker.remove_image(id, Some(options), None).await {
-            Ok(_)
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(e) => Err(engine_error(e)),
-        }
+        let call = format!("remove image {}", short(id));
+        remove_idempotently(&format!("image `{id}`"), IMAGE_PATIENCE, || async {
+            let options = RemoveImageOptionsBuilder::default().force(true).build();
+            let _permit = self.permit().await;
+            within(&call, CALL_DEADLINE, async {
+                removal(
+                    self.docker
+                        .remove_image(id, Some(options), None)
+                        .await
+                        .map(|_| ()),
+                )
+            })
+            .await
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Whether a volume of this name exists.
     pub(crate) async fn has_volume(&self, name: &str) -> Result<bool, EnvError> {
         let _permit = self.permit().await;
-        match self.docker.inspect_volume(name).await {
-            Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(e) => Err(engine_error(e)),
-        }
+        within("inspect volume", CALL_DEADLINE, async {
+            match self.docker.inspect_volume(name).await {
+                Ok(_) => Ok(true),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(false),
+                Err(e) => Err(engine_error(e)),
+            }
+        })
+        .await
     }
 
     /// Names of the volumes carrying every label in `labels`.
@@ -616,11 +740,13 @@ impl DockerEngine {
             .filters(&filters)
             .build();
         let _permit = self.permit().await;
-        let list = self
-            .docker
-            .list_volumes(Some(options))
-            .await
-            .map_err(engine_error)?;
+        let list = within("list volumes", CALL_DEADLINE, async {
+            self.docker
+                .list_volumes(Some(options))
+                .await
+                .map_err(engine_error)
+        })
+        .await?;
         Ok(list
             .volumes
             .unwrap_or_default()
@@ -629,17 +755,20 @@ impl DockerEngine {
             .collect())
     }
 
-    /// Removes a volume (gone already is fine).
+    /// Removes a volume: gone already is fine, and one still in use by a container on its
+    /// way out (409) is waited for.
     pub(crate) async fn remove_volume(&self, name: &str) -> Result<(), EnvError> {
-        let options = RemoveVolumeOptionsBuilder::default().force(true).build();
-        let _permit = self.permit().await;
-        match self.docker.remove_volume(name, Some(options)).await {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(e) => Err(engine_error(e)),
-        }
+        let call = format!("remove volume {name}");
+        remove_idempotently(&format!("volume `{name}`"), BUSY_PATIENCE, || async {
+            let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+            let _permit = self.permit().await;
+            within(&call, CALL_DEADLINE, async {
+                removal(self.docker.remove_volume(name, Some(options)).await)
+            })
+            .await
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Runs `command` in a throwaway container of `image` with `mount`; its output, merged.
@@ -708,10 +837,10 @@ impl DockerEngine {
         };
         {
             let _permit = self.permit().await;
-            self.docker
-                .create_volume(body)
-                .await
-                .map_err(engine_error)?;
+            within("create volume", CALL_DEADLINE, async {
+                self.docker.create_volume(body).await.map_err(engine_error)
+            })
+            .await?;
         }
         let ran = self
             .run_once(
@@ -765,28 +894,42 @@ impl DockerEngine {
         }
     }
 
-    /// Removes containers of earlier applies on this machine whose process is gone.
-    /// Returns how many were removed.
+    /// Removes containers and networks of earlier applies on this machine whose process is
+    /// gone; never anything of a process alive (another apply running now), nor of another
+    /// machine sharing the engine. Several applies may reap at once: a container another
+    /// one is removing is waited for and not counted here. Every leftover is tried; the
+    /// first failure is returned after. Returns how many containers this call removed.
     pub(crate) async fn reap(&self) -> Result<usize, EnvError> {
         let host = super::hostname();
+        let dead = |labels: &HashMap<String, String>| {
+            let pid: Option<i32> = labels.get(PID_LABEL).and_then(|p| p.parse().ok());
+            labels.get(HOST_LABEL) == Some(&host) && pid.is_some_and(|pid| !process_alive(pid))
+        };
         let mut removed = 0;
+        let mut failed = None;
         for container in self.containers_with(&[RUN_LABEL.to_string()]).await? {
-            let same_host = container.labels.get(HOST_LABEL) == Some(&host);
-            let pid: Option<i32> = container.labels.get(PID_LABEL).and_then(|p| p.parse().ok());
-            if same_host && pid.is_some_and(|pid| !process_alive(pid)) {
-                self.remove_container(&Container { id: container.id })
-                    .await?;
-                removed += 1;
+            if !dead(&container.labels) {
+                continue;
+            }
+            match self.remove_container(&Container { id: container.id }).await {
+                Ok(Removal::Removed) => removed += 1,
+                Ok(_) => {}
+                Err(error) => {
+                    failed.get_or_insert(error);
+                }
             }
         }
         for (name, labels) in self.networks_with(&[RUN_LABEL.to_string()]).await? {
-            let same_host = labels.get(HOST_LABEL) == Some(&host);
-            let pid: Option<i32> = labels.get(PID_LABEL).and_then(|p| p.parse().ok());
-            if same_host && pid.is_some_and(|pid| !process_alive(pid)) {
-                self.delete_network(&name).await?;
+            if dead(&labels)
+                && let Err(error) = self.delete_network(&name).await
+            {
+                failed.get_or_insert(error);
             }
         }
-        Ok(removed)
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(removed),
+        }
     }
 
     /// Removes every container, image, network and volume helios labelled (and matching
@@ -821,6 +964,10 @@ impl DockerEngine {
         })
     }
 }
+
+/// How long an image in use (a container of it on its way out) is asked again before its
+/// removal fails: an image a live container uses stays in use, so this is short.
+const IMAGE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// A container found by its labels.
 #[derive(Debug, Clone)]
@@ -922,7 +1069,16 @@ impl Environment for DockerEngine {
     }
 
     async fn remove_network(&self, name: &str) -> Result<(), EnvError> {
-        self.delete_network(name).await
+        self.delete_network(name).await.map(|_| ())
+    }
+
+    async fn ping(&self) -> Result<(), EnvError> {
+        // No permit: this asks whether the daemon answers at all, even when every permit
+        // is held by calls waiting on it.
+        within("ping", CALL_DEADLINE, async {
+            self.docker.ping().await.map(|_| ()).map_err(engine_error)
+        })
+        .await
     }
 
     async fn volume_exists(&self, volume: &str) -> Result<bool, EnvError> {
@@ -993,16 +1149,21 @@ impl Sandbox for DockerSandbox {
             ..Default::default()
         };
         let _permit = self.engine.permit().await;
-        let committed = self
-            .engine
-            .docker
-            .commit_container(options, config)
-            .await
-            .map_err(engine_error)?;
+        let committed = within("commit container", TRANSFER_DEADLINE, async {
+            self.engine
+                .docker
+                .commit_container(options, config)
+                .await
+                .map_err(engine_error)
+        })
+        .await?;
         Ok(committed.id)
     }
 
     async fn remove(&self) -> Result<(), EnvError> {
-        self.engine.remove_container(&self.container).await
+        self.engine
+            .remove_container(&self.container)
+            .await
+            .map(|_| ())
     }
 }

@@ -182,6 +182,12 @@ pub trait Environment: Send + Sync + 'static {
     async fn remove_network(&self, _name: &str) -> Result<(), EnvError> {
         Ok(())
     }
+
+    /// Asks the engine whether it answers at all: the runner's watch on a wedged engine
+    /// times this call. A provider with nothing to ask answers at once.
+    async fn ping(&self) -> Result<(), EnvError> {
+        Ok(())
+    }
 }
 
 /// A trial's running environment, as a provider implements it.
@@ -230,7 +236,8 @@ pub trait Sandbox: Send + Sync + 'static {
     }
 
     /// Removes the environment (with retries for a remote provider). An error names what
-    /// is left, so that it can be removed by hand or by `helios gc`.
+    /// is left, so that it can be removed by hand or by `helios gc`. Called once per
+    /// sandbox: [`Instance::remove`] owns the removal.
     async fn remove(&self) -> Result<(), EnvError>;
 }
 
@@ -299,6 +306,10 @@ pub struct Instance {
     sandbox: Arc<dyn Sandbox>,
     /// Tar headers of the staged directories, without the archive's end.
     staged: Arc<std::sync::Mutex<Vec<u8>>>,
+    /// The one removal of the sandbox, shared by every clone of this handle: whoever asks
+    /// first removes it, later asks (a teardown after a separate verification removed the
+    /// agent's container, a cancel racing an ending) get its answer without a second call.
+    removal: Arc<tokio::sync::OnceCell<Result<(), EnvError>>>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -320,7 +331,22 @@ impl Instance {
         Instance {
             sandbox: Arc::new(sandbox),
             staged: Arc::default(),
+            removal: Arc::default(),
         }
+    }
+
+    /// Removes the environment, once: every call after the first (or during it) waits for
+    /// the first's answer and gets it, so no two removals of one sandbox race.
+    pub async fn remove(&self) -> Result<(), EnvError> {
+        self.removal
+            .get_or_init(|| self.sandbox.remove())
+            .await
+            .clone()
+    }
+
+    /// Whether [`Instance::remove`] has finished removing it.
+    pub fn removed(&self) -> bool {
+        matches!(self.removal.get(), Some(Ok(())))
     }
 
     /// Stages directories (absolute paths, made as root with `mode`) to be made before

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use sha2::Digest as _;
 use tokio_util::sync::CancellationToken;
 
+use super::removal::{BUSY_PATIENCE, Removal, remove_idempotently};
 use super::{
     BuildSpec, Collected, EnvError, EnvSpec, Environment, ExecOutput, ExecSpec, Instance, Provider,
     Sandbox, tarball,
@@ -105,6 +106,122 @@ pub struct FakeRecord {
     pub commands: Vec<(String, String, Duration)>,
     /// The most commands that ran at once (each trial runs one at a time).
     pub most_commands_at_once: usize,
+    /// Calls to a sandbox's own removal (however often the runner asked to remove it).
+    pub removal_calls: usize,
+}
+
+/// Whose a leftover on the fake host is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// A run whose process died: any apply's reap may remove it.
+    Dead,
+    /// A run alive in another process: never to be touched.
+    Alive,
+}
+
+/// What runs left on a fake host, shared by the [`FakeEngine`]s of several applies, so that
+/// their reaps race on one list as two processes' do on one Docker daemon: a removal takes
+/// time (on tokio's clock), and a removal asked while another is in progress is answered
+/// "busy", as Docker's 409 is.
+#[derive(Clone, Default)]
+pub struct FakeHost {
+    state: Arc<Mutex<HostState>>,
+    removal_takes: Duration,
+}
+
+#[derive(Default)]
+struct HostState {
+    /// By id: whose it is, and whether a removal is in progress.
+    objects: BTreeMap<String, (Owner, bool)>,
+    /// Every removal call and every answer "busy".
+    calls: usize,
+    busy_answers: usize,
+    /// A removal that fails instead (the engine refusing), for every object.
+    fails: Option<EnvError>,
+}
+
+impl FakeHost {
+    /// A host whose removals take `removal_takes`.
+    pub fn new(removal_takes: Duration) -> FakeHost {
+        FakeHost {
+            state: Arc::default(),
+            removal_takes,
+        }
+    }
+
+    /// Leaves a container of a run whose process is gone.
+    pub fn leave_dead(&self, id: &str) {
+        self.lock().objects.insert(id.into(), (Owner::Dead, false));
+    }
+
+    /// A container of a run alive in another process.
+    pub fn leave_alive(&self, id: &str) {
+        self.lock().objects.insert(id.into(), (Owner::Alive, false));
+    }
+
+    /// Makes every removal fail with `error`.
+    pub fn failing_removals(&self, error: EnvError) {
+        self.lock().fails = Some(error);
+    }
+
+    /// The ids there now.
+    pub fn ids(&self) -> Vec<String> {
+        self.lock().objects.keys().cloned().collect()
+    }
+
+    /// Removal calls, and how many of them were answered "busy".
+    pub fn calls(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.calls, state.busy_answers)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HostState> {
+        self.state.lock().expect("fake host")
+    }
+
+    /// One removal call, as the engine answers it.
+    async fn remove_once(&self, id: &str) -> Result<Removal, EnvError> {
+        {
+            let mut state = self.lock();
+            state.calls += 1;
+            if let Some(error) = &state.fails {
+                return Err(error.clone());
+            }
+            match state.objects.get_mut(id) {
+                None => return Ok(Removal::Gone),
+                Some((_, true)) => {
+                    state.busy_answers += 1;
+                    return Ok(Removal::Busy);
+                }
+                Some((_, removing)) => *removing = true,
+            }
+        }
+        tokio::time::sleep(self.removal_takes).await;
+        self.lock().objects.remove(id);
+        Ok(Removal::Removed)
+    }
+
+    /// What a reap does: every leftover of a dead run (one being removed included, as
+    /// Docker lists it) removed idempotently; the number this call removed.
+    async fn reap(&self) -> Result<usize, EnvError> {
+        let dead: Vec<String> = self
+            .lock()
+            .objects
+            .iter()
+            .filter(|(_, (owner, _))| *owner == Owner::Dead)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut removed = 0;
+        for id in dead {
+            let what = format!("container `{id}`");
+            if remove_idempotently(&what, BUSY_PATIENCE, || self.remove_once(&id)).await?
+                == Removal::Removed
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
 }
 
 struct FakeState {
@@ -123,6 +240,13 @@ struct FakeState {
     /// Commands running now.
     running_commands: AtomicUsize,
     started: tokio::time::Instant,
+    /// What dead runs left, for `reap_dead_runs`.
+    host: FakeHost,
+    /// Sandbox removals never answer (a wedged engine).
+    removals_hang: bool,
+    /// From when to when (tokio's clock, from the fake's creation) the engine answers no
+    /// ping: a wedged daemon.
+    wedged: Option<(Duration, Duration)>,
 }
 
 /// The fake provider. It presents itself as Docker, so a plan needs no change to use it.
@@ -153,6 +277,9 @@ impl FakeEngine {
                 live: AtomicUsize::new(0),
                 running_commands: AtomicUsize::new(0),
                 started: tokio::time::Instant::now(),
+                host: FakeHost::default(),
+                removals_hang: false,
+                wedged: None,
             }),
         }
     }
@@ -179,6 +306,22 @@ impl FakeEngine {
     /// cap were that low.
     pub fn collecting_at_most(self, cap: u64) -> FakeEngine {
         self.rebuilt(|state| state.collect_cap = cap)
+    }
+
+    /// Reaps on `host`, which other fakes may share.
+    pub fn on_host(self, host: FakeHost) -> FakeEngine {
+        self.rebuilt(|state| state.host = host)
+    }
+
+    /// Makes sandbox removals never answer, as on a wedged engine.
+    pub fn hanging_removals(self) -> FakeEngine {
+        self.rebuilt(|state| state.removals_hang = true)
+    }
+
+    /// Makes the engine answer no ping from `from` until `until` (tokio's clock, from the
+    /// fake's creation): a ping asked meanwhile is answered at `until`.
+    pub fn wedged_between(self, from: Duration, until: Duration) -> FakeEngine {
+        self.rebuilt(|state| state.wedged = Some((from, until)))
     }
 
     fn rebuilt(self, change: impl FnOnce(&mut FakeState)) -> FakeEngine {
@@ -295,7 +438,17 @@ impl Environment for FakeEngine {
     }
 
     async fn reap_dead_runs(&self) -> Result<usize, EnvError> {
-        Ok(0)
+        self.state.host.reap().await
+    }
+
+    async fn ping(&self) -> Result<(), EnvError> {
+        if let Some((from, until)) = self.state.wedged {
+            let now = self.state.started.elapsed();
+            if now >= from && now < until {
+                tokio::time::sleep(until - now).await;
+            }
+        }
+        Ok(())
     }
 
     async fn remove_image(&self, image: &str) -> Result<(), EnvError> {
@@ -487,6 +640,10 @@ impl Sandbox for FakeSandbox {
     }
 
     async fn remove(&self) -> Result<(), EnvError> {
+        self.state.record.lock().expect("fake record").removal_calls += 1;
+        if self.state.removals_hang {
+            std::future::pending::<()>().await;
+        }
         let mut removed = self.removed.lock().expect("fake removed");
         if !*removed {
             *removed = true;

@@ -8,6 +8,7 @@ pub mod docker;
 mod engine;
 pub mod fake;
 mod provider;
+pub mod removal;
 pub mod tarball;
 
 use std::collections::BTreeMap;
@@ -95,6 +96,15 @@ pub enum EnvError {
         /// The end of the last attempt's output.
         output: String,
     },
+    /// The engine did not answer a call within its deadline (a wedged daemon): nothing of
+    /// helios waits on an engine forever. Worth another try, like any engine hiccup.
+    #[error("{} did not answer `{call}` within {seconds}s", engine_name(*.provider))]
+    NoAnswer {
+        provider: Provider,
+        /// The call, as the engine's API names it (`remove container 0123abcd`).
+        call: String,
+        seconds: f64,
+    },
 }
 
 fn last_output(output: &str) -> String {
@@ -103,6 +113,14 @@ fn last_output(output: &str) -> String {
         String::new()
     } else {
         format!("; its last output:\n{output}")
+    }
+}
+
+/// How messages name a provider's engine.
+fn engine_name(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Docker => "the Docker engine",
+        Provider::Daytona => "Daytona",
     }
 }
 
@@ -147,6 +165,7 @@ impl EnvError {
                 | EnvError::Desktop(_)
                 | EnvError::Daytona(_)
                 | EnvError::NotReady { .. }
+                | EnvError::NoAnswer { .. }
         )
     }
 }

@@ -57,6 +57,14 @@ fn build_line(tag: &str, outcome: BuildOutcome, seconds: f64) -> String {
     }
 }
 
+/// How the progress lines name a provider's engine.
+fn engine_name(provider: Provider) -> String {
+    match provider {
+        Provider::Docker => "the Docker engine".to_string(),
+        other => format!("the {other} API"),
+    }
+}
+
 /// The line both views print for an event, if it has one of its own.
 fn note(event: &RunEvent) -> Option<String> {
     Some(match event {
@@ -80,7 +88,24 @@ fn note(event: &RunEvent) -> Option<String> {
             format!("removed {count} {provider} sandbox(es) left by runs that died")
         }
         RunEvent::TeardownFailed { label, provider, id, error, .. } => format!(
-            "{label}: the {provider} {} `{id}` could not be removed and may still run: {error}",
+            "{label}: the {provider} {} `{id}` could not be removed and may still run: {error} (the next `helios apply` or `helios gc` removes it)",
+            if *provider == Provider::Docker { "container" } else { "sandbox" }
+        ),
+        RunEvent::ReapFailed { provider, error } => format!(
+            "warning: could not remove everything runs that died left on {}: {error} (the run goes on; the next apply tries again)",
+            engine_name(*provider)
+        ),
+        RunEvent::EngineStalled { provider, seconds, trials } => format!(
+            "{} has not answered for {seconds:.0} s; {trials} trial(s) waiting",
+            engine_name(*provider)
+        ),
+        RunEvent::EngineAnswered { provider, seconds } => format!(
+            "{} answers again, after {seconds:.0} s",
+            engine_name(*provider)
+        ),
+        RunEvent::CreateAbandoned { label, provider, .. } => format!(
+            "{label}: {} did not answer while making its {}; one may be left, and the next `helios apply` or `helios gc` removes it",
+            engine_name(*provider),
             if *provider == Provider::Docker { "container" } else { "sandbox" }
         ),
         RunEvent::InstallStarted { agents, volume } => {
@@ -275,8 +300,23 @@ impl View for Bars {
                     bar.set_message(format!("{builds} waiting for a build slot"));
                 }
             }
+            RunEvent::EngineStalled {
+                seconds, trials, ..
+            } => {
+                if let Some(bar) = &self.trials {
+                    bar.set_message(format!(
+                        "waiting on the engine for {seconds:.0} s ({trials} trial(s))"
+                    ));
+                }
+                if let Some(line) = note(event) {
+                    self.println(line);
+                }
+            }
             RunEvent::Reaped { .. }
             | RunEvent::PullFailed { .. }
+            | RunEvent::ReapFailed { .. }
+            | RunEvent::EngineAnswered { .. }
+            | RunEvent::CreateAbandoned { .. }
             | RunEvent::InstallStarted { .. }
             | RunEvent::InstallFinished { .. }
             | RunEvent::Resources { .. }
@@ -401,7 +441,25 @@ mod tests {
                 id: "0123abcd".into(),
                 error: "the Docker engine failed: conflict".into(),
             },
+            RunEvent::EngineStalled {
+                provider: Provider::Docker,
+                seconds: 30.0,
+                trials: 2,
+            },
+            RunEvent::EngineAnswered {
+                provider: Provider::Docker,
+                seconds: 42.0,
+            },
+            RunEvent::ReapFailed {
+                provider: Provider::Docker,
+                error: "the Docker engine failed: no space left on device".into(),
+            },
             RunEvent::Cancelling,
+            RunEvent::CreateAbandoned {
+                index: TrialIndex(4),
+                label: "eval/other/terminal@sonnet#1".into(),
+                provider: Provider::Docker,
+            },
             finished(
                 4,
                 "eval/other/terminal@sonnet#1",

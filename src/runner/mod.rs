@@ -16,6 +16,8 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use prepare::{TrialSetup, prepare};
 pub use resources::{Budget, Demand};
+pub use trial::{CANCEL_GRACE, Grace};
 
 use resources::Ledger;
 
@@ -63,6 +66,22 @@ pub struct ApplyOptions {
     pub memory_mb: Option<u64>,
     /// Image builds at once; the pipeline's `build_concurrency` unless overridden.
     pub build_concurrency: Option<usize>,
+    /// How long an engine may leave a call unanswered before the run says so
+    /// ([`RunEvent::EngineStalled`]): 30 s, or `HELIOS_ENGINE_STALL_SECS`.
+    pub engine_stall: Duration,
+}
+
+/// How long an engine may leave a call unanswered before the run says so, unless
+/// `HELIOS_ENGINE_STALL_SECS` says otherwise.
+pub const ENGINE_STALL: Duration = Duration::from_secs(30);
+
+/// `HELIOS_ENGINE_STALL_SECS` (seconds, fractions allowed) or [`ENGINE_STALL`].
+pub fn engine_stall_from_env() -> Duration {
+    std::env::var("HELIOS_ENGINE_STALL_SECS")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(ENGINE_STALL, Duration::from_secs_f64)
 }
 
 impl Default for ApplyOptions {
@@ -76,6 +95,7 @@ impl Default for ApplyOptions {
             cpus: None,
             memory_mb: None,
             build_concurrency: None,
+            engine_stall: engine_stall_from_env(),
         }
     }
 }
@@ -360,7 +380,24 @@ impl Run {
         )
         .await?;
         let gateways = Gateways::start(&self.setups, &self.states, &self.engines, &labels).await;
+        let running = Arc::new(AtomicUsize::new(0));
+        let watches: Vec<tokio::task::JoinHandle<()>> = self
+            .engines
+            .iter()
+            .map(|(provider, engine)| {
+                tokio::spawn(watch_engine(
+                    *provider,
+                    engine.clone(),
+                    self.options.engine_stall,
+                    running.clone(),
+                    events.clone(),
+                ))
+            })
+            .collect();
+        let grace = Grace::new(cancel.clone());
         let context = Arc::new(Context {
+            grace,
+            running,
             gateways,
             labels,
             slots: Arc::new(Semaphore::new(self.concurrency)),
@@ -383,6 +420,7 @@ impl Run {
         });
         let networks = context.gateways.networks.clone();
         let engines = context.engines.clone();
+        let grace = context.grace.clone();
         let outcome = Dispatcher::new(
             context,
             self.previous,
@@ -393,11 +431,14 @@ impl Run {
         .run()
         .await;
         // Every trial's container is gone by now; what cannot be removed, `helios gc` and
-        // the next apply remove.
+        // the next apply remove. After a Ctrl-C a wedged engine gets only the grace.
         for (provider, name) in networks {
             if let Some(engine) = engines.get(&provider) {
-                let _ = engine.remove_network(&name).await;
+                let _ = grace.bound(engine.remove_network(&name)).await;
             }
+        }
+        for watch in watches {
+            watch.abort();
         }
         outcome
     }
@@ -524,10 +565,7 @@ async fn open_engines(
         let engine = Engine::open(provider, &options, host)
             .await
             .map_err(preflight)?;
-        let count = engine.reap_dead_runs().await.map_err(preflight)?;
-        if count > 0 {
-            let _ = events.send(RunEvent::Reaped { provider, count });
-        }
+        reap(provider, &engine, events).await?;
         engines.insert(provider, engine);
     }
     Ok(engines)
@@ -581,6 +619,83 @@ async fn resolve_pulls(
             }
         };
         plan.tasks[index].image = resolved;
+    }
+}
+
+/// Removes what dead runs left on `engine`. Only a refused key stops the run (for a remote
+/// provider this is the first authenticated call); any other failure is a warning and the
+/// run goes on: leftovers hold nothing the run needs, and the next apply reaps again.
+/// Other applies may be reaping the same leftovers now: the provider's removal is
+/// idempotent, so that is no failure either.
+async fn reap(
+    provider: Provider,
+    engine: &Engine,
+    events: &UnboundedSender<RunEvent>,
+) -> Result<(), RunError> {
+    match engine.reap_dead_runs().await {
+        Ok(0) => {}
+        Ok(count) => {
+            let _ = events.send(RunEvent::Reaped { provider, count });
+        }
+        Err(EnvError::Auth(message)) => return Err(RunError::Preflight(vec![message])),
+        Err(error) => {
+            let _ = events.send(RunEvent::ReapFailed {
+                provider,
+                error: error.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// How often an engine that answers is asked again by [`watch_engine`].
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// Watches an engine for the run: pings it, and when a ping goes unanswered for `stall`
+/// (and each `stall` after), says so with the number of trials waiting on it; when it
+/// answers again, says that too. A wedged daemon is then said, not silent. Ends when the
+/// run aborts it.
+async fn watch_engine(
+    provider: Provider,
+    engine: Engine,
+    stall: Duration,
+    running: Arc<AtomicUsize>,
+    events: UnboundedSender<RunEvent>,
+) {
+    // Since when the engine has answered nothing, across pings that timed out.
+    let mut silent_since: Option<tokio::time::Instant> = None;
+    let mut said = 0u32;
+    loop {
+        let since = *silent_since.get_or_insert_with(tokio::time::Instant::now);
+        let ping = engine.ping();
+        tokio::pin!(ping);
+        let answer = loop {
+            let next = since + stall * (said + 1);
+            tokio::select! {
+                answer = &mut ping => break answer,
+                _ = tokio::time::sleep_until(next) => {
+                    said += 1;
+                    let _ = events.send(RunEvent::EngineStalled {
+                        provider,
+                        seconds: (stall * said).as_secs_f64(),
+                        trials: running.load(Ordering::SeqCst),
+                    });
+                }
+            }
+        };
+        if let Err(EnvError::NoAnswer { .. }) = answer {
+            // Its own deadline passed: still silent, ask again.
+            continue;
+        }
+        if said > 0 {
+            let _ = events.send(RunEvent::EngineAnswered {
+                provider,
+                seconds: since.elapsed().as_secs_f64(),
+            });
+        }
+        silent_since = None;
+        said = 0;
+        tokio::time::sleep(PING_EVERY.min(stall)).await;
     }
 }
 
@@ -854,6 +969,10 @@ struct Context {
     /// Places under `concurrency`: a trial takes one once its environment is ready, and
     /// gives it back before its environment is removed.
     slots: Arc<Semaphore>,
+    /// Trials started and not finished, for the engine watch's message.
+    running: Arc<AtomicUsize>,
+    /// How long clean-up may still wait on an engine after a Ctrl-C.
+    grace: Grace,
     cancel: CancellationToken,
     events: UnboundedSender<RunEvent>,
 }
@@ -979,6 +1098,7 @@ impl Dispatcher {
             let finished = tokio::select! {
                 finished = self.tasks.join_next(), if !self.tasks.is_empty() => finished,
                 _ = self.cx.cancel.cancelled(), if !self.cx.cancel.is_cancelled() => {
+                    self.cx.grace.start();
                     continue;
                 }
             };
@@ -1110,6 +1230,7 @@ impl Dispatcher {
                 .cloned();
             let cx = self.cx.clone();
             self.running_trials += 1;
+            self.cx.running.store(self.running_trials, Ordering::SeqCst);
             self.ledger.take(self.demands[t]);
             self.tasks.spawn(async move {
                 let result = run_trial(&cx, t, build_error).await;
@@ -1160,6 +1281,7 @@ impl Dispatcher {
             }
             Finished::Trial(t, result) => {
                 self.running_trials -= 1;
+                self.cx.running.store(self.running_trials, Ordering::SeqCst);
                 self.ledger.give_back(self.demands[t]);
                 self.spent_usd += result.cost_usd.unwrap_or(0.0);
                 self.results[t] = Some(*result);
@@ -1293,6 +1415,7 @@ async fn run_trial(cx: &Context, t: usize, build_error: Option<EnvError>) -> Tri
         gateway: cx.gateways.of(setup),
         isolated_network: cx.gateways.network_for(setup),
         slots: &cx.slots,
+        grace: &cx.grace,
     };
     trial::run(setup, &env, build_error.as_ref()).await
 }

@@ -1039,3 +1039,191 @@ async fn a_command_agent_with_a_model_runs_with_the_gateway_and_no_host_key() {
         "an agent without a model gets no gateway: {plain:?}"
     );
 }
+
+/// Issue 27: two applies started after a crash both reap the dead run's container. The
+/// first one's removal is in progress when the second asks (Docker answers 409); the
+/// second waits for it to end, counts it as removed by someone else, and neither run
+/// fails. A container of a run alive in another process is never touched.
+#[tokio::test(start_paused = true)]
+async fn two_applies_reaping_the_same_dead_container_both_go_on() {
+    let host = crate::env::fake::FakeHost::new(Duration::from_secs(2));
+    host.leave_dead("dead-run");
+    host.leave_alive("live-run");
+    let first = Engine::new(FakeEngine::default().on_host(host.clone()));
+    let second = Engine::new(FakeEngine::default().on_host(host.clone()));
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let (a, b) = tokio::join!(
+        reap(Provider::Docker, &first, &sender),
+        reap(Provider::Docker, &second, &sender)
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(host.ids(), vec!["live-run".to_string()]);
+    let (calls, busy) = host.calls();
+    assert!(busy >= 1, "the second removal met the first in progress");
+    assert_eq!(calls, busy + 2, "one removal, the busy answers, one `gone`");
+    let events = drain(receiver);
+    assert_eq!(
+        events,
+        vec![RunEvent::Reaped {
+            provider: Provider::Docker,
+            count: 1
+        }],
+        "removed once, said once, no failure"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reap_that_fails_is_a_warning_and_the_run_goes_on() {
+    let host = crate::env::fake::FakeHost::new(Duration::ZERO);
+    host.leave_dead("dead-run");
+    host.failing_removals(EnvError::engine("no space left on device"));
+    let engine = Engine::new(FakeEngine::default().on_host(host));
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    reap(Provider::Docker, &engine, &sender).await.unwrap();
+    let events = drain(receiver);
+    assert!(
+        matches!(&events[..], [RunEvent::ReapFailed { error, .. }] if error.contains("no space")),
+        "{events:?}"
+    );
+}
+
+/// The agent's sandbox of a separately verified trial is removed before its tests run and
+/// asked again in the trial's teardown: the instance owns its one removal, so the engine is
+/// asked once per sandbox.
+#[tokio::test(start_paused = true)]
+async fn every_sandbox_is_removed_by_one_call_even_when_verified_apart() {
+    let (_root, path) = project(
+        2,
+        "[verifier]\nisolation = \"separate\"\n",
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = FakeEngine::new(honest);
+    run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let record = fake.record();
+    assert_eq!(record.created, 4);
+    assert_eq!(record.removal_calls, 4, "one removal call per sandbox");
+}
+
+/// A wedged engine is said: a ping unanswered for the threshold gives `EngineStalled`
+/// (with the trials waiting), again each threshold after, and `EngineAnswered` when it
+/// answers; the run itself goes on.
+#[tokio::test(start_paused = true)]
+async fn an_engine_that_does_not_answer_is_said_and_said_again_when_it_does() {
+    let (_root, path) = project(2, "", "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]");
+    let fake = FakeEngine::new(|call| {
+        if call.command.contains("/solution/solve.sh") {
+            FakeReply::ok().taking(Duration::from_secs(200))
+        } else {
+            FakeReply::ok()
+        }
+    })
+    .wedged_between(Duration::from_secs(20), Duration::from_secs(90));
+    let options = ApplyOptions {
+        engine_stall: Duration::from_secs(30),
+        ..ApplyOptions::default()
+    };
+    let ran = run_on(&path, &fake, options, CancellationToken::new()).await;
+    let said: Vec<(f64, usize)> = ran
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::EngineStalled {
+                provider: Provider::Docker,
+                seconds,
+                trials,
+            } => Some((*seconds, *trials)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(said, vec![(30.0, 2), (60.0, 2)], "{:?}", ran.events);
+    let answered: Vec<f64> = ran
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::EngineAnswered { seconds, .. } => Some(*seconds),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered.len(), 1);
+    assert!(answered[0] >= 60.0 && answered[0] <= 70.0, "{answered:?}");
+    assert!(
+        ran.results()
+            .iter()
+            .all(|r| r.status != TrialStatus::InfraError && r.retried.is_empty()),
+        "the trials waited and went on"
+    );
+}
+
+/// A call that the engine does not answer in time is an infrastructure error like any
+/// other: retried with backoff, and the trial completes once the engine answers.
+#[tokio::test(start_paused = true)]
+async fn a_call_the_engine_did_not_answer_is_retried() {
+    let (_root, path) = project(1, "", "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]");
+    let failed = Arc::new(Mutex::new(false));
+    let fake = FakeEngine::new(move |call| {
+        let mut failed = failed.lock().unwrap();
+        if call.command.contains("/solution/solve.sh") && !*failed {
+            *failed = true;
+            FakeReply::failing(EnvError::NoAnswer {
+                provider: Provider::Docker,
+                call: "start exec".into(),
+                seconds: 120.0,
+            })
+        } else {
+            honest(call)
+        }
+    });
+    let ran = run_on(
+        &path,
+        &fake,
+        ApplyOptions::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let result = ran.results()[0];
+    assert_ne!(result.status, TrialStatus::InfraError, "{result:?}");
+    assert_eq!(result.retried.len(), 1);
+    assert_eq!(result.retried[0].error.kind, ErrorKind::DockerError);
+}
+
+/// Ctrl-C while the engine does not answer removals: the run still ends, within the grace
+/// after the cancel, with the trial cancelled and what could not be removed said.
+#[tokio::test(start_paused = true)]
+async fn a_cancel_on_a_wedged_engine_ends_within_the_grace_and_says_what_is_left() {
+    let (_root, path) = project(1, "", "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]");
+    let fake = FakeEngine::new(|call| {
+        if call.command.contains("/solution/solve.sh") {
+            FakeReply::ok().taking(Duration::from_secs(100))
+        } else {
+            FakeReply::ok()
+        }
+    })
+    .hanging_removals();
+    let cancel = CancellationToken::new();
+    let cancelling = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        cancelling.cancel();
+    });
+    let started = tokio::time::Instant::now();
+    let ran = run_on(&path, &fake, ApplyOptions::default(), cancel).await;
+    // Tokio's paused clock: the run's own time, not the wall's.
+    assert!(started.elapsed() <= Duration::from_secs(10) + CANCEL_GRACE);
+    assert_eq!(ran.results()[0].status, TrialStatus::Cancelled);
+    assert_eq!(ran.results()[0].teardown_errors.len(), 1);
+    assert!(
+        ran.events.iter().any(|e| matches!(
+            e,
+            RunEvent::TeardownFailed { id, .. } if id == "fake-1"
+        )),
+        "{:?}",
+        ran.events
+    );
+}

@@ -4,8 +4,10 @@
 //! environment is removed after success, failure and cancel alike.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -26,6 +28,49 @@ use crate::store::trial::{
 use crate::verify::Isolation;
 use crate::verify::reward::{self, RewardError, Rewards};
 use crate::verify::steps::{self, StepRun};
+
+/// How long clean-up may still wait on an engine after a Ctrl-C: a wedged engine must not
+/// hold the user's terminal (helios ends within seconds, says what it left, and the next
+/// apply reaps it).
+pub const CANCEL_GRACE: Duration = Duration::from_secs(3);
+
+/// The run's grace after a cancel: every wait on an engine that a cancel does not stop at
+/// once (making an environment, removing it) ends at the latest [`CANCEL_GRACE`] after
+/// the cancel was first seen, the same moment for every trial.
+#[derive(Clone)]
+pub struct Grace {
+    cancel: CancellationToken,
+    since: Arc<OnceLock<Instant>>,
+}
+
+impl Grace {
+    pub fn new(cancel: CancellationToken) -> Grace {
+        Grace {
+            cancel,
+            since: Arc::default(),
+        }
+    }
+
+    /// Notes that the cancel fired now, unless someone saw it first.
+    pub fn start(&self) -> Instant {
+        *self.since.get_or_init(Instant::now)
+    }
+
+    /// Resolves when the grace after the cancel is over (never, without a cancel).
+    pub async fn over(&self) {
+        self.cancel.cancelled().await;
+        tokio::time::sleep_until(self.start() + CANCEL_GRACE).await;
+    }
+
+    /// `work`'s answer, or `None` when the run was cancelled and the grace ran out first.
+    pub async fn bound<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            answer = work => Some(answer),
+            () = self.over() => None,
+        }
+    }
+}
 
 /// The directories of `/logs` a trial's agent and verifier write into.
 const LOG_DIRS: &[&str] = &["/logs", "/logs/agent", "/logs/verifier", "/logs/artifacts"];
@@ -50,6 +95,8 @@ pub struct TrialEnv<'a> {
     /// The run's places under `concurrency`: the trial's environment is made before it
     /// has one, and removed after it gave it back.
     pub slots: &'a Arc<Semaphore>,
+    /// How long clean-up may wait on the engine after a cancel.
+    pub grace: &'a Grace,
 }
 
 /// How one attempt ended, before it becomes a result.
@@ -150,13 +197,23 @@ pub async fn run(
         }
         // Starting is not raced against a cancel here: an environment created while its
         // future is dropped would be left behind. The engine itself stops early on a cancel
-        // and removes what it made.
+        // and removes what it made. Only an engine that does not answer within the grace
+        // after a cancel is left: what it may still make carries this run's labels, so the
+        // next apply reaps it, and the user is told.
         let phase = clock.start(Phase::Environment);
         let mut spec = setup.task.container.clone();
         spec.labels = env.labels.container(&setup.trial_id, &setup.task.name);
         spec.isolated_network = env.isolated_network.map(str::to_string);
         spec.mounts.extend(setup.mount.clone());
-        let (outcome, environment) = match env.engine.create(&spec, env.cancel).await {
+        let created = env.grace.bound(env.engine.create(&spec, env.cancel)).await;
+        let (outcome, environment) = match created.unwrap_or_else(|| {
+            let _ = env.events.send(RunEvent::CreateAbandoned {
+                index: TrialIndex(setup.index),
+                label: setup.label.clone(),
+                provider: env.engine.provider(),
+            });
+            Err(EnvError::Cancelled)
+        }) {
             Err(EnvError::Cancelled) => (Attempt::Cancelled, None),
             Err(error) => (Attempt::Infra(error), None),
             Ok(instance) => {
@@ -184,8 +241,16 @@ pub async fn run(
                 let phase = clock.start(Phase::Teardown);
                 // A failed removal leaves a labelled environment that the next apply or
                 // `helios gc` removes; it is recorded and reported, and the trial's own
-                // outcome stands.
-                if let Err(error) = instance.remove().await {
+                // outcome stands. After a cancel it waits on the engine no longer than the
+                // grace.
+                let removed = env.grace.bound(instance.remove()).await.unwrap_or_else(|| {
+                    Err(EnvError::NoAnswer {
+                        provider: instance.provider(),
+                        call: format!("remove {}", instance.id()),
+                        seconds: CANCEL_GRACE.as_secs_f64(),
+                    })
+                });
+                if let Err(error) = removed {
                     let _ = env.events.send(RunEvent::TeardownFailed {
                         index: TrialIndex(setup.index),
                         label: setup.label.clone(),
@@ -813,17 +878,20 @@ async fn verify_apart(
 ) -> Attempt {
     let phase = clock.start(Phase::Verifier);
     let labels = env.labels.container(&setup.trial_id, &setup.task.name);
-    let image = match agent_instance.freeze(&labels).await {
-        Ok(image) => image,
-        Err(error) => return Attempt::Infra(error),
+    let image = match env.grace.bound(agent_instance.freeze(&labels)).await {
+        Some(Ok(image)) => image,
+        Some(Err(error)) => return Attempt::Infra(error),
+        None => return Attempt::Cancelled,
     };
-    if let Err(error) = agent_instance.remove().await {
-        teardown_errors.push(ErrorInfo::new(ErrorKind::from(&error), error.to_string()));
-    }
+    // The agent's environment goes now, so none of its processes survive into the tests.
+    // `run` asks again in its teardown and gets this answer (the instance owns its one
+    // removal), and reports a failure there, once.
+    let _ = env.grace.bound(agent_instance.remove()).await;
     let mut spec = setup.task.container.clone();
     spec.image = image.clone();
     spec.labels = labels;
-    let outcome = match env.engine.create(&spec, env.cancel).await {
+    let created = env.grace.bound(env.engine.create(&spec, env.cancel)).await;
+    let outcome = match created.unwrap_or(Err(EnvError::Cancelled)) {
         Err(EnvError::Cancelled) => Attempt::Cancelled,
         Err(error) => Attempt::Infra(error),
         Ok(verifier) => {
@@ -841,13 +909,21 @@ async fn verify_apart(
                     Err(error) => Attempt::Infra(error),
                 },
             };
-            if let Err(error) = verifier.remove().await {
+            let removed = env.grace.bound(verifier.remove()).await.unwrap_or_else(|| {
+                Err(EnvError::NoAnswer {
+                    provider: verifier.provider(),
+                    call: format!("remove {}", verifier.id()),
+                    seconds: CANCEL_GRACE.as_secs_f64(),
+                })
+            });
+            if let Err(error) = removed {
                 teardown_errors.push(ErrorInfo::new(ErrorKind::from(&error), error.to_string()));
             }
             outcome
         }
     };
-    if let Err(error) = env.engine.remove_image(&image).await {
+    let removed = env.grace.bound(env.engine.remove_image(&image)).await;
+    if let Some(Err(error)) = removed {
         teardown_errors.push(ErrorInfo::new(ErrorKind::from(&error), error.to_string()));
     }
     outcome

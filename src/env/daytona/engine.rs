@@ -18,6 +18,7 @@ use crate::env::{
 };
 
 use super::{CREATE_LABEL, Config, api, dockerfile};
+use crate::env::removal::{BUSY_PATIENCE, Removal, remove_idempotently};
 
 /// A connection to Daytona, shared by every trial of a run.
 #[derive(Clone)]
@@ -238,31 +239,40 @@ impl DaytonaEngine {
         }
     }
 
-    /// `DELETE /sandbox/{id}`, retried on 429 and 5xx; a sandbox already gone is deleted.
+    /// `DELETE /sandbox/{id}`, retried on 429 and 5xx; a sandbox already gone is deleted,
+    /// and one another caller is deleting (409: a state change in progress, as when two
+    /// applies reap the same dead run) is asked again until it is gone.
     pub(crate) async fn delete(&self, id: &str) -> Result<(), EnvError> {
         let url = self
             .api
             .url(&format!("sandbox/{id}"), &[("force", "true")])?;
-        match self
-            .api
-            .call(
-                || self.api.request(Method::DELETE, url.clone()),
-                Replay::Safe,
-                None,
-                None,
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.status() == Some(404) => Ok(()),
-            Err(e) => Err(match api::to_env("DELETE /sandbox", &e) {
-                EnvError::Daytona(message) => EnvError::Daytona(format!(
-                    "cannot delete sandbox `{id}`: {message} (it may still run and cost: delete \
-                     it in the Daytona dashboard, or with `helios gc --provider daytona`)"
-                )),
-                other => other,
-            }),
-        }
+        let failed = |e: &api::ApiError| match api::to_env("DELETE /sandbox", e) {
+            EnvError::Daytona(message) => EnvError::Daytona(format!(
+                "cannot delete sandbox `{id}`: {message} (it may still run and cost: delete \
+                 it in the Daytona dashboard, or with `helios gc --provider daytona`)"
+            )),
+            other => other,
+        };
+        let what = format!("Daytona sandbox `{id}`");
+        remove_idempotently(&what, BUSY_PATIENCE, || async {
+            let answer = self
+                .api
+                .call(
+                    || self.api.request(Method::DELETE, url.clone()),
+                    Replay::Safe,
+                    None,
+                    None,
+                )
+                .await;
+            match answer {
+                Ok(_) => Ok(Removal::Removed),
+                Err(e) if e.status() == Some(404) => Ok(Removal::Gone),
+                Err(e) if e.status() == Some(409) => Ok(Removal::Busy),
+                Err(e) => Err(failed(&e)),
+            }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// `GET /sandbox?labels=...`: the sandboxes carrying every label in `labels`.
