@@ -134,6 +134,9 @@ pub struct RunResult {
     pub metadata: BTreeMap<String, Value>,
     /// What the agent said last (its last message, or the summary it gave `finish`).
     pub final_output: Option<String>,
+    /// A multi-step task's steps as they ran (each with its rewards, timings and error;
+    /// its files under `output_dir/steps/<name>/`); empty for a task of one step.
+    pub steps: Vec<crate::store::trial::StepResult>,
 }
 
 /// What a run knows about itself while it goes on (see [`RunStream::context`]).
@@ -549,6 +552,7 @@ fn to_run_result(
         success: result.passed(),
         reward: result.reward,
         rewards: result.rewards,
+        steps: result.steps,
         duration,
         trajectory: trajectory.map(|t| t.tool_steps()).unwrap_or_default(),
         turn_count,

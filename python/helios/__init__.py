@@ -37,6 +37,7 @@ from ._runner import (
     RunStream,
     Runner,
     Step,
+    StepResult,
     StreamingRunner,
     ToolCall,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "RunStream",
     "Runner",
     "Step",
+    "StepResult",
     "StreamingRunner",
     "TaskError",
     "TimeoutError",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import _native
+from ._runner import StepResult
 
 __all__ = [
     "ApplyResult",
@@ -47,6 +48,11 @@ class TrialOutcome:
     @property
     def success(self) -> bool:
         return self.reward is not None and self.reward >= 1.0
+
+    @property
+    def steps(self) -> list[StepResult]:
+        """A multi-step task's steps as they ran (empty for a task of one step)."""
+        return [StepResult._from_dict(s) for s in self.data.get("steps", [])]
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,34 @@ ToolCall = Step
 
 
 @dataclass(frozen=True)
+class StepResult:
+    """One step of a multi-step task, as ``result.json`` records it."""
+
+    name: str
+    reward: float | None
+    rewards: dict[str, float]
+    error: str | None
+    error_kind: str | None
+    gate_passed: bool | None
+    """Whether the step reached its ``min_reward`` (``None`` without one)."""
+    seconds: float
+    """The step's time: its setup, agent, verifier and collection."""
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> StepResult:
+        error = data.get("error") or {}
+        return cls(
+            name=data["name"],
+            reward=data.get("reward"),
+            rewards=data.get("rewards", {}),
+            error=error.get("message"),
+            error_kind=error.get("kind"),
+            gate_passed=data.get("gate_passed"),
+            seconds=sum(t["seconds"] for t in data.get("timings", [])),
+        )
+
+
+@dataclass(frozen=True)
 class RunResult:
     """What a run came to."""
 
@@ -180,6 +208,9 @@ class RunResult:
     rewards: dict[str, float] = field(default_factory=dict)
     usage: dict[str, int] | None = None
     cost_usd: float | None = None
+    steps: list[StepResult] = field(default_factory=list)
+    """A multi-step task's steps as they ran (empty for a task of one step); the files of
+    each are under ``output_dir / "steps" / name``."""
 
     @property
     def elapsed_time(self) -> float:
@@ -210,6 +241,7 @@ class RunResult:
             rewards=data["rewards"],
             usage=data["usage"],
             cost_usd=data["cost_usd"],
+            steps=[StepResult._from_dict(s) for s in data.get("steps", [])],
         )
 
 

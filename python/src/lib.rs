@@ -361,6 +361,7 @@ fn result_json(result: &RunResult) -> String {
         "cost_usd": result.cost_usd,
         "metadata": result.metadata,
         "final_output": result.final_output,
+        "steps": result.steps,
     })
     .to_string()
 }

@@ -493,6 +493,15 @@ async fn run_agent(
     turn: &AgentTurn<'_>,
 ) -> Result<Result<Result<AgentRun, AgentError>, String>, EnvError> {
     let task = &setup.task;
+    // What the agent is asked stays with its results, for people reading them later.
+    std::fs::create_dir_all(&turn.dir)
+        .and_then(|()| {
+            std::fs::write(
+                turn.dir.join(crate::store::INSTRUCTION_FILE),
+                turn.instruction,
+            )
+        })
+        .map_err(|e| EnvError::io(format!("writing `{}`", turn.dir.display()), e))?;
     let lease = match open_lease(setup, env, &turn.dir) {
         Ok(lease) => lease,
         Err(problem) => return Ok(Err(problem)),

@@ -32,6 +32,8 @@ pub const RESULT_FILE: &str = "result.json";
 pub const BUILD_LOG_FILE: &str = "build.log";
 /// The ATIF trajectory a model-driven agent writes, inside its trial's directory.
 pub const TRAJECTORY_FILE: &str = "agent/trajectory.json";
+/// What the agent was asked, as it was given (a step's, in `steps/<name>/`).
+pub const INSTRUCTION_FILE: &str = "instruction.md";
 /// Where build logs of a run go, one per image.
 const BUILDS_DIR: &str = "builds";
 /// The directories of a trial that `/logs` is collected into.

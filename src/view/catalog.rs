@@ -14,7 +14,7 @@ use crate::plan::lock::{LockFile, LockedTrial};
 use crate::store::summary::Summary;
 use crate::store::trial::TrialResult;
 use crate::store::{
-    BUILD_LOG_FILE, LOCK_FILE, RESULT_FILE, ResultSummary, RunStore, TRAJECTORY_FILE,
+    BUILD_LOG_FILE, INSTRUCTION_FILE, LOCK_FILE, RESULT_FILE, ResultSummary, RunStore, TRAJECTORY_FILE,
 };
 
 /// Why a request for something in the results directory cannot be answered.
@@ -186,8 +186,24 @@ pub struct TrialView {
     /// The other text files the agent left (`agent/*` but the trajectory).
     pub agent_files: Vec<FileText>,
     pub build_log: Option<FileText>,
+    /// What the agent was asked (a task of one step).
+    pub instruction: Option<FileText>,
+    /// A multi-step task's steps, in the order they ran.
+    pub steps: Vec<StepView>,
     /// Every file under the trial directory, relative to it.
     pub files: Vec<String>,
+}
+
+/// One step of a multi-step trial, from `steps/<name>/`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepView {
+    pub name: String,
+    /// The step's entry of `result.json`, or null while it runs.
+    pub result: Option<Value>,
+    pub instruction: Option<FileText>,
+    pub trajectory: Option<Value>,
+    pub verifier: Vec<FileText>,
+    pub agent_files: Vec<FileText>,
 }
 
 /// How much of a text file the trial page shows.
@@ -668,12 +684,56 @@ impl Catalog {
                 .filter_map(|f| read_text(&dir, f))
                 .collect()
         };
+        let result = read_json(RESULT_FILE);
+        let step_results: Vec<Value> = result
+            .as_ref()
+            .and_then(|r| r.get("steps"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        // The steps the result names, in order, then any other a running trial has begun.
+        let mut step_names: Vec<String> = step_results
+            .iter()
+            .filter_map(|s| s.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        for file in &files {
+            if let Some(name) = file.strip_prefix("steps/").and_then(|f| f.split('/').next())
+                && !step_names.iter().any(|n| n == name)
+            {
+                step_names.push(name.to_string());
+            }
+        }
+        let text_of = |rel: &str| {
+            self.no_links(&dir.join(rel))
+                .then(|| read_text(&dir, rel))
+                .flatten()
+        };
+        let steps = step_names
+            .into_iter()
+            .map(|name| {
+                let base = format!("steps/{name}/");
+                let trajectory = format!("{base}{TRAJECTORY_FILE}");
+                StepView {
+                    result: step_results
+                        .iter()
+                        .find(|s| s.get("name").and_then(Value::as_str) == Some(&name))
+                        .cloned(),
+                    instruction: text_of(&format!("{base}{INSTRUCTION_FILE}")),
+                    trajectory: read_json(&trajectory),
+                    verifier: texts_under(&format!("{base}verifier/"), &[]),
+                    agent_files: texts_under(&format!("{base}agent/"), &[trajectory.as_str()]),
+                    name,
+                }
+            })
+            .collect();
         Ok(TrialView {
             run: name.to_string(),
-            result: read_json(RESULT_FILE),
+            result,
             trajectory: read_json(TRAJECTORY_FILE),
             verifier: texts_under("verifier/", &[]),
             agent_files: texts_under("agent/", &[TRAJECTORY_FILE]),
+            instruction: text_of(INSTRUCTION_FILE),
+            steps,
             build_log: self
                 .no_links(&dir.join(BUILD_LOG_FILE))
                 .then(|| read_text(&dir, BUILD_LOG_FILE))

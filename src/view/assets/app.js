@@ -668,6 +668,54 @@ function fileBlock(file, props) {
   return el("div", { class: "file" }, el("div", { class: "file-name", text: file.path + (file.truncated ? " (first 256 KiB)" : "") }), pre(file.text, props));
 }
 
+function instructionNode(file, id) {
+  return el("details", { class: "instruction", id }, el("summary", { text: "show the instruction" }), pre(file.text));
+}
+
+/// A multi-step trial's steps: a line each, then each step's instruction, trajectory and
+/// verifier output.
+function stepsNode(run, row, steps) {
+  const seconds = (s) => ((s.result && s.result.timings) || []).reduce((a, t) => a + t.seconds, 0);
+  const gate = (s) => (!s.result || s.result.gate_passed == null ? "—" : s.result.gate_passed ? "passed" : "not reached");
+  return el(
+    "div",
+    { id: "steps" },
+    el(
+      "table",
+      { class: "list" },
+      el("thead", {}, el("tr", {}, ["step", "reward", "min_reward", "error", "time"].map((h) => el("th", { text: h })))),
+      el(
+        "tbody",
+        {},
+        steps.map((s) =>
+          el(
+            "tr",
+            {},
+            el("td", { text: s.name }),
+            el("td", { class: "num", text: fmtReward(s.result ? s.result.reward : null) }),
+            el("td", { text: gate(s) }),
+            el("td", { class: "error-text", text: s.result && s.result.error ? `${s.result.error.kind}: ${s.result.error.message}` : "" }),
+            el("td", { class: "num", text: fmtSecs(seconds(s)) }),
+          ),
+        ),
+      ),
+    ),
+    steps.map((s) => {
+      const base = `${row.key}/steps/${s.name}/agent`;
+      const trajectory = s.trajectory && Array.isArray(s.trajectory.steps) ? s.trajectory.steps : [];
+      return el(
+        "section",
+        { class: "step", id: `step-${s.name}` },
+        el("h3", { text: `Step ${s.name}` }),
+        s.instruction ? instructionNode(s.instruction) : null,
+        trajectory.length ? trajectory.map((t) => stepNode(run, base, t)) : null,
+        s.verifier.map((f) => fileBlock(f)),
+        s.agent_files.map((f) => fileBlock(f)),
+      );
+    }),
+  );
+}
+
 function renderTrial() {
   if (!page || page.kind !== "trial") return;
   const { run, data } = page;
@@ -694,10 +742,13 @@ function renderTrial() {
   show(
     el("h1", { id: "trial-title" }, `${row.task} · ${row.agent}${row.model ? ` · ${row.model}` : ""}`, el("span", { class: "muted sub", text: ` attempt ${row.attempt}${row.params ? ` · ${row.params}` : ""} · stage ${row.stage}` })),
     el("dl", { class: "facts" }, facts.map(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)])),
+    data.instruction ? [el("h2", { text: "Instruction" }), instructionNode(data.instruction, "instruction")] : null,
+    data.steps && data.steps.length ? [el("h2", { text: "Steps" }), stepsNode(run, row, data.steps)] : null,
     el("h2", { text: "Phases" }),
     phasesNode(result),
-    el("h2", { text: "Trajectory" }),
-    el(
+    // A multi-step trial's trajectories are its steps', shown with them.
+    data.steps && data.steps.length ? null : el("h2", { text: "Trajectory" }),
+    data.steps && data.steps.length ? null : el(
       "div",
       { id: "trajectory" },
       steps.length
