@@ -194,13 +194,22 @@ impl DockerEngine {
             })
             .await?
         };
-        let gateway = network
+        let configs = network
             .ipam
             .and_then(|ipam| ipam.config)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|config| config.gateway)
-            .find_map(|gateway| gateway.parse::<std::net::IpAddr>().ok());
+            .unwrap_or_default();
+        // Some engines (20.10 after a restart, say) leave the default bridge's gateway out
+        // of its IPAM config; it is then the subnet's first address, as dockerd assigns it.
+        let gateway = configs
+            .iter()
+            .filter_map(|config| config.gateway.as_deref())
+            .find_map(|gateway| gateway.parse::<std::net::IpAddr>().ok())
+            .or_else(|| {
+                configs
+                    .iter()
+                    .filter_map(|config| config.subnet.as_deref())
+                    .find_map(first_host_of)
+            });
         gateway.ok_or_else(|| {
             EnvError::engine(format!(
                 "the Docker network `{name}` has no gateway address, so trial containers \
@@ -987,6 +996,15 @@ fn volume_mount(mount: &Mount) -> bollard::models::Mount {
     }
 }
 
+/// The first host address of an IPv4 subnet (`172.17.0.0/16` → `172.17.0.1`).
+fn first_host_of(subnet: &str) -> Option<std::net::IpAddr> {
+    let (address, prefix) = subnet.split_once('/')?;
+    let address: std::net::Ipv4Addr = address.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 30)?;
+    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    Some(std::net::IpAddr::V4((u32::from(address) & mask | 1).into()))
+}
+
 /// The last `count` lines of `text`.
 fn last_lines(text: &str, count: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
@@ -1165,5 +1183,24 @@ impl Sandbox for DockerSandbox {
             .remove_container(&self.container)
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_host_of;
+
+    #[test]
+    fn a_bridge_without_a_listed_gateway_uses_its_subnets_first_host() {
+        assert_eq!(
+            first_host_of("172.17.0.0/16"),
+            Some("172.17.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            first_host_of("10.1.2.0/24"),
+            Some("10.1.2.1".parse().unwrap())
+        );
+        assert_eq!(first_host_of("fd00::/64"), None);
+        assert_eq!(first_host_of("nonsense"), None);
     }
 }

@@ -1086,6 +1086,7 @@ fn record_steps(setup: &TrialSetup, result: &mut TrialResult, steps: Vec<StepRan
             timings: step.timings,
             gate_passed: step.gate_passed,
             collect: step.hooks,
+            usage: None,
         };
         let mut fail = |status: TrialStatus, kind: ErrorKind, message: String| {
             if recorded.error.is_none() {
@@ -1105,6 +1106,14 @@ fn record_steps(setup: &TrialSetup, result: &mut TrialResult, steps: Vec<StepRan
             Some(Err(error)) => fail(TrialStatus::Failed, error.kind(), error.to_string()),
             Some(Ok(agent)) => {
                 recorded.agent_exit_code = agent.exit_code;
+                // The trial's tokens and cost are its steps' together.
+                recorded.usage = agent.usage;
+                if let Some(usage) = agent.usage {
+                    *result.usage.get_or_insert_with(Default::default) += usage;
+                }
+                if let Some(cost) = agent.cost_usd {
+                    *result.cost_usd.get_or_insert(0.0) += cost;
+                }
                 if let Some(stop) = &agent.stop {
                     let status = if stop.timed_out {
                         TrialStatus::TimedOut

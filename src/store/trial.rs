@@ -146,6 +146,9 @@ pub struct StepResult {
     pub gate_passed: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub collect: Vec<HookRun>,
+    /// The tokens its agent's model calls took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::model::Usage>,
 }
 
 /// `logs_cut` in `result.json`: the trial's `/logs` held more than the cap on what is

@@ -14,7 +14,8 @@ use crate::plan::lock::{LockFile, LockedTrial};
 use crate::store::summary::Summary;
 use crate::store::trial::TrialResult;
 use crate::store::{
-    BUILD_LOG_FILE, INSTRUCTION_FILE, LOCK_FILE, RESULT_FILE, ResultSummary, RunStore, TRAJECTORY_FILE,
+    BUILD_LOG_FILE, INSTRUCTION_FILE, LOCK_FILE, RESULT_FILE, ResultSummary, RunStore,
+    TRAJECTORY_FILE,
 };
 
 /// Why a request for something in the results directory cannot be answered.
@@ -697,7 +698,9 @@ impl Catalog {
             .filter_map(|s| s.get("name").and_then(Value::as_str).map(str::to_string))
             .collect();
         for file in &files {
-            if let Some(name) = file.strip_prefix("steps/").and_then(|f| f.split('/').next())
+            if let Some(name) = file
+                .strip_prefix("steps/")
+                .and_then(|f| f.split('/').next())
                 && !step_names.iter().any(|n| n == name)
             {
                 step_names.push(name.to_string());
