@@ -19,42 +19,64 @@ pub(crate) fn check(
         Diagnostic::error(
             Code::Conflict,
             manifest_path,
-            format!("`environment.{key}` and `environment.{other}` are both set"),
+            format!(
+                "`environment.{key}` and `environment.{other}` are both set, to different values"
+            ),
         )
         .at(doc.key_span(&format!("/environment/{key}")))
         .label("conflicts")
         .hint(hint.to_string())
     };
-    if env.memory.is_some() && env.memory_mb.is_some() {
+    // As Harbor: the deprecated size and the new one may both be there if they agree.
+    if let (Some(old), Some(new)) = (env.memory, env.memory_mb)
+        && old.megabytes() != new
+    {
         out.push(conflict(
             "memory",
             "memory_mb",
             "keep only `memory_mb` (`memory` is its deprecated form)",
         ));
     }
-    if env.storage.is_some() && env.storage_mb.is_some() {
+    if let (Some(old), Some(new)) = (env.storage, env.storage_mb)
+        && old.megabytes() != new
+    {
         out.push(conflict(
             "storage",
             "storage_mb",
             "keep only `storage_mb` (`storage` is its deprecated form)",
         ));
     }
-    if env.allow_internet.is_some() && env.network_mode.is_some() {
-        out.push(conflict(
-            "allow_internet",
-            "network_mode",
-            "keep only `network_mode` (`allow_internet` is its deprecated form)",
-        ));
-    }
-    if task.version.is_some() && task.schema_version.is_some() {
+    // As Harbor: the new key wins over its deprecated form; a contradiction is said.
+    if let (Some(allowed), Some(mode)) = (env.allow_internet, env.network_mode)
+        && allowed != (mode != NetworkMode::NoNetwork)
+    {
         out.push(
-            Diagnostic::error(
+            Diagnostic::warning(
                 Code::Conflict,
                 manifest_path,
-                "`version` and `schema_version` are both set",
+                format!(
+                    "`environment.allow_internet = {allowed}` contradicts `network_mode = \"{}\"`, which wins",
+                    mode.as_str()
+                ),
+            )
+            .at(doc.key_span("/environment/allow_internet"))
+            .label("ignored")
+            .hint("keep only `network_mode` (`allow_internet` is its deprecated form)"),
+        );
+    }
+    if let (Some(old), Some(new)) = (&task.version, &task.schema_version)
+        && old != new
+    {
+        out.push(
+            Diagnostic::warning(
+                Code::Conflict,
+                manifest_path,
+                format!(
+                    "`version = \"{old}\"` contradicts `schema_version = \"{new}\"`, which wins"
+                ),
             )
             .at(doc.key_span("/version"))
-            .label("conflicts")
+            .label("ignored")
             .hint("keep only `schema_version` (`version` is its deprecated form)"),
         );
     }
@@ -408,6 +430,12 @@ fn required_files(dir: &Path, task: &TaskManifest) -> Vec<Diagnostic> {
     };
     let test_hint =
         "add the verifier script; it writes the reward to /logs/verifier/reward.txt".to_string();
+    // Windows tasks' scripts are batch files (refused at run time, valid all the same).
+    let script = match task.environment.os {
+        Some(super::task::Os::Windows) => "test.bat",
+        _ => "test.sh",
+    };
+    let root_tests = format!("tests/{script}");
     // A separate verifier (Harbor's) runs the tests its own image holds.
     let shared = |verifier: &super::task::VerifierSection| {
         verifier.harbor_mode() != Some(crate::verify::Isolation::Separate)
@@ -418,7 +446,7 @@ fn required_files(dir: &Path, task: &TaskManifest) -> Vec<Diagnostic> {
             "write the instructions the agent receives in this file".to_string(),
         );
         if shared(&task.verifier) {
-            need("tests/test.sh", test_hint);
+            need(&root_tests, test_hint);
         }
     } else {
         for step in &task.steps {
@@ -433,10 +461,10 @@ fn required_files(dir: &Path, task: &TaskManifest) -> Vec<Diagnostic> {
                 Some(mode) => mode == crate::verify::Isolation::Shared,
                 None => shared(&task.verifier),
             };
-            let own = format!("steps/{}/tests/test.sh", step.name);
+            let own = format!("steps/{}/tests/{script}", step.name);
             if step_shared && !dir.join(&own).is_file() {
                 need(
-                    "tests/test.sh",
+                    &root_tests,
                     format!(
                         "step `{}` has no `{own}`, so the task's tests run: {test_hint}",
                         step.name

@@ -423,8 +423,9 @@ pub struct EnvironmentSection {
     /// Environment variables for the container; `${VAR}` and `${VAR:-default}` read the host.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Working directory of the agent, an absolute path (the image's WORKDIR when absent).
-    #[schemars(regex(pattern = r"^/"))]
+    /// Working directory of the agent, an absolute path (the image's WORKDIR when absent);
+    /// `C:\\app` style on Windows.
+    #[schemars(regex(pattern = r"^(/|[A-Za-z]:[\\/])"))]
     pub workdir: Option<String>,
     /// Network access: `public` (default), `no-network` or `allowlist`.
     pub network_mode: Option<NetworkMode>,

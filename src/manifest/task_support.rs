@@ -96,8 +96,23 @@ pub fn unsupported(dir: &Path, task: &TaskManifest) -> Vec<Unsupported> {
             "`skills_dir` is not given to agents yet: agents run without its skills",
         ));
     }
+    // A phase's mode is compared with the environment it runs in: the agent's, or a
+    // separate verifier's own (the step's, the task's, or a copy of the agent's).
     let baseline = env.resolved_network_mode();
-    let mut phase = |pointer: String, mode: Option<NetworkMode>| {
+    let verifier_baseline = |step: Option<&super::task::StepSection>| {
+        let separate = match step.and_then(|s| s.verifier.harbor_mode()) {
+            Some(mode) => mode == crate::verify::Isolation::Separate,
+            None => task.verifier.harbor_mode() == Some(crate::verify::Isolation::Separate),
+        };
+        let own = step
+            .and_then(|s| s.verifier.environment.as_deref())
+            .or(task.verifier.environment.as_deref());
+        match own {
+            Some(own) if separate => own.resolved_network_mode(),
+            _ => baseline,
+        }
+    };
+    let mut phase = |pointer: String, mode: Option<NetworkMode>, baseline: NetworkMode| {
         if let Some(mode) = mode.filter(|m| *m != baseline) {
             out.push(Unsupported::refuse(
                 pointer,
@@ -110,16 +125,28 @@ pub fn unsupported(dir: &Path, task: &TaskManifest) -> Vec<Unsupported> {
             ));
         }
     };
-    phase("/agent/network_mode".into(), task.agent.network_mode);
-    phase("/verifier/network_mode".into(), task.verifier.network_mode);
+    phase(
+        "/agent/network_mode".into(),
+        task.agent.network_mode,
+        baseline,
+    );
+    if task.steps.is_empty() {
+        phase(
+            "/verifier/network_mode".into(),
+            task.verifier.network_mode,
+            verifier_baseline(None),
+        );
+    }
     for (i, step) in task.steps.iter().enumerate() {
         phase(
             format!("/steps/{i}/agent/network_mode"),
-            step.agent.network_mode,
+            step.agent.network_mode.or(task.agent.network_mode),
+            baseline,
         );
         phase(
             format!("/steps/{i}/verifier/network_mode"),
-            step.verifier.network_mode,
+            step.verifier.network_mode.or(task.verifier.network_mode),
+            verifier_baseline(Some(step)),
         );
     }
     let sidecar = |service: &Option<String>| service.as_deref().is_some_and(|s| s != "main");

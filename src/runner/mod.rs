@@ -8,6 +8,7 @@ mod artifacts;
 mod health;
 pub mod prepare;
 pub mod resources;
+mod separate;
 pub mod trial;
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ impl Grace {
 }
 
 /// The directories of `/logs` a trial's agent and verifier write into.
-const LOG_DIRS: &[&str] = &["/logs", "/logs/agent", "/logs/verifier", "/logs/artifacts"];
+pub(crate) const LOG_DIRS: &[&str] = &["/logs", "/logs/agent", "/logs/verifier", "/logs/artifacts"];
 
 /// What runs a trial needs from the run.
 pub struct TrialEnv<'a> {
@@ -726,51 +726,18 @@ async fn verify_separately(
 ) -> Result<StepRun, EnvError> {
     let mut spec = verifier.container.clone();
     spec.labels = env.labels.container(&setup.trial_id, &setup.task.name);
-    let instance = env.engine.create(&spec, env.cancel).await?;
-    let outcome = tokio::select! {
-        biased;
-        _ = env.cancel.cancelled() => Err(EnvError::Cancelled),
-        outcome = async {
-            instance.ready().await?;
-            instance.stage_dirs(LOG_DIRS, 0o777)?;
-            let collected = dir.join("artifacts");
-            if collected.is_dir() {
-                instance.upload_dir(&collected, "logs/artifacts").await?;
-            }
-            for artifact in artifacts {
-                let Some(path) = artifact.source.strip_prefix('/') else {
-                    continue;
-                };
-                let host = collected.join(super::artifacts::destination(artifact));
-                if host.is_dir() {
-                    instance.upload_dir(&host, path).await?;
-                } else if let Ok(bytes) = std::fs::read(&host) {
-                    let archive = crate::env::tarball::pack_file(path, &bytes, 0o644)
-                        .map_err(|e| EnvError::io("packing an artifact", e))?;
-                    instance.upload_archive(archive).await?;
-                }
-            }
-            let run = steps::run_tests(&instance, tests).await?;
-            instance
-                .download_dir("/logs/verifier", &dir.join("verifier"), crate::env::tarball::LOGS_CAP)
-                .await?;
-            Ok(run)
-        } => outcome,
-    };
-    let removed = instance.remove().await;
-    match (outcome, removed) {
-        (Ok(run), Err(error)) => {
-            let _ = env.events.send(RunEvent::TeardownFailed {
-                index: TrialIndex(setup.index),
-                label: setup.label.clone(),
-                provider: instance.provider(),
-                id: instance.id().to_string(),
-                error: error.to_string(),
-            });
-            Ok(run)
-        }
-        (outcome, _) => outcome,
+    let verified =
+        super::separate::verify(env.engine, &spec, env.cancel, artifacts, dir, tests).await;
+    if let Some((instance, error)) = verified.leftover {
+        let _ = env.events.send(RunEvent::TeardownFailed {
+            index: TrialIndex(setup.index),
+            label: setup.label.clone(),
+            provider: instance.provider(),
+            id: instance.id().to_string(),
+            error: error.to_string(),
+        });
     }
+    verified.outcome
 }
 
 /// The trial's access to the model gateway, for a `command` agent with a model; why it has
