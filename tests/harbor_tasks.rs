@@ -152,13 +152,83 @@ fn harbor_fixtures_pass_with_oracle_and_fail_with_nop() {
     );
     let hooks = &results["artifacts-and-collect/oracle"]["collect"];
     assert_eq!(hooks[0]["exit_code"], 0, "{hooks}");
+
+    regrade_with_a_fixed_test(&project);
     project.assert_clean();
 }
 
+/// `helios regrade` with a changed test: only the separately verified task's trials are
+/// graded again, from their kept artifacts, into a run beside the old one.
+fn regrade_with_a_fixed_test(project: &Project) {
+    let fixed = project.path("fixed");
+    std::fs::create_dir_all(&fixed).unwrap();
+    copy_tree(project.path("tasks/separate-verifier"), &fixed);
+    std::fs::write(
+        fixed.join("separate-verifier/tests/test.sh"),
+        "if grep -q '\"answer\": 42' /app/report.json; then echo 0.5; else echo 0; fi > /logs/verifier/reward.txt\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::project::BINARY)
+        .arg("regrade")
+        .arg(project.path("runs/harbor"))
+        .arg("--tasks")
+        .arg(&fixed)
+        .args(["--label", &project.label])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("2 trial(s) regraded"), "{log}");
+    assert!(
+        log.contains("only tasks with a separate verifier"),
+        "the others are said not to be regradable: {log}"
+    );
+    let regraded: std::collections::BTreeMap<String, Value> =
+        std::fs::read_dir(project.path("runs/harbor-regraded/s"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("result.json")).ok())
+            .map(|t| serde_json::from_str::<Value>(&t).unwrap())
+            .map(|r| {
+                (
+                    format!(
+                        "{}/{}",
+                        r["task"].as_str().unwrap(),
+                        r["agent"].as_str().unwrap()
+                    ),
+                    r,
+                )
+            })
+            .collect();
+    assert_eq!(regraded.len(), 2, "{regraded:#?}");
+    assert_eq!(regraded["separate-verifier/oracle"]["reward"], 0.5);
+    assert_eq!(regraded["separate-verifier/nop"]["reward"], 0.0);
+    assert!(regraded["separate-verifier/oracle"]["regraded_from"].is_string());
+    // The old run is as it was.
+    assert_eq!(
+        project.results("harbor")["separate-verifier/oracle"]["reward"],
+        1.0
+    );
+    let compare = std::process::Command::new(common::project::BINARY)
+        .arg("report")
+        .arg(project.path("runs/harbor"))
+        .arg("--compare")
+        .arg(project.path("runs/harbor-regraded"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let report = text(&compare);
+    assert!(
+        report.contains("pass → fail: separate-verifier"),
+        "{report}"
+    );
+}
+
 #[test]
-fn harbor_example_layouts_validate() {
+fn harbor_fixtures_validate_without_a_warning() {
     let out = std::process::Command::new(common::project::BINARY)
         .arg("validate")
+        .arg("--strict")
         .args(
             std::fs::read_dir(FIXTURES)
                 .unwrap()

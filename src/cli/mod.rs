@@ -7,6 +7,7 @@ mod exit;
 mod failure;
 mod gc;
 mod plan;
+mod regrade;
 mod report;
 mod run;
 mod schema;
@@ -144,6 +145,26 @@ pub enum Command {
         /// Exit 6 unless every group's mean reward reaches X (with the run's `[[expect]]`).
         #[arg(long, value_name = "X")]
         fail_under: Option<f64>,
+    },
+    /// Grade a finished run again (a fixed test, a new `tests/`): the verifier runs on the
+    /// artifacts each trial kept, and the results are written as a new run beside the old.
+    /// Tasks verified in an environment of their own (`environment_mode = "separate"`).
+    Regrade {
+        /// The finished run (`<output_dir>/<name>`).
+        #[arg(value_name = "RUN_DIR")]
+        run_dir: PathBuf,
+        /// A directory of tasks to grade with, by name; the others as the run found them.
+        #[arg(long, value_name = "DIR")]
+        tasks: Option<PathBuf>,
+        /// Where the new run goes (default: `RUN_DIR-regraded`).
+        #[arg(long, value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// Verifications at once.
+        #[arg(long, value_name = "N", default_value_t = 4)]
+        concurrency: usize,
+        /// Add a label to every container and image (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
     },
     /// Run one task with one agent, printing what the agent does as it happens.
     Run {
@@ -437,6 +458,22 @@ async fn dispatch(cli: Cli) -> ExitStatus {
             groups,
             fail_under,
         }),
+        Command::Regrade {
+            run_dir,
+            tasks,
+            output,
+            concurrency,
+            labels,
+        } => {
+            regrade::run(regrade::RegradeArgs {
+                run_dir,
+                tasks,
+                output,
+                concurrency,
+                labels: labels.into_iter().collect(),
+            })
+            .await
+        }
         Command::Run {
             task,
             agent,

@@ -514,6 +514,7 @@ mod tests {
             tampering: Vec::new(),
             collect: Vec::new(),
             steps: Vec::new(),
+            regraded_from: None,
             helios_version: "0.1.0".into(),
         }
     }

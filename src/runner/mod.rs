@@ -7,6 +7,7 @@
 mod artifacts;
 mod health;
 pub mod prepare;
+pub mod regrade;
 pub mod resources;
 mod separate;
 pub mod trial;

@@ -702,44 +702,63 @@ fn verifier_runtimes(
         .into_iter()
         .zip(&planned.verifiers)
         .map(|(verifier, planned)| {
-            let section = &verifier.environment;
             let image = planned.image.name(&plan.builds).to_string();
-            let what = match &verifier.step {
-                Some(step) => format!("task `{}` step `{step}` [verifier.environment] env", task.name),
-                None => format!("task `{}` [verifier.environment] env", task.name),
-            };
-            let env = expand_all(&section.env, host, &what).unwrap_or_else(|mut p| {
-                problems.append(&mut p);
-                BTreeMap::new()
-            });
-            let mode = section.resolved_network_mode();
-            if mode == NetworkMode::Allowlist {
-                problems.push(format!(
-                    "task `{}` gives its verifier `network_mode = \"allowlist\"`, which helios does \
-                     not support yet; use \"public\" or \"no-network\"",
-                    task.name
-                ));
-            }
+            let container = verifier_container(&task.name, &verifier, image, host).unwrap_or_else(
+                |mut found| {
+                    problems.append(&mut found);
+                    EnvSpec::default()
+                },
+            );
             VerifierRuntime {
                 step: verifier.step,
-                container: EnvSpec {
-                    image,
-                    dockerfile: None,
-                    workdir: section.workdir.clone(),
-                    env,
-                    labels: BTreeMap::new(),
-                    cpus: section.cpus,
-                    memory_mb: section.memory_megabytes(),
-                    storage_mb: section.storage_megabytes(),
-                    gpus: section.gpus,
-                    no_network: mode == NetworkMode::NoNetwork,
-                    isolated_network: None,
-                    ready_timeout: Duration::from_secs_f64(section.build_timeout_sec),
-                    mounts: Vec::new(),
-                },
+                container,
             }
         })
         .collect()
+}
+
+/// How to start a separate verifier's environment from its `[verifier.environment]`.
+pub(crate) fn verifier_container(
+    task: &str,
+    verifier: &crate::manifest::task::SeparateVerifier,
+    image: String,
+    host: &dyn Fn(&str) -> Option<String>,
+) -> Result<EnvSpec, Vec<String>> {
+    let section = &verifier.environment;
+    let what = match &verifier.step {
+        Some(step) => format!("task `{task}` step `{step}` [verifier.environment] env"),
+        None => format!("task `{task}` [verifier.environment] env"),
+    };
+    let mut problems = Vec::new();
+    let env = expand_all(&section.env, host, &what).unwrap_or_else(|mut p| {
+        problems.append(&mut p);
+        BTreeMap::new()
+    });
+    let mode = section.resolved_network_mode();
+    if mode == NetworkMode::Allowlist {
+        problems.push(format!(
+            "task `{task}` gives its verifier `network_mode = \"allowlist\"`, which helios does \
+             not support yet; use \"public\" or \"no-network\""
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(EnvSpec {
+        image,
+        dockerfile: None,
+        workdir: section.workdir.clone(),
+        env,
+        labels: BTreeMap::new(),
+        cpus: section.cpus,
+        memory_mb: section.memory_megabytes(),
+        storage_mb: section.storage_megabytes(),
+        gpus: section.gpus,
+        no_network: mode == NetworkMode::NoNetwork,
+        isolated_network: None,
+        ready_timeout: Duration::from_secs_f64(section.build_timeout_sec),
+        mounts: Vec::new(),
+    })
 }
 
 /// The steps of a multi-step task, each setting resolved: the step's, else the task's.
@@ -821,7 +840,7 @@ fn remote_dockerfile(task: &TaskDir) -> Result<String, String> {
     }
 }
 
-fn expand_all(
+pub(crate) fn expand_all(
     vars: &BTreeMap<String, String>,
     host: &dyn Fn(&str) -> Option<String>,
     what: &str,

@@ -977,6 +977,7 @@ fn blank_result(
         tampering: Vec::new(),
         collect: Vec::new(),
         steps: Vec::new(),
+        regraded_from: None,
         helios_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }

@@ -507,6 +507,7 @@ pub(crate) mod tests {
             logs_cut: None,
             collect: Vec::new(),
             steps: Vec::new(),
+            regraded_from: None,
             helios_version: String::new(),
         }
     }

@@ -101,6 +101,9 @@ pub struct TrialResult {
     /// theirs by the task's `multi_step_reward_strategy`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepResult>,
+    /// For a result of `helios regrade`: the trial directory it regraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regraded_from: Option<std::path::PathBuf>,
     pub helios_version: String,
 }
 
