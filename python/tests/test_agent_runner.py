@@ -236,3 +236,20 @@ def test_every_helios_error_is_a_helios_error() -> None:
     for error in (helios.TaskError, helios.EnvironmentError, helios.AgentError, helios.TimeoutError):
         assert issubclass(error, helios.HeliosError)
     assert issubclass(helios.TimeoutError, TimeoutError)
+
+
+async def test_a_multi_step_task_reports_each_step(scratch: Scratch) -> None:
+    runner = AgentRunner(
+        "tests/fixtures/harbor/multi-step-gated",
+        agent="oracle",
+        output_dir=scratch.out,
+        labels=scratch.labels,
+    )
+    result = await runner.run()
+    assert result.success, result
+    assert [step.name for step in result.steps] == ["scaffold", "implement", "document"]
+    assert all(step.reward == 1.0 for step in result.steps)
+    assert [step.gate_passed for step in result.steps] == [True, True, None]
+    assert all(step.seconds > 0 for step in result.steps)
+    assert (result.output_dir / "steps" / "implement" / "instruction.md").is_file()
+    assert containers(scratch.label) == []
