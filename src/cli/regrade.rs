@@ -52,6 +52,9 @@ pub(super) async fn run(args: RegradeArgs) -> ExitStatus {
         };
         eprintln!("not regraded: {shown}: {why}");
     }
+    for (trial, error) in &regraded.failed {
+        eprintln!("could not regrade {trial}: {error}");
+    }
     println!("{}", table::render(&regraded.summary));
     eprintln!(
         "{} trial(s) regraded, {} left as they were; results in {} (compare: helios report {} --compare {})",
@@ -63,6 +66,16 @@ pub(super) async fn run(args: RegradeArgs) -> ExitStatus {
     );
     if cancel.is_cancelled() {
         return ExitStatus::Interrupted;
+    }
+    if !regraded.failed.is_empty() {
+        return ExitStatus::Infrastructure;
+    }
+    if regraded.results.is_empty() {
+        eprintln!(
+            "error: no trial of `{}` could be regraded",
+            options.run_dir.display()
+        );
+        return ExitStatus::Invalid;
     }
     failure::status_of(&regraded.results)
 }

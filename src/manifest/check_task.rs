@@ -229,7 +229,7 @@ pub(crate) fn check(
                 "command",
                 "a `stdio` server needs the `command` that starts it",
             )),
-            McpTransport::Sse | McpTransport::StreamableHttp
+            McpTransport::Sse | McpTransport::StreamableHttp | McpTransport::Http
                 if server.url.as_deref().is_none_or(str::is_empty) =>
             {
                 Some((

@@ -369,7 +369,22 @@ impl<'a> Loader<'a> {
                 continue;
             }
             let before = self.report.diagnostics.len();
+            // A valid task that needs what helios cannot run is left out just the same.
+            let refused = |task: &TaskDir| -> Vec<String> {
+                task_support::unsupported(&task.dir, &task.manifest)
+                    .into_iter()
+                    .filter(|u| u.refused)
+                    .map(|u| format!("{}: {}", task.dir.join("task.toml").display(), u.message))
+                    .collect()
+            };
             match self.task(&t.dir) {
+                Some(task) if !refused(&task).is_empty() => {
+                    skipped.push(SkippedTask {
+                        name: t.name.clone(),
+                        dir: t.dir.clone(),
+                        problems: refused(&task),
+                    });
+                }
                 Some(task) => {
                     task_names.push(t.name.clone());
                     tasks.push(Some(task));

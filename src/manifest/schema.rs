@@ -503,7 +503,12 @@ fn pattern_hint(pattern: &str) -> String {
             "use ASCII letters (a-z, A-Z), digits, `.`, `_` and `-`, starting with a letter or digit".to_string()
         }
         r"^1(\.[0-9]+)*$" => "helios reads version 1 of the task format: write \"1.0\"".to_string(),
-        "^/" => "write an absolute path inside the container, such as \"/app\"".to_string(),
+        "^/" | r"^(/|[A-Za-z]:[\\/])" => {
+            "write an absolute path inside the container, such as \"/app\"".to_string()
+        }
+        r"^[a-zA-Z0-9][a-zA-Z0-9._-]*/[a-zA-Z0-9][a-zA-Z0-9._-]*$" => {
+            "write `org/name`: letters, digits, `.`, `_` and `-`, each part starting with a letter or digit".to_string()
+        }
         r"^[A-Za-z_][A-Za-z0-9_]*$" => {
             "write the name of an environment variable, such as \"OPENAI_API_KEY\"".to_string()
         }

@@ -497,6 +497,8 @@ pub enum McpTransport {
     #[default]
     Sse,
     StreamableHttp,
+    /// Harbor's older name of `streamable-http`.
+    Http,
     Stdio,
 }
 

@@ -623,8 +623,15 @@ fn task_runtime(
     let user = |u: &Option<crate::manifest::task::User>| u.as_ref().map(ToString::to_string);
     let agent_user = user(&m.agent.user);
     let verifier_user = user(&m.verifier.user);
+    let hooks_users = m
+        .verifier
+        .collect
+        .iter()
+        .chain(m.steps.iter().flat_map(|s| &s.verifier.collect))
+        .any(|h| h.user.is_some());
     let uses_users = agent_user.is_some()
         || verifier_user.is_some()
+        || hooks_users
         || m.steps
             .iter()
             .any(|s| s.agent.user.is_some() || s.verifier.user.is_some());

@@ -47,6 +47,8 @@ pub struct Regraded {
     pub results: Vec<TrialResult>,
     /// Trials left as they were, each with why (`stage/task/agent#attempt`, reason).
     pub skipped: Vec<(String, String)>,
+    /// Trials whose verification failed for the environment's reasons, with the error.
+    pub failed: Vec<(String, String)>,
     pub summary: Summary,
 }
 
@@ -118,6 +120,7 @@ pub async fn regrade(
     })?;
     let mut results = Vec::new();
     let mut skipped = Vec::new();
+    let mut failed = Vec::new();
     let concurrency = tokio::sync::Semaphore::new(options.concurrency.max(1));
     let mut work = Vec::new();
     for trial in &lock.trials {
@@ -170,7 +173,7 @@ pub async fn regrade(
                 })?;
                 results.push(result);
             }
-            Err(error) => skipped.push((label, error.to_string())),
+            Err(error) => failed.push((label, error.to_string())),
         }
     }
     let summary = Summary::of(&lock.pipeline, &results.iter().collect::<Vec<_>>());
@@ -184,6 +187,7 @@ pub async fn regrade(
         run_dir: output,
         results,
         skipped,
+        failed,
         summary,
     })
 }

@@ -641,6 +641,14 @@ async fn multi_step(
             .await?;
             let phase = clock.start(Phase::Verifier);
             if let Some(verifier) = task.verifier(Some(&step.name)) {
+                // The agent's `/logs/artifacts` go with the declared artifacts.
+                instance
+                    .download_dir(
+                        "/logs/artifacts",
+                        &step_dir.join("artifacts"),
+                        crate::env::tarball::LOGS_CAP,
+                    )
+                    .await?;
                 let tests = steps::TestsSpec {
                     dirs: &[],
                     workdir: verifier.container.workdir.clone(),
