@@ -47,9 +47,13 @@ impl Made {
     /// failure returned.
     async fn remove(&self) -> Result<(), EnvError> {
         let mut failed = None;
-        // The agent's container first: it is what a cancel most wants gone.
-        for (_, container) in self.containers.iter().rev() {
-            if let Err(e) = self.engine.remove_container(container).await {
+        // All at once: after a cancel the removal has only the grace to finish.
+        let removals = self
+            .containers
+            .iter()
+            .map(|(_, container)| self.engine.remove_container(container));
+        for removed in futures_util::future::join_all(removals).await {
+            if let Err(e) = removed {
                 failed.get_or_insert(e);
             }
         }
@@ -88,11 +92,12 @@ pub(crate) async fn start(
         containers: Vec::new(),
     };
     let deadline = Instant::now() + services.deadline;
-    let outcome = tokio::select! {
-        biased;
-        _ = cancel.cancelled() => Err(EnvError::Cancelled),
-        outcome = start_all(engine, spec, services, &network, deadline, &mut made) => outcome,
-    };
+    // Not raced against the cancel: a container created while the future is dropped would
+    // be known to nothing. The cancel is looked at between calls and during waits instead.
+    let outcome = start_all(
+        engine, spec, services, &network, deadline, cancel, &mut made,
+    )
+    .await;
     match outcome {
         Ok(()) => {
             let main = made
@@ -106,7 +111,6 @@ pub(crate) async fn start(
         }
         Err(error) => {
             // Nothing else knows of these containers yet: their removal is this call's.
-            // A cancel cut the start at an await, so `made` holds all that was made.
             let _ = made.remove().await;
             Err(error)
         }
@@ -119,6 +123,7 @@ async fn start_all(
     services: &ServicesSpec,
     network: &str,
     deadline: Instant,
+    cancel: &CancellationToken,
     made: &mut Made,
 ) -> Result<(), EnvError> {
     engine
@@ -126,6 +131,9 @@ async fn start_all(
         .await?;
     made.network = Some(network.to_string());
     for service in order(services) {
+        if cancel.is_cancelled() {
+            return Err(EnvError::Cancelled);
+        }
         for dependency in &service.depends_on {
             let container = made
                 .container(&dependency.service)
@@ -141,6 +149,7 @@ async fn start_all(
                 dependency.condition,
                 deadline,
                 services.deadline,
+                cancel,
             )
             .await?;
         }
@@ -194,6 +203,7 @@ async fn wait_for(
     condition: Readiness,
     deadline: Instant,
     budget: Duration,
+    cancel: &CancellationToken,
 ) -> Result<(), EnvError> {
     let failed = |reason: String| EnvError::ServiceFailed {
         service: name.to_string(),
@@ -254,7 +264,10 @@ async fn wait_for(
                 last_output()
             )));
         }
-        tokio::time::sleep(POLL).await;
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(EnvError::Cancelled),
+            _ = tokio::time::sleep(POLL) => {}
+        }
     }
 }
 
