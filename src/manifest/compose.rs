@@ -718,9 +718,22 @@ pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             out.push('$');
             rest = tail;
         } else if let Some(braced) = after.strip_prefix('{') {
-            let close = braced
-                .find('}')
-                .ok_or_else(|| format!("`${{` has no closing `}}` in `{text}`"))?;
+            // The closing brace of this reference, past those of nested defaults.
+            let mut depth = 0usize;
+            let mut close = None;
+            let bytes = braced.as_bytes();
+            for (i, &b) in bytes.iter().enumerate() {
+                match b {
+                    b'{' if i > 0 && bytes[i - 1] == b'$' => depth += 1,
+                    b'}' if depth == 0 => {
+                        close = Some(i);
+                        break;
+                    }
+                    b'}' => depth -= 1,
+                    _ => {}
+                }
+            }
+            let close = close.ok_or_else(|| format!("`${{` has no closing `}}` in `{text}`"))?;
             let inner = &braced[..close];
             let name_end = inner
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -1054,7 +1067,7 @@ fn compose_bytes(text: &str) -> Option<u64> {
         _ => (lower, 1),
     };
     let number: f64 = number.trim().parse().ok()?;
-    (number >= 0.0).then(|| (number * factor as f64) as u64)
+    (number >= 0.0).then_some((number * factor as f64) as u64)
 }
 
 /// A Compose duration: `1s`, `500ms`, `1m30s`, `1h`, `10us`.
