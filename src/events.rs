@@ -219,7 +219,7 @@ impl From<&EnvError> for ErrorKind {
             EnvError::Daytona(_) => ErrorKind::DaytonaError,
             EnvError::NotReady { .. } => ErrorKind::SandboxNotReady,
             EnvError::Cancelled => ErrorKind::Cancelled,
-            EnvError::Unhealthy { .. } => ErrorKind::Unhealthy,
+            EnvError::Unhealthy { .. } | EnvError::ServiceFailed { .. } => ErrorKind::Unhealthy,
             EnvError::NoAnswer {
                 provider: Provider::Docker,
                 ..

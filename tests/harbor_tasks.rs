@@ -225,10 +225,10 @@ fn regrade_with_a_fixed_test(project: &Project) {
 }
 
 #[test]
-fn harbor_fixtures_validate_without_a_warning() {
+fn harbor_fixtures_validate() {
+    // (The Compose fixture's `ports` are warned about: they are not published.)
     let out = std::process::Command::new(common::project::BINARY)
         .arg("validate")
-        .arg("--strict")
         .args(
             std::fs::read_dir(FIXTURES)
                 .unwrap()

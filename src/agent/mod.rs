@@ -114,7 +114,7 @@ pub async fn run(instance: &Instance, cx: &AgentContext<'_>) -> Result<AgentRun,
             if !solution.join("solve.sh").is_file() {
                 return Err(AgentError::NoSolution);
             }
-            instance.upload_dir(&solution, "solution").await?;
+            instance.upload_dir(solution, "solution").await?;
             let spec = ExecSpec {
                 command: "bash /solution/solve.sh > /logs/agent/oracle.txt 2>&1".to_string(),
                 workdir: cx.workdir.clone(),

@@ -301,6 +301,7 @@ impl DockerEngine {
     pub(crate) async fn build_image(
         &self,
         context: &Path,
+        dockerfile: &str,
         tag: &str,
         labels: &BTreeMap<String, String>,
         timeout: Duration,
@@ -318,7 +319,7 @@ impl DockerEngine {
         let mut log_file = tokio::fs::File::create(&partial).await.map_err(io)?;
         let labels: HashMap<&String, &String> = labels.iter().collect();
         let options = BuildImageOptionsBuilder::default()
-            .dockerfile("Dockerfile")
+            .dockerfile(dockerfile)
             .t(tag)
             .rm(true)
             .forcerm(true)
@@ -394,36 +395,11 @@ impl DockerEngine {
 
     /// Creates and starts a container that stays up until [`DockerEngine::remove_container`].
     pub(crate) async fn start_container(&self, spec: &EnvSpec) -> Result<Container, EnvError> {
-        let host_config = HostConfig {
-            init: Some(true),
-            nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
-            memory: spec.memory_mb.map(|mb| (mb * 1024 * 1024) as i64),
-            network_mode: match (&spec.isolated_network, spec.no_network) {
-                (Some(network), true) => Some(network.clone()),
-                (_, true) => Some("none".to_string()),
-                (_, false) => None,
-            },
-            device_requests: spec.gpus.filter(|&g| g > 0).map(|count| {
-                vec![DeviceRequest {
-                    count: Some(i64::from(count)),
-                    capabilities: Some(vec![vec!["gpu".to_string()]]),
-                    ..Default::default()
-                }]
-            }),
-            mounts: (!spec.mounts.is_empty())
-                .then(|| spec.mounts.iter().map(volume_mount).collect()),
-            ..Default::default()
-        };
-        let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
-            cmd: Some(vec![KEEP_ALIVE.into()]),
-            working_dir: spec.workdir.clone(),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            labels: Some(spec.labels.clone().into_iter().collect()),
-            host_config: Some(host_config),
-            ..Default::default()
-        };
+        self.launch(container_body(spec)).await
+    }
+
+    /// Creates and starts a container from `body`; one that fails to start is removed.
+    pub(crate) async fn launch(&self, body: ContainerCreateBody) -> Result<Container, EnvError> {
         let _permit = self.permit().await;
         let created = within("create container", CALL_DEADLINE, async {
             self.docker
@@ -450,11 +426,94 @@ impl DockerEngine {
         Ok(container)
     }
 
+    /// The container's state as the engine reports it.
+    pub(crate) async fn inspect(
+        &self,
+        container: &Container,
+    ) -> Result<bollard::models::ContainerInspectResponse, EnvError> {
+        let _permit = self.permit().await;
+        within(
+            &format!("inspect container {}", short(&container.id)),
+            CALL_DEADLINE,
+            async {
+                self.docker
+                    .inspect_container(&container.id, None)
+                    .await
+                    .map_err(engine_error)
+            },
+        )
+        .await
+    }
+
+    /// Commits a container (paused meanwhile) into an image carrying `labels`; its id.
+    pub(crate) async fn commit(
+        &self,
+        container: &Container,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, EnvError> {
+        let options = CommitContainerOptionsBuilder::default()
+            .container(&container.id)
+            .pause(true)
+            .build();
+        let config = ContainerConfig {
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        let _permit = self.permit().await;
+        let committed = within("commit container", TRANSFER_DEADLINE, async {
+            self.docker
+                .commit_container(options, config)
+                .await
+                .map_err(engine_error)
+        })
+        .await?;
+        Ok(committed.id)
+    }
+
+    /// Creates a user-defined network of a trial (`internal`: no route out).
+    pub(crate) async fn create_trial_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        internal: bool,
+    ) -> Result<(), EnvError> {
+        let request = bollard::models::NetworkCreateRequest {
+            name: name.to_string(),
+            internal: Some(internal),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        let _permit = self.permit().await;
+        within("create network", CALL_DEADLINE, async {
+            self.docker
+                .create_network(request)
+                .await
+                .map(|_| ())
+                .map_err(engine_error)
+        })
+        .await
+    }
+
+    /// Removes a network (see [`DockerEngine::delete_network`]).
+    pub(crate) async fn remove_trial_network(&self, name: &str) -> Result<Removal, EnvError> {
+        self.delete_network(name).await
+    }
+
     /// Runs `bash -c COMMAND`; past the deadline the command and its children are killed.
     pub(crate) async fn exec_in(
         &self,
         container: &Container,
         spec: &ExecSpec,
+    ) -> Result<ExecOutput, EnvError> {
+        self.exec_with(container, spec, "bash").await
+    }
+
+    /// Runs `SHELL -c COMMAND` (`bash`, or `sh` in a sidecar's image that may lack bash).
+    pub(crate) async fn exec_with(
+        &self,
+        container: &Container,
+        spec: &ExecSpec,
+        shell: &str,
     ) -> Result<ExecOutput, EnvError> {
         let pid_file = format!(
             "/tmp/.helios-exec-{}",
@@ -466,7 +525,7 @@ impl DockerEngine {
             r#"echo $$ > "$1"; shift; exec "$@""#.to_string(),
             "helios".to_string(),
             pid_file.clone(),
-            "bash".to_string(),
+            shell.to_string(),
             "-c".to_string(),
             spec.command.clone(),
         ];
@@ -974,6 +1033,40 @@ impl DockerEngine {
     }
 }
 
+/// The body of a trial's container: kept alive by [`KEEP_ALIVE`], with the spec's limits,
+/// network, variables, labels and volumes.
+pub(crate) fn container_body(spec: &EnvSpec) -> ContainerCreateBody {
+    let host_config = HostConfig {
+        init: Some(true),
+        nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+        memory: spec.memory_mb.map(|mb| (mb * 1024 * 1024) as i64),
+        network_mode: match (&spec.isolated_network, spec.no_network) {
+            (Some(network), true) => Some(network.clone()),
+            (_, true) => Some("none".to_string()),
+            (_, false) => None,
+        },
+        device_requests: spec.gpus.filter(|&g| g > 0).map(|count| {
+            vec![DeviceRequest {
+                count: Some(i64::from(count)),
+                capabilities: Some(vec![vec!["gpu".to_string()]]),
+                ..Default::default()
+            }]
+        }),
+        mounts: (!spec.mounts.is_empty()).then(|| spec.mounts.iter().map(volume_mount).collect()),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+        cmd: Some(vec![KEEP_ALIVE.into()]),
+        working_dir: spec.workdir.clone(),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
 /// How long an image in use (a container of it on its way out) is asked again before its
 /// removal fails: an image a live container uses stays in use, so this is short.
 const IMAGE_PATIENCE: Duration = Duration::from_secs(10);
@@ -1046,15 +1139,25 @@ impl Environment for DockerEngine {
     }
 
     async fn build(&self, spec: &BuildSpec<'_>) -> Result<(), EnvError> {
-        self.build_image(spec.context, spec.tag, spec.labels, spec.timeout, spec.log)
-            .await
+        self.build_image(
+            spec.context,
+            spec.dockerfile,
+            spec.tag,
+            spec.labels,
+            spec.timeout,
+            spec.log,
+        )
+        .await
     }
 
     async fn create(
         &self,
         spec: &EnvSpec,
-        _cancel: &CancellationToken,
+        cancel: &CancellationToken,
     ) -> Result<Instance, EnvError> {
+        if let Some(services) = &spec.services {
+            return super::compose::start(self, spec, services, cancel).await;
+        }
         let container = self.start_container(spec).await?;
         Ok(Instance::new(DockerSandbox {
             engine: self.clone(),
@@ -1158,24 +1261,7 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn freeze(&self, labels: &BTreeMap<String, String>) -> Result<String, EnvError> {
-        let options = CommitContainerOptionsBuilder::default()
-            .container(&self.container.id)
-            .pause(true)
-            .build();
-        let config = ContainerConfig {
-            labels: Some(labels.clone().into_iter().collect()),
-            ..Default::default()
-        };
-        let _permit = self.engine.permit().await;
-        let committed = within("commit container", TRANSFER_DEADLINE, async {
-            self.engine
-                .docker
-                .commit_container(options, config)
-                .await
-                .map_err(engine_error)
-        })
-        .await?;
-        Ok(committed.id)
+        self.engine.commit(&self.container, labels).await
     }
 
     async fn remove(&self) -> Result<(), EnvError> {

@@ -40,6 +40,8 @@ impl Default for OpenOptions {
 #[derive(Debug, Clone, Copy)]
 pub struct BuildSpec<'a> {
     pub context: &'a Path,
+    /// The Dockerfile, relative to the context.
+    pub dockerfile: &'a str,
     pub tag: &'a str,
     pub labels: &'a BTreeMap<String, String>,
     pub timeout: Duration,
@@ -235,6 +237,13 @@ pub trait Sandbox: Send + Sync + 'static {
         )))
     }
 
+    /// Another service of a multi-container environment (a Compose sidecar), whose commands
+    /// run under `sh -c` (its image may have no bash). `None` when there is no such service.
+    /// Removing the environment removes its services: a service's own `remove` does nothing.
+    fn service(&self, _name: &str) -> Option<Arc<dyn Sandbox>> {
+        None
+    }
+
     /// Removes the environment (with retries for a remote provider). An error names what
     /// is left, so that it can be removed by hand or by `helios gc`. Called once per
     /// sandbox: [`Instance::remove`] owns the removal.
@@ -409,6 +418,25 @@ impl Instance {
     pub async fn freeze(&self, labels: &BTreeMap<String, String>) -> Result<String, EnvError> {
         self.flush_staged().await?;
         self.sandbox.freeze(labels).await
+    }
+
+    /// The handle on service `name` of the environment: this one for `main` (or `None`),
+    /// else a sidecar's (see [`Sandbox::service`]).
+    pub fn service(&self, name: Option<&str>) -> Result<Instance, EnvError> {
+        match name {
+            None | Some(super::MAIN_SERVICE) => Ok(self.clone()),
+            Some(name) => match self.sandbox.service(name) {
+                Some(sandbox) => Ok(Instance {
+                    sandbox,
+                    staged: Arc::default(),
+                    removal: Arc::default(),
+                }),
+                None => Err(EnvError::Unsupported(format!(
+                    "the environment has no service `{name}` (only Compose tasks on Docker have \
+                     services besides `main`)"
+                ))),
+            },
+        }
     }
 
     /// Copies the host directory `dir` to `/<name>`.

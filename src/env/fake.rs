@@ -391,6 +391,13 @@ impl Environment for FakeEngine {
         spec: &EnvSpec,
         _cancel: &CancellationToken,
     ) -> Result<Instance, EnvError> {
+        if spec.services.is_some() {
+            return Err(EnvError::Unsupported(
+                "the fake environment has no services besides `main` (Compose tasks run on \
+                 Docker)"
+                    .into(),
+            ));
+        }
         let call = {
             let mut record = self.state.record.lock().expect("fake record");
             record.create_calls += 1;

@@ -2,6 +2,7 @@
 //! ([`docker`]) or Daytona cloud sandboxes ([`daytona`]); [`Engine`] and [`Instance`] are
 //! what the trial lifecycle sees of either, so nothing above this module names one.
 
+mod compose;
 pub mod daytona;
 pub mod desktop;
 pub mod docker;
@@ -15,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use compose::MAIN_SERVICE;
 pub use engine::{
     BuildSpec, Collected, DEFAULT_DOCKER_CALLS, Engine, Environment, InstallSpec, Instance,
     OpenOptions, ProbeSpec, Sandbox,
@@ -84,6 +86,10 @@ pub enum EnvError {
     /// runtime in a container of the image.
     #[error("{0}")]
     ImageUnfit(Box<ImageUnfit>),
+    /// A service of a multi-container environment (a Compose sidecar) did not start, did not
+    /// become healthy or did not complete as another service's `depends_on` asks.
+    #[error("service `{service}` {reason}")]
+    ServiceFailed { service: String, reason: String },
     /// The run was cancelled while the environment was being made.
     #[error("cancelled")]
     Cancelled,
@@ -203,6 +209,78 @@ pub struct EnvSpec {
     pub ready_timeout: Duration,
     /// Volumes mounted into the environment (an installed agent's, read-only).
     pub mounts: Vec<Mount>,
+    /// Other services started with it on a network of their own (a Compose task's
+    /// sidecars), and what the Compose file says of the agent's container (`main`).
+    pub services: Option<Arc<ServicesSpec>>,
+}
+
+/// The services of a multi-container environment. The agent's container is made from the
+/// [`EnvSpec`] with `main`'s settings over it; every service is a container on one network
+/// of the trial, reachable by its name.
+#[derive(Debug, Clone, Default)]
+pub struct ServicesSpec {
+    /// The trial's project name (`COMPOSE_PROJECT_NAME`): the network is named after it.
+    pub project: String,
+    /// The agent's service; its `image` is the [`EnvSpec`]'s, its `env` goes under the
+    /// spec's.
+    pub main: ServiceSpec,
+    pub sidecars: Vec<ServiceSpec>,
+    /// How long every service may take to start, become healthy or complete.
+    pub deadline: Duration,
+}
+
+/// One service of a multi-container environment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub image: String,
+    /// The image's command and entrypoint when `None`.
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub cpus: Option<f64>,
+    pub memory_mb: Option<u64>,
+    pub healthcheck: Option<HealthSpec>,
+    pub depends_on: Vec<Dependency>,
+    /// Paths mounted as tmpfs (`/run` or `/run:size=64m`).
+    pub tmpfs: Vec<String>,
+    /// Anonymous volumes, removed with the container.
+    pub volumes: Vec<String>,
+    pub init: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A container healthcheck, as the engine runs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthSpec {
+    /// `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`.
+    pub test: Vec<String>,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub retries: Option<u32>,
+    pub start_period: Option<Duration>,
+    pub start_interval: Option<Duration>,
+}
+
+/// A service another waits for before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub service: String,
+    pub condition: Readiness,
+}
+
+/// What a dependency must reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Its container is running.
+    Started,
+    /// Its healthcheck passes.
+    Healthy,
+    /// It exited with status 0.
+    Completed,
 }
 
 /// A named volume mounted at `target`.

@@ -8,6 +8,7 @@
 
 mod check_pipeline;
 mod check_task;
+pub mod compose;
 pub mod discover;
 pub mod document;
 pub mod env_expand;
@@ -302,7 +303,10 @@ impl<'a> Loader<'a> {
         }
         let (manifest, doc) =
             self.typed::<TaskManifest>(SchemaKind::Task, &manifest_path, Syntax::Toml)?;
-        let errors = check_task::check(dir, &manifest_path, &manifest, &doc);
+        let mut errors = check_task::check(dir, &manifest_path, &manifest, &doc);
+        if let Some(path) = compose::find(dir) {
+            errors.extend(self.check_compose(&path));
+        }
         let failed = errors
             .iter()
             .any(|d| d.severity == crate::diagnostic::Severity::Error);
@@ -319,6 +323,17 @@ impl<'a> Loader<'a> {
             dir: dir.to_path_buf(),
             manifest,
         })
+    }
+
+    /// The diagnostics of a task's Compose file (its text kept for their snippets).
+    fn check_compose(&mut self, path: &Path) -> Vec<Diagnostic> {
+        let Some(text) = self.read(path) else {
+            return Vec::new();
+        };
+        match document::parse(Syntax::Yaml, path, &text) {
+            Ok(doc) => compose::check(path, &doc),
+            Err(errors) => errors,
+        }
     }
 
     fn pipeline(&mut self, path: &Path) -> Option<Pipeline> {

@@ -37,15 +37,7 @@ impl Unsupported {
 
 /// The Compose file of a task's environment, if it has one.
 pub fn compose_file(dir: &Path) -> Option<std::path::PathBuf> {
-    [
-        "docker-compose.yaml",
-        "docker-compose.yml",
-        "compose.yaml",
-        "compose.yml",
-    ]
-    .iter()
-    .map(|name| dir.join("environment").join(name))
-    .find(|path| path.is_file())
+    super::compose::find(dir)
 }
 
 /// Everything of `task` (in `dir`) that helios does not honour.
@@ -63,19 +55,6 @@ pub fn unsupported(dir: &Path, task: &TaskManifest) -> Vec<Unsupported> {
         out.push(Unsupported::refuse(
             "/environment/tpu",
             "TPUs (`[environment.tpu]`) are not supported: no helios provider offers them",
-        ));
-    }
-    if let Some(path) = compose_file(dir) {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        out.push(Unsupported::refuse(
-            "",
-            format!(
-                "Compose environments (`environment/{name}`) are not supported yet: helios would \
-                 start `main` without its sidecars"
-            ),
         ));
     }
     if env.gpu_types.as_ref().is_some_and(|t| !t.is_empty()) {
@@ -149,7 +128,18 @@ pub fn unsupported(dir: &Path, task: &TaskManifest) -> Vec<Unsupported> {
             verifier_baseline(Some(step)),
         );
     }
-    let sidecar = |service: &Option<String>| service.as_deref().is_some_and(|s| s != "main");
+    // Sidecar artifacts and collect hooks need a Compose file that defines their service.
+    let services = super::compose::ComposeFile::read(dir)
+        .ok()
+        .flatten()
+        .map(|file| file.service_names())
+        .unwrap_or_default();
+    let sidecar = |service: &Option<String>| {
+        service
+            .as_deref()
+            .filter(|s| *s != super::compose::MAIN)
+            .map(str::to_string)
+    };
     let artifacts = task
         .artifacts
         .iter()
@@ -176,13 +166,14 @@ pub fn unsupported(dir: &Path, task: &TaskManifest) -> Vec<Unsupported> {
             })
         }));
     for (pointer, service) in artifacts.chain(hooks) {
-        if sidecar(&service) {
+        if let Some(service) = sidecar(&service)
+            && !services.contains(&service)
+        {
             out.push(Unsupported::refuse(
                 format!("{pointer}/service"),
                 format!(
-                    "service `{}` is a Compose sidecar, and Compose environments are not \
-                     supported yet",
-                    service.unwrap_or_default()
+                    "service `{service}` is not a service of the task's Compose file \
+                     (`environment/docker-compose.yaml`)"
                 ),
             ));
         }

@@ -78,6 +78,10 @@ impl Inputs {
             }
             verifiers.push(found);
         }
+        let mut sidecars = Vec::with_capacity(pipeline.tasks.len());
+        for task in &pipeline.tasks {
+            sidecars.push(sidecar_builds(&task.dir)?);
+        }
         let mut template_digests = BTreeMap::new();
         for agent in pipeline.manifest.agents.values() {
             for path in [&agent.system_prompt, &agent.user_prompt]
@@ -92,9 +96,38 @@ impl Inputs {
             task_digests,
             environment_digests,
             verifiers,
+            sidecars,
             template_digests,
         })
     }
+}
+
+/// The Compose sidecars of a task that are built, each with its context's digest. A file
+/// that does not resolve is left to validation, which reports it.
+fn sidecar_builds(task_dir: &std::path::Path) -> Result<Vec<super::SidecarBuild>, DigestError> {
+    let Ok(Some(file)) = crate::manifest::compose::ComposeFile::read(task_dir) else {
+        return Ok(Vec::new());
+    };
+    let vars = crate::manifest::compose::Variables::default();
+    let host = |name: &str| std::env::var(name).ok();
+    let Ok(services) = file.resolve(&|name| vars.lookup(name, &host)) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for service in services {
+        let Some(build) = service.build else {
+            continue;
+        };
+        let tree = digest::trees(&build.context, &[&|_: &str| true])?[0];
+        let digest = Digest::of_bytes(format!("{tree}\0{}", build.dockerfile).as_bytes());
+        out.push(super::SidecarBuild {
+            service: service.name,
+            context: build.context,
+            dockerfile: build.dockerfile,
+            digest,
+        });
+    }
+    Ok(out)
 }
 
 /// What a trial's id is made of besides the task, parameters and attempt (see
@@ -303,6 +336,7 @@ fn plan_tasks(pipeline: &Pipeline, inputs: &Inputs) -> (Vec<PlannedTask>, Vec<Im
                                 digest.short(12)
                             ),
                             context: task.dir.join("environment"),
+                            dockerfile: "Dockerfile".into(),
                             tasks: Vec::new(),
                         });
                         builds.len() - 1
@@ -333,6 +367,7 @@ fn plan_tasks(pipeline: &Pipeline, inputs: &Inputs) -> (Vec<PlannedTask>, Vec<Im
                                         digest.short(12)
                                     ),
                                     context: verifier.context.clone(),
+                                    dockerfile: "Dockerfile".into(),
                                     tasks: Vec::new(),
                                 });
                                 builds.len() - 1
@@ -349,12 +384,40 @@ fn plan_tasks(pipeline: &Pipeline, inputs: &Inputs) -> (Vec<PlannedTask>, Vec<Im
                     }
                 })
                 .collect();
+            let sidecars = inputs.sidecars[i]
+                .iter()
+                .map(|sidecar| {
+                    let build = *by_digest.entry(sidecar.digest).or_insert_with(|| {
+                        builds.push(ImageBuild {
+                            digest: sidecar.digest,
+                            tag: format!(
+                                "helios/{}-{}:{}",
+                                crate::store::path_component(&task.name).to_lowercase(),
+                                crate::store::path_component(&sidecar.service).to_lowercase(),
+                                sidecar.digest.short(12)
+                            ),
+                            context: sidecar.context.clone(),
+                            dockerfile: sidecar.dockerfile.clone(),
+                            tasks: Vec::new(),
+                        });
+                        builds.len() - 1
+                    });
+                    if !builds[build].tasks.contains(&i) {
+                        builds[build].tasks.push(i);
+                    }
+                    super::PlannedSidecar {
+                        service: sidecar.service.clone(),
+                        image: ImageSource::Build(build),
+                    }
+                })
+                .collect();
             PlannedTask {
                 name: task.name.clone(),
                 dir: task.dir.clone(),
                 digest: inputs.task_digests[i],
                 image,
                 verifiers,
+                sidecars,
             }
         })
         .collect();

@@ -37,6 +37,9 @@ pub struct Inputs {
     /// Per task: its separate verifiers (see `TaskManifest::separate_verifiers`) and, for
     /// each built from a directory, that directory's digest.
     pub verifiers: Vec<Vec<(crate::manifest::task::SeparateVerifier, Option<Digest>)>>,
+    /// Per task: its Compose sidecars built from a directory (service, context, Dockerfile,
+    /// and the context's digest with the Dockerfile's name).
+    pub sidecars: Vec<Vec<SidecarBuild>>,
     /// Per template path (as written in the manifest): the digest of its bytes.
     pub template_digests: BTreeMap<String, Digest>,
 }
@@ -76,6 +79,26 @@ pub struct PlannedTask {
     /// the task's, or its steps'.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub verifiers: Vec<PlannedVerifier>,
+    /// The images its Compose sidecars are built into (sidecars with `image:` are not
+    /// planned: they are used as they are).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sidecars: Vec<PlannedSidecar>,
+}
+
+/// A Compose sidecar that is built, as the plan reads it.
+#[derive(Debug, Clone)]
+pub struct SidecarBuild {
+    pub service: String,
+    pub context: PathBuf,
+    pub dockerfile: String,
+    pub digest: Digest,
+}
+
+/// A Compose sidecar's built image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedSidecar {
+    pub service: String,
+    pub image: ImageSource,
 }
 
 /// A separate verifier's image.
@@ -91,6 +114,7 @@ impl PlannedTask {
     pub fn builds(&self) -> impl Iterator<Item = usize> + '_ {
         std::iter::once(&self.image)
             .chain(self.verifiers.iter().map(|v| &v.image))
+            .chain(self.sidecars.iter().map(|s| &s.image))
             .filter_map(|image| match image {
                 ImageSource::Build(b) | ImageSource::Pull { fallback: b, .. } => Some(*b),
                 ImageSource::Prebuilt(_) => None,
@@ -106,6 +130,8 @@ pub struct ImageBuild {
     pub tag: String,
     /// The build context: the first such task's `environment/`.
     pub context: PathBuf,
+    /// The Dockerfile, relative to the context.
+    pub dockerfile: String,
     /// Indexes of the tasks that use this image.
     pub tasks: Vec<usize>,
 }

@@ -18,8 +18,9 @@ pub(crate) const MANIFEST_FILE: &str = "manifest.json";
 /// Most bytes of artifacts kept from one collection.
 const ARTIFACTS_CAP: u64 = 256 << 20;
 
-/// Runs the collect hooks in order; a hook that fails is recorded, never fatal. Their
-/// output goes to `/logs/verifier/collect-<n>.txt`.
+/// Runs the collect hooks in order, each in its service's container (`main`'s under
+/// `bash`, a sidecar's under `sh`); a hook that fails is recorded, never fatal. Their
+/// output goes to `main`'s `/logs/verifier/collect-<n>.txt`.
 pub(crate) async fn run_hooks(
     instance: &Instance,
     hooks: &[CollectHook],
@@ -27,18 +28,42 @@ pub(crate) async fn run_hooks(
 ) -> Result<Vec<HookRun>, EnvError> {
     let mut runs = Vec::with_capacity(hooks.len());
     for (n, hook) in hooks.iter().enumerate() {
-        let output = instance
+        let sidecar = hook
+            .service
+            .as_deref()
+            .filter(|s| *s != crate::env::MAIN_SERVICE);
+        let target = instance.service(sidecar)?;
+        let command = match sidecar {
+            None => format!(
+                "mkdir -p /logs/verifier; {{ {}\n}} > /logs/verifier/collect-{n}.txt 2>&1",
+                hook.command
+            ),
+            // A sidecar has no `/logs` that is collected: its output comes back here.
+            Some(_) => format!("{{ {}\n}} 2>&1", hook.command),
+        };
+        let output = target
             .exec(&ExecSpec {
-                command: format!(
-                    "mkdir -p /logs/verifier; {{ {}\n}} > /logs/verifier/collect-{n}.txt 2>&1",
-                    hook.command
-                ),
-                workdir: workdir.clone(),
+                command,
+                // The task's workdir is `main`'s; a sidecar runs in its own.
+                workdir: if sidecar.is_none() {
+                    workdir.clone()
+                } else {
+                    None
+                },
                 env: Default::default(),
                 deadline: Some(Duration::from_secs_f64(hook.timeout_sec)),
                 user: hook.user.as_ref().map(ToString::to_string),
             })
             .await?;
+        if sidecar.is_some() {
+            let archive = crate::env::tarball::pack_file(
+                &format!("logs/verifier/collect-{n}.txt"),
+                output.stdout.as_bytes(),
+                0o644,
+            )
+            .map_err(|e| EnvError::io("packing a collect hook's output", e))?;
+            instance.upload_archive(archive).await?;
+        }
         runs.push(HookRun {
             command: hook.command.clone(),
             exit_code: output.exit_code,
@@ -79,8 +104,9 @@ fn stage_script(n: usize, spec: &ArtifactSpec) -> String {
     )
 }
 
-/// Copies every artifact out of `instance` into `dir` (the trial's, or a step's,
-/// `artifacts/`) and writes its manifest there. Nothing is written when there are none.
+/// Copies every artifact out of `instance` (a sidecar's from its service's container)
+/// into `dir` (the trial's, or a step's, `artifacts/`) and writes its manifest there, in
+/// the order they are declared. Nothing is written when there are none.
 pub(crate) async fn collect(
     instance: &Instance,
     artifacts: &[ArtifactSpec],
@@ -90,10 +116,55 @@ pub(crate) async fn collect(
     if artifacts.is_empty() {
         return Ok(Vec::new());
     }
+    let service_of = |spec: &ArtifactSpec| {
+        spec.service
+            .clone()
+            .filter(|s| s != crate::env::MAIN_SERVICE)
+    };
+    let mut services: Vec<Option<String>> = Vec::new();
+    for spec in artifacts {
+        let service = service_of(spec);
+        if !services.contains(&service) {
+            services.push(service);
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| EnvError::io(format!("making `{}`", dir.display()), e))?;
+    let mut entries: Vec<Option<ArtifactEntry>> = vec![None; artifacts.len()];
+    for service in services {
+        let target = instance.service(service.as_deref())?;
+        let indexes: Vec<usize> = (0..artifacts.len())
+            .filter(|&n| service_of(&artifacts[n]) == service)
+            .collect();
+        let workdir = if service.is_none() {
+            workdir.clone()
+        } else {
+            None
+        };
+        for (n, entry) in collect_from(&target, artifacts, &indexes, workdir, dir).await? {
+            entries[n] = Some(entry);
+        }
+    }
+    let entries: Vec<ArtifactEntry> = entries.into_iter().flatten().collect();
+    let text = serde_json::to_vec_pretty(&entries).expect("artifact entries serialize");
+    crate::atomic::write_atomic(&dir.join(MANIFEST_FILE), &text)
+        .map_err(|e| EnvError::io("writing the artifacts' manifest", e))?;
+    Ok(entries)
+}
+
+/// Copies the artifacts at `indexes` out of one container: staged there by one script,
+/// downloaded at once, placed under `dir`.
+async fn collect_from(
+    instance: &Instance,
+    artifacts: &[ArtifactSpec],
+    indexes: &[usize],
+    workdir: Option<String>,
+    dir: &Path,
+) -> Result<Vec<(usize, ArtifactEntry)>, EnvError> {
     let mut script = format!("rm -rf {STAGING}; mkdir -p {STAGING}");
-    for (n, spec) in artifacts.iter().enumerate() {
+    for &n in indexes {
         script.push_str("; ");
-        script.push_str(&stage_script(n, spec));
+        script.push_str(&stage_script(n, &artifacts[n]));
     }
     let output = instance
         .exec(&ExecSpec {
@@ -111,8 +182,6 @@ pub(crate) async fn collect(
             (index.parse::<usize>().ok()? == n).then(|| kind.to_string())
         })
     };
-    std::fs::create_dir_all(dir)
-        .map_err(|e| EnvError::io(format!("making `{}`", dir.display()), e))?;
     let staged = tempfile::Builder::new()
         .prefix(".artifacts-")
         .tempdir_in(dir.parent().unwrap_or(dir))
@@ -120,8 +189,9 @@ pub(crate) async fn collect(
     instance
         .download_dir(STAGING, staged.path(), ARTIFACTS_CAP)
         .await?;
-    let mut entries = Vec::with_capacity(artifacts.len());
-    for (n, spec) in artifacts.iter().enumerate() {
+    let mut entries = Vec::with_capacity(indexes.len());
+    for &n in indexes {
+        let spec = &artifacts[n];
         let relative = destination(spec);
         let target = dir.join(&relative);
         let kind = kind_of(n);
@@ -138,17 +208,17 @@ pub(crate) async fn collect(
             _ => Ok("failed"),
         }
         .map_err(|e| EnvError::io(format!("placing artifact `{}`", spec.source), e))?;
-        entries.push(ArtifactEntry {
-            source: spec.source.clone(),
-            destination: format!("artifacts/{relative}"),
-            kind: kind.filter(|k| k == "file" || k == "directory"),
-            status: status.to_string(),
-            service: spec.service.clone(),
-        });
+        entries.push((
+            n,
+            ArtifactEntry {
+                source: spec.source.clone(),
+                destination: format!("artifacts/{relative}"),
+                kind: kind.filter(|k| k == "file" || k == "directory"),
+                status: status.to_string(),
+                service: spec.service.clone(),
+            },
+        ));
     }
-    let text = serde_json::to_vec_pretty(&entries).expect("artifact entries serialize");
-    crate::atomic::write_atomic(&dir.join(MANIFEST_FILE), &text)
-        .map_err(|e| EnvError::io("writing the artifacts' manifest", e))?;
     Ok(entries)
 }
 

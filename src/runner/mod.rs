@@ -10,6 +10,7 @@ pub mod prepare;
 pub mod regrade;
 pub mod resources;
 mod separate;
+pub mod services;
 pub mod trial;
 
 #[cfg(test)]
@@ -818,6 +819,7 @@ async fn check_images(
                     let built = engine
                         .build(&BuildSpec {
                             context: &build.context,
+                            dockerfile: &build.dockerfile,
                             tag: &build.tag,
                             labels: &labels.image(&plan.tasks[build.tasks[0]].name),
                             timeout,
@@ -1042,7 +1044,7 @@ impl Dispatcher {
                     .get(&setup.provider)
                     .is_some_and(|e| e.runs_here());
                 if here {
-                    Demand::of_task(setup.task.container.cpus, setup.task.container.memory_mb)
+                    setup.task.demand()
                 } else {
                     Demand::NONE
                 }
@@ -1487,6 +1489,7 @@ async fn build_image(cx: &Context, engine: &Engine, b: usize) -> Result<bool, En
     let labels = cx.labels.image(&first.name);
     let spec = BuildSpec {
         context: &image.context,
+        dockerfile: &image.dockerfile,
         tag: &image.tag,
         labels: &labels,
         timeout,

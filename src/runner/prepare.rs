@@ -58,6 +58,8 @@ pub struct TaskRuntime {
     /// the task's, or its steps'.
     pub verifiers: Vec<VerifierRuntime>,
     pub reward_strategy: RewardStrategy,
+    /// A Compose task's services besides `main`.
+    pub compose: Option<super::services::ComposeRuntime>,
 }
 
 /// A separate verifier environment, ready to start.
@@ -69,6 +71,18 @@ pub struct VerifierRuntime {
 }
 
 impl TaskRuntime {
+    /// What a trial of the task takes from the run's budget: the agent's container and
+    /// the sidecars' declared CPUs and memory.
+    pub fn demand(&self) -> super::resources::Demand {
+        let mut demand =
+            super::resources::Demand::of_task(self.container.cpus, self.container.memory_mb);
+        if let Some(compose) = &self.compose {
+            demand.cpus += compose.sidecar_cpus;
+            demand.memory_mb += compose.sidecar_memory_mb;
+        }
+        demand
+    }
+
     /// The separate verifier of `step` (`None`: the task's), if it has one.
     pub fn verifier(&self, step: Option<&str>) -> Option<&VerifierRuntime> {
         self.verifiers.iter().find(|v| v.step.as_deref() == step)
@@ -299,9 +313,11 @@ fn task_runtimes(
             };
             let remote = remote.contains(&(index as u32));
             let verifiers = verifier_runtimes(plan, planned, task, remote, host, problems);
+            let compose = compose_runtime(plan, planned, task, remote, host, problems);
             match task_runtime(pipeline, task, image, remote, host) {
                 Ok(mut runtime) => {
                     runtime.verifiers = verifiers;
+                    runtime.compose = compose;
                     Some(Arc::new(runtime))
                 }
                 Err(mut found) => {
@@ -311,6 +327,47 @@ fn task_runtimes(
             }
         })
         .collect()
+}
+
+/// A Compose task's services, checked; Daytona cannot run them.
+fn compose_runtime(
+    plan: &Plan,
+    planned: &crate::plan::PlannedTask,
+    task: &TaskDir,
+    remote: bool,
+    host: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<super::services::ComposeRuntime> {
+    let file = match crate::manifest::compose::ComposeFile::read(&task.dir) {
+        Ok(file) => file?,
+        Err(problem) => {
+            problems.push(format!("task `{}`: {problem}", task.name));
+            return None;
+        }
+    };
+    if remote {
+        problems.push(format!(
+            "task `{}` has a Compose environment (`{}`), which helios runs on Docker only: \
+             Daytona sandboxes are single containers; run it with `provider = \"docker\"`",
+            task.name,
+            file.path.display()
+        ));
+        return None;
+    }
+    let built = planned
+        .sidecars
+        .iter()
+        .map(|s| (s.service.clone(), s.image.name(&plan.builds).to_string()))
+        .collect();
+    super::services::ComposeRuntime::new(file, built, host)
+        .map_err(|found| {
+            problems.extend(
+                found
+                    .into_iter()
+                    .map(|p| format!("task `{}` cannot run: {p}", task.name)),
+            )
+        })
+        .ok()
 }
 
 /// The agents' prompt templates, by the path the pipeline gives.
@@ -666,6 +723,7 @@ fn task_runtime(
             isolated_network: None,
             ready_timeout: Duration::from_secs_f64(m.environment.build_timeout_sec),
             mounts: Vec::new(),
+            services: None,
         },
         workdir: m.environment.workdir.clone(),
         agent_timeout: m.agent.timeout_sec.map(Duration::from_secs_f64),
@@ -683,6 +741,7 @@ fn task_runtime(
         steps,
         verifiers: Vec::new(),
         reward_strategy: m.multi_step_reward_strategy.unwrap_or_default(),
+        compose: None,
     })
 }
 
@@ -765,6 +824,7 @@ pub(crate) fn verifier_container(
         isolated_network: None,
         ready_timeout: Duration::from_secs_f64(section.build_timeout_sec),
         mounts: Vec::new(),
+        services: None,
     })
 }
 

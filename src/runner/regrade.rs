@@ -245,6 +245,7 @@ async fn grader(
                 engine
                     .build(&BuildSpec {
                         context: &verifier.context,
+                        dockerfile: "Dockerfile",
                         tag: &tag,
                         labels: &labels.image(name),
                         timeout: Duration::from_secs_f64(m.environment.build_timeout_sec),

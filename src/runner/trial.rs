@@ -205,6 +205,21 @@ pub async fn run(
         spec.labels = env.labels.container(&setup.trial_id, &setup.task.name);
         spec.isolated_network = env.isolated_network.map(str::to_string);
         spec.mounts.extend(setup.mount.clone());
+        if let Some(compose) = &setup.task.compose {
+            let host = |name: &str| std::env::var(name).ok();
+            match compose.spec(
+                &super::services::project_name(&setup.trial_id),
+                &setup.dir,
+                (spec.cpus, spec.memory_mb),
+                setup.task.build_timeout,
+                &host,
+            ) {
+                Ok(services) => spec.services = Some(services),
+                Err(problem) => {
+                    break (Attempt::Infra(EnvError::Unsupported(problem)), None);
+                }
+            }
+        }
         let created = env.grace.bound(env.engine.create(&spec, env.cancel)).await;
         let (outcome, environment) = match created.unwrap_or_else(|| {
             let _ = env.events.send(RunEvent::CreateAbandoned {

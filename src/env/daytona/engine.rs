@@ -369,6 +369,14 @@ impl Environment for DaytonaEngine {
         spec: &EnvSpec,
         cancel: &CancellationToken,
     ) -> Result<Instance, EnvError> {
+        // The runner refuses these before the run; this is the last line.
+        if spec.services.is_some() {
+            return Err(EnvError::Unsupported(
+                "Daytona sandboxes cannot run Compose environments: run the task with \
+                 `provider = \"docker\"`"
+                    .into(),
+            ));
+        }
         let sandbox = self.create_sandbox(spec, cancel).await?;
         Ok(Instance::new(DaytonaInstance {
             engine: self.clone(),
