@@ -31,19 +31,6 @@ fn networks(label: &str) -> Vec<String> {
         .collect()
 }
 
-fn trial_dir(project: &Project, task: &str, agent: &str) -> std::path::PathBuf {
-    std::fs::read_dir(project.path("runs/p/s"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("{task}__{agent}__"))
-        })
-        .unwrap_or_else(|| panic!("no trial of {task} with {agent}"))
-}
-
 #[test]
 fn compose_tasks_pass_with_oracle_and_fail_with_nop() {
     let project = with_fixtures(
@@ -70,7 +57,7 @@ fn compose_tasks_pass_with_oracle_and_fail_with_nop() {
     }
 
     // The sidecar's artifacts and the hook's output, copied from its container.
-    let dir = trial_dir(&project, "compose-sidecar-artifacts", "oracle");
+    let dir = project.trial_dir("p", "compose-sidecar-artifacts", "oracle");
     let orders = std::fs::read_to_string(dir.join("artifacts/var/log/api/orders.log")).unwrap();
     assert_eq!(orders, "order 1\norder 2\n");
     let stats = std::fs::read_to_string(dir.join("artifacts/stats.txt")).unwrap();

@@ -22,20 +22,6 @@ fn run_fixtures(project: &Project) -> std::collections::BTreeMap<String, Value> 
     project.results("harbor")
 }
 
-fn trial_dir(project: &Project, task: &str, agent: &str) -> std::path::PathBuf {
-    let stage = project.path("runs/harbor/s");
-    std::fs::read_dir(&stage)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("{task}__{agent}__"))
-        })
-        .unwrap_or_else(|| panic!("no trial of {task} with {agent}"))
-}
-
 #[test]
 fn harbor_fixtures_pass_with_oracle_and_fail_with_nop() {
     let project = Project::new("harbor");
@@ -93,7 +79,7 @@ fn harbor_fixtures_pass_with_oracle_and_fail_with_nop() {
     assert_eq!(nop_steps.len(), 1, "the gate stopped the trial: {nop}");
     assert_eq!(nop_steps[0]["gate_passed"], false);
     // Each step's files are its own.
-    let dir = trial_dir(&project, "multi-step-gated", "oracle");
+    let dir = project.trial_dir("harbor", "multi-step-gated", "oracle");
     for step in ["scaffold", "implement", "document"] {
         let reward = std::fs::read_to_string(dir.join(format!("steps/{step}/verifier/reward.txt")));
         assert_eq!(reward.unwrap().trim(), "1", "{step}");
@@ -105,7 +91,7 @@ fn harbor_fixtures_pass_with_oracle_and_fail_with_nop() {
     assert_eq!(mixed["steps"].as_array().unwrap().len(), 2, "{mixed}");
 
     // Artifacts: placed, excluded, missing ones recorded, the hook's output kept.
-    let dir = trial_dir(&project, "artifacts-and-collect", "oracle");
+    let dir = project.trial_dir("harbor", "artifacts-and-collect", "oracle");
     let manifest: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("artifacts/manifest.json")).unwrap(),
     )

@@ -35,16 +35,7 @@ fn claude_code_solves_each_step_of_a_multi_step_task_through_the_gateway() {
     assert_eq!(result["usage"]["input_tokens"], 4600, "{result:#}");
     assert_eq!(result["usage"]["output_tokens"], 53, "{result:#}");
 
-    let dir = std::fs::read_dir(project.path("runs/installed-multi-step/s"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("two-notes__claude-code")
-        })
-        .unwrap();
+    let dir = project.trial_dir("installed-multi-step", "two-notes", "claude-code");
     for (step, word) in [("first", "alpha"), ("second", "beta")] {
         let step_dir = dir.join("steps").join(step);
         let instruction = std::fs::read_to_string(step_dir.join("instruction.md")).unwrap();

@@ -309,8 +309,9 @@ async fn grade_one(
         timeout: grader.timeout,
         user: grader.user.clone(),
     };
+    let grace = super::trial::Grace::new(cancel.clone());
     let verified =
-        super::separate::verify(engine, &spec, cancel, &grader.artifacts, new_dir, &tests).await;
+        super::separate::verify(engine, &spec, &grace, &grader.artifacts, new_dir, &tests).await;
     let run = verified.outcome?;
     let mut result = old;
     result.regraded_from = Some(old_dir.to_path_buf());

@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::env::{Engine, EnvError, EnvSpec, Instance};
 use crate::manifest::task::ArtifactSpec;
 use crate::verify::steps::{self, StepRun};
@@ -23,12 +21,16 @@ pub(crate) struct Verified {
 pub(crate) async fn verify(
     engine: &Engine,
     spec: &EnvSpec,
-    cancel: &CancellationToken,
+    grace: &super::trial::Grace,
     artifacts: &[ArtifactSpec],
     dir: &Path,
     tests: &steps::TestsSpec<'_>,
 ) -> Verified {
-    let instance = match engine.create(spec, cancel).await {
+    let created = grace
+        .bound(engine.create(spec, grace.cancel()))
+        .await
+        .unwrap_or(Err(EnvError::Cancelled));
+    let instance = match created {
         Ok(instance) => instance,
         Err(error) => {
             return Verified {
@@ -39,10 +41,10 @@ pub(crate) async fn verify(
     };
     let outcome = tokio::select! {
         biased;
-        _ = cancel.cancelled() => Err(EnvError::Cancelled),
+        _ = grace.cancel().cancelled() => Err(EnvError::Cancelled),
         outcome = seed_and_test(&instance, artifacts, dir, tests) => outcome,
     };
-    let leftover = instance.remove().await.err().map(|e| (instance, e));
+    let leftover = grace.remove(&instance).await.err().map(|e| (instance, e));
     Verified { outcome, leftover }
 }
 

@@ -51,6 +51,11 @@ impl Grace {
         }
     }
 
+    /// The run's cancel.
+    pub(crate) fn cancel(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
     /// Notes that the cancel fired now, unless someone saw it first.
     pub fn start(&self) -> Instant {
         *self.since.get_or_init(Instant::now)
@@ -69,6 +74,18 @@ impl Grace {
             answer = work => Some(answer),
             () = self.over() => None,
         }
+    }
+
+    /// Removes `instance`, waiting no longer than the grace after a cancel: an engine that
+    /// does not answer by then is said to, and what it holds is left for the next apply.
+    pub(crate) async fn remove(&self, instance: &Instance) -> Result<(), EnvError> {
+        self.bound(instance.remove()).await.unwrap_or_else(|| {
+            Err(EnvError::NoAnswer {
+                provider: instance.provider(),
+                call: format!("remove {}", instance.id()),
+                seconds: CANCEL_GRACE.as_secs_f64(),
+            })
+        })
     }
 }
 
@@ -258,13 +275,7 @@ pub async fn run(
                 // `helios gc` removes; it is recorded and reported, and the trial's own
                 // outcome stands. After a cancel it waits on the engine no longer than the
                 // grace.
-                let removed = env.grace.bound(instance.remove()).await.unwrap_or_else(|| {
-                    Err(EnvError::NoAnswer {
-                        provider: instance.provider(),
-                        call: format!("remove {}", instance.id()),
-                        seconds: CANCEL_GRACE.as_secs_f64(),
-                    })
-                });
+                let removed = env.grace.remove(&instance).await;
                 if let Err(error) = removed {
                     let _ = env.events.send(RunEvent::TeardownFailed {
                         index: TrialIndex(setup.index),
@@ -750,7 +761,7 @@ async fn verify_separately(
     let mut spec = verifier.container.clone();
     spec.labels = env.labels.container(&setup.trial_id, &setup.task.name);
     let verified =
-        super::separate::verify(env.engine, &spec, env.cancel, artifacts, dir, tests).await;
+        super::separate::verify(env.engine, &spec, env.grace, artifacts, dir, tests).await;
     if let Some((instance, error)) = verified.leftover {
         let _ = env.events.send(RunEvent::TeardownFailed {
             index: TrialIndex(setup.index),
@@ -908,13 +919,7 @@ async fn verify_apart(
                     Err(error) => Attempt::Infra(error),
                 },
             };
-            let removed = env.grace.bound(verifier.remove()).await.unwrap_or_else(|| {
-                Err(EnvError::NoAnswer {
-                    provider: verifier.provider(),
-                    call: format!("remove {}", verifier.id()),
-                    seconds: CANCEL_GRACE.as_secs_f64(),
-                })
-            });
+            let removed = env.grace.remove(&verifier).await;
             if let Err(error) = removed {
                 teardown_errors.push(ErrorInfo::new(ErrorKind::from(&error), error.to_string()));
             }

@@ -1182,6 +1182,48 @@ mod tests {
     }
 
     #[test]
+    fn a_multi_step_trial_page_shows_each_step_in_order_with_its_instruction() {
+        let root = run_with_two_results();
+        let dir = root.path().join("demo/s/a__oracle__a1__0000");
+        let mut result: Value =
+            serde_json::from_str(&result_json("a", "completed", Some(1.0))).unwrap();
+        result["steps"] = serde_json::json!([
+            {"name": "second", "rewards": {"reward": 1.0}, "reward": 1.0, "error": null,
+             "agent_exit_code": 0, "verifier_exit_code": 0, "timings": []},
+            {"name": "first", "rewards": {"reward": 1.0}, "reward": 1.0, "error": null,
+             "agent_exit_code": 0, "verifier_exit_code": 0, "timings": []}
+        ]);
+        write(&dir.join("result.json"), &result.to_string());
+        write(
+            &dir.join("steps/first/instruction.md"),
+            "Do the first thing.",
+        );
+        write(
+            &dir.join("steps/second/instruction.md"),
+            "Do the second thing.",
+        );
+        write(&dir.join("steps/second/verifier/reward.txt"), "1");
+        write(
+            &dir.join("steps/third/instruction.md"),
+            "Begun, not in the result yet.",
+        );
+        let catalog = Catalog::new(root.path()).unwrap();
+        let run = catalog.run_dir("demo").unwrap();
+        let view = catalog
+            .trial("demo", &run, "s/a__oracle__a1__0000")
+            .unwrap();
+        let names: Vec<&str> = view.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["second", "first", "third"]);
+        assert_eq!(
+            view.steps[1].instruction.as_ref().unwrap().text,
+            "Do the first thing."
+        );
+        assert_eq!(view.steps[0].verifier[0].text, "1");
+        assert!(view.steps[0].result.is_some() && view.steps[2].result.is_none());
+        assert!(view.instruction.is_none());
+    }
+
+    #[test]
     fn a_changed_result_is_read_again() {
         let root = run_with_two_results();
         let catalog = Catalog::new(root.path()).unwrap();

@@ -113,6 +113,20 @@ impl Project {
         out
     }
 
+    /// The directory of the trial of `task` with `agent` in stage `s` of `pipeline`'s run.
+    pub(crate) fn trial_dir(&self, pipeline: &str, task: &str, agent: &str) -> PathBuf {
+        std::fs::read_dir(self.path(&format!("runs/{pipeline}/s")))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{task}__{agent}__"))
+            })
+            .unwrap_or_else(|| panic!("no trial of {task} with {agent}"))
+    }
+
     /// No container of this project remains; then its images are removed, and checked.
     pub(crate) fn assert_clean(&self) {
         assert_eq!(
