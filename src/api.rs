@@ -697,6 +697,9 @@ pub fn describe(event: &RunEvent) -> String {
         }
         RunEvent::AgentTurn { turn, .. } => format!("turn {turn}"),
         RunEvent::TrialPhase { phase, .. } => format!("phase: {phase}"),
+        RunEvent::TrialStep {
+            step, number, of, ..
+        } => format!("step {step} ({number}/{of})"),
         RunEvent::TrialStarted { label, .. } => format!("started {label}"),
         RunEvent::TrialFinished { status, reward, .. } => {
             format!("finished: {status:?} reward={reward:?}")

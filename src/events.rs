@@ -351,6 +351,14 @@ pub enum RunEvent {
         index: TrialIndex,
         phase: Phase,
     },
+    /// A multi-step trial began step `number` (from 1) of `of`.
+    TrialStep {
+        index: TrialIndex,
+        label: String,
+        step: String,
+        number: usize,
+        of: usize,
+    },
     /// A model-driven agent received its model's reply number `turn`.
     AgentTurn {
         index: TrialIndex,

@@ -275,8 +275,9 @@ pub fn junit(summary: &Summary, results: &[TrialResult]) -> String {
             } else if !r.passed() {
                 let _ = writeln!(
                     out,
-                    ">\n      <failure message=\"{}\" type=\"reward\">the primary reward is below 1</failure>\n    </testcase>",
-                    xml(&reward)
+                    ">\n      <failure message=\"{}\" type=\"reward\">the primary reward is below 1{}</failure>\n    </testcase>",
+                    xml(&reward),
+                    xml(&steps_note(r))
                 );
             } else {
                 out.push_str("/>\n");
@@ -286,6 +287,30 @@ pub fn junit(summary: &Summary, results: &[TrialResult]) -> String {
     }
     out.push_str("</testsuites>\n");
     out
+}
+
+/// A multi-step trial's steps as they ended (`; steps: a 1, b 0 (min_reward not
+/// reached)`), for a failure's text; empty for a trial of one step.
+fn steps_note(result: &TrialResult) -> String {
+    if result.steps.is_empty() {
+        return String::new();
+    }
+    let steps: Vec<String> = result
+        .steps
+        .iter()
+        .map(|s| {
+            let reward = s
+                .reward
+                .map_or_else(|| "no reward".to_string(), |r| r.to_string());
+            let gate = if s.gate_passed == Some(false) {
+                " (min_reward not reached)"
+            } else {
+                ""
+            };
+            format!("{} {reward}{gate}", s.name)
+        })
+        .collect();
+    format!("; steps: {}", steps.join(", "))
 }
 
 fn seconds(result: &TrialResult) -> f64 {

@@ -123,6 +123,9 @@ fn note(event: &RunEvent) -> Option<String> {
             format!("stage {stage}: the gate admits {admitted} of {tasks} task(s)")
         }
         RunEvent::TrialStarted { label, .. } => format!("started {label}"),
+        RunEvent::TrialStep { label, step, number, of, .. } => {
+            format!("{label}: step `{step}` ({number}/{of})")
+        }
         RunEvent::Resources {
             cpus,
             memory_mb,
@@ -313,6 +316,7 @@ impl View for Bars {
                 }
             }
             RunEvent::Reaped { .. }
+            | RunEvent::TrialStep { .. }
             | RunEvent::PullFailed { .. }
             | RunEvent::ReapFailed { .. }
             | RunEvent::EngineAnswered { .. }

@@ -588,7 +588,14 @@ async fn multi_step(
             pwd.stdout.trim().to_string()
         }
     };
-    for step in &task.steps {
+    for (number, step) in task.steps.iter().enumerate() {
+        let _ = env.events.send(RunEvent::TrialStep {
+            index: TrialIndex(setup.index),
+            label: setup.label.clone(),
+            step: step.name.clone(),
+            number: number + 1,
+            of: task.steps.len(),
+        });
         let step_dir = setup.dir.join("steps").join(&step.name);
         let first_timing = clock.timings.len();
         let mut outcome = StepRan {
