@@ -32,6 +32,7 @@ fn harbor_fixtures_pass_with_oracle_and_fail_with_nop() {
         "healthcheck-late",
         "multi-step-gated",
         "multi-step-mixed-verifiers",
+        "network-per-phase",
         "separate-verifier",
     ];
     for task in scored {
@@ -51,6 +52,12 @@ fn harbor_fixtures_pass_with_oracle_and_fail_with_nop() {
         let message = never["error"]["message"].as_str().unwrap();
         assert!(message.contains("the service is down"), "{message}");
     }
+
+    // The network of each phase, as the task said: the agent had none.
+    assert_eq!(
+        results["network-per-phase/oracle"]["network"],
+        serde_json::json!({"environment": "public", "agent": "no-network", "verifier": "public"})
+    );
 
     // Multi-step, `final`: every step ran with the oracle; nop stopped at the first gate.
     let oracle = &results["multi-step-gated/oracle"];

@@ -1040,10 +1040,18 @@ pub(crate) fn container_body(spec: &EnvSpec) -> ContainerCreateBody {
         init: Some(true),
         nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
         memory: spec.memory_mb.map(|mb| (mb * 1024 * 1024) as i64),
-        network_mode: match (&spec.isolated_network, spec.no_network) {
-            (Some(network), true) => Some(network.clone()),
-            (_, true) => Some("none".to_string()),
-            (_, false) => None,
+        // A container made with no network can never join one, so one whose network changes
+        // between phases starts on the default network (its first phase's is set before
+        // anything runs in it).
+        network_mode: match (
+            &spec.isolated_network,
+            spec.no_network,
+            spec.switches_network,
+        ) {
+            (_, _, true) => None,
+            (Some(network), true, false) => Some(network.clone()),
+            (_, true, false) => Some("none".to_string()),
+            (_, false, false) => None,
         },
         device_requests: spec.gpus.filter(|&g| g > 0).map(|count| {
             vec![DeviceRequest {
@@ -1221,6 +1229,70 @@ impl Environment for DockerEngine {
     }
 }
 
+impl DockerEngine {
+    /// Connects `container` to the networks of `plan` (the default bridge when public) and
+    /// disconnects it from every other.
+    async fn set_networks(
+        &self,
+        container: &Container,
+        plan: &super::NetworkPlan,
+    ) -> Result<(), EnvError> {
+        let wanted: Vec<String> = plan
+            .public
+            .then(|| "bridge".to_string())
+            .into_iter()
+            .chain(plan.isolated.clone())
+            .collect();
+        let current: Vec<String> = {
+            let _permit = self.permit().await;
+            within("inspect container", CALL_DEADLINE, async {
+                self.docker
+                    .inspect_container(&container.id, None)
+                    .await
+                    .map_err(engine_error)
+            })
+            .await?
+        }
+        .network_settings
+        .and_then(|n| n.networks)
+        .map(|n| n.into_keys().collect())
+        .unwrap_or_default();
+        for network in current.iter().filter(|n| !wanted.contains(n)) {
+            let _permit = self.permit().await;
+            within("disconnect network", CALL_DEADLINE, async {
+                self.docker
+                    .disconnect_network(
+                        network,
+                        bollard::models::NetworkDisconnectRequest {
+                            container: container.id.clone(),
+                            force: Some(true),
+                        },
+                    )
+                    .await
+                    .map_err(engine_error)
+            })
+            .await?;
+        }
+        for network in wanted.iter().filter(|n| !current.contains(n)) {
+            let _permit = self.permit().await;
+            within("connect network", CALL_DEADLINE, async {
+                self.docker
+                    .connect_network(
+                        network,
+                        bollard::models::NetworkConnectRequest {
+                            container: container.id.clone(),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(engine_error)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
 /// A trial's container, with the engine that made it.
 struct DockerSandbox {
     engine: DockerEngine,
@@ -1262,6 +1334,10 @@ impl Sandbox for DockerSandbox {
 
     async fn freeze(&self, labels: &BTreeMap<String, String>) -> Result<String, EnvError> {
         self.engine.commit(&self.container, labels).await
+    }
+
+    async fn set_network(&self, plan: &super::NetworkPlan) -> Result<(), EnvError> {
+        self.engine.set_networks(&self.container, plan).await
     }
 
     async fn remove(&self) -> Result<(), EnvError> {

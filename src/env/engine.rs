@@ -244,6 +244,16 @@ pub trait Sandbox: Send + Sync + 'static {
         None
     }
 
+    /// Puts the sandbox on `plan`'s networks and no other, for the phase about to start
+    /// (made with [`super::EnvSpec::switches_network`]).
+    async fn set_network(&self, _plan: &super::NetworkPlan) -> Result<(), EnvError> {
+        Err(EnvError::Unsupported(format!(
+            "{} cannot change a sandbox's network between phases (a task's `[agent]` or \
+             `[verifier]` `network_mode` unlike its `[environment]`'s)",
+            self.provider()
+        )))
+    }
+
     /// Removes the environment (with retries for a remote provider). An error names what
     /// is left, so that it can be removed by hand or by `helios gc`. Called once per
     /// sandbox: [`Instance::remove`] owns the removal.

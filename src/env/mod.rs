@@ -202,6 +202,10 @@ pub struct EnvSpec {
     pub storage_mb: Option<u64>,
     pub gpus: Option<u32>,
     pub no_network: bool,
+    /// The network changes between phases ([`Sandbox::set_network`]): the provider makes
+    /// the environment so that it can, and the runner sets the first phase's network
+    /// before anything runs.
+    pub switches_network: bool,
     /// With `no_network`: a network of this run to attach to instead of none, one with no
     /// route out whose sandboxes reach only this machine (the model gateway).
     pub isolated_network: Option<String>,
@@ -281,6 +285,23 @@ pub enum Readiness {
     Healthy,
     /// It exited with status 0.
     Completed,
+}
+
+/// The networks a sandbox is on during a phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPlan {
+    /// On the provider's default network, with a route out.
+    pub public: bool,
+    /// On this network of the run, with no route out, whose sandboxes reach this machine
+    /// (the model gateway) only.
+    pub isolated: Option<String>,
+}
+
+impl NetworkPlan {
+    /// The policy's name, as a task's `network_mode` says it.
+    pub fn mode(&self) -> &'static str {
+        if self.public { "public" } else { "no-network" }
+    }
 }
 
 /// A named volume mounted at `target`.

@@ -252,6 +252,45 @@ pub(crate) fn check(
             );
         }
     }
+    // Harbor's quiet trap: a `[verifier.environment]` table that says nothing of the network
+    // is public, whatever the task's environment is.
+    let verifiers = std::iter::once(("/verifier".to_string(), &task.verifier, None)).chain(
+        task.steps.iter().enumerate().map(|(i, s)| {
+            (
+                format!("/steps/{i}/verifier"),
+                &s.verifier,
+                Some(&task.verifier),
+            )
+        }),
+    );
+    for (base, verifier, parent) in verifiers {
+        let Some(own) = verifier.environment.as_deref() else {
+            continue;
+        };
+        let phase_mode = verifier
+            .network_mode
+            .or(parent.and_then(|p| p.network_mode));
+        if verifier.harbor_mode() == Some(crate::verify::Isolation::Separate)
+            && own.network_mode.is_none()
+            && own.allow_internet.is_none()
+            && phase_mode.is_none()
+            && task.environment.resolved_network_mode() != NetworkMode::Public
+        {
+            out.push(
+                Diagnostic::warning(
+                    Code::Conflict,
+                    manifest_path,
+                    format!(
+                        "the separate verifier of `{}` has network access though the task's environment has none",
+                        super::schema::dotted(&base)
+                    ),
+                )
+                .at(doc.key_span(&format!("{base}/environment")))
+                .label("`network_mode` defaults to \"public\" here")
+                .hint("say `network_mode = \"no-network\"` in this table if the tests must not reach the network"),
+            );
+        }
+    }
     for unsupported in super::task_support::unsupported(dir, task) {
         let mut d = Diagnostic::warning(Code::Unsupported, manifest_path, unsupported.message);
         if !unsupported.pointer.is_empty() {
@@ -663,5 +702,36 @@ start_interval_sec = 1
             .collect();
         // Windows and TPUs; a Compose file is supported now.
         assert_eq!(unsupported.len(), 2, "{found:?}");
+    }
+
+    #[test]
+    fn a_separate_verifier_that_quietly_gets_a_network_is_warned_about() {
+        let dir = task(
+            "[environment]\nnetwork_mode = \"no-network\"\n[verifier]\nenvironment_mode = \"separate\"\n[verifier.environment]\ncpus = 1\n",
+        );
+        let found = problems(&dir);
+        assert!(
+            found
+                .iter()
+                .any(|(s, _, m)| *s == Severity::Warning && m.contains("has network access")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_network_per_phase_runs_but_an_allowlisted_phase_is_refused() {
+        let public_then_none = task("[agent]\nnetwork_mode = \"no-network\"\n");
+        assert!(
+            !problems(&public_then_none)
+                .iter()
+                .any(|(_, c, _)| *c == Code::Unsupported)
+        );
+        let allowlisted =
+            task("[agent]\nnetwork_mode = \"allowlist\"\nallowed_hosts = [\"pypi.org\"]\n");
+        assert!(
+            problems(&allowlisted)
+                .iter()
+                .any(|(_, c, m)| *c == Code::Unsupported && m.contains("allowlist"))
+        );
     }
 }

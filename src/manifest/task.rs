@@ -74,6 +74,7 @@ impl TaskManifest {
                     step: None,
                     environment: task_env(),
                     context: dir.join("tests"),
+                    network_mode: self.verifier.network_mode,
                 })
                 .into_iter()
                 .collect();
@@ -99,6 +100,7 @@ impl TaskManifest {
                     } else {
                         dir.join("tests")
                     },
+                    network_mode: step.verifier.network_mode.or(self.verifier.network_mode),
                 }
             })
             .collect()
@@ -115,6 +117,9 @@ pub struct SeparateVerifier {
     /// The build context of its image, when `docker_image` does not name one: the step's
     /// `tests/` if it has one, else the task's.
     pub context: std::path::PathBuf,
+    /// The verifier phase's `network_mode` (the step's, else the task's `[verifier]`), over
+    /// its environment's.
+    pub network_mode: Option<NetworkMode>,
 }
 
 /// `[task]`: the task as a package (`org/name`).

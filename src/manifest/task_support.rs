@@ -91,19 +91,23 @@ pub fn unsupported(dir: &Path, task: &TaskManifest) -> Vec<Unsupported> {
             _ => baseline,
         }
     };
+    if baseline == NetworkMode::Allowlist {
+        out.push(Unsupported::refuse(
+            "/environment/network_mode",
+            "`network_mode = \"allowlist\"` is not enforced yet: use \"public\" or \"no-network\"",
+        ));
+    }
+    // `public` and `no-network` per phase run (on Docker, for one container); an
+    // allowlist, in a phase or anywhere, is not enforced yet.
     let mut phase = |pointer: String, mode: Option<NetworkMode>, baseline: NetworkMode| {
-        if let Some(mode) = mode.filter(|m| *m != baseline) {
+        if mode == Some(NetworkMode::Allowlist) && baseline != NetworkMode::Allowlist {
             out.push(Unsupported::refuse(
                 pointer,
-                format!(
-                    "a network policy per phase (`network_mode = \"{}\"` where the environment \
-                     has \"{}\") is not supported yet: set the same mode in `[environment]`",
-                    mode.as_str(),
-                    baseline.as_str()
-                ),
+                "`network_mode = \"allowlist\"` is not enforced yet: use \"public\" or \"no-network\"",
             ));
         }
     };
+
     phase(
         "/agent/network_mode".into(),
         task.agent.network_mode,

@@ -519,6 +519,7 @@ mod tests {
             collect: Vec::new(),
             steps: Vec::new(),
             regraded_from: None,
+            network: std::collections::BTreeMap::new(),
             helios_version: "0.1.0".into(),
         }
     }

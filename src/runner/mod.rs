@@ -479,7 +479,7 @@ impl Gateways {
             .iter()
             .zip(states)
             .filter(|(setup, state)| setup.gateway_route.is_some() && **state != TrialState::Done)
-            .map(|(setup, _)| (setup.provider, setup.task.container.no_network))
+            .map(|(setup, _)| (setup.provider, setup.task.gateway_isolated()))
             .collect();
         let mut gateways = Gateways::default();
         for (provider, isolated) in wanted {
@@ -519,7 +519,7 @@ impl Gateways {
 
     /// The gateway of a trial, or why it has none.
     fn of(&self, setup: &TrialSetup) -> Option<Result<&Gateway, &str>> {
-        let key = (setup.provider, setup.task.container.no_network);
+        let key = (setup.provider, setup.task.gateway_isolated());
         self.listening
             .get(&key)
             .map(|gateway| gateway.as_ref().map_err(String::as_str))
@@ -528,7 +528,7 @@ impl Gateways {
     /// The isolated network of a trial's provider, for a trial of a task without network
     /// that calls the gateway.
     fn network_for(&self, setup: &TrialSetup) -> Option<&str> {
-        (setup.gateway_route.is_some() && setup.task.container.no_network)
+        (setup.gateway_route.is_some() && setup.task.gateway_isolated())
             .then(|| {
                 self.networks
                     .iter()

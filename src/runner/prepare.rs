@@ -60,6 +60,11 @@ pub struct TaskRuntime {
     pub reward_strategy: RewardStrategy,
     /// A Compose task's services besides `main`.
     pub compose: Option<super::services::ComposeRuntime>,
+    /// The network of the agent's and of the (shared) verifier's phase; the environment's
+    /// (`container.no_network`) during setup. They differ only with
+    /// `container.switches_network`.
+    pub agent_network: NetworkMode,
+    pub verifier_network: NetworkMode,
 }
 
 /// A separate verifier environment, ready to start.
@@ -71,6 +76,17 @@ pub struct VerifierRuntime {
 }
 
 impl TaskRuntime {
+    /// Whether an agent of the task that calls the model gateway reaches it on the run's
+    /// isolated network: some agent phase of the task has no network.
+    pub fn gateway_isolated(&self) -> bool {
+        self.container.no_network
+            || self.agent_network == NetworkMode::NoNetwork
+            || self
+                .steps
+                .iter()
+                .any(|s| s.agent_network == NetworkMode::NoNetwork)
+    }
+
     /// What a trial of the task takes from the run's budget: the agent's container and
     /// the sidecars' declared CPUs and memory.
     pub fn demand(&self) -> super::resources::Demand {
@@ -109,6 +125,9 @@ pub struct StepRuntime {
     pub collect: Vec<CollectHook>,
     /// The rewards, key by key, that the next steps need.
     pub min_reward: Option<BTreeMap<String, f64>>,
+    /// The network of the step's agent and (shared) verifier phases.
+    pub agent_network: NetworkMode,
+    pub verifier_network: NetworkMode,
 }
 
 /// One trial, ready to run.
@@ -692,6 +711,36 @@ fn task_runtime(
         || m.steps
             .iter()
             .any(|s| s.agent.user.is_some() || s.verifier.user.is_some());
+    // Each phase's network: its own `network_mode`, else the environment's.
+    let agent_network = m.agent.network_mode.unwrap_or(mode);
+    let verifier_network = m.verifier.network_mode.unwrap_or(mode);
+    let phases = std::iter::once(agent_network)
+        .chain((m.verifier.harbor_mode() != Some(Isolation::Separate)).then_some(verifier_network))
+        .chain(m.steps.iter().flat_map(|s| {
+            [
+                s.agent.network_mode.unwrap_or(agent_network),
+                s.verifier.network_mode.unwrap_or(verifier_network),
+            ]
+        }))
+        .collect::<Vec<_>>();
+    if mode != NetworkMode::Allowlist && phases.contains(&NetworkMode::Allowlist) {
+        problems.push(format!(
+            "task `{}` gives a phase `network_mode = \"allowlist\"`, which helios does not \
+             support yet; use \"public\" or \"no-network\"",
+            task.name
+        ));
+    }
+    let switches_network = phases.iter().any(|p| *p != mode);
+    if switches_network
+        && (remote || crate::manifest::task_support::compose_file(&task.dir).is_some())
+    {
+        problems.push(format!(
+            "task `{}` changes its network between phases (`[agent]` or `[verifier]` \
+             `network_mode` unlike `[environment]`'s), which helios does for one container \
+             on Docker only (not on Daytona, not for Compose tasks)",
+            task.name
+        ));
+    }
     if remote && uses_users {
         problems.push(format!(
             "task `{}` runs its agent or tests as another user (`user`), which helios does \
@@ -699,7 +748,14 @@ fn task_runtime(
             task.name
         ));
     }
-    let steps = step_runtimes(task, m, &verifier_env, host, &mut problems);
+    let steps = step_runtimes(
+        task,
+        m,
+        &verifier_env,
+        (agent_network, verifier_network),
+        host,
+        &mut problems,
+    );
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -720,6 +776,7 @@ fn task_runtime(
             storage_mb: m.environment.storage_megabytes(),
             gpus: m.environment.gpus,
             no_network: mode == NetworkMode::NoNetwork,
+            switches_network,
             isolated_network: None,
             ready_timeout: Duration::from_secs_f64(m.environment.build_timeout_sec),
             mounts: Vec::new(),
@@ -742,6 +799,8 @@ fn task_runtime(
         verifiers: Vec::new(),
         reward_strategy: m.multi_step_reward_strategy.unwrap_or_default(),
         compose: None,
+        agent_network,
+        verifier_network,
     })
 }
 
@@ -800,7 +859,9 @@ pub(crate) fn verifier_container(
         problems.append(&mut p);
         BTreeMap::new()
     });
-    let mode = section.resolved_network_mode();
+    let mode = verifier
+        .network_mode
+        .unwrap_or_else(|| section.resolved_network_mode());
     if mode == NetworkMode::Allowlist {
         problems.push(format!(
             "task `{task}` gives its verifier `network_mode = \"allowlist\"`, which helios does \
@@ -821,6 +882,7 @@ pub(crate) fn verifier_container(
         storage_mb: section.storage_megabytes(),
         gpus: section.gpus,
         no_network: mode == NetworkMode::NoNetwork,
+        switches_network: false,
         isolated_network: None,
         ready_timeout: Duration::from_secs_f64(section.build_timeout_sec),
         mounts: Vec::new(),
@@ -833,6 +895,7 @@ fn step_runtimes(
     task: &TaskDir,
     m: &TaskManifest,
     verifier_env: &BTreeMap<String, String>,
+    (agent_network, verifier_network): (NetworkMode, NetworkMode),
     host: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<String>,
 ) -> Vec<StepRuntime> {
@@ -880,6 +943,8 @@ fn step_runtimes(
                     .cloned()
                     .collect(),
                 min_reward: step.min_reward.as_ref().map(|r| r.thresholds()),
+                agent_network: step.agent.network_mode.unwrap_or(agent_network),
+                verifier_network: step.verifier.network_mode.unwrap_or(verifier_network),
                 dir,
             }
         })

@@ -138,6 +138,8 @@ struct Ran {
     hooks: Vec<HookRun>,
     /// A multi-step task's steps, as far as they ran.
     steps_ran: Vec<StepRan>,
+    /// The network of each phase, for a trial whose network changes between them.
+    networks: Networks,
 }
 
 /// How one step of a multi-step task ran.
@@ -382,6 +384,10 @@ async fn lifecycle(
 ) -> Result<Ran, EnvError> {
     let task = &setup.task;
     instance.ready().await?;
+    let mut networks = Networks::default();
+    networks
+        .set(setup, env, instance, "environment", None)
+        .await?;
     // Made with the first upload (the oracle's solution, the tests) rather than by a
     // command of their own: one engine round trip fewer. World-writable, as Harbor's
     // mounted log directories are, so an image's non-root user can write its logs.
@@ -422,6 +428,7 @@ async fn lifecycle(
     clock.stop(phase);
 
     let mut ran = Ran {
+        networks,
         slot: Some(
             env.slots
                 .clone()
@@ -435,6 +442,11 @@ async fn lifecycle(
         multi_step(setup, env, instance, clock, &mut ran).await?;
         return Ok(ran);
     }
+    let mut networks = std::mem::take(&mut ran.networks);
+    networks
+        .set(setup, env, instance, "agent", Some(task.agent_network))
+        .await?;
+    ran.networks = networks;
     let phase = clock.start(Phase::Agent);
     let agent = AgentTurn {
         instruction: &task.instruction,
@@ -491,12 +503,60 @@ async fn lifecycle(
         return Ok(ran);
     }
     if agent_ok {
+        let mut networks = std::mem::take(&mut ran.networks);
+        networks
+            .set(
+                setup,
+                env,
+                instance,
+                "verifier",
+                Some(task.verifier_network),
+            )
+            .await?;
+        ran.networks = networks;
         let phase = clock.start(Phase::Verifier);
         verify(setup, instance, &mut ran).await?;
         clock.stop(phase);
     }
     ran.logs_cut = collect(setup, instance, clock).await?;
     Ok(ran)
+}
+
+/// The networks a trial whose network changes between phases was on, phase by phase.
+#[derive(Default)]
+struct Networks {
+    /// `phase` (or `step/phase`) → `public` or `no-network`.
+    by_phase: BTreeMap<String, String>,
+}
+
+impl Networks {
+    /// Before `phase`: puts the trial's environment on the network `mode` says (the
+    /// environment's with `None`), and notes it. Nothing for a trial whose network does not
+    /// change.
+    async fn set(
+        &mut self,
+        setup: &TrialSetup,
+        env: &TrialEnv<'_>,
+        instance: &Instance,
+        phase: &str,
+        mode: Option<crate::manifest::task::NetworkMode>,
+    ) -> Result<(), EnvError> {
+        if !setup.task.container.switches_network {
+            return Ok(());
+        }
+        let public = match mode {
+            Some(mode) => mode == crate::manifest::task::NetworkMode::Public,
+            None => !setup.task.container.no_network,
+        };
+        let plan = crate::env::NetworkPlan {
+            public,
+            isolated: env.isolated_network.map(str::to_string),
+        };
+        instance.set_network(&plan).await?;
+        self.by_phase
+            .insert(phase.to_string(), plan.mode().to_string());
+        Ok(())
+    }
 }
 
 /// One run of the agent: a task's, or a step's.
@@ -608,6 +668,16 @@ async fn multi_step(
             timings: Vec::new(),
             gate_passed: None,
         };
+        // A step's setup runs on the environment's network, its phases on their own.
+        ran.networks
+            .set(
+                setup,
+                env,
+                instance,
+                &format!("{}/environment", step.name),
+                None,
+            )
+            .await?;
         let phase = clock.start(Phase::Environment);
         let files = step.dir.join("workdir");
         if files.is_dir() {
@@ -650,6 +720,15 @@ async fn multi_step(
         }
         clock.stop(phase);
         if outcome.setup_failed.is_none() {
+            ran.networks
+                .set(
+                    setup,
+                    env,
+                    instance,
+                    &format!("{}/agent", step.name),
+                    Some(step.agent_network),
+                )
+                .await?;
             let phase = clock.start(Phase::Agent);
             let turn = AgentTurn {
                 instruction: &step.instruction,
@@ -694,6 +773,15 @@ async fn multi_step(
                         .await?,
                 );
             } else {
+                ran.networks
+                    .set(
+                        setup,
+                        env,
+                        instance,
+                        &format!("{}/verifier", step.name),
+                        Some(step.verifier_network),
+                    )
+                    .await?;
                 // The previous step's tests are gone before this step's are copied in.
                 instance
                     .exec(&ExecSpec {
@@ -964,6 +1052,7 @@ fn conclude(
             let ran = *ran;
             result.logs_cut = ran.logs_cut;
             result.collect = ran.hooks;
+            result.network = ran.networks.by_phase;
             if !ran.steps_ran.is_empty() {
                 record_steps(setup, &mut result, ran.steps_ran);
             } else if record_agent(setup, &mut result, ran.agent)
@@ -1013,6 +1102,7 @@ fn blank_result(
         collect: Vec::new(),
         steps: Vec::new(),
         regraded_from: None,
+        network: BTreeMap::new(),
         helios_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }

@@ -104,6 +104,11 @@ pub struct TrialResult {
     /// For a result of `helios regrade`: the trial directory it regraded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regraded_from: Option<std::path::PathBuf>,
+    /// For a task whose network changes between phases: the network of each (`public` or
+    /// `no-network`), by phase (`environment`, `agent`, `verifier`; `step/phase` in a
+    /// multi-step task).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network: BTreeMap<String, String>,
     pub helios_version: String,
 }
 
