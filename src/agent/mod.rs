@@ -6,6 +6,7 @@ pub mod call_log;
 pub mod computer;
 pub mod computer_use;
 pub mod installed;
+pub mod mcp;
 mod kind;
 pub mod model_loop;
 pub mod prompt;

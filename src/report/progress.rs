@@ -515,6 +515,7 @@ mod tests {
             collect: Vec::new(),
             steps: Vec::new(),
             regraded_from: None,
+            warnings: Vec::new(),
             helios_version: "0.1.0".into(),
         }
     }

@@ -1001,6 +1001,7 @@ fn blank_result(
         collect: Vec::new(),
         steps: Vec::new(),
         regraded_from: None,
+        warnings: setup.warnings.clone(),
         helios_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }

@@ -508,6 +508,7 @@ pub(crate) mod tests {
             collect: Vec::new(),
             steps: Vec::new(),
             regraded_from: None,
+            warnings: Vec::new(),
             helios_version: String::new(),
         }
     }
