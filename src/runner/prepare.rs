@@ -248,53 +248,55 @@ pub fn prepare(
         .zip(commands)
         .zip(warnings)
         .enumerate()
-        .map(|(index, ((((trial, model_plan), gateway_route), command), warnings))| {
-            let agent = &plan.agents[trial.agent as usize];
-            let task = tasks[trial.task as usize].clone();
-            let stage = plan.stages[trial.stage as usize].name.clone();
-            let model = plan.model_name(trial).map(str::to_string);
-            let label = format!(
-                "{stage}/{}/{}{}#{}",
-                task.name,
-                agent.name,
-                model
-                    .as_deref()
-                    .map(|m| format!("@{m}"))
-                    .unwrap_or_default(),
-                trial.attempt
-            );
-            TrialSetup {
-                index,
-                label,
-                trial_id: trial.id.short(),
-                full_id: trial.id.0.hex(),
-                stage,
-                agent: agent.name.clone(),
-                kind: agent.kind,
-                command,
-                agent_env: {
-                    // The catalog's variables, under the pipeline's own.
-                    let mut env = agent
-                        .recipe
-                        .as_ref()
-                        .map(|r| r.env.clone())
-                        .unwrap_or_default();
-                    env.extend(agent_envs[trial.agent as usize].clone());
-                    env
-                },
-                model,
-                params: plan.params[trial.params as usize].clone(),
-                attempt: trial.attempt,
-                provider: plan.provider(trial),
-                task,
-                model_plan,
-                gateway_route,
-                mount: agent.recipe.as_ref().map(installed_mount),
-                dir: store.trial_dir(&plan.trial_dir(trial)),
-                steps: steps.clone(),
-                warnings,
-            }
-        })
+        .map(
+            |(index, ((((trial, model_plan), gateway_route), command), warnings))| {
+                let agent = &plan.agents[trial.agent as usize];
+                let task = tasks[trial.task as usize].clone();
+                let stage = plan.stages[trial.stage as usize].name.clone();
+                let model = plan.model_name(trial).map(str::to_string);
+                let label = format!(
+                    "{stage}/{}/{}{}#{}",
+                    task.name,
+                    agent.name,
+                    model
+                        .as_deref()
+                        .map(|m| format!("@{m}"))
+                        .unwrap_or_default(),
+                    trial.attempt
+                );
+                TrialSetup {
+                    index,
+                    label,
+                    trial_id: trial.id.short(),
+                    full_id: trial.id.0.hex(),
+                    stage,
+                    agent: agent.name.clone(),
+                    kind: agent.kind,
+                    command,
+                    agent_env: {
+                        // The catalog's variables, under the pipeline's own.
+                        let mut env = agent
+                            .recipe
+                            .as_ref()
+                            .map(|r| r.env.clone())
+                            .unwrap_or_default();
+                        env.extend(agent_envs[trial.agent as usize].clone());
+                        env
+                    },
+                    model,
+                    params: plan.params[trial.params as usize].clone(),
+                    attempt: trial.attempt,
+                    provider: plan.provider(trial),
+                    task,
+                    model_plan,
+                    gateway_route,
+                    mount: agent.recipe.as_ref().map(installed_mount),
+                    dir: store.trial_dir(&plan.trial_dir(trial)),
+                    steps: steps.clone(),
+                    warnings,
+                }
+            },
+        )
         .collect())
 }
 
