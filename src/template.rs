@@ -158,6 +158,18 @@ pub(crate) fn render(
     compile(name, source)?.render(context)
 }
 
+/// Whether `source` (a template) refers to the top-level variable `name`; `false` when it
+/// does not parse (rendering it reports that).
+pub(crate) fn uses_variable(source: &str, name: &str) -> bool {
+    let Ok(template) = compile("template", source) else {
+        return false;
+    };
+    template
+        .env
+        .get_template(&template.name)
+        .is_ok_and(|t| t.undeclared_variables(false).contains(name))
+}
+
 /// Parses and renders `source` with any serializable context (an installed agent's
 /// `install` and `run` scripts), in the same strict environment as prompts: a name the
 /// context lacks is an error naming the names it has.

@@ -71,6 +71,9 @@ pub struct Entry {
     /// Its standard output's file in `/logs/agent/`.
     pub log: String,
     pub install: String,
+    /// The format of its MCP configuration, if it takes MCP servers.
+    #[serde(default)]
+    pub mcp: Option<super::mcp::Format>,
     pub run: String,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -124,6 +127,9 @@ pub struct Recipe {
     pub log: String,
     pub installer_image: String,
     pub prefix: String,
+    /// The format its `run` template's `mcp_config` is in: the catalog agent's, or
+    /// Claude Code's `{"mcpServers": ...}` for a recipe of one's own.
+    pub mcp: super::mcp::Format,
 }
 
 /// What an install script sees.
@@ -150,6 +156,11 @@ pub struct RunContext {
     pub log_dir: String,
     pub prefix: String,
     pub version: String,
+    /// The task's MCP servers, for a recipe of one's own to configure its agent with.
+    pub mcp_servers: Vec<super::mcp::McpServer>,
+    /// The task's MCP servers in the agent's format (`Recipe::mcp`); empty when the task
+    /// has none.
+    pub mcp_config: String,
 }
 
 impl RunContext {
@@ -164,6 +175,8 @@ impl RunContext {
             log_dir: "/logs/agent".into(),
             prefix: recipe.prefix.clone(),
             version: recipe.version.clone(),
+            mcp_servers: Vec::new(),
+            mcp_config: String::new(),
         }
     }
 }
@@ -215,6 +228,9 @@ pub fn resolve(name: &str, fields: RecipeFields<'_>) -> Result<Recipe, RecipeErr
         log: entry.map_or_else(|| DEFAULT_LOG.to_string(), |e| e.log.clone()),
         installer_image: catalog.installer_image.clone(),
         prefix: catalog.prefix.clone(),
+        mcp: entry
+            .and_then(|e| e.mcp)
+            .unwrap_or(super::mcp::Format::ClaudeCode),
     })
 }
 
@@ -308,6 +324,15 @@ impl Recipe {
             clean(&self.version),
             &self.digest()?[..12]
         ))
+    }
+
+    /// The task's MCP servers as the agent takes them: `None` when its `run` template uses
+    /// neither `mcp_config` nor `mcp_servers`, so the agent cannot be given any.
+    pub fn mcp_config(&self, servers: &[super::mcp::McpServer]) -> Option<super::mcp::Rendered> {
+        let takes = ["mcp_config", "mcp_servers"]
+            .into_iter()
+            .any(|name| crate::template::uses_variable(&self.run, name));
+        takes.then(|| super::mcp::render(self.mcp, servers))
     }
 
     /// The shell command a trial runs: the agent's bin directories on `PATH`, its runtime's
@@ -435,5 +460,72 @@ mod tests {
         };
         let error = bad.command(&context).unwrap_err();
         assert!(error.to_string().contains("modle"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod mcp_tests {
+    use super::*;
+    use crate::agent::mcp::{McpServer, Transport};
+
+    fn recipe(agent: &str) -> Recipe {
+        resolve(
+            agent,
+            RecipeFields {
+                agent: Some(agent),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
+    fn notes() -> Vec<McpServer> {
+        vec![McpServer {
+            name: "notes".into(),
+            transport: Transport::StreamableHttp,
+            url: Some("http://mcp:8000/mcp?k=$HOME".into()),
+            command: None,
+            args: Vec::new(),
+        }]
+    }
+
+    #[test]
+    fn the_agents_that_take_mcp_servers_get_them_in_their_configuration() {
+        for (agent, expected) in [
+            ("claude-code", "--mcp-config /logs/agent/mcp.json"),
+            ("codex", "[mcp_servers.notes]"),
+            ("gemini-cli", "\"mcpServers\": {\"notes\":"),
+            // Escaped for its unquoted heredoc.
+            ("opencode", "\"url\":\"http://mcp:8000/mcp?k=\\$HOME\""),
+        ] {
+            let recipe = recipe(agent);
+            let rendered = recipe.mcp_config(&notes()).expect(agent);
+            assert!(rendered.warnings.is_empty(), "{agent}: {rendered:?}");
+            let mut context = RunContext::sample(&recipe);
+            context.mcp_servers = notes();
+            context.mcp_config = rendered.text;
+            let command = recipe.command(&context).unwrap();
+            assert!(command.contains(expected), "{agent}: {command}");
+            // Without servers, the command is as it was.
+            let plain = recipe.command(&RunContext::sample(&recipe)).unwrap();
+            assert!(!plain.contains("mcp"), "{agent}: {plain}");
+        }
+    }
+
+    #[test]
+    fn the_agents_that_cannot_take_mcp_servers_say_so() {
+        for agent in ["mini-swe-agent", "aider"] {
+            assert_eq!(recipe(agent).mcp_config(&notes()), None, "{agent}");
+        }
+        let own = resolve(
+            "mine",
+            RecipeFields {
+                install: Some("true"),
+                run: Some("my-agent {% for s in mcp_servers %}--mcp {{ s.url }} {% endfor %}"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(own.mcp_config(&notes()).is_some());
     }
 }

@@ -7,6 +7,7 @@ pub mod computer;
 pub mod computer_use;
 pub mod installed;
 mod kind;
+pub mod mcp;
 pub mod model_loop;
 pub mod prompt;
 pub mod terminal;

@@ -63,12 +63,6 @@ pub fn unsupported(dir: &Path, task: &TaskManifest) -> Vec<Unsupported> {
             "`gpu_types` is not enforced: Docker hands out whichever GPUs the machine has",
         ));
     }
-    if !env.mcp_servers.is_empty() {
-        out.push(Unsupported::note(
-            "/environment/mcp_servers",
-            "MCP servers are not given to agents yet: agents run without them",
-        ));
-    }
     if env.skills_dir.is_some() {
         out.push(Unsupported::note(
             "/environment/skills_dir",

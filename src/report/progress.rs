@@ -520,6 +520,7 @@ mod tests {
             steps: Vec::new(),
             regraded_from: None,
             network: std::collections::BTreeMap::new(),
+            warnings: Vec::new(),
             helios_version: "0.1.0".into(),
         }
     }

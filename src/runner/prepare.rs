@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::agent::AgentKind;
 use crate::agent::installed::{Recipe, RunContext};
+use crate::agent::mcp::{McpServer, Transport};
 use crate::env::EnvSpec;
 use crate::env::Provider;
 use crate::env::daytona;
@@ -65,6 +66,8 @@ pub struct TaskRuntime {
     /// `container.switches_network`.
     pub agent_network: NetworkMode,
     pub verifier_network: NetworkMode,
+    /// The MCP servers the task gives its agent (`[[environment.mcp_servers]]`).
+    pub mcp_servers: Vec<McpServer>,
 }
 
 /// A separate verifier environment, ready to start.
@@ -160,6 +163,9 @@ pub struct TrialSetup {
     /// The trial's results directory.
     pub dir: PathBuf,
     pub steps: Arc<Vec<VerifyStep>>,
+    /// What of the task the agent does without (MCP servers it cannot take), for
+    /// `result.json`'s `warnings`.
+    pub warnings: Vec<String>,
 }
 
 /// Resolves every trial of `plan`; all problems are returned together.
@@ -199,6 +205,7 @@ pub fn prepare(
     let mut model_plans = Vec::with_capacity(plan.trials.len());
     let mut routes = Vec::with_capacity(plan.trials.len());
     let mut commands = Vec::with_capacity(plan.trials.len());
+    let mut warnings = Vec::with_capacity(plan.trials.len());
     for trial in &plan.trials {
         let agent = &plan.agents[trial.agent as usize];
         let route = gateway_route(pipeline, plan, trial, &models);
@@ -218,23 +225,27 @@ pub fn prepare(
             ));
         }
         routes.push(route);
+        let task = &tasks[trial.task as usize];
         if let Some(recipe) = &agent.recipe {
-            let task = &tasks[trial.task as usize];
             match installed_command(plan, trial, recipe, task, &models) {
-                Ok(command) => commands.push(Some(command)),
+                Ok((command, mcp_warnings)) => {
+                    commands.push(Some(command));
+                    warnings.push(mcp_warnings);
+                }
                 Err(problem) => {
                     problems.push(problem);
                     commands.push(None);
+                    warnings.push(Vec::new());
                 }
             }
         } else {
             commands.push(agent.command.clone());
+            warnings.push(without_mcp(&agent.name, agent.kind.as_str(), task));
         }
         if !matches!(agent.kind, AgentKind::Terminal | AgentKind::ComputerUse) {
             model_plans.push(None);
             continue;
         }
-        let task = &tasks[trial.task as usize];
         match model_plan(pipeline, plan, trial, task, &models, &templates) {
             Ok(model_plan) => model_plans.push(Some(Arc::new(model_plan))),
             Err(problem) => {
@@ -254,53 +265,57 @@ pub fn prepare(
         .zip(model_plans)
         .zip(routes)
         .zip(commands)
+        .zip(warnings)
         .enumerate()
-        .map(|(index, (((trial, model_plan), gateway_route), command))| {
-            let agent = &plan.agents[trial.agent as usize];
-            let task = tasks[trial.task as usize].clone();
-            let stage = plan.stages[trial.stage as usize].name.clone();
-            let model = plan.model_name(trial).map(str::to_string);
-            let label = format!(
-                "{stage}/{}/{}{}#{}",
-                task.name,
-                agent.name,
-                model
-                    .as_deref()
-                    .map(|m| format!("@{m}"))
-                    .unwrap_or_default(),
-                trial.attempt
-            );
-            TrialSetup {
-                index,
-                label,
-                trial_id: trial.id.short(),
-                full_id: trial.id.0.hex(),
-                stage,
-                agent: agent.name.clone(),
-                kind: agent.kind,
-                command,
-                agent_env: {
-                    // The catalog's variables, under the pipeline's own.
-                    let mut env = agent
-                        .recipe
-                        .as_ref()
-                        .map(|r| r.env.clone())
-                        .unwrap_or_default();
-                    env.extend(agent_envs[trial.agent as usize].clone());
-                    env
-                },
-                model,
-                params: plan.params[trial.params as usize].clone(),
-                attempt: trial.attempt,
-                provider: plan.provider(trial),
-                task,
-                model_plan,
-                gateway_route,
-                mount: agent.recipe.as_ref().map(installed_mount),
-                dir: store.trial_dir(&plan.trial_dir(trial)),
-                steps: steps.clone(),
-            }
-        })
+        .map(
+            |(index, ((((trial, model_plan), gateway_route), command), warnings))| {
+                let agent = &plan.agents[trial.agent as usize];
+                let task = tasks[trial.task as usize].clone();
+                let stage = plan.stages[trial.stage as usize].name.clone();
+                let model = plan.model_name(trial).map(str::to_string);
+                let label = format!(
+                    "{stage}/{}/{}{}#{}",
+                    task.name,
+                    agent.name,
+                    model
+                        .as_deref()
+                        .map(|m| format!("@{m}"))
+                        .unwrap_or_default(),
+                    trial.attempt
+                );
+                TrialSetup {
+                    index,
+                    label,
+                    trial_id: trial.id.short(),
+                    full_id: trial.id.0.hex(),
+                    stage,
+                    agent: agent.name.clone(),
+                    kind: agent.kind,
+                    command,
+                    agent_env: {
+                        // The catalog's variables, under the pipeline's own.
+                        let mut env = agent
+                            .recipe
+                            .as_ref()
+                            .map(|r| r.env.clone())
+                            .unwrap_or_default();
+                        env.extend(agent_envs[trial.agent as usize].clone());
+                        env
+                    },
+                    model,
+                    params: plan.params[trial.params as usize].clone(),
+                    attempt: trial.attempt,
+                    provider: plan.provider(trial),
+                    task,
+                    model_plan,
+                    gateway_route,
+                    mount: agent.recipe.as_ref().map(installed_mount),
+                    dir: store.trial_dir(&plan.trial_dir(trial)),
+                    steps: steps.clone(),
+                    warnings,
+                }
+            },
+        )
         .collect())
 }
 
@@ -470,13 +485,13 @@ fn installed_command(
     recipe: &Recipe,
     task: &TaskRuntime,
     models: &BTreeMap<String, crate::model::runtime::ModelRuntime>,
-) -> Result<String, String> {
+) -> Result<(String, Vec<String>), String> {
     let agent = &plan.agents[trial.agent as usize];
     let model = plan
         .model_name(trial)
         .and_then(|name| models.get(name))
         .ok_or_else(|| format!("agent `{}` has no model", agent.name))?;
-    let context = RunContext {
+    let mut context = RunContext {
         instruction: task.instruction.clone(),
         instruction_file: crate::agent::INSTRUCTION_PATH.into(),
         model: model
@@ -489,10 +504,56 @@ fn installed_command(
         log_dir: "/logs/agent".into(),
         prefix: recipe.prefix.clone(),
         version: recipe.version.clone(),
+        mcp_servers: task.mcp_servers.clone(),
+        mcp_config: String::new(),
     };
-    recipe
+    let mut warnings = Vec::new();
+    if !task.mcp_servers.is_empty() {
+        match recipe.mcp_config(&task.mcp_servers) {
+            Some(rendered) => {
+                context.mcp_config = rendered.text;
+                warnings = rendered.warnings;
+            }
+            None => warnings = without_mcp(&agent.name, &recipe.agent, task),
+        }
+    }
+    let command = recipe
         .command(&context)
-        .map_err(|e| format!("agent `{}`: {e}", agent.name))
+        .map_err(|e| format!("agent `{}`: {e}", agent.name))?;
+    Ok((command, warnings))
+}
+
+/// The warning of an agent (named `name`, of kind or catalog agent `what`) that cannot take
+/// MCP servers, on a task that declares some: it runs without them, and its result says so.
+fn without_mcp(name: &str, what: &str, task: &TaskRuntime) -> Vec<String> {
+    if task.mcp_servers.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<String> = task
+        .mcp_servers
+        .iter()
+        .map(|s| format!("`{}`", s.name))
+        .collect();
+    vec![format!(
+        "agent `{name}` ({what}) does not take MCP servers: it ran without the task's {}",
+        names.join(", ")
+    )]
+}
+
+/// The agent layer's description of one of the task's `[[environment.mcp_servers]]`.
+fn mcp_server(server: &crate::manifest::task::McpServer) -> McpServer {
+    use crate::manifest::task::McpTransport;
+    McpServer {
+        name: server.name.clone(),
+        transport: match server.transport {
+            McpTransport::Sse => Transport::Sse,
+            McpTransport::StreamableHttp | McpTransport::Http => Transport::StreamableHttp,
+            McpTransport::Stdio => Transport::Stdio,
+        },
+        url: server.url.clone(),
+        command: server.command.clone(),
+        args: server.args.clone(),
+    }
 }
 
 /// The model and the prompts of a model-driven trial, rendered now so that a template error
@@ -801,6 +862,7 @@ fn task_runtime(
         compose: None,
         agent_network,
         verifier_network,
+        mcp_servers: m.environment.mcp_servers.iter().map(mcp_server).collect(),
     })
 }
 

@@ -1103,6 +1103,7 @@ fn blank_result(
         steps: Vec::new(),
         regraded_from: None,
         network: BTreeMap::new(),
+        warnings: setup.warnings.clone(),
         helios_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }

@@ -509,6 +509,7 @@ pub(crate) mod tests {
             steps: Vec::new(),
             regraded_from: None,
             network: BTreeMap::new(),
+            warnings: Vec::new(),
             helios_version: String::new(),
         }
     }

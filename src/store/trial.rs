@@ -101,6 +101,10 @@ pub struct TrialResult {
     /// theirs by the task's `multi_step_reward_strategy`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepResult>,
+    /// What of the task the agent did without: MCP servers it cannot take (absent when
+    /// nothing was left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// For a result of `helios regrade`: the trial directory it regraded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regraded_from: Option<std::path::PathBuf>,
