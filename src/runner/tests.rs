@@ -310,10 +310,11 @@ async fn an_environment_made_ahead_is_ready_when_a_place_frees_and_removed_after
 
 #[tokio::test(start_paused = true)]
 async fn a_gated_stage_runs_only_the_tasks_whose_oracle_passed() {
-    let (_root, path) = project(
-        3,
-        "",
-        // Environments made in plan order, so that t1's is `fake-2`.
+    // t1's solution is told apart by its variables, not by the order sandboxes are made in
+    // (which trials racing to start do not fix).
+    let (_root, path) = project_of(
+        &["", "[solution.env]\nFAILS = \"yes\"\n", ""],
+        false,
         r#"start_ahead = 0
 [[stages]]
 name = "sanity"
@@ -330,7 +331,7 @@ agents = ["nop"]
     let solved: Arc<Mutex<BTreeMap<String, bool>>> = Arc::default();
     let honest_rewards = rewarding(solved.clone());
     let fake = FakeEngine::new(move |call| {
-        if call.command.contains("/solution/solve.sh") && call.sandbox == "fake-2" {
+        if call.command.contains("/solution/solve.sh") && call.env.contains_key("FAILS") {
             return FakeReply::ok().exiting(1);
         }
         honest_rewards(call)
