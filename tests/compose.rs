@@ -78,7 +78,7 @@ fn compose_tasks_pass_with_oracle_and_fail_with_nop() {
 }
 
 #[test]
-fn an_unsupported_compose_key_is_an_error_at_validate_with_its_line() {
+fn an_unsupported_compose_key_is_said_at_validate_with_its_line_and_refused_by_apply() {
     let project = with_fixtures("compose-validate", &["compose-http-sidecar"]);
     let file = project.path("tasks/compose-http-sidecar/environment/docker-compose.yaml");
     let text_before = std::fs::read_to_string(&file).unwrap();
@@ -96,10 +96,23 @@ fn an_unsupported_compose_key_is_an_error_at_validate_with_its_line() {
         .output()
         .unwrap();
     let shown = text(&out);
-    assert_ne!(out.status.code(), Some(0), "{shown}");
+    // Valid, as Harbor's loader has it; said at its line, an error with `--strict`.
+    assert_eq!(out.status.code(), Some(0), "{shown}");
     assert!(shown.contains("`privileged`"), "{shown}");
     assert!(shown.contains("docker-compose.yaml:13"), "{shown}");
     assert!(shown.contains("not published"), "{shown}");
+    let strict = std::process::Command::new(env!("CARGO_BIN_EXE_helios"))
+        .args(["validate", "--strict"])
+        .arg(project.path("tasks/compose-http-sidecar"))
+        .output()
+        .unwrap();
+    assert_eq!(strict.status.code(), Some(1), "{}", text(&strict));
+    project.pipeline("p", "\"oracle\"");
+    let applied = project.apply("p");
+    let said = text(&applied);
+    assert_eq!(applied.status.code(), Some(1), "{said}");
+    assert!(said.contains("`privileged`"), "{said}");
+    project.assert_clean();
 }
 
 #[test]

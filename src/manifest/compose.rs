@@ -181,6 +181,15 @@ pub struct ComposeFile {
 }
 
 impl ComposeFile {
+    /// What of the file helios cannot run yet (a task with any is refused by `apply`).
+    pub fn refused(&self) -> Vec<String> {
+        unsupported(&self.value)
+            .into_iter()
+            .filter(|(_, _, severity)| *severity == Severity::Error)
+            .map(|(_, message, _)| message)
+            .collect()
+    }
+
     /// Reads and parses the Compose file of `task_dir`, if it has one.
     pub fn read(task_dir: &Path) -> Result<Option<ComposeFile>, String> {
         let Some(path) = find(task_dir) else {
@@ -563,8 +572,9 @@ fn condition_of(text: &str) -> Option<Condition> {
     }
 }
 
-/// Diagnostics for the Compose file `doc` (read from `path`): keys helios refuses are
-/// errors, keys it ignores warnings, every one at its place; then the file is resolved
+/// Diagnostics for the Compose file `doc` (read from `path`): keys helios refuses and keys
+/// it ignores are warnings at their place (the task is valid, as Harbor's loader has it;
+/// `apply` refuses a task with a refused key, see `task_support`); then the file is resolved
 /// once (with the host's variables and a sample project name) so that what only typing
 /// finds is said too.
 pub fn check(path: &Path, doc: &Document) -> Vec<Diagnostic> {
@@ -581,8 +591,8 @@ pub fn check(path: &Path, doc: &Document) -> Vec<Diagnostic> {
     let refused = found.iter().any(|(_, _, s)| *s == Severity::Error);
     for (pointer, message, severity) in found {
         let d = match severity {
-            Severity::Error => Diagnostic::error(Code::Unsupported, path, message)
-                .hint("`apply` refuses trials of this task until the key is removed"),
+            Severity::Error => Diagnostic::warning(Code::Unsupported, path, message)
+                .hint("`apply` refuses trials of this task until helios supports it"),
             Severity::Warning => Diagnostic::warning(Code::Unsupported, path, message),
         };
         out.push(d.at(doc.key_span(&pointer)));
@@ -1169,7 +1179,7 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_keys_are_errors_at_their_line() {
+    fn unsupported_keys_are_said_at_their_line() {
         let (_dir, path) = file(
             "services:\n  api:\n    image: nginx\n    privileged: true\n    ports: [\"80:80\"]\n    volumes:\n      - ./data:/data\nvolumes:\n  shared: {}\n",
         );
@@ -1180,7 +1190,7 @@ mod tests {
             |d: &Diagnostic| crate::diagnostic::line_column(&text, d.span.clone().unwrap().start).0;
         let errors: Vec<(usize, &str)> = found
             .iter()
-            .filter(|d| d.severity == crate::diagnostic::Severity::Error)
+            .filter(|d| d.hint.as_deref().is_some_and(|h| h.contains("refuses")))
             .map(|d| (line(d), d.message.as_str()))
             .collect();
         assert_eq!(errors.len(), 3, "{found:#?}");
@@ -1199,12 +1209,18 @@ mod tests {
                 .iter()
                 .any(|(l, m)| *l == 9 && m.contains("`shared`"))
         );
-        let warnings: Vec<&Diagnostic> = found
+        let ignored: Vec<&Diagnostic> = found
             .iter()
-            .filter(|d| d.severity == crate::diagnostic::Severity::Warning)
+            .filter(|d| !d.hint.as_deref().is_some_and(|h| h.contains("refuses")))
             .collect();
-        assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].message.contains("not published"));
+        assert_eq!(ignored.len(), 1);
+        assert!(ignored[0].message.contains("not published"));
+        // The task stays valid, as Harbor's loader has it; `apply` refuses it.
+        assert!(
+            found
+                .iter()
+                .all(|d| d.severity == crate::diagnostic::Severity::Warning)
+        );
     }
 
     #[test]

@@ -127,11 +127,24 @@ pub fn unsupported(dir: &Path, task: &TaskManifest) -> Vec<Unsupported> {
         );
     }
     // Sidecar artifacts and collect hooks need a Compose file that defines their service.
-    let services = super::compose::ComposeFile::read(dir)
-        .ok()
-        .flatten()
+    let compose = super::compose::ComposeFile::read(dir).ok().flatten();
+    let services = compose
+        .as_ref()
         .map(|file| file.service_names())
         .unwrap_or_default();
+    if let Some(file) = &compose {
+        let refused = file.refused();
+        if !refused.is_empty() {
+            out.push(Unsupported::refuse(
+                "",
+                format!(
+                    "its Compose file `{}` asks for what helios does not run yet: {}",
+                    file.path.display(),
+                    refused.join("; ")
+                ),
+            ));
+        }
+    }
     let sidecar = |service: &Option<String>| {
         service
             .as_deref()
