@@ -135,17 +135,8 @@ pub enum Condition {
     CompletedSuccessfully,
 }
 
-/// A Compose healthcheck.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Healthcheck {
-    /// As Docker takes it: `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`.
-    pub test: Vec<String>,
-    pub interval: Option<Duration>,
-    pub timeout: Option<Duration>,
-    pub retries: Option<u32>,
-    pub start_period: Option<Duration>,
-    pub start_interval: Option<Duration>,
-}
+/// A Compose healthcheck: the engine's own description of one, as the file says it.
+pub type Healthcheck = crate::env::HealthSpec;
 
 /// A problem with a Compose file, at a JSON Pointer into it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -757,7 +757,6 @@ fn task_runtime(
             ));
         }
     }
-    let user = |u: &Option<crate::manifest::task::User>| u.as_ref().map(ToString::to_string);
     let agent_user = user(&m.agent.user);
     let verifier_user = user(&m.verifier.user);
     let hooks_users = m
@@ -961,7 +960,6 @@ fn step_runtimes(
     host: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<String>,
 ) -> Vec<StepRuntime> {
-    let user = |u: &Option<crate::manifest::task::User>| u.as_ref().map(ToString::to_string);
     m.steps
         .iter()
         .map(|step| {
@@ -1032,6 +1030,11 @@ fn remote_dockerfile(task: &TaskDir) -> Result<String, String> {
             found.instruction
         )),
     }
+}
+
+/// A `user` of task.toml as the engine takes it (a name or a numeric id).
+fn user(user: &Option<crate::manifest::task::User>) -> Option<String> {
+    user.as_ref().map(ToString::to_string)
 }
 
 pub(crate) fn expand_all(

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::env::{Dependency, HealthSpec, Readiness, ServiceSpec, ServicesSpec};
+use crate::env::{Dependency, Readiness, ServiceSpec, ServicesSpec};
 use crate::manifest::compose::{self, ComposeFile, Condition, Service, Variables};
 
 /// What every trial of a Compose task shares.
@@ -108,14 +108,7 @@ impl ComposeRuntime {
             hostname: s.hostname,
             cpus: s.cpus,
             memory_mb: s.memory_mb,
-            healthcheck: s.healthcheck.map(|h| HealthSpec {
-                test: h.test,
-                interval: h.interval,
-                timeout: h.timeout,
-                retries: h.retries,
-                start_period: h.start_period,
-                start_interval: h.start_interval,
-            }),
+            healthcheck: s.healthcheck,
             depends_on: s
                 .depends_on
                 .into_iter()
