@@ -479,22 +479,19 @@ fn no_network_tasks_have_no_network_and_resources_are_applied() {
 }
 
 #[test]
-fn allowlist_is_refused_before_anything_runs() {
+fn an_allowlisted_separate_verifier_is_refused_before_anything_runs() {
     let project = Project::new("allowlist");
     project.task(
         "allow",
-        "[environment]\nnetwork_mode = \"allowlist\"\nallowed_hosts = [\"pypi.org\"]\n",
+        "[verifier]\nenvironment_mode = \"separate\"\n[verifier.environment]\n\
+         network_mode = \"allowlist\"\nallowed_hosts = [\"pypi.org\"]\n",
         "true\n",
         PASS,
     );
     project.pipeline("p", "\"oracle\"");
     let out = project.apply("p");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("does not support yet"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("is not enforced yet"), "{}", text(&out));
     assert!(!project.path("runs/p/s").exists(), "nothing ran");
     project.assert_clean();
 }

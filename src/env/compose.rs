@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::docker::{Container, DockerEngine, container_body};
+use super::netguard::Guard;
 use super::{
     EnvError, EnvSpec, ExecOutput, ExecSpec, Instance, Provider, Readiness, Sandbox, ServiceSpec,
     ServicesSpec, tarball,
@@ -104,9 +105,17 @@ pub(crate) async fn start(
                 .container(MAIN_SERVICE)
                 .cloned()
                 .expect("main is started last");
+            let sidecars = made
+                .containers
+                .iter()
+                .filter(|(name, _)| name != MAIN_SERVICE)
+                .map(|(_, container)| (container.clone(), Guard::default()))
+                .collect();
             Ok(Instance::new(ServicesSandbox {
                 made: Arc::new(made),
                 main,
+                guard: Guard::default(),
+                sidecars,
             }))
         }
         Err(error) => {
@@ -169,7 +178,17 @@ async fn start_all(
             },
             other => other,
         })?;
-        made.containers.push((service.name.clone(), container));
+        made.containers
+            .push((service.name.clone(), container.clone()));
+        for external in &service.networks {
+            engine
+                .join_network(&container, external)
+                .await
+                .map_err(|e| EnvError::ServiceFailed {
+                    service: service.name.clone(),
+                    reason: format!("cannot join network `{external}`: {e}"),
+                })?;
+        }
     }
     Ok(())
 }
@@ -388,6 +407,10 @@ const SERVICE_LABEL: &str = "helios.service";
 struct ServicesSandbox {
     made: Arc<Made>,
     main: Container,
+    /// The network guard in `main`'s namespace, from its first `allowlist` phase.
+    guard: Guard,
+    /// The sidecars, each with its guard: they follow `main`'s policy.
+    sidecars: Vec<(Container, Guard)>,
 }
 
 #[async_trait::async_trait]
@@ -436,8 +459,38 @@ impl Sandbox for ServicesSandbox {
         }))
     }
 
+    /// Only an `allowlist` comes and goes between phases (the services keep their
+    /// network): `main` and the sidecars, which follow it, reach one another, the gateway
+    /// and the allowed hosts.
+    async fn set_network(&self, plan: &super::NetworkPlan) -> Result<(), EnvError> {
+        let engine = &self.made.engine;
+        let allowlist = match (&plan.allowlist, &self.made.network) {
+            (Some(allowlist), Some(network)) => {
+                let mut allowlist = allowlist.clone();
+                allowlist
+                    .own_networks
+                    .extend(engine.network_subnets(network).await?);
+                allowlist
+                    .own_names
+                    .extend(self.made.containers.iter().map(|(name, _)| name.clone()));
+                Some(allowlist)
+            }
+            (allowlist, _) => allowlist.clone(),
+        };
+        for (sidecar, guard) in &self.sidecars {
+            guard.set(engine, sidecar, allowlist.as_ref()).await?;
+        }
+        self.guard.set(engine, &self.main, allowlist.as_ref()).await
+    }
+
     async fn remove(&self) -> Result<(), EnvError> {
-        self.made.remove().await
+        let engine = &self.made.engine;
+        let mut guards = self.guard.remove(engine).await;
+        for (_, guard) in &self.sidecars {
+            guards = guards.and(guard.remove(engine).await);
+        }
+        let services = self.made.remove().await;
+        guards.and(services)
     }
 }
 

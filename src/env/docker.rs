@@ -100,6 +100,8 @@ pub struct DockerEngine {
     docker: Docker,
     calls: Arc<Semaphore>,
     exec_counter: Arc<AtomicU64>,
+    /// Held while the network guard's image builds, so that it builds once.
+    guard_build: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A running container of a trial.
@@ -141,6 +143,7 @@ impl DockerEngine {
             docker,
             calls: Arc::new(Semaphore::new(max_calls.max(1))),
             exec_counter: Arc::new(AtomicU64::new(0)),
+            guard_build: Arc::default(),
         })
     }
 
@@ -180,6 +183,27 @@ impl DockerEngine {
             .await?;
         }
         self.network_gateway(name).await
+    }
+
+    /// The address ranges of network `name`.
+    pub(crate) async fn network_subnets(&self, name: &str) -> Result<Vec<ipnet::IpNet>, EnvError> {
+        let network = {
+            let _permit = self.permit().await;
+            within("inspect network", CALL_DEADLINE, async {
+                self.docker
+                    .inspect_network(name, None)
+                    .await
+                    .map_err(engine_error)
+            })
+            .await?
+        };
+        Ok(network
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|config| config.subnet.as_deref()?.parse().ok())
+            .collect())
     }
 
     /// The host's address on network `name`.
@@ -1170,6 +1194,7 @@ impl Environment for DockerEngine {
         Ok(Instance::new(DockerSandbox {
             engine: self.clone(),
             container,
+            guard: Default::default(),
         }))
     }
 
@@ -1230,6 +1255,10 @@ impl Environment for DockerEngine {
 }
 
 impl DockerEngine {
+    pub(crate) fn guard_build_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.guard_build
+    }
+
     /// Connects `container` to the networks of `plan` (the default bridge when public) and
     /// disconnects it from every other.
     async fn set_networks(
@@ -1274,22 +1303,31 @@ impl DockerEngine {
             .await?;
         }
         for network in wanted.iter().filter(|n| !current.contains(n)) {
-            let _permit = self.permit().await;
-            within("connect network", CALL_DEADLINE, async {
-                self.docker
-                    .connect_network(
-                        network,
-                        bollard::models::NetworkConnectRequest {
-                            container: container.id.clone(),
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(engine_error)
-            })
-            .await?;
+            self.join_network(container, network).await?;
         }
         Ok(())
+    }
+
+    /// Connects `container` to `network` as well.
+    pub(crate) async fn join_network(
+        &self,
+        container: &Container,
+        network: &str,
+    ) -> Result<(), EnvError> {
+        let _permit = self.permit().await;
+        within("connect network", CALL_DEADLINE, async {
+            self.docker
+                .connect_network(
+                    network,
+                    bollard::models::NetworkConnectRequest {
+                        container: container.id.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(engine_error)
+        })
+        .await
     }
 }
 
@@ -1297,6 +1335,8 @@ impl DockerEngine {
 struct DockerSandbox {
     engine: DockerEngine,
     container: Container,
+    /// The network guard in the container's namespace, from its first `allowlist` phase.
+    guard: super::netguard::Guard,
 }
 
 #[async_trait::async_trait]
@@ -1337,14 +1377,16 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn set_network(&self, plan: &super::NetworkPlan) -> Result<(), EnvError> {
-        self.engine.set_networks(&self.container, plan).await
+        self.engine.set_networks(&self.container, plan).await?;
+        self.guard
+            .set(&self.engine, &self.container, plan.allowlist.as_ref())
+            .await
     }
 
     async fn remove(&self) -> Result<(), EnvError> {
-        self.engine
-            .remove_container(&self.container)
-            .await
-            .map(|_| ())
+        let guard = self.guard.remove(&self.engine).await;
+        let container = self.engine.remove_container(&self.container).await;
+        guard.and(container.map(|_| ()))
     }
 }
 

@@ -2,12 +2,14 @@
 //! ([`docker`]) or Daytona cloud sandboxes ([`daytona`]); [`Engine`] and [`Instance`] are
 //! what the trial lifecycle sees of either, so nothing above this module names one.
 
+pub mod allowlist;
 mod compose;
 pub mod daytona;
 pub mod desktop;
 pub mod docker;
 mod engine;
 pub mod fake;
+mod netguard;
 mod provider;
 pub mod removal;
 pub mod tarball;
@@ -16,6 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use allowlist::{AllowedHost, Allowlist};
 pub use compose::MAIN_SERVICE;
 pub use engine::{
     BuildSpec, Collected, DEFAULT_DOCKER_CALLS, Engine, Environment, InstallSpec, Instance,
@@ -255,6 +258,8 @@ pub struct ServiceSpec {
     pub volumes: Vec<String>,
     pub init: bool,
     pub labels: BTreeMap<String, String>,
+    /// Networks that already exist it joins besides the trial's (`external: true`).
+    pub networks: Vec<String>,
 }
 
 /// A container healthcheck, as the engine runs it.
@@ -295,12 +300,18 @@ pub struct NetworkPlan {
     /// On this network of the run, with no route out, whose sandboxes reach this machine
     /// (the model gateway) only.
     pub isolated: Option<String>,
+    /// With `public`: only these destinations are reachable (`allowlist`).
+    pub allowlist: Option<Allowlist>,
 }
 
 impl NetworkPlan {
     /// The policy's name, as a task's `network_mode` says it.
     pub fn mode(&self) -> &'static str {
-        if self.public { "public" } else { "no-network" }
+        match (self.public, &self.allowlist) {
+            (true, Some(_)) => "allowlist",
+            (true, None) => "public",
+            (false, _) => "no-network",
+        }
     }
 }
 

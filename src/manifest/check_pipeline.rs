@@ -60,8 +60,8 @@ impl PipelineCheck<'_> {
         report.diagnostics.extend(out);
     }
 
-    /// `allowlist` needs hosts, which only a task can list, and no provider enforces it yet:
-    /// `apply` would refuse every trial, so `validate` refuses the pipeline.
+    /// `allowlist` needs hosts, which only a task can list: `apply` would refuse every
+    /// trial, so `validate` refuses the pipeline.
     fn network(&self, out: &mut Vec<Diagnostic>) {
         if self.manifest.environment.network_mode == Some(NetworkMode::Allowlist) {
             out.push(
@@ -70,8 +70,8 @@ impl PipelineCheck<'_> {
                     "/environment/network_mode",
                     "`environment.network_mode = \"allowlist\"` is not supported".to_string(),
                 )
-                .label("no provider enforces an allowlist yet")
-                .hint("write \"public\" or \"no-network\""),
+                .label("a pipeline cannot list the hosts an allowlist lets through")
+                .hint("write \"public\" or \"no-network\" here, and `network_mode = \"allowlist\"` with `allowed_hosts` in the tasks that need one"),
             );
         }
     }

@@ -82,16 +82,56 @@ pub(crate) fn check(
     }
     let mode = env.resolved_network_mode();
     if mode == NetworkMode::Allowlist && env.allowed_hosts.is_empty() {
+        // Harbor's meaning: every destination refused (but the model gateway).
         out.push(
-            Diagnostic::error(
+            Diagnostic::warning(
                 Code::Conflict,
                 manifest_path,
-                "`network_mode = \"allowlist\"` allows no host",
+                "`network_mode = \"allowlist\"` allows no host: only the model gateway is reachable",
             )
             .at(doc.value_span("/environment/network_mode"))
             .label("no `allowed_hosts`")
-            .hint("list the hosts the task may reach in `allowed_hosts = [\"pypi.org\"]`"),
+            .hint("list the hosts the task may reach in `allowed_hosts = [\"pypi.org\"]`, or say \"no-network\""),
         );
+    }
+    let hosts = std::iter::once(("/environment/allowed_hosts".to_string(), &env.allowed_hosts))
+        .chain(
+            [
+                (
+                    "/agent/allowed_hosts".to_string(),
+                    &task.agent.allowed_hosts,
+                ),
+                (
+                    "/verifier/allowed_hosts".to_string(),
+                    &task.verifier.allowed_hosts,
+                ),
+            ]
+            .into_iter()
+            .chain(task.steps.iter().enumerate().flat_map(|(i, step)| {
+                [
+                    (
+                        format!("/steps/{i}/agent/allowed_hosts"),
+                        &step.agent.allowed_hosts,
+                    ),
+                    (
+                        format!("/steps/{i}/verifier/allowed_hosts"),
+                        &step.verifier.allowed_hosts,
+                    ),
+                ]
+            }))
+            .filter_map(|(pointer, hosts)| Some((pointer, hosts.as_ref()?))),
+        );
+    for (pointer, hosts) in hosts {
+        for (i, entry) in hosts.iter().enumerate() {
+            if let Err(bad) = entry.parse::<crate::env::AllowedHost>() {
+                out.push(
+                    Diagnostic::error(Code::InvalidValue, manifest_path, bad.to_string())
+                        .at(doc.value_span(&format!("{pointer}/{i}")))
+                        .label("not enforceable")
+                        .hint("write `pypi.org`, `*.github.com`, `10.0.0.5` or `10.0.0.0/8`"),
+                );
+            }
+        }
     }
     if mode != NetworkMode::Allowlist && !env.allowed_hosts.is_empty() {
         out.push(
@@ -719,7 +759,7 @@ start_interval_sec = 1
     }
 
     #[test]
-    fn a_network_per_phase_runs_but_an_allowlisted_phase_is_refused() {
+    fn a_network_per_phase_and_an_allowlisted_phase_run_but_not_on_a_separate_verifier() {
         let public_then_none = task("[agent]\nnetwork_mode = \"no-network\"\n");
         assert!(
             !problems(&public_then_none)
@@ -728,10 +768,46 @@ start_interval_sec = 1
         );
         let allowlisted =
             task("[agent]\nnetwork_mode = \"allowlist\"\nallowed_hosts = [\"pypi.org\"]\n");
+        assert_eq!(problems(&allowlisted), Vec::new());
+        let separate = task(
+            "[verifier]\nenvironment_mode = \"separate\"\n[verifier.environment]\nnetwork_mode = \"allowlist\"\nallowed_hosts = [\"pypi.org\"]\n",
+        );
         assert!(
-            problems(&allowlisted)
+            problems(&separate)
                 .iter()
-                .any(|(_, c, m)| *c == Code::Unsupported && m.contains("allowlist"))
+                .any(|(_, c, m)| *c == Code::Unsupported && m.contains("separate verifier")),
+            "{:?}",
+            problems(&separate)
+        );
+    }
+
+    #[test]
+    fn an_allowed_host_helios_cannot_enforce_is_an_error_at_its_entry() {
+        let dir = task(
+            "[agent]\nnetwork_mode = \"allowlist\"\nallowed_hosts = [\"pypi.org\", \"https://x.org/a\"]\n",
+        );
+        let found = problems(&dir);
+        assert!(
+            found.iter().any(|(s, c, m)| *s == Severity::Error
+                && *c == Code::InvalidValue
+                && m.contains("https://x.org/a")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_allowlist_without_hosts_is_harbors_deny_all_and_only_warned_about() {
+        let dir = task("[environment]\nnetwork_mode = \"allowlist\"\n");
+        let found = problems(&dir);
+        assert!(
+            found
+                .iter()
+                .any(|(s, _, m)| *s == Severity::Warning && m.contains("allows no host")),
+            "{found:?}"
+        );
+        assert!(
+            !found.iter().any(|(s, _, _)| *s == Severity::Error),
+            "{found:?}"
         );
     }
 }

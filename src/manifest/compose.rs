@@ -116,6 +116,9 @@ pub struct Service {
     pub memory_mb: Option<u64>,
     pub init: bool,
     pub labels: BTreeMap<String, String>,
+    /// Networks that already exist (`external: true`) it joins besides the trial's, by
+    /// their names on the engine.
+    pub networks: Vec<String>,
 }
 
 /// A service's image build.
@@ -240,9 +243,10 @@ impl ComposeFile {
         let Some(map) = value.get("services").and_then(Value::as_object) else {
             return Ok(services);
         };
+        let externals = external_networks(&value);
         for (name, body) in map {
             let pointer = pointer_push("/services", name);
-            match service(name, body, self.dir(), &pointer) {
+            match service(name, body, self.dir(), &pointer, &externals) {
                 Ok(s) => services.push(s),
                 Err(mut found) => problems.append(&mut found),
             }
@@ -324,6 +328,7 @@ enum Severity {
 /// whether it is refused or ignored.
 fn unsupported(value: &Value) -> Vec<(String, String, Severity)> {
     let mut out = Vec::new();
+    let externals = external_networks(value);
     let refuse = |out: &mut Vec<_>, pointer: String, message: String| {
         out.push((pointer, message, Severity::Error));
     };
@@ -350,14 +355,15 @@ fn unsupported(value: &Value) -> Vec<(String, String, Severity)> {
         }
         match key.as_str() {
             "networks" => {
-                for (name, _) in body.as_object().into_iter().flatten() {
-                    if name != "default" {
+                for (name, network) in body.as_object().into_iter().flatten() {
+                    if name != "default" && !is_external(network) {
                         refuse(
                             &mut out,
                             pointer_push(&pointer, name),
                             format!(
                                 "network `{name}`: helios puts every service on one network \
-                                 of the trial (`default`); other networks are not supported"
+                                 of the trial (`default`), and joins networks that already \
+                                 exist (`external: true`); it does not make others"
                             ),
                         );
                     }
@@ -406,12 +412,54 @@ fn unsupported(value: &Value) -> Vec<(String, String, Severity)> {
                     out.push((pointer, why.to_string(), Severity::Warning))
                 }
                 Some((_, Support::Honoured)) => {
-                    service_key(name, key, field, &pointer, &mut out);
+                    service_key(name, key, field, &pointer, &externals, &mut out);
                 }
             }
         }
     }
     out
+}
+
+/// Whether a top-level network is one that already exists (`external: true`, or the
+/// older `external: {name: …}`).
+fn is_external(network: &Value) -> bool {
+    match network.get("external") {
+        Some(Value::Bool(external)) => *external,
+        Some(Value::Object(_)) => true,
+        _ => false,
+    }
+}
+
+/// The top-level networks that already exist: their key in the file → their name on the
+/// engine (`name:`, the older `external.name`, or the key).
+fn external_networks(value: &Value) -> BTreeMap<String, String> {
+    value
+        .get("networks")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, network)| is_external(network))
+        .map(|(key, network)| {
+            let name = network
+                .get("name")
+                .or_else(|| network.get("external").and_then(|e| e.get("name")))
+                .and_then(Value::as_str)
+                .unwrap_or(key);
+            (key.clone(), name.to_string())
+        })
+        .collect()
+}
+
+/// The networks a service's `networks` names (a list, or a mapping by name).
+fn network_names(field: &Value) -> Vec<String> {
+    match field {
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        Value::Object(o) => o.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// What of a supported service key's value helios does not support.
@@ -420,6 +468,7 @@ fn service_key(
     key: &str,
     field: &Value,
     pointer: &str,
+    externals: &BTreeMap<String, String>,
     out: &mut Vec<(String, String, Severity)>,
 ) {
     let mut refuse =
@@ -463,20 +512,16 @@ fn service_key(
             }
         }
         "networks" => {
-            let names: Vec<String> = match field {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect(),
-                Value::Object(o) => o.keys().cloned().collect(),
-                _ => Vec::new(),
-            };
-            for network in names.iter().filter(|n| *n != "default") {
+            for network in network_names(field)
+                .iter()
+                .filter(|n| *n != "default" && !externals.contains_key(*n))
+            {
                 refuse(
                     pointer.to_string(),
                     format!(
                         "network `{network}`: helios puts every service on one network of the \
-                         trial (`default`)"
+                         trial (`default`), and joins networks declared `external: true` at the \
+                         top level"
                     ),
                 );
             }
@@ -797,6 +842,7 @@ fn service(
     body: &Value,
     dir: &Path,
     pointer: &str,
+    externals: &BTreeMap<String, String>,
 ) -> Result<Service, Vec<ComposeProblem>> {
     let problem = |at: &str, message: String| ComposeProblem {
         pointer: if at.is_empty() {
@@ -806,6 +852,13 @@ fn service(
         },
         message,
     };
+    let networks: Vec<String> = body
+        .get("networks")
+        .map(network_names)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| externals.get(n).cloned())
+        .collect();
     let mut body = match body {
         Value::Null => serde_json::Map::new(),
         Value::Object(o) => o.clone(),
@@ -1030,6 +1083,7 @@ fn service(
         memory_mb,
         init: typed.init,
         labels,
+        networks,
     })
 }
 

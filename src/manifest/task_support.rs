@@ -69,62 +69,39 @@ pub fn unsupported(dir: &Path, task: &TaskManifest) -> Vec<Unsupported> {
             "`skills_dir` is not given to agents yet: agents run without its skills",
         ));
     }
-    // A phase's mode is compared with the environment it runs in: the agent's, or a
-    // separate verifier's own (the step's, the task's, or a copy of the agent's).
+    // An allowlist is enforced in the agent's environment (on Docker, by a network guard
+    // in its namespace); a separate verifier's environment cannot take one yet.
     let baseline = env.resolved_network_mode();
-    let verifier_baseline = |step: Option<&super::task::StepSection>| {
+    let separate_verifier_mode = |step: Option<&super::task::StepSection>| {
         let separate = match step.and_then(|s| s.verifier.harbor_mode()) {
             Some(mode) => mode == crate::verify::Isolation::Separate,
             None => task.verifier.harbor_mode() == Some(crate::verify::Isolation::Separate),
         };
         let own = step
             .and_then(|s| s.verifier.environment.as_deref())
-            .or(task.verifier.environment.as_deref());
-        match own {
-            Some(own) if separate => own.resolved_network_mode(),
-            _ => baseline,
-        }
+            .or(task.verifier.environment.as_deref())
+            .map_or(baseline, |own| own.resolved_network_mode());
+        let phase = step
+            .and_then(|s| s.verifier.network_mode)
+            .or(task.verifier.network_mode);
+        separate.then(|| phase.unwrap_or(own))
     };
-    if baseline == NetworkMode::Allowlist {
-        out.push(Unsupported::refuse(
-            "/environment/network_mode",
-            "`network_mode = \"allowlist\"` is not enforced yet: use \"public\" or \"no-network\"",
-        ));
-    }
-    // `public` and `no-network` per phase run (on Docker, for one container); an
-    // allowlist, in a phase or anywhere, is not enforced yet.
-    let mut phase = |pointer: String, mode: Option<NetworkMode>, baseline: NetworkMode| {
-        if mode == Some(NetworkMode::Allowlist) && baseline != NetworkMode::Allowlist {
+    let pointers = std::iter::once(("/verifier".to_string(), None)).chain(
+        task.steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| (format!("/steps/{i}/verifier"), Some(step))),
+    );
+    for (pointer, step) in pointers {
+        if (step.is_some() || task.steps.is_empty())
+            && separate_verifier_mode(step) == Some(NetworkMode::Allowlist)
+        {
             out.push(Unsupported::refuse(
                 pointer,
-                "`network_mode = \"allowlist\"` is not enforced yet: use \"public\" or \"no-network\"",
+                "a separate verifier environment under `network_mode = \"allowlist\"` is not \
+                 enforced yet (the agent's environment is): use \"public\" or \"no-network\" there",
             ));
         }
-    };
-
-    phase(
-        "/agent/network_mode".into(),
-        task.agent.network_mode,
-        baseline,
-    );
-    if task.steps.is_empty() {
-        phase(
-            "/verifier/network_mode".into(),
-            task.verifier.network_mode,
-            verifier_baseline(None),
-        );
-    }
-    for (i, step) in task.steps.iter().enumerate() {
-        phase(
-            format!("/steps/{i}/agent/network_mode"),
-            step.agent.network_mode.or(task.agent.network_mode),
-            baseline,
-        );
-        phase(
-            format!("/steps/{i}/verifier/network_mode"),
-            step.verifier.network_mode.or(task.verifier.network_mode),
-            verifier_baseline(Some(step)),
-        );
     }
     // Sidecar artifacts and collect hooks need a Compose file that defines their service.
     let compose = super::compose::ComposeFile::read(dir).ok().flatten();

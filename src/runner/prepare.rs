@@ -11,9 +11,9 @@ use serde_json::Value;
 use crate::agent::AgentKind;
 use crate::agent::installed::{Recipe, RunContext};
 use crate::agent::mcp::{McpServer, Transport};
-use crate::env::EnvSpec;
 use crate::env::Provider;
 use crate::env::daytona;
+use crate::env::{AllowedHost, EnvSpec};
 use crate::manifest::env_expand;
 use crate::manifest::pipeline::VerifyStep;
 use crate::manifest::task::{
@@ -66,6 +66,9 @@ pub struct TaskRuntime {
     /// `container.switches_network`.
     pub agent_network: NetworkMode,
     pub verifier_network: NetworkMode,
+    /// What each phase under `allowlist` may reach, by the phase's name in results
+    /// (`agent`, `<step>/verifier`, …); empty when no phase is under one.
+    pub allowlists: BTreeMap<String, Vec<AllowedHost>>,
     /// The MCP servers the task gives its agent (`[[environment.mcp_servers]]`).
     pub mcp_servers: Vec<McpServer>,
 }
@@ -698,13 +701,6 @@ fn task_runtime(
     let mode = mode
         .or(defaults.network_mode)
         .unwrap_or(NetworkMode::Public);
-    if mode == NetworkMode::Allowlist {
-        problems.push(format!(
-            "task `{}` asks for `network_mode = \"allowlist\"`, which helios does not support yet \
-             (with Docker or Daytona); use \"public\" or \"no-network\"",
-            task.name
-        ));
-    }
     let what = |section: &str| format!("task `{}` [{section}] env", task.name);
     let mut env =
         expand_all(&defaults.env, host, "pipeline [environment] env").unwrap_or_else(|mut p| {
@@ -783,16 +779,22 @@ fn task_runtime(
             ]
         }))
         .collect::<Vec<_>>();
-    if mode != NetworkMode::Allowlist && phases.contains(&NetworkMode::Allowlist) {
+    let allowlists = allowed_hosts(m, mode);
+    if remote && !allowlists.is_empty() {
         problems.push(format!(
-            "task `{}` gives a phase `network_mode = \"allowlist\"`, which helios does not \
-             support yet; use \"public\" or \"no-network\"",
+            "task `{}` asks for `network_mode = \"allowlist\"`, which helios enforces on Docker \
+             only (Daytona cannot): run it with `provider = \"docker\"`",
             task.name
         ));
     }
-    let switches_network = phases.iter().any(|p| *p != mode);
-    if switches_network
-        && (remote || crate::manifest::task_support::compose_file(&task.dir).is_some())
+    // An allowlist is put in force phase by phase (agent installs and setup are not under
+    // the agent's), like a change of network.
+    let switches_network = phases.iter().any(|p| *p != mode) || !allowlists.is_empty();
+    // Between a network with a route out (public, allowlist) and none.
+    let routed = |m: NetworkMode| m != NetworkMode::NoNetwork;
+    let changes_networks = phases.iter().any(|p| routed(*p) != routed(mode));
+    if (switches_network && remote)
+        || (changes_networks && crate::manifest::task_support::compose_file(&task.dir).is_some())
     {
         problems.push(format!(
             "task `{}` changes its network between phases (`[agent]` or `[verifier]` \
@@ -861,8 +863,49 @@ fn task_runtime(
         compose: None,
         agent_network,
         verifier_network,
+        allowlists,
         mcp_servers: m.environment.mcp_servers.iter().map(mcp_server).collect(),
     })
+}
+
+/// The hosts each phase of a task may reach under `allowlist`, by the phase's name in
+/// results (`environment`, `agent`, `verifier`, `<step>/agent`, `<step>/verifier`): the
+/// phase's own `allowed_hosts`, else its section's, else the environment's. Entries are
+/// checked by `validate`; one that does not parse here is left out (never widened).
+fn allowed_hosts(m: &TaskManifest, baseline: NetworkMode) -> BTreeMap<String, Vec<AllowedHost>> {
+    let parse = |hosts: &[String]| {
+        hosts
+            .iter()
+            .filter_map(|h| h.parse().ok())
+            .collect::<Vec<AllowedHost>>()
+    };
+    let environment = &m.environment.allowed_hosts;
+    let agent = m.agent.allowed_hosts.as_ref().unwrap_or(environment);
+    let verifier = m.verifier.allowed_hosts.as_ref().unwrap_or(environment);
+    let agent_mode = m.agent.network_mode.unwrap_or(baseline);
+    let verifier_mode = m.verifier.network_mode.unwrap_or(baseline);
+    let mut out = BTreeMap::new();
+    let mut add = |phase: String, mode: NetworkMode, hosts: &Vec<String>| {
+        if mode == NetworkMode::Allowlist {
+            out.insert(phase, parse(hosts));
+        }
+    };
+    add("environment".into(), baseline, environment);
+    add("agent".into(), agent_mode, agent);
+    add("verifier".into(), verifier_mode, verifier);
+    for step in &m.steps {
+        add(
+            format!("{}/agent", step.name),
+            step.agent.network_mode.unwrap_or(agent_mode),
+            step.agent.allowed_hosts.as_ref().unwrap_or(agent),
+        );
+        add(
+            format!("{}/verifier", step.name),
+            step.verifier.network_mode.unwrap_or(verifier_mode),
+            step.verifier.allowed_hosts.as_ref().unwrap_or(verifier),
+        );
+    }
+    out
 }
 
 /// The separate verifier environments of a task, each as its `[verifier.environment]`

@@ -123,6 +123,7 @@ impl ComposeRuntime {
                 .collect(),
             tmpfs: s.tmpfs,
             volumes: s.volumes,
+            networks: s.networks,
             init: s.init,
             labels: s.labels,
             name: s.name,

@@ -525,7 +525,7 @@ async fn lifecycle(
 /// The networks a trial whose network changes between phases was on, phase by phase.
 #[derive(Default)]
 struct Networks {
-    /// `phase` (or `step/phase`) → `public` or `no-network`.
+    /// `phase` (or `step/phase`) → `public`, `allowlist` or `no-network`.
     by_phase: BTreeMap<String, String>,
 }
 
@@ -545,12 +545,26 @@ impl Networks {
             return Ok(());
         }
         let public = match mode {
-            Some(mode) => mode == crate::manifest::task::NetworkMode::Public,
+            Some(mode) => mode != crate::manifest::task::NetworkMode::NoNetwork,
             None => !setup.task.container.no_network,
         };
+        // Under `allowlist`: the phase's hosts, and the model gateway always.
+        let allowlist = public
+            .then(|| setup.task.allowlists.get(phase))
+            .flatten()
+            .map(|hosts| crate::env::Allowlist {
+                hosts: hosts.clone(),
+                gateway: env
+                    .gateway
+                    .and_then(Result::ok)
+                    .map(|gateway| gateway.address()),
+                own_networks: Vec::new(),
+                own_names: Vec::new(),
+            });
         let plan = crate::env::NetworkPlan {
             public,
             isolated: env.isolated_network.map(str::to_string),
+            allowlist,
         };
         instance.set_network(&plan).await?;
         self.by_phase
