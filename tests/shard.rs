@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::project::{BINARY, Project, text};
+use common::project::{BINARY, Project, copy_tree, text};
 use serde_json::Value;
 
 /// Reward 1 when the solution left `/app/out`.
@@ -102,6 +102,11 @@ fn three_shards_in_parallel_merge_into_the_whole_runs_results() {
     for task in ["alpha", "beta", "gamma"] {
         project.task(task, "", "echo done > /app/out\n", CHECK);
     }
+    // And one that `regrade` can grade again (Harbor's separate verifier).
+    copy_tree(
+        "tests/fixtures/harbor/separate-verifier",
+        project.path("tasks/separate-verifier"),
+    );
     // A gated stage: each shard decides it from the results it holds.
     project.write(
         "p.toml",
@@ -133,7 +138,7 @@ fn three_shards_in_parallel_merge_into_the_whole_runs_results() {
     let merged = helios(&project, &args);
     assert_eq!(merged.status.code(), Some(0), "{}", text(&merged));
     assert!(
-        text(&merged).contains("9 of 9 trial(s) have a result"),
+        text(&merged).contains("12 of 12 trial(s) have a result"),
         "{}",
         text(&merged)
     );
@@ -141,7 +146,7 @@ fn three_shards_in_parallel_merge_into_the_whole_runs_results() {
     // Every trial exactly once (one directory each, no leftovers), with the same rewards.
     let (whole_run, merged_run) = (project.path("whole/p"), project.path("sharded/p"));
     let expected = outcomes(&whole_run);
-    assert_eq!(expected.len(), 9);
+    assert_eq!(expected.len(), 12);
     assert_eq!(outcomes(&merged_run), expected);
     for stage in ["s", "g"] {
         let dirs = std::fs::read_dir(merged_run.join(stage)).unwrap().count();
@@ -153,7 +158,7 @@ fn three_shards_in_parallel_merge_into_the_whole_runs_results() {
         .iter()
         .map(|r| results(&project.path(r)).len())
         .collect();
-    assert_eq!(per_shard.iter().sum::<usize>(), 9, "{per_shard:?}");
+    assert_eq!(per_shard.iter().sum::<usize>(), 12, "{per_shard:?}");
     // The same statistics.
     assert_eq!(
         json(&merged_run.join("summary.json")),
@@ -163,7 +168,7 @@ fn three_shards_in_parallel_merge_into_the_whole_runs_results() {
     // `plan` over the merged run: nothing left to do.
     let plan = helios(&project, &["plan", "p.toml", "--output-dir", "sharded"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
-    assert!(text(&plan).contains("nothing to do: all 9 trials are done"));
+    assert!(text(&plan).contains("nothing to do: all 12 trials are done"));
     // `report` (with `--fail-under`) reads the merged run as any other.
     let report = helios(
         &project,
@@ -183,8 +188,25 @@ fn three_shards_in_parallel_merge_into_the_whole_runs_results() {
         text(&report)
     );
     let report: Value = serde_json::from_slice(&report.stdout).unwrap();
-    assert_eq!(report["trials"], 9);
-    assert_eq!(report["passed"], 3);
+    assert_eq!(report["trials"], 12);
+    assert_eq!(report["passed"], 4);
+    // `regrade` grades the merged run's separate-verifier trials again, as any run's.
+    let regrade = helios(
+        &project,
+        &["regrade", "sharded/p", "--label", &project.label],
+    );
+    assert_eq!(regrade.status.code(), Some(0), "{}", text(&regrade));
+    assert!(
+        text(&regrade).contains("3 trial(s) regraded"),
+        "{}",
+        text(&regrade)
+    );
+    let regraded = results(&project.path("sharded/p-regraded"));
+    let oracle = regraded
+        .values()
+        .find(|r| r["agent"] == "oracle")
+        .expect("the oracle's trial was regraded");
+    assert_eq!(oracle["reward"], 1.0, "{oracle}");
     project.assert_clean();
 }
 
