@@ -293,6 +293,9 @@ pub fn plan_differences(first: &LockFile, other: &LockFile) -> Vec<String> {
             label.push('/');
             label.push_str(model);
         }
+        if t.params != 0 {
+            label.push_str(&format!("/params-{}", t.params));
+        }
         format!("`{label}#{}`", t.attempt)
     };
     let ids = |lock: &LockFile| -> BTreeSet<String> {
@@ -307,26 +310,44 @@ pub fn plan_differences(first: &LockFile, other: &LockFile) -> Vec<String> {
             .collect()
     };
     let (only_first, only_other) = (only(first, &b), only(other, &a));
-    if !only_first.is_empty() || !only_other.is_empty() {
-        let some = |names: &[String]| {
-            let mut text = names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
-            if names.len() > 3 {
-                text.push_str(", …");
-            }
-            text
-        };
-        let mut line = format!(
-            "the trials differ: {} only in the first, {} only in the other",
-            only_first.len(),
-            only_other.len()
-        );
-        if !only_first.is_empty() {
-            line.push_str(&format!(" (first: {})", some(&only_first)));
+    // A trial whose inputs changed keeps its place (stage, task, agent, attempt) under a
+    // new id: said as changed, not as one gone and one new.
+    let changed: Vec<String> = only_first
+        .iter()
+        .filter(|l| only_other.contains(l))
+        .cloned()
+        .collect();
+    let some = |names: &[String]| {
+        let mut text = names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+        if names.len() > 3 {
+            text.push_str(", …");
         }
-        if !only_other.is_empty() {
-            line.push_str(&format!(" (other: {})", some(&only_other)));
-        }
-        out.push(line);
+        text
+    };
+    let rest = |names: Vec<String>| -> Vec<String> {
+        names.into_iter().filter(|l| !changed.contains(l)).collect()
+    };
+    let (gone, new) = (rest(only_first), rest(only_other));
+    if !changed.is_empty() {
+        out.push(format!(
+            "{} trial(s) have other ids, their inputs differing ({})",
+            changed.len(),
+            some(&changed)
+        ));
+    }
+    if !gone.is_empty() {
+        out.push(format!(
+            "{} trial(s) are only in the first ({})",
+            gone.len(),
+            some(&gone)
+        ));
+    }
+    if !new.is_empty() {
+        out.push(format!(
+            "{} trial(s) are only in the other ({})",
+            new.len(),
+            some(&new)
+        ));
     }
     out
 }
@@ -493,7 +514,7 @@ mod tests {
             plan_differences(&first, &edited),
             vec![
                 "task `b` differs: its content digest is bbbb in the first and cccc in the other",
-                "the trials differ: 1 only in the first, 1 only in the other (first: `s/b/oracle#1`) (other: `s/b/oracle#1`)",
+                "1 trial(s) have other ids, their inputs differing (`s/b/oracle#1`)",
             ]
         );
         let grown = lock(
@@ -503,6 +524,14 @@ mod tests {
         assert_eq!(
             plan_differences(&first, &grown),
             vec!["task `c` is only in the other"]
+        );
+        let more = lock(
+            &[("a", "aaaa"), ("b", "bbbb")],
+            &[("1", "a"), ("2", "b"), ("4", "c")],
+        );
+        assert_eq!(
+            plan_differences(&first, &more),
+            vec!["1 trial(s) are only in the other (`s/c/oracle#1`)"]
         );
     }
 
