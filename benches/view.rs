@@ -181,6 +181,7 @@ fn write_run(run_dir: &std::path::Path, tasks: usize, agents: usize, attempts: u
         params: vec![Default::default()],
         trials,
         sources: Vec::new(),
+        shard: None,
     }
     .write(run_dir)
     .unwrap();

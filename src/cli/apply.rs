@@ -12,6 +12,7 @@ use crate::events::RunEvent;
 use crate::manifest::{SourceOptions, load_pipeline_with};
 use crate::plan::Plan;
 use crate::plan::lock::{LockFile, locked_mismatches};
+use crate::plan::shard::Shard;
 use crate::report;
 use crate::runner::{self, ApplyOptions, Run, RunError};
 use crate::view::{ViewOptions, Viewer};
@@ -34,6 +35,8 @@ pub(super) struct ApplyArgs<'a> {
     pub fail_under: Option<f64>,
     /// `--locked`: run only what the lock file says.
     pub locked: bool,
+    /// `--shard I/N`: run only that part of the trials, into a run of its own.
+    pub shard: Option<Shard>,
 }
 
 /// `--output-dir DIR` (relative to the working directory) in place of the pipeline's
@@ -45,21 +48,29 @@ pub(super) fn redirect_output(pipeline: &mut crate::manifest::Pipeline, dir: Opt
     }
 }
 
-/// `--locked`: whether the plan is what the run's lock file says (saying why not).
+/// `--locked`: whether the plan is what the run's lock file says (saying why not). A
+/// shard's run without a lock file yet is checked against the whole run's, the one
+/// `helios plan --write-lock` writes and every machine has a copy of.
 fn matches_lock(plan: &Plan) -> bool {
-    let lock = match LockFile::read(&plan.run_dir) {
+    let mut dir = plan.run_dir.as_path();
+    if let Some(sharded) = &plan.shard
+        && !crate::store::RunStore::new(dir).has_lock()
+    {
+        dir = &sharded.whole_run_dir;
+    }
+    let lock = match LockFile::read(dir) {
         Ok(Some(lock)) => lock,
         Ok(None) => {
             eprintln!(
                 "error: `--locked`, but `{}` has no lock file; nothing was run (hint: `helios plan --write-lock` writes one)",
-                plan.run_dir.display()
+                dir.display()
             );
             return false;
         }
         Err(error) => {
             eprintln!(
                 "error: `--locked`, but the lock file of `{}` cannot be read: {error}",
-                plan.run_dir.display()
+                dir.display()
             );
             return false;
         }
@@ -120,7 +131,19 @@ pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
         Ok(mut plan) => {
             plan.expect
                 .extend(args.fail_under.map(fail_under_expectation));
-            plan
+            match args.shard {
+                Some(shard) => {
+                    let plan = plan.shard(shard);
+                    eprintln!(
+                        "helios: shard {shard}: {} of the plan's {} trials, into {}",
+                        plan.trials.len(),
+                        plan.shard.as_ref().map_or(0, |s| s.whole_trials),
+                        plan.run_dir.display()
+                    );
+                    plan
+                }
+                None => plan,
+            }
         }
         Err(error) => {
             eprintln!("error: cannot plan `{}`: {error}", args.pipeline.display());

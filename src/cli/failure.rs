@@ -91,6 +91,16 @@ pub(super) fn runner_error(error: &RunnerError, styled: bool) -> ExitStatus {
     }
 }
 
+/// A refused or failed merge: a refusal (runs of different plans, a shard twice, a trial
+/// doubled) is invalid input; only a write that failed is the machine's.
+pub(super) fn merge_error(error: &crate::plan::merge::MergeError) -> ExitStatus {
+    print(error);
+    match error {
+        crate::plan::merge::MergeError::Write { .. } => ExitStatus::Infrastructure,
+        _ => ExitStatus::Invalid,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

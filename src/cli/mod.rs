@@ -6,6 +6,7 @@ mod datasets;
 mod exit;
 mod failure;
 mod gc;
+mod merge;
 mod plan;
 mod regrade;
 mod report;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::env::Provider;
+use crate::plan::shard::Shard;
 
 pub use exit::ExitStatus;
 
@@ -72,6 +74,10 @@ pub enum Command {
         /// Put the run in `<DIR>/<name>` instead of the pipeline's `output_dir`.
         #[arg(long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
+        /// Only part I of N of the trials, as `apply --shard I/N` runs them (its run
+        /// directory is `<run dir>-shard-I-of-N`).
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<Shard>,
     },
     /// Run the pipeline's trials in containers; re-running does only what is missing or
     /// changed.
@@ -121,6 +127,21 @@ pub enum Command {
         /// resolves differently (a moved tag or branch) or the trials differ.
         #[arg(long)]
         locked: bool,
+        /// Run only part I of N of the trials (split by a stable key, the same on every
+        /// machine), into `<run dir>-shard-I-of-N`; `helios merge` combines the parts.
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<Shard>,
+    },
+    /// Combine runs of one plan (the shards of `apply --shard I/N`) into one run, after
+    /// checking that their lock files describe the same plan.
+    Merge {
+        /// The runs to merge (shard run directories).
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+        /// Where the merged run goes (default: beside the first run, named as the
+        /// pipeline's run directory is). A run merged into before is added to.
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
     },
     /// Task sources: list a registry's datasets, fetch one into the cache, check the cache.
     Datasets {
@@ -303,6 +324,10 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     }
 }
 
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    text.parse::<Shard>().map_err(|e| e.to_string())
+}
+
 fn parse_cpus(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(cpus) if cpus.is_finite() && cpus > 0.0 => Ok(cpus),
@@ -398,12 +423,14 @@ async fn dispatch(cli: Cli) -> ExitStatus {
             json,
             write_lock,
             output_dir,
+            shard,
         } => {
             plan::run(
                 &pipeline,
                 format.or_json(json),
                 write_lock,
                 output_dir.as_deref(),
+                shard,
                 styled,
             )
             .await
@@ -423,9 +450,11 @@ async fn dispatch(cli: Cli) -> ExitStatus {
             output_dir,
             fail_under,
             locked,
+            shard,
         } => {
             apply::run(apply::ApplyArgs {
                 locked,
+                shard,
                 pipeline: &pipeline,
                 rebuild,
                 labels: labels.into_iter().collect(),
@@ -445,6 +474,7 @@ async fn dispatch(cli: Cli) -> ExitStatus {
             })
             .await
         }
+        Command::Merge { runs, into } => merge::run(&runs, into.as_deref()),
         Command::Report {
             run_dir,
             format,

@@ -13,6 +13,7 @@ use crate::diagnostic::render;
 use crate::manifest::{SourceOptions, load_pipeline_with};
 use crate::plan::cost::WorstCase;
 use crate::plan::lock::{LockFile, SourceChange, source_changes};
+use crate::plan::shard::Shard;
 use crate::plan::status::{Assessment, Counts, TrialState};
 use crate::plan::{ImageSource, Plan};
 use crate::report::memory;
@@ -23,6 +24,7 @@ pub(super) async fn run(
     format: Format,
     write_lock: bool,
     output_dir: Option<&Path>,
+    shard: Option<Shard>,
     styled: bool,
 ) -> ExitStatus {
     let bars = super::datasets::Bars::new();
@@ -55,7 +57,10 @@ pub(super) async fn run(
         eprint!("{}", render::human(&loaded.warnings, styled));
     }
     let plan = match Plan::of(&loaded.value) {
-        Ok(plan) => plan,
+        Ok(plan) => match shard {
+            Some(shard) => plan.shard(shard),
+            None => plan,
+        },
         Err(error) => {
             eprintln!("error: cannot plan `{}`: {error}", path.display());
             return ExitStatus::Invalid;
@@ -163,6 +168,15 @@ fn human(
         plan.pipeline,
         plan.run_dir.display()
     );
+    if let Some(sharded) = &plan.shard {
+        out.push_str(&format!(
+            "shard {}: {} of the plan's {} trials (`helios merge` combines the shards into {})\n\n",
+            sharded.shard,
+            plan.trials.len(),
+            sharded.whole_trials,
+            sharded.whole_run_dir.display()
+        ));
+    }
     let mut table = Table::new();
     table.load_preset(NOTHING);
     table.set_header(vec![
@@ -204,7 +218,17 @@ fn human(
         .iter()
         .filter(|t| matches!(t.image, ImageSource::Prebuilt(_) | ImageSource::Pull { .. }))
         .count();
-    out.push_str(&format!("image builds: {}", plan.builds.len()));
+    // A shard builds only what its own trials need.
+    let needed: std::collections::BTreeSet<usize> = plan
+        .trials
+        .iter()
+        .flat_map(|t| plan.tasks[t.task as usize].builds())
+        .collect();
+    let shown = |b: &usize| plan.shard.is_none() || needed.contains(b);
+    out.push_str(&format!(
+        "image builds: {}",
+        (0..plan.builds.len()).filter(shown).count()
+    ));
     if plan.uses(crate::env::Provider::Daytona) {
         out.push_str(" (Daytona builds its sandboxes' images itself)");
     }
@@ -218,7 +242,7 @@ fn human(
             _ => None,
         })
     };
-    for (b, build) in plan.builds.iter().enumerate() {
+    for (b, build) in plan.builds.iter().enumerate().filter(|(b, _)| shown(b)) {
         let when = match fallback_of(b) {
             Some(image) if !plan.tasks.iter().any(|t| t.image == ImageSource::Build(b)) => {
                 format!(" (only if `{image}` cannot be pulled, or with --rebuild)")
@@ -318,6 +342,9 @@ struct JsonPlan<'a> {
     pipeline: &'a str,
     run_dir: &'a Path,
     helios_version: &'static str,
+    /// With `--shard I/N`: which part of the plan this is (its trials are the part's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<JsonShard<'a>>,
     to_run: usize,
     totals: Counts,
     worst_case_cost: WorstCase,
@@ -337,6 +364,15 @@ struct JsonPlan<'a> {
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     skipped_tasks: &'a [crate::manifest::SkippedTask],
     trials: Vec<JsonTrial<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonShard<'a> {
+    index: u32,
+    count: u32,
+    /// Trials of the whole plan.
+    whole_trials: usize,
+    whole_run_dir: &'a Path,
 }
 
 #[derive(Serialize)]
@@ -394,6 +430,12 @@ fn json(
         pipeline: &plan.pipeline,
         run_dir: &plan.run_dir,
         helios_version: env!("CARGO_PKG_VERSION"),
+        shard: plan.shard.as_ref().map(|s| JsonShard {
+            index: s.shard.index,
+            count: s.shard.count,
+            whole_trials: s.whole_trials,
+            whole_run_dir: &s.whole_run_dir,
+        }),
         to_run: totals.to_run(),
         totals,
         budget,

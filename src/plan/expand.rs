@@ -296,6 +296,7 @@ impl Plan {
             max_cost_usd: manifest.pipeline.max_cost_usd,
             sources: pipeline.sources.iter().map(LockedSource::of).collect(),
             skipped: pipeline.skipped.clone(),
+            shard: None,
         })
     }
 }
@@ -617,7 +618,7 @@ fn stage_order(pipeline: &Pipeline) -> Result<Vec<usize>, PlanError> {
 }
 
 /// Builds → trials; trials of needed stages → the stage's gate → its trials; all → report.
-fn graph(
+pub(super) fn graph(
     stages: &[PlannedStage],
     tasks: &[PlannedTask],
     trials: &[Trial],

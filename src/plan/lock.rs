@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Plan;
+use super::shard::Shard;
 use crate::dataset::Origin;
 use crate::manifest::PipelineSource;
 use crate::store::RunStore;
@@ -28,6 +29,10 @@ pub struct LockFile {
     /// The git and dataset sources, pinned: each task's commit and tree id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<LockedSource>,
+    /// In a shard's run (`apply --shard I/N`): which part of the plan the run holds. The
+    /// rest of the file is the whole plan's, the same in every shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
 }
 
 /// A git or dataset source as resolved.
@@ -238,6 +243,115 @@ pub fn locked_mismatches(lock: &LockFile, plan: &LockFile) -> Vec<String> {
     out
 }
 
+/// How the plans of two lock files differ, for `helios merge`: every difference, named
+/// (the first file's side first), or nothing when both are one plan. What does not change
+/// a trial is left out: where the tasks and build contexts are on each machine, the helios
+/// version, and which shard each run holds.
+pub fn plan_differences(first: &LockFile, other: &LockFile) -> Vec<String> {
+    let mut out = Vec::new();
+    if first.pipeline != other.pipeline {
+        out.push(format!(
+            "the pipeline is `{}` in the first and `{}` in the other",
+            first.pipeline, other.pipeline
+        ));
+    }
+    let tasks = |lock: &LockFile| -> BTreeMap<String, (String, String)> {
+        lock.tasks
+            .iter()
+            .map(|t| (t.name.clone(), (t.digest.clone(), t.image.clone())))
+            .collect()
+    };
+    let (a, b) = (tasks(first), tasks(other));
+    for (name, (digest, image)) in &a {
+        match b.get(name) {
+            None => out.push(format!("task `{name}` is only in the first")),
+            Some((d, _)) if d != digest => out.push(format!(
+                "task `{name}` differs: its content digest is {} in the first and {} in the other",
+                &digest[..digest.len().min(12)],
+                &d[..d.len().min(12)]
+            )),
+            Some((_, i)) if i != image => out.push(format!(
+                "task `{name}` runs in `{image}` in the first and `{i}` in the other"
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in b.keys().filter(|n| !a.contains_key(*n)) {
+        out.push(format!("task `{name}` is only in the other"));
+    }
+    if first.params != other.params {
+        out.push("the matrix parameter sets differ".to_string());
+    }
+    out.extend(
+        source_changes(&first.sources, &other.sources)
+            .iter()
+            .map(SourceChange::describe),
+    );
+    let label = |t: &LockedTrial| {
+        let mut label = format!("{}/{}/{}", t.stage, t.task, t.agent);
+        if let Some(model) = &t.model {
+            label.push('/');
+            label.push_str(model);
+        }
+        if t.params != 0 {
+            label.push_str(&format!("/params-{}", t.params));
+        }
+        format!("`{label}#{}`", t.attempt)
+    };
+    let ids = |lock: &LockFile| -> BTreeSet<String> {
+        lock.trials.iter().map(|t| t.id.clone()).collect()
+    };
+    let (a, b) = (ids(first), ids(other));
+    let only = |lock: &LockFile, theirs: &BTreeSet<String>| -> Vec<String> {
+        lock.trials
+            .iter()
+            .filter(|t| !theirs.contains(&t.id))
+            .map(label)
+            .collect()
+    };
+    let (only_first, only_other) = (only(first, &b), only(other, &a));
+    // A trial whose inputs changed keeps its place (stage, task, agent, attempt) under a
+    // new id: said as changed, not as one gone and one new.
+    let changed: Vec<String> = only_first
+        .iter()
+        .filter(|l| only_other.contains(l))
+        .cloned()
+        .collect();
+    let some = |names: &[String]| {
+        let mut text = names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+        if names.len() > 3 {
+            text.push_str(", …");
+        }
+        text
+    };
+    let rest = |names: Vec<String>| -> Vec<String> {
+        names.into_iter().filter(|l| !changed.contains(l)).collect()
+    };
+    let (gone, new) = (rest(only_first), rest(only_other));
+    if !changed.is_empty() {
+        out.push(format!(
+            "{} trial(s) have other ids, their inputs differing ({})",
+            changed.len(),
+            some(&changed)
+        ));
+    }
+    if !gone.is_empty() {
+        out.push(format!(
+            "{} trial(s) are only in the first ({})",
+            gone.len(),
+            some(&gone)
+        ));
+    }
+    if !new.is_empty() {
+        out.push(format!(
+            "{} trial(s) are only in the other ({})",
+            new.len(),
+            some(&new)
+        ));
+    }
+    out
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockedTask {
     pub name: String,
@@ -270,7 +384,11 @@ pub struct LockedTrial {
 }
 
 impl LockFile {
+    /// The lock file of `plan`; for a shard's plan, the whole plan's, naming the shard.
     pub fn of(plan: &Plan) -> LockFile {
+        if let Some(sharded) = &plan.shard {
+            return (*sharded.lock).clone();
+        }
         LockFile {
             format: LOCK_FORMAT,
             helios_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -310,6 +428,7 @@ impl LockFile {
                 })
                 .collect(),
             sources: plan.sources.clone(),
+            shard: None,
         }
     }
 
@@ -345,6 +464,75 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    fn lock(tasks: &[(&str, &str)], trials: &[(&str, &str)]) -> LockFile {
+        LockFile {
+            format: LOCK_FORMAT,
+            helios_version: "1".into(),
+            pipeline: "p".into(),
+            tasks: tasks
+                .iter()
+                .map(|(name, digest)| LockedTask {
+                    name: name.to_string(),
+                    dir: PathBuf::from(format!("/here/{name}")),
+                    digest: digest.to_string(),
+                    image: format!("helios/{name}:x"),
+                })
+                .collect(),
+            builds: Vec::new(),
+            params: vec![BTreeMap::new()],
+            trials: trials
+                .iter()
+                .map(|(id, task)| LockedTrial {
+                    id: id.to_string(),
+                    stage: "s".into(),
+                    task: task.to_string(),
+                    agent: "oracle".into(),
+                    model: None,
+                    params: 0,
+                    attempt: 1,
+                    dir: PathBuf::from(format!("s/{task}")),
+                })
+                .collect(),
+            sources: Vec::new(),
+            shard: None,
+        }
+    }
+
+    #[test]
+    fn plans_differ_by_what_changes_trials_not_by_paths_versions_or_shards() {
+        let first = lock(&[("a", "aaaa"), ("b", "bbbb")], &[("1", "a"), ("2", "b")]);
+        let mut elsewhere = first.clone();
+        elsewhere.tasks[0].dir = PathBuf::from("/there/a");
+        elsewhere.helios_version = "2".into();
+        elsewhere.shard = Some(Shard { index: 2, count: 3 });
+        assert_eq!(plan_differences(&first, &elsewhere), Vec::<String>::new());
+
+        let edited = lock(&[("a", "aaaa"), ("b", "cccc")], &[("1", "a"), ("3", "b")]);
+        assert_eq!(
+            plan_differences(&first, &edited),
+            vec![
+                "task `b` differs: its content digest is bbbb in the first and cccc in the other",
+                "1 trial(s) have other ids, their inputs differing (`s/b/oracle#1`)",
+            ]
+        );
+        let grown = lock(
+            &[("a", "aaaa"), ("b", "bbbb"), ("c", "cccc")],
+            &[("1", "a"), ("2", "b")],
+        );
+        assert_eq!(
+            plan_differences(&first, &grown),
+            vec!["task `c` is only in the other"]
+        );
+        let more = lock(
+            &[("a", "aaaa"), ("b", "bbbb")],
+            &[("1", "a"), ("2", "b"), ("4", "c")],
+        );
+        assert_eq!(
+            plan_differences(&first, &more),
+            vec!["1 trial(s) are only in the other (`s/c/oracle#1`)"]
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub mod cost;
 pub mod digest;
 mod expand;
 pub mod lock;
+pub mod merge;
+pub mod shard;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -248,6 +250,8 @@ pub struct Plan {
     pub sources: Vec<lock::LockedSource>,
     /// Invalid tasks left out (`on_invalid = "skip"`), with their problems.
     pub skipped: Vec<crate::manifest::SkippedTask>,
+    /// For one shard of a plan (`--shard I/N`, [`Plan::shard`]): which, and the whole plan.
+    pub shard: Option<shard::Sharded>,
 }
 
 impl Plan {

@@ -14,6 +14,8 @@ pub mod services;
 pub mod trial;
 
 #[cfg(test)]
+mod shard_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

@@ -4,6 +4,7 @@
 //! viewer and the API read through it, so no other module builds or parses these paths.
 
 pub mod compare;
+mod import;
 pub mod summary;
 pub mod trial;
 

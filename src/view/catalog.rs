@@ -1280,6 +1280,7 @@ mod tests {
             params: vec![Default::default()],
             trials,
             sources: Vec::new(),
+            shard: None,
         };
         lock(vec![trial("a", "s/a__oracle__a1__0000")])
             .write(&run)

@@ -335,6 +335,7 @@ mod tests {
                 dir: PathBuf::from("s/t__a__a1__00"),
             }],
             sources: vec![],
+            shard: None,
         };
         lock.write(&run).unwrap();
         let run = run.canonicalize().unwrap();
