@@ -478,24 +478,6 @@ fn no_network_tasks_have_no_network_and_resources_are_applied() {
     project.assert_clean();
 }
 
-#[test]
-fn an_allowlisted_separate_verifier_is_refused_before_anything_runs() {
-    let project = Project::new("allowlist");
-    project.task(
-        "allow",
-        "[verifier]\nenvironment_mode = \"separate\"\n[verifier.environment]\n\
-         network_mode = \"allowlist\"\nallowed_hosts = [\"pypi.org\"]\n",
-        "true\n",
-        PASS,
-    );
-    project.pipeline("p", "\"oracle\"");
-    let out = project.apply("p");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("is not enforced yet"), "{}", text(&out));
-    assert!(!project.path("runs/p/s").exists(), "nothing ran");
-    project.assert_clean();
-}
-
 /// Issue 27: two applies reaping at once (as after a crash) race to remove the same dead
 /// run's containers; Docker answers the loser 409 ("removal already in progress"). Both
 /// reaps succeed, the dead run's containers are gone, and a container whose pid label is a

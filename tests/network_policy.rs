@@ -177,3 +177,41 @@ fn an_allowlist_of_addresses_holds_for_one_container_and_is_lifted_for_the_tests
     drop((allowed, blocked));
     project.assert_clean();
 }
+
+#[test]
+fn a_separate_verifier_under_an_allowlist_reaches_its_host_and_nothing_else() {
+    let project = Project::new("allowlist-verifier");
+    let allowed = Host::start(&project.label, "bridge", "allowed", None);
+    let blocked = Host::start(&project.label, "bridge", "blocked", None);
+    let (allowed_ip, blocked_ip) = (allowed.address(), blocked.address());
+    let fetch = "fetch() { timeout 5 bash -c \"exec 3<>/dev/tcp/$1/80 && printf 'GET / \
+                 HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3\" 2>/dev/null | tail -n 1; }\n";
+    project.task(
+        "separate",
+        &format!(
+            "artifacts = [\"/app/done.txt\"]\n[agent]\ntimeout_sec = 60.0\n\
+             [verifier]\ntimeout_sec = 30.0\nenvironment_mode = \"separate\"\n\
+             [verifier.environment]\nnetwork_mode = \"allowlist\"\n\
+             allowed_hosts = [\"{allowed_ip}\"]\n"
+        ),
+        "#!/bin/bash\necho done > /app/done.txt\n",
+        &format!(
+            "#!/bin/bash\n{fetch}reached=\"$(fetch {allowed_ip}) $(fetch {blocked_ip})\"\n\
+             echo \"$reached\"\n\
+             if [ -f /app/done.txt ] && [ \"$reached\" = \"allowed \" ]; then echo 1; else echo 0; fi \
+             > /logs/verifier/reward.txt\n"
+        ),
+    );
+    project.write(
+        "tasks/separate/tests/Dockerfile",
+        "FROM debian:bookworm-slim\nLABEL fixture=separate-allowlist\nCOPY test.sh /tests/test.sh\n",
+    );
+    project.pipeline("p", "\"oracle\", \"nop\"");
+    let out = project.apply("p");
+    let results = project.results("p");
+    assert_eq!(out.status.code(), Some(0), "{}\n{results:#?}", text(&out));
+    assert_eq!(results["separate/oracle"]["reward"], 1.0, "{results:#?}");
+    assert_eq!(results["separate/nop"]["reward"], 0.0);
+    drop((allowed, blocked));
+    project.assert_clean();
+}

@@ -212,6 +212,9 @@ pub struct EnvSpec {
     /// With `no_network`: a network of this run to attach to instead of none, one with no
     /// route out whose sandboxes reach only this machine (the model gateway).
     pub isolated_network: Option<String>,
+    /// In force from the start, for its whole life (a separate verifier's `allowlist`);
+    /// a provider that cannot enforce it refuses to create the environment.
+    pub allowlist: Option<Allowlist>,
     /// How long the environment may take to be ready, a remote image build included.
     pub ready_timeout: Duration,
     /// Volumes mounted into the environment (an installed agent's, read-only).
@@ -232,6 +235,9 @@ pub struct ServicesSpec {
     /// spec's.
     pub main: ServiceSpec,
     pub sidecars: Vec<ServiceSpec>,
+    /// Named volumes, made empty for the trial and removed with it (by their names in the
+    /// Compose file).
+    pub volumes: Vec<String>,
     /// How long every service may take to start, become healthy or complete.
     pub deadline: Duration,
 }
@@ -260,6 +266,25 @@ pub struct ServiceSpec {
     pub labels: BTreeMap<String, String>,
     /// Networks that already exist it joins besides the trial's (`external: true`).
     pub networks: Vec<String>,
+    /// The trial's named volumes and this machine's paths mounted into it.
+    pub mounts: Vec<ServiceMount>,
+}
+
+/// A mount of a service of a multi-container environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceMount {
+    /// One of [`ServicesSpec::volumes`], by its name in the Compose file.
+    Volume {
+        name: String,
+        target: String,
+        read_only: bool,
+    },
+    /// A path of this machine (made as a directory when missing).
+    Bind {
+        source: std::path::PathBuf,
+        target: String,
+        read_only: bool,
+    },
 }
 
 /// A container healthcheck, as the engine runs it.

@@ -840,6 +840,7 @@ fn task_runtime(
             no_network: mode == NetworkMode::NoNetwork,
             switches_network,
             isolated_network: None,
+            allowlist: None,
             ready_timeout: Duration::from_secs_f64(m.environment.build_timeout_sec),
             mounts: Vec::new(),
             services: None,
@@ -966,12 +967,18 @@ pub(crate) fn verifier_container(
     let mode = verifier
         .network_mode
         .unwrap_or_else(|| section.resolved_network_mode());
-    if mode == NetworkMode::Allowlist {
-        problems.push(format!(
-            "task `{task}` gives its verifier `network_mode = \"allowlist\"`, which helios does \
-             not support yet; use \"public\" or \"no-network\""
-        ));
-    }
+    let allowlist = (mode == NetworkMode::Allowlist).then(|| {
+        let hosts = verifier
+            .allowed_hosts
+            .as_ref()
+            .unwrap_or(&section.allowed_hosts);
+        crate::env::Allowlist {
+            // Checked by `validate`; an entry that does not parse is left out (never
+            // widened).
+            hosts: hosts.iter().filter_map(|h| h.parse().ok()).collect(),
+            ..Default::default()
+        }
+    });
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -988,6 +995,7 @@ pub(crate) fn verifier_container(
         no_network: mode == NetworkMode::NoNetwork,
         switches_network: false,
         isolated_network: None,
+        allowlist,
         ready_timeout: Duration::from_secs_f64(section.build_timeout_sec),
         mounts: Vec::new(),
         services: None,
