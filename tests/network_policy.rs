@@ -89,13 +89,15 @@ impl Drop for TestNetwork {
 }
 
 #[test]
-fn an_allowlist_lets_the_agent_reach_allowed_names_and_wildcards_and_nothing_else() {
+fn compose_phases_under_an_allowlist_or_no_network_reach_only_what_they_may() {
     let project = Project::new("allowlist");
     std::fs::create_dir_all(project.path("tasks")).unwrap();
-    copy_tree(
-        "tests/fixtures/allowlist/allowlist-hosts",
-        project.path("tasks"),
-    );
+    for task in ["allowlist-hosts", "compose-no-network-agent"] {
+        copy_tree(
+            format!("tests/fixtures/allowlist/{task}"),
+            project.path("tasks"),
+        );
+    }
     // The fixture's Compose file names this network; its hosts have fixed addresses.
     let network = TestNetwork::create("helios-allowlist-test", "10.213.7.0/24", &project.label);
     let hosts = [
@@ -135,6 +137,15 @@ fn an_allowlist_lets_the_agent_reach_allowed_names_and_wildcards_and_nothing_els
         serde_json::json!({"environment": "public", "agent": "allowlist", "verifier": "public"})
     );
     assert_eq!(results["allowlist-hosts/nop"]["reward"], 0.0);
+
+    // A Compose task whose agent phase has no network: the guard closes it, sidecar too.
+    let oracle = &results["compose-no-network-agent/oracle"];
+    assert_eq!(oracle["reward"], 1.0, "{oracle}");
+    assert_eq!(
+        oracle["network"],
+        serde_json::json!({"environment": "public", "agent": "no-network", "verifier": "public"})
+    );
+    assert_eq!(results["compose-no-network-agent/nop"]["reward"], 0.0);
     drop(hosts);
     project.assert_clean();
 }

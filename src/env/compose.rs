@@ -144,7 +144,13 @@ async fn start_all(
     made: &mut Made,
 ) -> Result<(), EnvError> {
     engine
-        .create_trial_network(network, &spec.labels, spec.no_network)
+        // A network that changes between phases is the guard's to close: the trial's
+        // network keeps its route out.
+        .create_trial_network(
+            network,
+            &spec.labels,
+            spec.no_network && !spec.switches_network,
+        )
         .await?;
     made.network = Some(network.to_string());
     for volume in &services.volumes {
@@ -527,14 +533,22 @@ impl Sandbox for ServicesSandbox {
         }))
     }
 
-    /// Only an `allowlist` comes and goes between phases (the services keep their
-    /// network): `main` and the sidecars, which follow it, reach one another, the gateway
-    /// and the allowed hosts.
+    /// The services keep their network; guards in their namespaces make each phase's
+    /// policy: `no-network` is an allowlist of nothing (`main` and the sidecars, which
+    /// follow it, reach one another and the gateway), `public` lifts them.
     async fn set_network(&self, plan: &super::NetworkPlan) -> Result<(), EnvError> {
         let engine = &self.made.engine;
-        let allowlist = match (&plan.allowlist, &self.made.network) {
+        let wanted = match (&plan.allowlist, plan.public) {
+            (Some(allowlist), _) => Some(allowlist.clone()),
+            (None, false) => Some(super::Allowlist {
+                gateway: plan.gateway,
+                ..Default::default()
+            }),
+            (None, true) => None,
+        };
+        let allowlist = match (wanted, &self.made.network) {
             (Some(allowlist), Some(network)) => {
-                let mut allowlist = allowlist.clone();
+                let mut allowlist = allowlist;
                 allowlist
                     .own_networks
                     .extend(engine.network_subnets(network).await?);
@@ -543,7 +557,7 @@ impl Sandbox for ServicesSandbox {
                     .extend(self.made.containers.iter().map(|(name, _)| name.clone()));
                 Some(allowlist)
             }
-            (allowlist, _) => allowlist.clone(),
+            (allowlist, _) => allowlist,
         };
         for (sidecar, guard) in &self.sidecars {
             guard.set(engine, sidecar, allowlist.as_ref()).await?;

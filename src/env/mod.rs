@@ -327,6 +327,9 @@ pub struct NetworkPlan {
     pub isolated: Option<String>,
     /// With `public`: only these destinations are reachable (`allowlist`).
     pub allowlist: Option<Allowlist>,
+    /// The model gateway's address as the sandbox sees it, for a provider that keeps it
+    /// reachable by rules rather than by networks.
+    pub gateway: Option<std::net::SocketAddr>,
 }
 
 impl NetworkPlan {

@@ -790,16 +790,11 @@ fn task_runtime(
     // An allowlist is put in force phase by phase (agent installs and setup are not under
     // the agent's), like a change of network.
     let switches_network = phases.iter().any(|p| *p != mode) || !allowlists.is_empty();
-    // Between a network with a route out (public, allowlist) and none.
-    let routed = |m: NetworkMode| m != NetworkMode::NoNetwork;
-    let changes_networks = phases.iter().any(|p| routed(*p) != routed(mode));
-    if (switches_network && remote)
-        || (changes_networks && crate::manifest::task_support::compose_file(&task.dir).is_some())
-    {
+    if switches_network && remote {
         problems.push(format!(
             "task `{}` changes its network between phases (`[agent]` or `[verifier]` \
-             `network_mode` unlike `[environment]`'s), which helios does for one container \
-             on Docker only (not on Daytona, not for Compose tasks)",
+             `network_mode` unlike `[environment]`'s), which helios does on Docker only: \
+             run it with `provider = \"docker\"`",
             task.name
         ));
     }

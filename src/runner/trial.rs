@@ -549,22 +549,23 @@ impl Networks {
             None => !setup.task.container.no_network,
         };
         // Under `allowlist`: the phase's hosts, and the model gateway always.
+        let gateway = env
+            .gateway
+            .and_then(Result::ok)
+            .map(|gateway| gateway.address());
         let allowlist = public
             .then(|| setup.task.allowlists.get(phase))
             .flatten()
             .map(|hosts| crate::env::Allowlist {
                 hosts: hosts.clone(),
-                gateway: env
-                    .gateway
-                    .and_then(Result::ok)
-                    .map(|gateway| gateway.address()),
-                own_networks: Vec::new(),
-                own_names: Vec::new(),
+                gateway,
+                ..Default::default()
             });
         let plan = crate::env::NetworkPlan {
             public,
             isolated: env.isolated_network.map(str::to_string),
             allowlist,
+            gateway,
         };
         instance.set_network(&plan).await?;
         self.by_phase
