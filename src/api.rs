@@ -31,8 +31,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::agent::trajectory::{ToolStep, Trajectory};
 use crate::agent::{AgentKind, AgentLimits};
-use crate::env::daytona::Credentials;
-use crate::env::{DaytonaSettings, Provider};
+use crate::env::{Credentials, DaytonaSettings, Provider};
 use crate::events::RunEvent;
 use crate::events::TrialStatus;
 use crate::manifest::pipeline::{
@@ -757,7 +756,7 @@ mod tests {
     use super::*;
 
     fn agent_kind(runner: &AgentRunner) -> Option<AgentKind> {
-        let pipeline = runner.pipeline("r", Provider::Docker).unwrap();
+        let pipeline = runner.pipeline("r", Provider::default()).unwrap();
         pipeline.manifest.agents.values().next().map(|a| a.kind)
     }
 

@@ -220,10 +220,11 @@ impl From<&EnvError> for ErrorKind {
             EnvError::NotReady { .. } => ErrorKind::SandboxNotReady,
             EnvError::Cancelled => ErrorKind::Cancelled,
             EnvError::Unhealthy { .. } | EnvError::ServiceFailed { .. } => ErrorKind::Unhealthy,
-            EnvError::NoAnswer {
-                provider: Provider::Docker,
-                ..
-            } => ErrorKind::DockerError,
+            // The stable kinds name the engine on this machine `docker_error` and a remote
+            // provider's API `daytona_error`.
+            EnvError::NoAnswer { provider, .. } if provider.capabilities().runs_here => {
+                ErrorKind::DockerError
+            }
             EnvError::NoAnswer { .. } => ErrorKind::DaytonaError,
         }
     }

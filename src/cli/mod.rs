@@ -250,9 +250,10 @@ pub enum Command {
         /// Only what carries this label (repeatable).
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
-        /// Where to clean up: `docker`, `daytona` (needs `DAYTONA_API_KEY`) or `all`.
-        #[arg(long, value_enum, default_value = "docker")]
-        provider: GcProvider,
+        /// Where to clean up: a provider (`docker`, `daytona` with `DAYTONA_API_KEY`) or
+        /// `all`.
+        #[arg(long, default_value = "docker", value_parser = parse_gc_providers)]
+        provider: GcProviders,
     },
     /// Print the JSON Schema of a manifest kind.
     Schema {
@@ -289,21 +290,22 @@ pub enum DatasetsCommand {
     Verify,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GcProvider {
-    Docker,
-    Daytona,
-    All,
-}
+/// The providers `helios gc` cleans up: one by name, or `all`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcProviders(Vec<Provider>);
 
-impl GcProvider {
-    fn providers(self) -> Vec<Provider> {
-        match self {
-            GcProvider::Docker => vec![Provider::Docker],
-            GcProvider::Daytona => vec![Provider::Daytona],
-            GcProvider::All => vec![Provider::Docker, Provider::Daytona],
-        }
+fn parse_gc_providers(text: &str) -> Result<GcProviders, String> {
+    if text == "all" {
+        return Ok(GcProviders(Provider::all().collect()));
     }
+    Provider::from_name(text)
+        .map(|provider| GcProviders(vec![provider]))
+        .ok_or_else(|| {
+            format!(
+                "no provider `{text}`: one of {}, or `all`",
+                Provider::ALL.map(|p| format!("`{p}`")).join(", ")
+            )
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -559,7 +561,7 @@ async fn dispatch(cli: Cli) -> ExitStatus {
                 .into_iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            gc::run(&filters, &provider.providers()).await
+            gc::run(&filters, &provider.0).await
         }
         Command::Schema { kind } => schema::run(kind),
         Command::Datasets { command } => match command {

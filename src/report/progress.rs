@@ -58,10 +58,17 @@ fn build_line(tag: &str, outcome: BuildOutcome, seconds: f64) -> String {
 }
 
 /// How the progress lines name a provider's engine.
-fn engine_name(provider: Provider) -> String {
-    match provider {
-        Provider::Docker => "the Docker engine".to_string(),
-        other => format!("the {other} API"),
+fn engine_name(provider: Provider) -> &'static str {
+    provider.engine_name()
+}
+
+/// What a provider's environments are called in a count: its own noun where it runs them
+/// on this machine (`container`), else with its name (`daytona sandbox`).
+fn instances(provider: Provider) -> String {
+    if provider.capabilities().runs_here {
+        provider.instances_noun().to_string()
+    } else {
+        format!("{provider} {}", provider.instances_noun())
     }
 }
 
@@ -81,15 +88,12 @@ fn note(event: &RunEvent) -> Option<String> {
         RunEvent::PullFailed { image, tag, error } => format!(
             "cannot pull `{image}` ({error}); building {tag} from the task's Dockerfile instead"
         ),
-        RunEvent::Reaped { provider: Provider::Docker, count } => {
-            format!("removed {count} container(s) left by runs that died")
-        }
         RunEvent::Reaped { provider, count } => {
-            format!("removed {count} {provider} sandbox(es) left by runs that died")
+            format!("removed {count} {} left by runs that died", instances(*provider))
         }
         RunEvent::TeardownFailed { label, provider, id, error, .. } => format!(
             "{label}: the {provider} {} `{id}` could not be removed and may still run: {error} (the next `helios apply` or `helios gc` removes it)",
-            if *provider == Provider::Docker { "container" } else { "sandbox" }
+            provider.instance_noun()
         ),
         RunEvent::ReapFailed { provider, error } => format!(
             "warning: could not remove everything runs that died left on {}: {error} (the run goes on; the next apply tries again)",
@@ -106,7 +110,7 @@ fn note(event: &RunEvent) -> Option<String> {
         RunEvent::CreateAbandoned { label, provider, .. } => format!(
             "{label}: {} did not answer while making its {}; one may be left, and the next `helios apply` or `helios gc` removes it",
             engine_name(*provider),
-            if *provider == Provider::Docker { "container" } else { "sandbox" }
+            provider.instance_noun()
         ),
         RunEvent::InstallStarted { agents, volume } => {
             format!("checking the install of {} ({volume})", agents.join(", "))
@@ -382,7 +386,7 @@ mod tests {
                 builds: 1,
             },
             RunEvent::Reaped {
-                provider: Provider::Docker,
+                provider: Provider::default(),
                 count: 2,
             },
             RunEvent::BuildStarted {
@@ -441,28 +445,28 @@ mod tests {
             RunEvent::TeardownFailed {
                 index: TrialIndex(3),
                 label: "eval/hello-file/terminal@sonnet#1".into(),
-                provider: Provider::Docker,
+                provider: Provider::default(),
                 id: "0123abcd".into(),
                 error: "the Docker engine failed: conflict".into(),
             },
             RunEvent::EngineStalled {
-                provider: Provider::Docker,
+                provider: Provider::default(),
                 seconds: 30.0,
                 trials: 2,
             },
             RunEvent::EngineAnswered {
-                provider: Provider::Docker,
+                provider: Provider::default(),
                 seconds: 42.0,
             },
             RunEvent::ReapFailed {
-                provider: Provider::Docker,
+                provider: Provider::default(),
                 error: "the Docker engine failed: no space left on device".into(),
             },
             RunEvent::Cancelling,
             RunEvent::CreateAbandoned {
                 index: TrialIndex(4),
                 label: "eval/other/terminal@sonnet#1".into(),
-                provider: Provider::Docker,
+                provider: Provider::default(),
             },
             finished(
                 4,
@@ -509,7 +513,7 @@ mod tests {
             usage: None,
             cost_usd: (agent == "terminal").then_some(0.0125),
             image: "helios/hello-file:2319e39b24ad".into(),
-            provider: Provider::Docker,
+            provider: Provider::default(),
             container: None,
             retried: Vec::new(),
             teardown_errors: Vec::new(),

@@ -37,9 +37,9 @@ pub use trial::{CANCEL_GRACE, Grace};
 
 use resources::Ledger;
 
-use crate::env::daytona::Credentials;
 use crate::env::{
-    BuildSpec, Engine, EnvError, ImageUnfit, InstallSpec, Labels, OpenOptions, ProbeSpec, Provider,
+    BuildSpec, Credentials, Engine, EnvError, ImageUnfit, InstallSpec, Labels, OpenOptions,
+    ProbeSpec, Provider,
 };
 use crate::events::{BuildOutcome, RunEvent, SkipReason, TrialIndex, TrialStatus};
 use crate::gateway::Gateway;
@@ -266,8 +266,7 @@ impl Run {
             }
         }
         let setups = prepare(pipeline, &plan, &host).map_err(RunError::Preflight)?;
-        let missing: Vec<String> = [Provider::Docker, Provider::Daytona]
-            .into_iter()
+        let missing: Vec<String> = Provider::all()
             .filter(|p| plan.uses(*p) && !engines.contains_key(p))
             .map(|p| format!("no engine was given for the provider `{p}` the plan uses"))
             .collect();
@@ -452,7 +451,7 @@ impl Run {
 fn host_lookup(options: &ApplyOptions) -> impl Fn(&str) -> Option<String> + Sync + use<> {
     let credentials = options.daytona.clone();
     move |name: &str| match &credentials {
-        Some(credentials) if name.starts_with("DAYTONA_") => credentials.lookup(name),
+        Some(credentials) if credentials.owns(name) => credentials.lookup(name),
         _ => std::env::var(name).ok(),
     }
 }
@@ -559,7 +558,7 @@ async fn open_engines(
         ..OpenOptions::default()
     };
     let mut engines = BTreeMap::new();
-    for provider in [Provider::Docker, Provider::Daytona] {
+    for provider in Provider::all() {
         if !plan.uses(provider) {
             continue;
         }
@@ -704,6 +703,12 @@ async fn watch_engine(
     }
 }
 
+/// The engine installed agents are installed on and run in: the one whose provider can
+/// (the pre-flight refuses installed agents on the others).
+fn installing(engines: &BTreeMap<Provider, Engine>) -> Option<&Engine> {
+    engines.values().find(|e| e.capabilities().installed_agents)
+}
+
 /// Makes sure every installed agent that trials still to run use is installed, one install
 /// at a time, before any trial starts; a failed install fails the run with the installer's
 /// output.
@@ -721,7 +726,7 @@ async fn install_agents(
             *state != TrialState::Done
                 && plan.agents[trial.agent as usize].recipe.as_ref() == Some(&install.recipe)
         });
-        let Some(engine) = engines.get(&Provider::Docker).filter(|_| needed) else {
+        let Some(engine) = installing(engines).filter(|_| needed) else {
             continue;
         };
         let _ = events.send(RunEvent::InstallStarted {
@@ -777,7 +782,7 @@ async fn check_images(
     events: &UnboundedSender<RunEvent>,
 ) -> Result<BTreeSet<usize>, RunError> {
     let mut checked = BTreeSet::new();
-    let Some(engine) = engines.get(&Provider::Docker) else {
+    let Some(engine) = installing(engines) else {
         return Ok(checked);
     };
     let mut pairs: Vec<(usize, usize)> = plan
@@ -785,7 +790,7 @@ async fn check_images(
         .iter()
         .zip(states)
         .filter(|(_, state)| **state != TrialState::Done)
-        .filter(|(t, _)| plan.provider(t) == Provider::Docker)
+        .filter(|(t, _)| plan.provider(t) == engine.provider())
         .filter(|(t, _)| plan.agents[t.agent as usize].recipe.is_some())
         .map(|(t, _)| (t.task as usize, t.agent as usize))
         .collect();
