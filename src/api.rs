@@ -44,7 +44,9 @@ use crate::runner::{ApplyOptions, Run, RunError};
 use crate::store::RunStore;
 use crate::store::trial::{ErrorInfo, TrialResult};
 
+mod adhoc;
 mod prompt;
+pub use adhoc::{AdHoc, AdHocError, AdHocSource};
 pub use prompt::{Agent, DEFAULT_AGENT_MODEL, Message, Role, Runner};
 
 /// How one run behaves. The defaults are those of the reference `RunConfig`.

@@ -187,18 +187,47 @@ pub enum Command {
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
     },
-    /// Run one task with one agent, printing what the agent does as it happens.
+    /// Run an agent on tasks: one task directory (printing what the agent does as it
+    /// happens), or a glob, a registry dataset or a git repository, with any agent, as the
+    /// pipeline `--save` writes (run through `apply`).
     Run {
-        /// The task directory.
-        #[arg(value_name = "TASK_DIR")]
+        /// A task directory, a directory or glob of tasks, `NAME@VERSION` of a registry, or
+        /// a git repository URL.
+        #[arg(value_name = "TASK_DIR|GLOB|NAME@VERSION|GIT_URL")]
         task: PathBuf,
-        /// `oracle`, `nop`, `terminal`, `computer-use` or `command` (default: `terminal` with `--model`,
-        /// `oracle` without).
-        #[arg(long)]
+        /// `oracle`, `nop`, `terminal`, `computer-use`, `command`, or a catalog agent
+        /// (`claude-code`, `codex`, ...) (default: `terminal` with `--model`, `oracle`
+        /// without).
+        #[arg(long, short = 'a')]
         agent: Option<String>,
         /// The model: `provider/model`, `claude-*`, `gpt-*`, `gemini-*`, or `scripted`.
-        #[arg(long)]
+        #[arg(long, short = 'm')]
         model: Option<String>,
+        /// Trials per task (runs as a pipeline).
+        #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        attempts: Option<u32>,
+        /// Trials at once (runs as a pipeline).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        concurrency: Option<u32>,
+        /// Write the pipeline this run is to FILE, and run it: `helios apply FILE` runs it
+        /// again, finding done what is done.
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
+        /// With `--save`: write the pipeline and print its plan, running nothing.
+        #[arg(long, requires = "save")]
+        dry_run: bool,
+        /// The pipeline's name (results in `<output-dir>/<name>`; default `run`).
+        #[arg(long, default_value = "run")]
+        name: String,
+        /// For `NAME@VERSION`: a registry URL or file in Harbor's format (repeatable).
+        #[arg(long, value_name = "URL|PATH")]
+        registry: Vec<String>,
+        /// For a git repository: a commit, tag or branch.
+        #[arg(long)]
+        rev: Option<String>,
+        /// For a git repository: the glob of task directories inside it.
+        #[arg(long, value_name = "GLOB")]
+        path: Option<String>,
         /// For `--model scripted`: the file of replies.
         #[arg(long, value_name = "FILE")]
         script: Option<PathBuf>,
@@ -510,6 +539,14 @@ async fn dispatch(cli: Cli) -> ExitStatus {
             task,
             agent,
             model,
+            attempts,
+            concurrency,
+            save,
+            dry_run,
+            name,
+            registry,
+            rev,
+            path,
             script,
             command,
             base_url,
@@ -526,6 +563,16 @@ async fn dispatch(cli: Cli) -> ExitStatus {
                 task,
                 agent,
                 model,
+                pipeline: run::PipelineArgs {
+                    attempts,
+                    concurrency,
+                    save,
+                    dry_run,
+                    name,
+                    registries: registry,
+                    rev,
+                    path,
+                },
                 script,
                 command,
                 base_url,
