@@ -39,15 +39,17 @@ use crate::manifest::pipeline::{
 };
 use crate::manifest::{ManifestError, Pipeline, load_task};
 use crate::model::{ModelParams, ModelSpec};
-use crate::plan::{Plan, PlanError};
-use crate::runner::{ApplyOptions, Run, RunError};
+use crate::plan::PlanError;
+use crate::runner::{ApplyOptions, RunError};
 use crate::store::RunStore;
 use crate::store::trial::{ErrorInfo, TrialResult};
 
 mod adhoc;
 mod prompt;
+pub mod session;
 pub use adhoc::{AdHoc, AdHocError, AdHocSource};
 pub use prompt::{Agent, DEFAULT_AGENT_MODEL, Message, Role, Runner};
+pub use session::{OpenSession, PlanOptions, Session, SessionError};
 
 /// How one run behaves. The defaults are those of the reference `RunConfig`.
 #[derive(Debug, Clone, PartialEq)]
@@ -360,18 +362,24 @@ impl AgentRunner {
             format!("{task}-{millis}")
         });
         let pipeline = self.pipeline(&run_id, provider)?;
-        let plan = Plan::of(&pipeline)?;
-        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let session = Session::new(pipeline, &PlanOptions::default()).map_err(|e| match e {
+            SessionError::Invalid(e) => RunnerError::InvalidTask(e),
+            SessionError::Plan(e) => RunnerError::Plan(e),
+        })?;
         let options = ApplyOptions {
             labels: self.labels.clone(),
             daytona: self.credentials.clone(),
             ..ApplyOptions::default()
         };
-        let run = Run::open(&pipeline, plan, options, &events).await?;
-        let (receiver, viewer_url) = if self.watch {
-            watch(&self.output_dir, run.run_dir(), receiver).await?
+        let run = session.open(options).await?;
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let mut reporters: Vec<Box<dyn crate::events::Reporter>> = vec![Box::new(events)];
+        let viewer_url = if self.watch {
+            let (recorder, url) = watch(&self.output_dir, run.run_dir()).await?;
+            reporters.insert(0, recorder);
+            url
         } else {
-            (receiver, None)
+            None
         };
         let cancel = CancellationToken::new();
         let token = cancel.clone();
@@ -381,7 +389,7 @@ impl AgentRunner {
         let trace = self.config.trace_enabled;
         let keep_alive = self.keep_alive.clone();
         let handle = tokio::spawn(async move {
-            let outcome = run.execute(token, events).await?;
+            let outcome = run.execute(reporters, token).await?;
             drop(keep_alive);
             let trial = outcome
                 .trials
@@ -726,30 +734,42 @@ pub fn task_dir(path: &Path) -> PathBuf {
 
 /// Serves the viewer over `output_dir` while the run in `run_dir` goes on: events pass
 /// through it on their way to the stream.
+/// Serves the viewer over `run_dir` while the run goes on: its recorder, a reporter that
+/// stops the viewer when the run's events end, and the run's page.
 #[cfg(feature = "viewer")]
 async fn watch(
     output_dir: &Path,
     run_dir: &Path,
-    receiver: UnboundedReceiver<RunEvent>,
-) -> Result<(UnboundedReceiver<RunEvent>, Option<String>), RunnerError> {
-    use crate::view::{ViewOptions, Viewer};
+) -> Result<(Box<dyn crate::events::Reporter>, Option<String>), RunnerError> {
+    use crate::view::{Recorder, ViewOptions, Viewer};
+    struct Watching {
+        recorder: Recorder,
+        viewer: Option<Viewer>,
+    }
+    impl crate::events::Reporter for Watching {
+        fn event(&mut self, event: &RunEvent) {
+            self.recorder.record(event);
+        }
+        fn finish(&mut self) {
+            if let Some(viewer) = self.viewer.take() {
+                tokio::spawn(viewer.stop());
+            }
+        }
+    }
     let viewer = Viewer::watch(ViewOptions::new(output_dir), run_dir).await?;
     let url = viewer.page_of(run_dir);
-    let (forwarded, receiver_after) = tokio::sync::mpsc::unbounded_channel();
-    let recorder = viewer.recorder();
-    tokio::spawn(async move {
-        recorder.forward(receiver, forwarded).await;
-        viewer.stop().await;
-    });
-    Ok((receiver_after, Some(url)))
+    let watching = Watching {
+        recorder: viewer.recorder(),
+        viewer: Some(viewer),
+    };
+    Ok((Box::new(watching), Some(url)))
 }
 
 #[cfg(not(feature = "viewer"))]
 async fn watch(
     _output_dir: &Path,
     _run_dir: &Path,
-    _receiver: UnboundedReceiver<RunEvent>,
-) -> Result<(UnboundedReceiver<RunEvent>, Option<String>), RunnerError> {
+) -> Result<(Box<dyn crate::events::Reporter>, Option<String>), RunnerError> {
     Err(RunnerError::NoViewer)
 }
 

@@ -10,19 +10,30 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::memory;
 use crate::env::Provider;
 use crate::events::TrialStatus;
-use crate::events::{BuildOutcome, RunEvent, SkipReason};
+use crate::events::{BuildOutcome, Reporter, RunEvent, SkipReason};
 
 /// Consumes events until the channel closes.
-pub async fn report(mut events: UnboundedReceiver<RunEvent>) {
-    let mut view: Box<dyn View + Send> = if std::io::stderr().is_terminal() {
+pub async fn report(events: UnboundedReceiver<RunEvent>) {
+    crate::events::feed(events, vec![reporter()]).await;
+}
+
+/// The progress reporter: bars on a terminal, lines otherwise.
+pub fn reporter() -> Box<dyn Reporter> {
+    if std::io::stderr().is_terminal() {
         Box::new(Bars::default())
     } else {
         Box::new(Lines::default())
-    };
-    while let Some(event) = events.recv().await {
-        view.show(&event);
     }
-    view.close();
+}
+
+impl<V: View + Send> Reporter for V {
+    fn event(&mut self, event: &RunEvent) {
+        self.show(event);
+    }
+
+    fn finish(&mut self) {
+        self.close();
+    }
 }
 
 trait View {
