@@ -100,6 +100,25 @@ pub enum RunStatus {
     Cancelled,
 }
 
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl From<TrialStatus> for RunStatus {
     fn from(status: TrialStatus) -> RunStatus {
         match status {
@@ -441,10 +460,13 @@ impl AgentRunner {
             AgentKind::Oracle => "oracle".to_string(),
             AgentKind::Nop => "nop".to_string(),
             _ => {
+                // Named as people know them: the kind (`terminal`) and the model's id
+                // without its provider (`claude-sonnet-4-5`), in labels and directories.
                 let model = match (&self.model, kind.needs_model()) {
                     (Some(id), _) => {
+                        let name = id.rsplit('/').next().unwrap_or(id).to_string();
                         models.insert(
-                            "model".to_string(),
+                            name.clone(),
                             ModelSpec {
                                 id: id.clone(),
                                 base_url: self.base_url.clone(),
@@ -457,13 +479,13 @@ impl AgentRunner {
                                 request_timeout_sec: None,
                             },
                         );
-                        Some("model".to_string())
+                        Some(name)
                     }
                     (None, true) => return Err(RunnerError::NeedsModel(kind.as_str().to_string())),
                     (None, false) => None,
                 };
                 agents.insert(
-                    "agent".to_string(),
+                    kind.as_str().to_string(),
                     AgentSpec {
                         kind,
                         model,
@@ -487,7 +509,7 @@ impl AgentRunner {
                         safety_checks: None,
                     },
                 );
-                "agent".to_string()
+                kind.as_str().to_string()
             }
         };
         let manifest = PipelineManifest {
@@ -625,6 +647,23 @@ impl RunnerError {
     }
 }
 
+/// `verbose`: the event on standard error, as `helios run` prints it.
+#[cfg(feature = "cli")]
+fn say(event: &RunEvent) {
+    if let Some(line) = crate::report::progress::transcript_line(event) {
+        eprintln!("{line}");
+    }
+}
+
+/// `verbose`: the event on standard error, as JSON (the readable lines come with the `cli`
+/// feature).
+#[cfg(not(feature = "cli"))]
+fn say(event: &RunEvent) {
+    if let Ok(line) = serde_json::to_string(event) {
+        eprintln!("{line}");
+    }
+}
+
 /// A run in progress: its events, then its result.
 pub struct RunStream {
     events: UnboundedReceiver<RunEvent>,
@@ -644,7 +683,7 @@ impl RunStream {
             self.context.turn_count = *turn;
         }
         if self.verbose {
-            eprintln!("{}", describe(&event));
+            say(&event);
         }
         self.context.history.push(event.clone());
         Some(event)
@@ -679,50 +718,6 @@ impl RunStream {
     }
 }
 
-/// One line for an event, as `helios run` prints it.
-pub fn describe(event: &RunEvent) -> String {
-    let short = |text: &str| crate::agent::terminal::truncate_middle(text.trim_end(), 400);
-    match event {
-        RunEvent::AgentText { text, .. } => format!("text: {}", short(text)),
-        RunEvent::ToolCall { name, input, .. } => format!("tool_call: {name} {input}"),
-        RunEvent::ToolResult {
-            name,
-            output,
-            is_error,
-            images,
-            ..
-        } => {
-            let mut said = short(output);
-            for image in images {
-                if !said.is_empty() {
-                    said.push(' ');
-                }
-                said.push_str(&format!("[image {image}]"));
-            }
-            format!(
-                "tool_result: {name}{}: {said}",
-                if *is_error { " (error)" } else { "" },
-            )
-        }
-        RunEvent::AgentTurn { turn, .. } => format!("turn {turn}"),
-        RunEvent::TrialPhase { phase, .. } => format!("phase: {phase}"),
-        RunEvent::TrialStep {
-            step, number, of, ..
-        } => format!("step {step} ({number}/{of})"),
-        RunEvent::TrialStarted { label, .. } => format!("started {label}"),
-        RunEvent::TrialFinished { status, reward, .. } => {
-            format!("finished: {status:?} reward={reward:?}")
-        }
-        RunEvent::BuildStarted { tag } => format!("building {tag}"),
-        RunEvent::BuildFinished {
-            tag,
-            outcome,
-            seconds,
-        } => format!("image {tag}: {outcome:?} ({seconds:.1}s)"),
-        other => format!("{other:?}"),
-    }
-}
-
 /// The task directory of a path given as `task.toml` or as the directory.
 pub fn task_dir(path: &Path) -> PathBuf {
     if path.file_name().is_some_and(|n| n == "task.toml") {
@@ -732,8 +727,6 @@ pub fn task_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// Serves the viewer over `output_dir` while the run in `run_dir` goes on: events pass
-/// through it on their way to the stream.
 /// Serves the viewer over `run_dir` while the run goes on: its recorder, a reporter that
 /// stops the viewer when the run's events end, and the run's page.
 #[cfg(feature = "viewer")]

@@ -6,8 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use super::{ExitStatus, apply, failure};
-use crate::api::{AdHoc, AdHocSource, AgentRunner, RunConfig, RunStatus, describe, task_dir};
+use crate::api::{AdHoc, AdHocSource, AgentRunner, RunConfig, RunStatus, task_dir};
 use crate::env::Provider;
+use crate::events::Reporter;
+use crate::report::progress::Transcript;
 
 /// What makes a run a pipeline.
 pub(super) struct PipelineArgs {
@@ -86,7 +88,7 @@ pub(super) async fn run(args: RunArgs) -> ExitStatus {
         loop {
             tokio::select! {
                 event = stream.next() => match event {
-                    Some(event) => println!("{}", describe(&event)),
+                    Some(event) => Transcript.event(&event),
                     None => break,
                 },
                 _ = &mut interrupted => {
@@ -98,7 +100,7 @@ pub(super) async fn run(args: RunArgs) -> ExitStatus {
         match stream.result().await {
             Ok(result) => {
                 println!();
-                println!("status:   {:?}", result.status);
+                println!("status:   {}", result.status);
                 println!("success:  {}", result.success);
                 println!(
                     "reward:   {}",

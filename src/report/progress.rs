@@ -83,6 +83,70 @@ fn instances(provider: Provider) -> String {
     }
 }
 
+/// The transcript of one trial as `helios run` prints it: what the agent does (text, tool
+/// calls and results, turns), its phases and steps, then the lines the progress views
+/// print; an event with nothing to say prints nothing.
+pub struct Transcript;
+
+impl Reporter for Transcript {
+    fn event(&mut self, event: &RunEvent) {
+        if let Some(line) = transcript_line(event) {
+            println!("{line}");
+        }
+    }
+}
+
+/// One line of [`Transcript`] for an event, if it has one.
+pub fn transcript_line(event: &RunEvent) -> Option<String> {
+    let short = |text: &str| crate::agent::terminal::truncate_middle(text.trim_end(), 400);
+    Some(match event {
+        RunEvent::AgentText { text, .. } => format!("text: {}", short(text)),
+        RunEvent::ToolCall { name, input, .. } => format!("tool_call: {name} {input}"),
+        RunEvent::ToolResult {
+            name,
+            output,
+            is_error,
+            images,
+            ..
+        } => {
+            let mut said = short(output);
+            for image in images {
+                if !said.is_empty() {
+                    said.push(' ');
+                }
+                said.push_str(&format!("[image {image}]"));
+            }
+            format!(
+                "tool_result: {name}{}: {said}",
+                if *is_error { " (error)" } else { "" },
+            )
+        }
+        RunEvent::AgentTurn { turn, .. } => format!("turn {turn}"),
+        RunEvent::TrialPhase { phase, .. } => format!("phase: {phase}"),
+        RunEvent::TrialStep {
+            step, number, of, ..
+        } => format!("step {step} ({number}/{of})"),
+        RunEvent::TrialStarted { label, .. } => format!("started {label}"),
+        RunEvent::TrialFinished {
+            label,
+            status,
+            reward,
+            error_kind,
+            ..
+        } => format!(
+            "{label}: {}",
+            outcome(*status, *reward, error_kind.map(|k| k.as_str()))
+        ),
+        RunEvent::BuildStarted { tag } => format!("building {tag}"),
+        RunEvent::BuildFinished {
+            tag,
+            outcome,
+            seconds,
+        } => build_line(tag, *outcome, *seconds),
+        other => return note(other),
+    })
+}
+
 /// The line both views print for an event, if it has one of its own.
 fn note(event: &RunEvent) -> Option<String> {
     Some(match event {
@@ -495,6 +559,28 @@ mod tests {
         let mut lines = Lines::default();
         let printed: Vec<String> = events().iter().filter_map(|e| lines.line(e)).collect();
         insta::assert_snapshot!(printed.join("\n"));
+    }
+
+    #[test]
+    fn the_transcript_has_no_debug_text() {
+        for event in events() {
+            if let Some(line) = transcript_line(&event) {
+                for debug in ["Some(", "None", " { ", "Cached", "Built "] {
+                    assert!(!line.contains(debug), "{line:?} has {debug:?}");
+                }
+            }
+        }
+        let finished = transcript_line(&RunEvent::TrialFinished {
+            index: TrialIndex(0),
+            label: "run/hello/terminal@sonnet#1".into(),
+            status: TrialStatus::Completed,
+            reward: Some(1.0),
+            error_kind: None,
+        });
+        assert_eq!(
+            finished.as_deref(),
+            Some("run/hello/terminal@sonnet#1: completed reward=1")
+        );
     }
 
     fn result(
