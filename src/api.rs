@@ -194,7 +194,7 @@ pub enum RunnerError {
     #[error("the task is not valid:\n{0}")]
     InvalidTask(#[from] ManifestError),
     #[error(
-        "unknown agent `{0}` (hint: use `oracle`, `nop`, `terminal`, `computer-use` or `command`)"
+        "unknown agent `{0}` (hint: use `oracle`, `nop`, `terminal`, `computer-use`, `command`, or a catalog agent such as `claude-code`)"
     )]
     UnknownAgent(String),
     #[error("unknown provider `{0}` (hint: use `docker` or `daytona`)")]
@@ -452,8 +452,15 @@ impl AgentRunner {
             Some("terminal") => AgentKind::Terminal,
             Some("command") => AgentKind::Command,
             Some("computer-use") => AgentKind::ComputerUse,
+            Some(name) if crate::agent::installed::names().any(|n| n == name) => {
+                AgentKind::Installed
+            }
             Some(other) => return Err(RunnerError::UnknownAgent(other.to_string())),
         };
+        // An installed agent is named as the catalog names it (`claude-code`).
+        let catalog =
+            (kind == AgentKind::Installed).then(|| self.agent.clone().unwrap_or_default());
+        let declared = catalog.clone().unwrap_or_else(|| kind.as_str().to_string());
         let mut models = BTreeMap::new();
         let mut agents = BTreeMap::new();
         let agent_name = match kind {
@@ -485,14 +492,14 @@ impl AgentRunner {
                     (None, false) => None,
                 };
                 agents.insert(
-                    kind.as_str().to_string(),
+                    declared.clone(),
                     AgentSpec {
                         kind,
                         model,
                         system_prompt: self.system_prompt.as_ref().map(|p| p.display().to_string()),
                         user_prompt: self.user_prompt.as_ref().map(|p| p.display().to_string()),
                         command: self.command.clone(),
-                        agent: None,
+                        agent: catalog,
                         version: None,
                         runtime: None,
                         install: None,
@@ -509,7 +516,7 @@ impl AgentRunner {
                         safety_checks: None,
                     },
                 );
-                kind.as_str().to_string()
+                declared
             }
         };
         let manifest = PipelineManifest {
@@ -773,6 +780,26 @@ mod tests {
     fn agent_kind(runner: &AgentRunner) -> Option<AgentKind> {
         let pipeline = runner.pipeline("r", Provider::default()).unwrap();
         pipeline.manifest.agents.values().next().map(|a| a.kind)
+    }
+
+    #[test]
+    fn a_catalog_agent_is_an_installed_agent_named_as_the_catalog_names_it() {
+        let runner = AgentRunner::new("tasks/create-hello-file")
+            .agent("codex")
+            .model("scripted");
+        assert_eq!(agent_kind(&runner), Some(AgentKind::Installed));
+        let pipeline = runner.pipeline("r", Provider::default()).unwrap();
+        let codex = &pipeline.manifest.agents["codex"];
+        assert_eq!(codex.agent.as_deref(), Some("codex"));
+        assert_eq!(codex.model.as_deref(), Some("scripted"));
+        let plan = crate::plan::Plan::of(&pipeline).unwrap();
+        assert!(plan.agents[0].recipe.is_some(), "{:?}", plan.agents);
+        assert!(matches!(
+            AgentRunner::new("tasks/create-hello-file")
+                .agent("codex")
+                .pipeline("r", Provider::default()),
+            Err(RunnerError::NeedsModel(_))
+        ));
     }
 
     #[test]

@@ -127,6 +127,9 @@ impl ApplyOptions {
 pub enum RunError {
     #[error("the run cannot start:\n  - {}", .0.join("\n  - "))]
     Preflight(Vec<String>),
+    /// A provider the plan uses lacks its credentials on this host, or refused them.
+    #[error("the run cannot start:\n  - {}", .0.join("\n  - "))]
+    Credentials(Vec<String>),
     #[error(transparent)]
     Env(#[from] EnvError),
     #[error("cannot write `{path}`")]
@@ -228,6 +231,13 @@ impl Run {
         events: &UnboundedSender<RunEvent>,
     ) -> Result<Run, RunError> {
         let host = host_lookup(&options);
+        let missing: Vec<String> = Provider::all()
+            .filter(|p| plan.uses(*p))
+            .filter_map(|p| (p.entry().missing_credentials)(&host))
+            .collect();
+        if !missing.is_empty() {
+            return Err(RunError::Credentials(missing));
+        }
         // Problems that need no engine are found before connecting to one.
         let setups = prepare(pipeline, &plan, &host).map_err(RunError::Preflight)?;
         let engines = open_engines(pipeline, &plan, &host, events).await?;
@@ -563,7 +573,7 @@ async fn open_engines(
             continue;
         }
         let preflight = |error: EnvError| match error {
-            EnvError::Auth(message) => RunError::Preflight(vec![message]),
+            EnvError::Auth(message) => RunError::Credentials(vec![message]),
             other => RunError::Env(other),
         };
         let engine = Engine::open(provider, &options, host)
