@@ -45,6 +45,7 @@ use crate::store::RunStore;
 use crate::store::trial::{ErrorInfo, TrialResult};
 
 mod adhoc;
+pub mod plan_doc;
 mod prompt;
 pub mod session;
 pub use adhoc::{AdHoc, AdHocError, AdHocSource};

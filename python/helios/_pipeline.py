@@ -148,6 +148,7 @@ class PlannedTrial:
     state: str
     """``done``, ``changed`` or ``new``."""
     dir: Path
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,9 @@ class PlanResult:
     builds: list[str]
     trials: list[PlannedTrial]
     to_run: int
+    data: dict[str, Any] = field(default_factory=dict)
+    """The whole document, as ``helios plan --format json`` prints it (stage counts,
+    installs, budget, worst-case cost, sources)."""
 
 
 def plan(
@@ -171,12 +175,13 @@ def plan(
     return PlanResult(
         pipeline=data["pipeline"],
         run_dir=Path(data["run_dir"]),
-        stages=data["stages"],
-        builds=data["builds"],
+        stages=[s["name"] for s in data["stages"]],
+        builds=[b["tag"] for b in data["builds"]],
         trials=[
             PlannedTrial(**{**t, "dir": Path(t["dir"])}) for t in data["trials"]
         ],
         to_run=data["to_run"],
+        data=data,
     )
 
 

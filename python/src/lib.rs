@@ -551,40 +551,12 @@ fn validate(paths: Vec<PathBuf>) -> String {
     .to_string()
 }
 
-/// `helios plan PIPELINE`: the trials and builds, with each trial's state, as JSON.
+/// `helios plan PIPELINE --format json`: the same document, in the same shape.
 #[pyfunction]
 #[pyo3(signature = (path, output_dir=None))]
-fn plan(path: PathBuf, output_dir: Option<String>) -> PyResult<String> {
+fn plan(py: Python<'_>, path: PathBuf, output_dir: Option<String>) -> PyResult<String> {
     let session = session(&path, output_dir.as_deref()).map_err(Failure::into_py)?;
-    let plan = session.plan();
-    let assessment = helios::plan::status::Assessment::of(plan);
-    let trials: Vec<Value> = plan
-        .trials
-        .iter()
-        .zip(&assessment.states)
-        .map(|(t, state)| {
-            json!({
-                "id": t.id.short(),
-                "stage": plan.stages[t.stage as usize].name,
-                "task": plan.tasks[t.task as usize].name,
-                "agent": plan.agents[t.agent as usize].name,
-                "model": plan.model_name(t),
-                "attempt": t.attempt,
-                "state": state,
-                "dir": plan.trial_dir(t),
-            })
-        })
-        .collect();
-    let totals = assessment.total();
-    Ok(json!({
-        "pipeline": plan.pipeline,
-        "run_dir": plan.run_dir,
-        "stages": plan.stages.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
-        "builds": plan.builds.iter().map(|b| b.tag.clone()).collect::<Vec<_>>(),
-        "trials": trials,
-        "to_run": totals.to_run(),
-    })
-    .to_string())
+    Ok(py.detach(|| runtime().block_on(helios::api::plan_doc::plan_json(&session))))
 }
 
 /// Runs a pipeline as `helios apply` does; the outcome as JSON.

@@ -33,6 +33,17 @@ def test_plan_lists_the_trials(tmp_path: Path) -> None:
     assert plan.to_run == len(plan.trials)
 
 
+def test_the_plan_is_the_document_the_command_line_prints(tmp_path: Path) -> None:
+    # One shape: `helios plan --format json`'s (the same Rust function makes both).
+    plan = helios.plan("pipelines/quickstart.toml", output_dir=tmp_path)
+    for key in ("helios_version", "totals", "worst_case_cost", "budget", "installs", "trials"):
+        assert key in plan.data, key
+    assert plan.stages == [s["name"] for s in plan.data["stages"]]
+    assert plan.data["stages"][0]["provider"] == "docker"
+    assert plan.data["totals"]["new"] == len(plan.trials)
+    assert all(t.params == {} for t in plan.trials)
+
+
 def test_an_invalid_pipeline_is_a_task_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[pipeline]\nname = "p"\nconcurency = 2\n')
