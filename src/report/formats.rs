@@ -177,12 +177,36 @@ fn xml(text: &str) -> String {
 /// JUnit XML: a `<testsuite>` per group, a `<testcase>` per trial. A trial that passed is a
 /// passing test; one that was scored and did not pass is a `<failure>`; an agent or
 /// verifier error is an `<error>`; an infrastructure error or a cancel is `<skipped>` (it
-/// says nothing about the agent).
+/// says nothing about the agent). When the pipeline has expectations they decide, as they
+/// decide `apply`'s exit code: a trial below reward 1 is a `<failure>` only in a group with
+/// an expectation it did not meet (a `nop` baseline no expectation asks to pass is not).
 pub fn junit(summary: &Summary, results: &[TrialResult]) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let judged = |label: &str| {
+        summary.expectations.is_empty()
+            || summary
+                .expectations
+                .iter()
+                .any(|c| !c.met && c.group.as_deref() == Some(label))
+    };
+    let label_of = |r: &TrialResult| {
+        summary
+            .rows
+            .iter()
+            .find(|row| {
+                r.stage == row.stage
+                    && r.agent == row.agent
+                    && r.model == row.model
+                    && r.params == row.params
+            })
+            .map(|row| row.label())
+            .unwrap_or_default()
+    };
+    let failed =
+        |r: &TrialResult, judged: bool| judged && is_scored(r) && r.error.is_none() && !r.passed();
     let total_failures = results
         .iter()
-        .filter(|r| is_scored(r) && r.error.is_none() && !r.passed())
+        .filter(|r| failed(r, judged(&label_of(r))))
         .count();
     let total_errors = results
         .iter()
@@ -205,10 +229,8 @@ pub fn junit(summary: &Summary, results: &[TrialResult]) -> String {
                     && r.params == row.params
             })
             .collect();
-        let failures = members
-            .iter()
-            .filter(|r| is_scored(r) && r.error.is_none() && !r.passed())
-            .count();
+        let judged = judged(&row.label());
+        let failures = members.iter().filter(|r| failed(r, judged)).count();
         let errors = members
             .iter()
             .filter(|r| is_scored(r) && r.error.is_some())
@@ -271,6 +293,12 @@ pub fn junit(summary: &Summary, results: &[TrialResult]) -> String {
                     xml(&format!("{} ({reward})", error.kind)),
                     xml(error.kind.as_str()),
                     xml(&error.message)
+                );
+            } else if !r.passed() && !judged {
+                let _ = writeln!(
+                    out,
+                    ">\n      <system-out>{} (the pipeline's expectations decide, and they ask nothing of this group or it met them)</system-out>\n    </testcase>",
+                    xml(&reward)
                 );
             } else if !r.passed() {
                 let _ = writeln!(

@@ -626,6 +626,39 @@ mod tests {
         }
     }
 
+    /// JUnit lives in `formats`; its fixture (these results) lives here.
+    #[test]
+    fn junit_failures_follow_the_expectations_when_the_pipeline_has_them() {
+        let results = [
+            result("sanity", "oracle", Some(1.0), TrialStatus::Completed, None),
+            result("sanity", "nop", Some(0.0), TrialStatus::Completed, None),
+        ];
+        let summary = Summary::of("quickstart", &results.iter().collect::<Vec<_>>());
+        let junit = |summary: &Summary| crate::report::formats::junit(summary, &results);
+        // Without expectations, nop's reward 0 is a failure.
+        assert_eq!(junit(&summary).matches("<failure ").count(), 1);
+        // An expectation on oracle only, met: nop is measured, not judged.
+        let oracle = crate::manifest::pipeline::Expect {
+            agent: Some("oracle".into()),
+            min_mean_reward: Some(1.0),
+            ..Default::default()
+        };
+        let decided = summary.clone().checked(std::slice::from_ref(&oracle));
+        assert!(decided.expectations_met());
+        let xml = junit(&decided);
+        assert_eq!(xml.matches("<failure ").count(), 0, "{xml}");
+        assert!(xml.contains("failures=\"0\""), "{xml}");
+        assert!(xml.contains("<system-out>reward 0"), "{xml}");
+        // A bar nop does not meet makes its trial a failure again.
+        let nop = crate::manifest::pipeline::Expect {
+            agent: Some("nop".into()),
+            min_mean_reward: Some(0.5),
+            ..Default::default()
+        };
+        let unmet = summary.checked(&[oracle, nop]);
+        assert_eq!(junit(&unmet).matches("<failure ").count(), 1);
+    }
+
     #[test]
     fn the_summary_table_groups_by_stage_agent_and_model() {
         let results = [
