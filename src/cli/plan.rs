@@ -201,19 +201,20 @@ fn human(
         .flat_map(|t| plan.tasks[t.task as usize].builds())
         .collect();
     let shown = |b: &usize| plan.shard.is_none() || needed.contains(b);
-    out.push_str(&format!(
-        "image builds: {}",
-        (0..plan.builds.len()).filter(shown).count()
-    ));
-    for remote in
-        Provider::all().filter(|p| plan.uses(*p) && p.capabilities().builds != Builds::Here)
-    {
-        out.push_str(&format!(" ({} builds its own images)", remote.title()));
+    let builds = (0..plan.builds.len()).filter(shown).count();
+    // Builds are listed when there are any (or prebuilt images to say why not).
+    if builds > 0 || prebuilt > 0 {
+        out.push_str(&format!("image builds: {builds}"));
+        for remote in
+            Provider::all().filter(|p| plan.uses(*p) && p.capabilities().builds != Builds::Here)
+        {
+            out.push_str(&format!(" ({} builds its own images)", remote.title()));
+        }
+        if prebuilt > 0 {
+            out.push_str(&format!(" ({prebuilt} task(s) use a prebuilt image)"));
+        }
+        out.push('\n');
     }
-    if prebuilt > 0 {
-        out.push_str(&format!(" ({prebuilt} task(s) use a prebuilt image)"));
-    }
-    out.push('\n');
     let fallback_of = |b: usize| {
         plan.tasks.iter().find_map(|t| match &t.image {
             ImageSource::Pull { image, fallback } if *fallback == b => Some(image.as_str()),

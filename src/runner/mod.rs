@@ -1474,9 +1474,6 @@ async fn build(cx: &Context, b: usize) -> Result<(), EnvError> {
         return Ok(());
     };
     let started = tokio::time::Instant::now();
-    cx.emit(RunEvent::BuildStarted {
-        tag: image.tag.clone(),
-    });
     let outcome = build_image(cx, engine, b).await;
     cx.emit(RunEvent::BuildFinished {
         tag: image.tag.clone(),
@@ -1561,5 +1558,9 @@ async fn find_or_build(
         }
         return Ok(false);
     }
+    // Said only of an image that will be built: one found is `up to date`, nothing more.
+    cx.emit(RunEvent::BuildStarted {
+        tag: spec.tag.to_string(),
+    });
     engine.build(spec).await.map(|()| true)
 }
