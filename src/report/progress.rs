@@ -138,11 +138,6 @@ pub fn transcript_line(event: &RunEvent) -> Option<String> {
             outcome(*status, *reward, error_kind.map(|k| k.as_str()))
         ),
         RunEvent::BuildStarted { tag } => format!("building {tag}"),
-        RunEvent::BuildFinished {
-            tag,
-            outcome,
-            seconds,
-        } => build_line(tag, *outcome, *seconds),
         other => return note(other),
     })
 }
@@ -197,6 +192,8 @@ fn note(event: &RunEvent) -> Option<String> {
             format!("{} already installed ({volume})", agents.join(", "))
         }
         RunEvent::BuildStarted { tag } => format!("building {tag}"),
+        // An image every trial of which is done: nothing to say.
+        RunEvent::BuildFinished { outcome: BuildOutcome::NotNeeded, .. } => return None,
         RunEvent::BuildFinished { tag, outcome, seconds } => build_line(tag, *outcome, *seconds),
         RunEvent::StageGated { stage, admitted, tasks } => {
             format!("stage {stage}: the gate admits {admitted} of {tasks} task(s)")
@@ -581,6 +578,13 @@ mod tests {
             finished.as_deref(),
             Some("run/hello/terminal@sonnet#1: completed reward=1")
         );
+        let unused = RunEvent::BuildFinished {
+            tag: "helios/unused:0123".into(),
+            outcome: BuildOutcome::NotNeeded,
+            seconds: 0.0,
+        };
+        assert_eq!(transcript_line(&unused), None);
+        assert_eq!(Lines::default().line(&unused), None);
     }
 
     fn result(
