@@ -7,6 +7,7 @@
 mod artifacts;
 mod health;
 pub mod prepare;
+pub mod pressure;
 pub mod regrade;
 pub mod resources;
 mod separate;
@@ -30,16 +31,18 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use prepare::{TrialSetup, prepare};
-pub use resources::{Budget, Demand};
+pub use pressure::{PressureSource, ProcPressure};
+pub use resources::{Budget, Demand, ResourcePolicy};
 pub use trial::{CANCEL_GRACE, Grace};
 
-use resources::Ledger;
+use pressure::PressureGate;
+use resources::{Ledger, Verdict};
 
 use crate::env::daytona::Credentials;
 use crate::env::{
     BuildSpec, Engine, EnvError, ImageUnfit, InstallSpec, Labels, OpenOptions, ProbeSpec, Provider,
 };
-use crate::events::{BuildOutcome, RunEvent, SkipReason, TrialIndex, TrialStatus};
+use crate::events::{BuildOutcome, RunEvent, SkipReason, TrialIndex, TrialStatus, WaitReason};
 use crate::gateway::Gateway;
 use crate::manifest::Pipeline;
 use crate::plan::lock::LockFile;
@@ -69,6 +72,9 @@ pub struct ApplyOptions {
     pub memory_mb: Option<u64>,
     /// Image builds at once; the pipeline's `build_concurrency` unless overridden.
     pub build_concurrency: Option<usize>,
+    /// How trials are admitted (`--resources`); the pipeline's `resources` unless
+    /// overridden.
+    pub resources: Option<ResourcePolicy>,
     /// How long an engine may leave a call unanswered before the run says so
     /// ([`RunEvent::EngineStalled`]): 30 s, or `HELIOS_ENGINE_STALL_SECS`.
     pub engine_stall: Duration,
@@ -98,6 +104,7 @@ impl Default for ApplyOptions {
             cpus: None,
             memory_mb: None,
             build_concurrency: None,
+            resources: None,
             engine_stall: engine_stall_from_env(),
         }
     }
@@ -116,7 +123,10 @@ impl ApplyOptions {
             .pipeline
             .build_concurrency
             .map(|b| b as usize));
-        Budget::of_machine(self.cpus, self.memory_mb, builds)
+        let policy = self
+            .resources
+            .unwrap_or(pipeline.manifest.pipeline.resources);
+        Budget::of_machine(policy, self.cpus, self.memory_mb, builds)
     }
 }
 
@@ -212,6 +222,9 @@ pub struct Run {
     /// Trials whose environment may be made ahead of a place under `concurrency`.
     start_ahead: usize,
     budget: Budget,
+    /// The measure of CPU pressure the `adaptive` policy admits by (this machine's unless
+    /// [`Run::with_pressure`] gave another).
+    pressure: Option<Box<dyn PressureSource>>,
     options: ApplyOptions,
     store: RunStore,
 }
@@ -314,6 +327,7 @@ impl Run {
         Ok(Run {
             start_ahead,
             budget: options.budget(pipeline),
+            pressure: None,
             plan,
             setups,
             states,
@@ -328,6 +342,19 @@ impl Run {
     /// What trials and builds on this machine may use at once.
     pub fn budget(&self) -> Budget {
         self.budget
+    }
+
+    /// Runs under `budget` instead of this machine's.
+    #[cfg(test)]
+    pub(crate) fn with_budget(mut self, budget: Budget) -> Run {
+        self.budget = budget;
+        self
+    }
+
+    /// Admits trials by `source`'s pressure instead of this machine's (`adaptive` only).
+    pub fn with_pressure(mut self, source: Box<dyn PressureSource>) -> Run {
+        self.pressure = Some(source);
+        self
     }
 
     /// The run's directory (its lock file is there already).
@@ -355,10 +382,12 @@ impl Run {
             builds: self.plan.builds.len(),
         });
         let _ = events.send(RunEvent::Resources {
+            policy: self.budget.policy.as_str(),
             cpus: self.budget.cpus,
             memory_mb: self.budget.memory_mb,
             builds: self.budget.builds,
             concurrency: self.concurrency,
+            pressure_target: self.budget.pressure_target,
         });
         install_agents(
             &self.plan,
@@ -398,7 +427,20 @@ impl Run {
             })
             .collect();
         let grace = Grace::new(cancel.clone());
+        let gate = self.budget.pressure_target.map(|target| {
+            let source = self
+                .pressure
+                .unwrap_or_else(|| Box::new(ProcPressure::new()));
+            PressureGate::new(source, target)
+        });
+        // Under `adaptive`, verifiers (where timing-sensitive tests measure) take their
+        // declared CPUs from the cores, in thousandths.
+        let verifier_cores = (self.budget.policy == ResourcePolicy::Adaptive).then(|| {
+            let size = millicpus(self.budget.cpus).max(1);
+            (Arc::new(Semaphore::new(size)), size)
+        });
         let context = Arc::new(Context {
+            verifier_cores,
             grace,
             running,
             gateways,
@@ -430,6 +472,7 @@ impl Run {
             self.concurrency,
             self.start_ahead,
             self.budget,
+            gate,
         )
         .run()
         .await;
@@ -975,6 +1018,9 @@ struct Context {
     slots: Arc<Semaphore>,
     /// Trials started and not finished, for the engine watch's message.
     running: Arc<AtomicUsize>,
+    /// `adaptive`: the cores verifiers take their declared CPUs from, in thousandths, and
+    /// how many there are.
+    verifier_cores: Option<(Arc<Semaphore>, usize)>,
     /// How long clean-up may still wait on an engine after a Ctrl-C.
     grace: Grace,
     cancel: CancellationToken,
@@ -1016,10 +1062,17 @@ struct Dispatcher {
     started_bound: usize,
     budget: Budget,
     ledger: Ledger,
+    /// `adaptive`: admits trials beyond the cores by the measured pressure.
+    gate: Option<PressureGate>,
+    /// Why the first queued trial did not start, when one did not.
+    wait_reason: Option<WaitReason>,
+    /// Whether a queued trial waits for the pressure: the dispatcher looks again at the
+    /// next sample.
+    held_by_pressure: bool,
     /// What each trial takes from this machine while it runs.
     demands: Vec<Demand>,
-    /// Queued trials and builds last reported as waiting for resources.
-    reported_waiting: (usize, usize),
+    /// Queued trials and builds last reported as waiting, and why.
+    reported_waiting: (usize, usize, Option<WaitReason>),
     /// What the trials this apply ran have cost so far, against `max_cost_usd`.
     spent_usd: f64,
     tasks: JoinSet<Finished>,
@@ -1033,6 +1086,7 @@ impl Dispatcher {
         concurrency: usize,
         start_ahead: usize,
         budget: Budget,
+        gate: Option<PressureGate>,
     ) -> Self {
         let graph = &cx.plan.graph;
         let demands = cx
@@ -1072,8 +1126,11 @@ impl Dispatcher {
             started_bound: concurrency.saturating_add(start_ahead),
             budget,
             ledger: Ledger::default(),
+            gate,
+            wait_reason: None,
+            held_by_pressure: false,
             demands,
-            reported_waiting: (0, 0),
+            reported_waiting: (0, 0, None),
             spent_usd: 0.0,
             tasks: JoinSet::new(),
             summary_error: None,
@@ -1099,8 +1156,15 @@ impl Dispatcher {
             if self.tasks.is_empty() && self.queue.is_empty() && self.build_queue.is_empty() {
                 break;
             }
+            let next_sample = self
+                .gate
+                .as_ref()
+                .filter(|_| self.held_by_pressure)
+                .map(PressureGate::next_sample);
             let finished = tokio::select! {
                 finished = self.tasks.join_next(), if !self.tasks.is_empty() => finished,
+                _ = tokio::time::sleep_until(next_sample.unwrap_or_else(tokio::time::Instant::now)),
+                    if next_sample.is_some() => continue,
                 _ = self.cx.cancel.cancelled(), if !self.cx.cancel.is_cancelled() => {
                     self.cx.grace.start();
                     continue;
@@ -1187,7 +1251,7 @@ impl Dispatcher {
                 self.done(self.build_nodes[b]);
                 continue;
             }
-            if !self.ledger.build_fits(&self.budget) {
+            if !self.budget.build_fits(&self.ledger) {
                 return;
             }
             self.build_queue.remove(&b);
@@ -1199,19 +1263,15 @@ impl Dispatcher {
     }
 
     /// Starts queued trials, in plan order, while there is room under the concurrency
-    /// bound and their resources fit in what is free.
+    /// bound and the policy admits them.
     fn start_queued_trials(&mut self) {
+        self.wait_reason = None;
+        self.held_by_pressure = false;
         if self.cx.cancel.is_cancelled() {
             return self.cancel_queued();
         }
         while self.running_trials < self.started_bound {
-            let ledger = &self.ledger;
-            let Some(t) = self
-                .queue
-                .iter()
-                .copied()
-                .find(|&t| ledger.fits(&self.budget, self.demands[t]))
-            else {
+            let Some(t) = self.next_admitted() else {
                 return;
             };
             self.queue.remove(&t);
@@ -1243,19 +1303,45 @@ impl Dispatcher {
         }
     }
 
-    /// Tells reporters how many trials and builds wait for resources, when that changes.
+    /// The first queued trial, in plan order, the policy lets start now; otherwise notes
+    /// why the first one waits. A later trial starts first only when the earlier ones do
+    /// not fit.
+    fn next_admitted(&mut self) -> Option<usize> {
+        for &t in &self.queue {
+            match self.budget.verdict(&self.ledger, self.demands[t]) {
+                Verdict::Start => return Some(t),
+                Verdict::IfPressureAllows => {
+                    if self.gate.as_mut().is_some_and(PressureGate::admit) {
+                        return Some(t);
+                    }
+                    self.held_by_pressure = true;
+                    self.wait_reason.get_or_insert(WaitReason::Pressure);
+                }
+                Verdict::Wait(reason) => {
+                    self.wait_reason.get_or_insert(reason);
+                }
+            }
+        }
+        None
+    }
+
+    /// Tells reporters how many trials and builds wait, and why, when that changes.
     fn report_waiting(&mut self) {
-        let trials = if self.running_trials < self.started_bound {
-            self.queue.len()
+        let trials = self.queue.len();
+        let reason = if trials == 0 {
+            None
+        } else if self.running_trials >= self.started_bound {
+            Some(WaitReason::Concurrency)
         } else {
-            0
+            self.wait_reason
         };
-        let waiting = (trials, self.build_queue.len());
+        let waiting = (trials, self.build_queue.len(), reason);
         if waiting != self.reported_waiting {
             self.reported_waiting = waiting;
             self.cx.emit(RunEvent::WaitingForResources {
-                trials: waiting.0,
+                trials,
                 builds: waiting.1,
+                reason,
             });
         }
     }
@@ -1420,8 +1506,22 @@ async fn run_trial(cx: &Context, t: usize, build_error: Option<EnvError>) -> Tri
         isolated_network: cx.gateways.network_for(setup),
         slots: &cx.slots,
         grace: &cx.grace,
+        verifier_cores: cx.verifier_cores.as_ref().and_then(|cores| {
+            let here = cx
+                .engines
+                .get(&setup.provider)
+                .is_some_and(|e| e.runs_here());
+            // A verifier asks at most for the whole pool.
+            let wanted = millicpus(setup.task.demand().cpus).min(cores.1);
+            (here && wanted > 0).then_some((&cores.0, wanted))
+        }),
     };
     trial::run(setup, &env, build_error.as_ref()).await
+}
+
+/// CPUs in thousandths, as semaphore permits.
+fn millicpus(cpus: f64) -> usize {
+    (cpus * 1000.0).round().max(0.0) as usize
 }
 
 /// Builds image `b` where its trials need it built here, retrying failures that may pass

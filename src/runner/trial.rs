@@ -114,6 +114,25 @@ pub struct TrialEnv<'a> {
     pub slots: &'a Arc<Semaphore>,
     /// How long clean-up may wait on the engine after a cancel.
     pub grace: &'a Grace,
+    /// `adaptive`: the cores verifiers take their declared CPUs from (in thousandths),
+    /// and how many this trial's verifier takes.
+    pub verifier_cores: Option<(&'a Arc<Semaphore>, usize)>,
+}
+
+impl TrialEnv<'_> {
+    /// The trial's declared CPUs for its verifier, once free (`adaptive`; nothing to wait
+    /// for otherwise): timing-sensitive tests run with the cores they asked for while
+    /// agents, mostly waiting on models, are admitted by pressure.
+    async fn verifier_cores(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let (pool, wanted) = self.verifier_cores?;
+        let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
+        Some(
+            pool.clone()
+                .acquire_many_owned(wanted)
+                .await
+                .expect("the verifiers' cores are never closed"),
+        )
+    }
 }
 
 /// How one attempt ended, before it becomes a result.
@@ -481,6 +500,7 @@ async fn lifecycle(
         // environment of their own that gets the artifacts.
         ran.logs_cut = collect(setup, instance, clock).await?;
         if agent_ok {
+            let _cores = env.verifier_cores().await;
             let phase = clock.start(Phase::Verifier);
             let tests = steps::TestsSpec {
                 dirs: &[],
@@ -514,6 +534,7 @@ async fn lifecycle(
             )
             .await?;
         ran.networks = networks;
+        let _cores = env.verifier_cores().await;
         let phase = clock.start(Phase::Verifier);
         verify(setup, instance, &mut ran).await?;
         clock.stop(phase);
@@ -751,6 +772,7 @@ async fn multi_step(
                 &step_dir.join("artifacts"),
             )
             .await?;
+            let cores = env.verifier_cores().await;
             let phase = clock.start(Phase::Verifier);
             if let Some(verifier) = task.verifier(Some(&step.name)) {
                 // The agent's `/logs/artifacts` go with the declared artifacts.
@@ -805,6 +827,7 @@ async fn multi_step(
                 );
             }
             clock.stop(phase);
+            drop(cores);
         }
         let phase = clock.start(Phase::Collect);
         let collected = instance
@@ -981,6 +1004,10 @@ async fn verify_apart(
     mut ran: Ran,
     teardown_errors: &mut Vec<ErrorInfo>,
 ) -> Attempt {
+    let _cores = tokio::select! {
+        cores = env.verifier_cores() => cores,
+        _ = env.cancel.cancelled() => return Attempt::Cancelled,
+    };
     let phase = clock.start(Phase::Verifier);
     let labels = env.labels.container(&setup.trial_id, &setup.task.name);
     let image = match env.grace.bound(agent_instance.freeze(&labels)).await {
