@@ -35,7 +35,7 @@ pub use pressure::{PressureSource, ProcPressure};
 pub use resources::{Budget, Demand, ResourcePolicy};
 pub use trial::{CANCEL_GRACE, Grace};
 
-use pressure::PressureGate;
+use pressure::{Pressure, PressureGate, Sampler, Starting};
 use resources::{Ledger, Verdict};
 
 use crate::env::daytona::Credentials;
@@ -427,17 +427,25 @@ impl Run {
             })
             .collect();
         let grace = Grace::new(cancel.clone());
-        let gate = self.budget.pressure_target.map(|target| {
-            let source = self
-                .pressure
-                .unwrap_or_else(|| Box::new(ProcPressure::new()));
-            PressureGate::new(source, target)
+        // Under `adaptive`: the pressure, sampled for as long as the run goes on; and the
+        // cores verifiers (where timing-sensitive tests measure) take their declared CPUs
+        // from, in thousandths.
+        let sampler = self.budget.pressure_target.map(|_| {
+            Sampler::start(
+                self.pressure
+                    .unwrap_or_else(|| Box::new(ProcPressure::new())),
+            )
         });
-        // Under `adaptive`, verifiers (where timing-sensitive tests measure) take their
-        // declared CPUs from the cores, in thousandths.
-        let verifier_cores = (self.budget.policy == ResourcePolicy::Adaptive).then(|| {
+        let pressure = sampler
+            .as_ref()
+            .zip(self.budget.pressure_target)
+            .map(|(sampler, target)| Pressure::new(sampler.receiver(), target));
+        let gate = pressure
+            .clone()
+            .map(|p| PressureGate::new(p, self.budget.cpus.ceil() as usize));
+        let verifier_cores = pressure.map(|pressure| {
             let size = millicpus(self.budget.cpus).max(1);
-            (Arc::new(Semaphore::new(size)), size)
+            (Arc::new(Semaphore::new(size)), size, pressure)
         });
         let context = Arc::new(Context {
             verifier_cores,
@@ -1018,9 +1026,9 @@ struct Context {
     slots: Arc<Semaphore>,
     /// Trials started and not finished, for the engine watch's message.
     running: Arc<AtomicUsize>,
-    /// `adaptive`: the cores verifiers take their declared CPUs from, in thousandths, and
-    /// how many there are.
-    verifier_cores: Option<(Arc<Semaphore>, usize)>,
+    /// `adaptive`: the cores verifiers take their declared CPUs from, in thousandths, how
+    /// many there are, and the pressure they wait to fall.
+    verifier_cores: Option<(Arc<Semaphore>, usize, Pressure)>,
     /// How long clean-up may still wait on an engine after a Ctrl-C.
     grace: Grace,
     cancel: CancellationToken,
@@ -1156,15 +1164,11 @@ impl Dispatcher {
             if self.tasks.is_empty() && self.queue.is_empty() && self.build_queue.is_empty() {
                 break;
             }
-            let next_sample = self
-                .gate
-                .as_ref()
-                .filter(|_| self.held_by_pressure)
-                .map(PressureGate::next_sample);
+            let held = self.held_by_pressure && self.gate.is_some();
             let finished = tokio::select! {
                 finished = self.tasks.join_next(), if !self.tasks.is_empty() => finished,
-                _ = tokio::time::sleep_until(next_sample.unwrap_or_else(tokio::time::Instant::now)),
-                    if next_sample.is_some() => continue,
+                _ = async { self.gate.as_mut().expect("held by the gate").next_sample().await },
+                    if held => continue,
                 _ = self.cx.cancel.cancelled(), if !self.cx.cancel.is_cancelled() => {
                     self.cx.grace.start();
                     continue;
@@ -1271,7 +1275,7 @@ impl Dispatcher {
             return self.cancel_queued();
         }
         while self.running_trials < self.started_bound {
-            let Some(t) = self.next_admitted() else {
+            let Some((t, starting)) = self.next_admitted() else {
                 return;
             };
             self.queue.remove(&t);
@@ -1297,7 +1301,7 @@ impl Dispatcher {
             self.cx.running.store(self.running_trials, Ordering::SeqCst);
             self.ledger.take(self.demands[t]);
             self.tasks.spawn(async move {
-                let result = run_trial(&cx, t, build_error).await;
+                let result = run_trial(&cx, t, build_error, starting).await;
                 Finished::Trial(t, Box::new(result))
             });
         }
@@ -1306,13 +1310,13 @@ impl Dispatcher {
     /// The first queued trial, in plan order, the policy lets start now; otherwise notes
     /// why the first one waits. A later trial starts first only when the earlier ones do
     /// not fit.
-    fn next_admitted(&mut self) -> Option<usize> {
+    fn next_admitted(&mut self) -> Option<(usize, Option<Starting>)> {
         for &t in &self.queue {
             match self.budget.verdict(&self.ledger, self.demands[t]) {
-                Verdict::Start => return Some(t),
+                Verdict::Start => return Some((t, None)),
                 Verdict::IfPressureAllows => {
-                    if self.gate.as_mut().is_some_and(PressureGate::admit) {
-                        return Some(t);
+                    if let Some(starting) = self.gate.as_mut().and_then(PressureGate::admit) {
+                        return Some((t, Some(starting)));
                     }
                     self.held_by_pressure = true;
                     self.wait_reason.get_or_insert(WaitReason::Pressure);
@@ -1488,7 +1492,12 @@ impl Dispatcher {
 }
 
 /// Runs trial `t` to its result and hands it to the store.
-async fn run_trial(cx: &Context, t: usize, build_error: Option<EnvError>) -> TrialResult {
+async fn run_trial(
+    cx: &Context,
+    t: usize,
+    build_error: Option<EnvError>,
+    starting: Option<Starting>,
+) -> TrialResult {
     let setup = &cx.setups[t];
     let build = setup.task.build;
     let env = trial::TrialEnv {
@@ -1506,6 +1515,7 @@ async fn run_trial(cx: &Context, t: usize, build_error: Option<EnvError>) -> Tri
         isolated_network: cx.gateways.network_for(setup),
         slots: &cx.slots,
         grace: &cx.grace,
+        starting: starting.as_ref(),
         verifier_cores: cx.verifier_cores.as_ref().and_then(|cores| {
             let here = cx
                 .engines
@@ -1513,7 +1523,7 @@ async fn run_trial(cx: &Context, t: usize, build_error: Option<EnvError>) -> Tri
                 .is_some_and(|e| e.runs_here());
             // A verifier asks at most for the whole pool.
             let wanted = millicpus(setup.task.demand().cpus).min(cores.1);
-            (here && wanted > 0).then_some((&cores.0, wanted))
+            (here && wanted > 0).then_some((&cores.0, wanted, &cores.2))
         }),
     };
     trial::run(setup, &env, build_error.as_ref()).await

@@ -114,24 +114,28 @@ pub struct TrialEnv<'a> {
     pub slots: &'a Arc<Semaphore>,
     /// How long clean-up may wait on the engine after a cancel.
     pub grace: &'a Grace,
+    /// A trial the pressure gate admitted: told when its environment is ready.
+    pub starting: Option<&'a super::pressure::Starting>,
     /// `adaptive`: the cores verifiers take their declared CPUs from (in thousandths),
-    /// and how many this trial's verifier takes.
-    pub verifier_cores: Option<(&'a Arc<Semaphore>, usize)>,
+    /// how many this trial's verifier takes, and the pressure it waits to fall.
+    pub verifier_cores: Option<(&'a Arc<Semaphore>, usize, &'a super::pressure::Pressure)>,
 }
 
 impl TrialEnv<'_> {
-    /// The trial's declared CPUs for its verifier, once free (`adaptive`; nothing to wait
-    /// for otherwise): timing-sensitive tests run with the cores they asked for while
-    /// agents, mostly waiting on models, are admitted by pressure.
+    /// The trial's declared CPUs for its verifier, once free and the machine's CPU
+    /// pressure is under the target (`adaptive`; nothing to wait for otherwise):
+    /// timing-sensitive tests run with the cores they asked for while agents, mostly
+    /// waiting on models, are admitted by pressure.
     async fn verifier_cores(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let (pool, wanted) = self.verifier_cores?;
+        let (pool, wanted, pressure) = self.verifier_cores?;
         let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
-        Some(
-            pool.clone()
-                .acquire_many_owned(wanted)
-                .await
-                .expect("the verifiers' cores are never closed"),
-        )
+        let cores = pool
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .expect("the verifiers' cores are never closed");
+        pressure.calm().await;
+        Some(cores)
     }
 }
 
@@ -445,6 +449,9 @@ async fn lifecycle(
         super::health::wait_healthy(instance, check, task.workdir.clone(), None).await?;
     }
     clock.stop(phase);
+    if let Some(starting) = env.starting {
+        starting.ready();
+    }
 
     let mut ran = Ran {
         networks,
