@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The timing-sensitive fixture (tests/fixtures/timing-sensitive): a task whose tests fail
-# when starved of CPU, beside six CPU-heavy trials and an image build, run by
+# when starved of CPU, beside ten CPU-heavy trials and an image build, run by
 # `helios apply` under each policy: its defaults (`adaptive`), `reserve` and `none`
 # (concurrency alone). Prints the tests' wall and CPU time and reward, and the run's wall
 # time, for each; and the machine's load, which no policy can take away.
