@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The timing-sensitive fixture (tests/fixtures/timing-sensitive): a task whose tests fail
-# when starved of CPU, beside six CPU-heavy trials and an image build, run by
-# `helios apply` at its defaults and with `--resources none` (concurrency alone). Prints
-# the tests' wall and CPU time and reward, and the run's wall time, for each.
+# when starved of CPU, beside ten CPU-heavy trials and an image build, run by
+# `helios apply` under each policy: its defaults (`adaptive`), `reserve` and `none`
+# (concurrency alone). Prints the tests' wall and CPU time and reward, and the run's wall
+# time, for each; and the machine's load, which no policy can take away.
 #
 # Usage: cargo build --release && bash benches/starved_verifier.sh [ROUNDS]
 set -euo pipefail
@@ -19,7 +20,7 @@ now() { date +%s.%N; }
 
 printf '%s cores; load before: %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq 1 "$ROUNDS"); do
-  for policy in adaptive none; do
+  for policy in adaptive reserve none; do
     rm -rf "$work/p"
     cp -r "$(dirname "$0")/../tests/fixtures/timing-sensitive" "$work/p"
     # A digest of its own, so the image is built beside the trials.

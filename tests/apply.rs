@@ -545,7 +545,7 @@ fn two_reaps_at_once_remove_a_dead_runs_containers_and_keep_a_live_ones() {
 }
 
 /// The timing-sensitive case of issue 28 stays fixed at the defaults (`adaptive`): a task
-/// whose tests fail when starved of CPU (tests/fixtures/timing-sensitive) passes while six
+/// whose tests fail when starved of CPU (tests/fixtures/timing-sensitive) passes while ten
 /// CPU-heavy trials and an image build run beside it on this machine. Its verifier takes
 /// its declared core and waits for the CPU pressure to fall; the burners beyond the cores
 /// are admitted by pressure. `benches/starved_verifier.sh` shows the same run failing with
@@ -555,13 +555,13 @@ fn a_timing_sensitive_verifier_passes_at_defaults_beside_cpu_heavy_trials_and_a_
     let project = Project::new("timing");
     copy_tree("tests/fixtures/timing-sensitive", project.dir.path());
     // A digest of its own, so the image is built now, beside the trials.
-    let dockerfile = project.path("tasks/a-build/environment/Dockerfile");
+    let dockerfile = project.path("timing-sensitive/tasks/a-build/environment/Dockerfile");
     let mut text_of = std::fs::read_to_string(&dockerfile).unwrap();
     text_of.push_str(&format!("LABEL run=\"{}\"\n", project.label));
     std::fs::write(&dockerfile, text_of).unwrap();
-    let out = project.apply("pipeline");
+    let out = project.apply("timing-sensitive/pipeline");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let timed = project.path("runs/timing/timed");
+    let timed = project.path("timing-sensitive/runs/timing/timed");
     let deadline = std::fs::read_dir(&timed)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -577,10 +577,10 @@ fn a_timing_sensitive_verifier_passes_at_defaults_beside_cpu_heavy_trials_and_a_
             .unwrap();
     let stdout = std::fs::read_to_string(deadline.join("verifier/test-stdout.txt")).unwrap();
     assert_eq!(result["reward"], 1.0, "starved: {stdout}");
-    let burners = std::fs::read_dir(project.path("runs/timing/heavy"))
+    let burners = std::fs::read_dir(project.path("timing-sensitive/runs/timing/heavy"))
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().join("result.json").is_file())
         .count();
-    assert_eq!(burners, 6);
+    assert_eq!(burners, 10);
     project.assert_clean();
 }

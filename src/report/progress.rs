@@ -134,6 +134,9 @@ fn note(event: &RunEvent) -> Option<String> {
             concurrency,
             pressure_target,
         } => match pressure_target {
+            None if *policy == "none" => format!(
+                "resources (none): {builds} build(s) and {concurrency} trial(s) at once; only concurrency bounds the trials"
+            ),
             Some(target) => format!(
                 "resources ({policy}): {cpus} CPU(s) reserved, more while CPU pressure is under {:.0}%; {} of memory, {builds} build(s) and {concurrency} trial(s) at once",
                 target * 100.0,

@@ -33,26 +33,33 @@ pub trait PressureSource: Send {
     fn sample(&mut self) -> Option<f64>;
 }
 
-/// This machine's pressure, from the kernel's counters: Linux PSI
-/// (`/proc/pressure/cpu`, `some total=` in microseconds), counted only while work that is
-/// not `nice`d leaves less than a fifth of the CPU time (`/proc/stat`) to idle and niced
-/// work. PSI counts a niced build waiting as pressure, though a trial's processes (at the
-/// default priority) take the CPU from it; and with one core of two busy with un-niced
-/// work, a new trial still gets the other. [`saturation`] scales PSI from nothing at 80%
-/// un-niced to all of it at 100%. Without PSI (kernels built without it or booted with
-/// `psi=0`) the saturation alone is the measure; without `/proc/stat` (not Linux), there
-/// is none and the gate never opens beyond the cores' reservation.
+/// This machine's pressure, from the kernel's counters: Linux PSI (`/proc/pressure/cpu`,
+/// `some total=` in microseconds: time in which some runnable task waited for a CPU),
+/// scaled by the containers' share of the CPU time used (their cgroup's usage against
+/// `/proc/stat`). PSI is machine-wide: a compiler someone else runs makes it high though a
+/// trial whose agent waits on a model would not wait behind it, nor make anything wait;
+/// the containers' share counts the part the run's own work has in it. Trials that wait
+/// use next to no CPU, so more of them start; trials that burn CPU take much of it, and
+/// the pressure they cause holds the next ones. Without the containers' cgroup (an unknown
+/// layout) the share is taken as whole: PSI as it is. Without PSI (kernels built without
+/// it or booted with `psi=0`) the containers' share of all the CPUs is the measure (1 when
+/// they use every core); without `/proc/stat` (not Linux) there is none, and the gate
+/// never opens beyond the cores' reservation.
 pub struct ProcPressure {
     psi: Option<u64>,
     stat: Option<CpuTimes>,
+    containers: Option<(ContainerUsage, u64)>,
     at: std::time::Instant,
 }
 
 impl ProcPressure {
     pub fn new() -> ProcPressure {
+        let containers =
+            ContainerUsage::find().and_then(|usage| usage.read().map(|ns| (usage, ns)));
         ProcPressure {
             psi: read_psi_total(),
             stat: read_cpu_times(),
+            containers,
             at: std::time::Instant::now(),
         }
     }
@@ -77,22 +84,69 @@ impl PressureSource for ProcPressure {
             }
             _ => None,
         };
-        let busy = match (&self.stat, &stat) {
-            (Some(before), Some(after)) => after.busy_share_since(before),
+        let used_ns = self.containers.as_mut().and_then(|(usage, before)| {
+            let after = usage.read()?;
+            let used = after.saturating_sub(*before);
+            *before = after;
+            Some(used)
+        });
+        let shares = match (&self.stat, &stat, used_ns) {
+            (Some(before), Some(after), Some(used)) => Some((
+                after.share_of_busy(before, used),
+                after.share_of_all(before, used),
+            )),
             _ => None,
         };
         self.psi = psi;
         self.stat = stat;
-        match (waited, busy) {
-            (Some(waited), Some(busy)) => Some(waited.min(saturation(busy))),
-            (_, busy) => busy.map(saturation),
+        match (waited, shares) {
+            (Some(waited), Some((of_busy, _))) => Some(waited * of_busy.unwrap_or(0.0)),
+            (Some(waited), None) => Some(waited),
+            (None, shares) => shares.and_then(|(_, of_all)| of_all),
         }
     }
 }
 
-/// How near un-niced work is to taking all the CPU: 0 up to 80% of it, 1 at 100%.
-fn saturation(busy: f64) -> f64 {
-    ((busy - 0.8) / 0.2).clamp(0.0, 1.0)
+/// Where the kernel counts the CPU time of Docker's containers: their parent cgroup
+/// (cgroup v1 or v2, the `cgroupfs` or `systemd` driver).
+enum ContainerUsage {
+    /// cgroup v1 `cpuacct.usage`, in nanoseconds.
+    V1(&'static str),
+    /// cgroup v2 `cpu.stat`, `usage_usec`.
+    V2(&'static str),
+}
+
+impl ContainerUsage {
+    fn find() -> Option<ContainerUsage> {
+        const V1: [&str; 4] = [
+            "/sys/fs/cgroup/cpuacct/docker/cpuacct.usage",
+            "/sys/fs/cgroup/cpu,cpuacct/docker/cpuacct.usage",
+            "/sys/fs/cgroup/cpuacct/system.slice/cpuacct.usage",
+            "/sys/fs/cgroup/cpu,cpuacct/system.slice/cpuacct.usage",
+        ];
+        const V2: [&str; 2] = [
+            "/sys/fs/cgroup/docker/cpu.stat",
+            "/sys/fs/cgroup/system.slice/cpu.stat",
+        ];
+        V1.into_iter()
+            .map(ContainerUsage::V1)
+            .chain(V2.into_iter().map(ContainerUsage::V2))
+            .find(|usage| usage.read().is_some())
+    }
+
+    /// Nanoseconds of CPU the containers used so far.
+    fn read(&self) -> Option<u64> {
+        match self {
+            ContainerUsage::V1(path) => std::fs::read_to_string(path).ok()?.trim().parse().ok(),
+            ContainerUsage::V2(path) => parse_usage_usec(&std::fs::read_to_string(path).ok()?),
+        }
+    }
+}
+
+fn parse_usage_usec(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("usage_usec "))?;
+    let usec: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(usec.saturating_mul(1000))
 }
 
 /// `some total=` of `/proc/pressure/cpu`: microseconds in which some task waited.
@@ -108,21 +162,29 @@ fn parse_psi_total(text: &str) -> Option<u64> {
         .ok()
 }
 
-/// The first line of `/proc/stat`, in clock ticks.
+/// The first line of `/proc/stat`, in clock ticks (USER_HZ, 100 a second on Linux).
 #[derive(Debug, Clone, PartialEq)]
 struct CpuTimes {
-    /// user, system, irq, softirq and steal: CPU time of un-niced work (and time taken
-    /// by the hypervisor).
+    /// Every state but idle and iowait.
     busy: u64,
-    /// All of it, `nice` and idle included.
+    /// All of it.
     total: u64,
 }
 
+/// Nanoseconds in a clock tick of `/proc/stat`.
+const NS_PER_TICK: f64 = 1e9 / 100.0;
+
 impl CpuTimes {
-    fn busy_share_since(&self, before: &CpuTimes) -> Option<f64> {
-        let total = self.total.checked_sub(before.total)?;
-        let busy = self.busy.checked_sub(before.busy)?;
-        (total > 0).then(|| (busy as f64 / total as f64).clamp(0.0, 1.0))
+    /// `used_ns` of CPU time as a share of all the busy CPU time since `before`.
+    fn share_of_busy(&self, before: &CpuTimes, used_ns: u64) -> Option<f64> {
+        let busy = self.busy.checked_sub(before.busy)? as f64 * NS_PER_TICK;
+        (busy > 0.0).then(|| (used_ns as f64 / busy).clamp(0.0, 1.0))
+    }
+
+    /// `used_ns` of CPU time as a share of all the CPU time (every core) since `before`.
+    fn share_of_all(&self, before: &CpuTimes, used_ns: u64) -> Option<f64> {
+        let total = self.total.checked_sub(before.total)? as f64 * NS_PER_TICK;
+        (total > 0.0).then(|| (used_ns as f64 / total).clamp(0.0, 1.0))
     }
 }
 
@@ -138,9 +200,10 @@ fn parse_cpu_times(text: &str) -> Option<CpuTimes> {
         .collect::<Option<_>>()?;
     // user nice system idle iowait irq softirq steal [guest guest_nice: inside user]
     let get = |i: usize| fields.get(i).copied().unwrap_or(0);
+    let total: u64 = (0..8).map(get).sum();
     Some(CpuTimes {
-        busy: get(0) + get(2) + get(5) + get(6) + get(7),
-        total: (0..8).map(get).sum(),
+        busy: total - get(3) - get(4),
+        total,
     })
 }
 
@@ -149,6 +212,8 @@ fn parse_cpu_times(text: &str) -> Option<CpuTimes> {
 pub struct Sample {
     pub seq: u64,
     pub pressure: Option<f64>,
+    /// The sample before.
+    pub previous: Option<f64>,
 }
 
 /// Samples `source` every [`SAMPLE_INTERVAL`] for as long as it lives.
@@ -166,10 +231,17 @@ impl Sampler {
             let mut ticks = tokio::time::interval(SAMPLE_INTERVAL);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks.tick().await;
+            let mut previous = None;
             for seq in 1.. {
                 ticks.tick().await;
                 let pressure = source.sample();
-                if sender.send(Sample { seq, pressure }).is_err() {
+                let sample = Sample {
+                    seq,
+                    pressure,
+                    previous,
+                };
+                previous = pressure;
+                if sender.send(sample).is_err() {
                     return;
                 }
             }
@@ -188,33 +260,72 @@ impl Drop for Sampler {
     }
 }
 
-/// What the gate and the verifiers share: the latest sample and the target.
+/// What the gate and the verifiers share: the latest sample, the target, and how many
+/// verifiers had to wait for the pressure to fall and have not finished their tests:
+/// while one has, the gate admits no trial by pressure, so the trials it would admit on
+/// the same calm sample do not land on the tests.
 #[derive(Clone)]
 pub struct Pressure {
     samples: watch::Receiver<Sample>,
     target: f64,
+    holding: Arc<AtomicUsize>,
+}
+
+/// A verifier that waited for calm, until its tests end.
+pub struct Hold(Arc<AtomicUsize>);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Pressure {
     pub fn new(samples: watch::Receiver<Sample>, target: f64) -> Pressure {
-        Pressure { samples, target }
+        Pressure {
+            samples,
+            target,
+            holding: Arc::default(),
+        }
     }
 
     fn latest(&self) -> Sample {
         *self.samples.borrow()
     }
 
-    /// Waits until the measured pressure is under the target (at once when it is, or
-    /// when the machine cannot say), for [`CALM_WAIT`] at most: a verifier's tests then
-    /// start on a machine where every runnable process gets a CPU. The gate admits no
-    /// trial by pressure while it is over the target, so it falls as busy trials end;
-    /// the bound is for load that is not the run's, which nothing here ends.
-    pub async fn calm(&self) {
-        let target = self.target;
-        let high = move |s: &Sample| s.pressure.is_some_and(|p| p >= target);
+    /// Waits until the measured pressure has been under the target for two samples in a
+    /// row (at once when the machine cannot say), for [`CALM_WAIT`] at most: a verifier's
+    /// tests then start on a machine where every runnable process gets a CPU. One sample
+    /// is not enough: beside CPU-bound trials the pressure hovers near the target and dips
+    /// under it now and then. The gate admits no trial by pressure while it is over the
+    /// target, so it falls as busy trials end; the bound is for what nothing here ends.
+    /// A verifier that had to wait holds the gate shut until it drops the [`Hold`].
+    pub async fn calm(&self) -> Option<Hold> {
+        let calm = |p: Option<f64>| p.is_none_or(|p| p < self.target);
+        let latest = self.latest();
+        if latest.pressure.is_none() || (calm(latest.pressure) && calm(latest.previous)) {
+            return None;
+        }
+        self.holding.fetch_add(1, Ordering::SeqCst);
+        let hold = Hold(self.holding.clone());
+        let _ = tokio::time::timeout(CALM_WAIT, self.calm_samples(2)).await;
+        Some(hold)
+    }
+
+    async fn calm_samples(&self, needed: usize) {
         let mut samples = self.samples.clone();
-        // A closed channel (the run is ending) waits no longer.
-        let _ = tokio::time::timeout(CALM_WAIT, samples.wait_for(|s| !high(s))).await;
+        let mut calm_in_a_row = 0;
+        loop {
+            let sample = *samples.borrow_and_update();
+            match sample.pressure {
+                None => return,
+                Some(p) if p < self.target => calm_in_a_row += 1,
+                Some(_) => calm_in_a_row = 0,
+            }
+            if calm_in_a_row >= needed || samples.changed().await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -273,7 +384,8 @@ impl PressureGate {
         let headroom = 1.0 - pressure / self.pressure.target;
         let per_sample = ((self.cores as f64 * headroom).round() as usize).max(1);
         let open = self.admitted_on.1 < per_sample
-            && self.starting.load(Ordering::SeqCst) < 2 * self.cores;
+            && self.starting.load(Ordering::SeqCst) < 2 * self.cores
+            && self.pressure.holding.load(Ordering::SeqCst) == 0;
         open.then(|| {
             self.admitted_on.1 += 1;
             self.starting.fetch_add(1, Ordering::SeqCst);
@@ -306,20 +418,19 @@ mod tests {
     }
 
     #[test]
-    fn niced_time_is_not_counted_busy() {
+    fn the_containers_share_is_of_the_busy_cpu_time() {
+        // 100 ticks busy (1 s of CPU at 100 Hz), 100 idle.
         let before = parse_cpu_times("cpu  100 1000 50 800 10 5 5 0 0 0\ncpu0 1 2 3\n").unwrap();
-        let after = parse_cpu_times("cpu  110 1090 50 800 10 5 5 0 0 0\n").unwrap();
-        let share = after.busy_share_since(&before).unwrap();
-        assert!((share - 0.1).abs() < 1e-9, "{share}");
+        let after = parse_cpu_times("cpu  150 1040 60 900 10 5 5 0 0 0\n").unwrap();
+        let share = after.share_of_busy(&before, 250_000_000).unwrap();
+        assert!((share - 0.25).abs() < 1e-9, "{share}");
+        let of_all = after.share_of_all(&before, 250_000_000).unwrap();
+        assert!((of_all - 0.125).abs() < 1e-9, "{of_all}");
         assert_eq!(parse_cpu_times("intr 5\n"), None);
-    }
-
-    #[test]
-    fn pressure_counts_only_once_un_niced_work_nearly_fills_the_cpus() {
-        assert_eq!(saturation(0.5), 0.0, "a core of two is free for a trial");
-        assert_eq!(saturation(0.8), 0.0);
-        assert!((saturation(0.9) - 0.5).abs() < 1e-9);
-        assert!((saturation(1.0) - 1.0).abs() < 1e-9);
+        assert_eq!(
+            parse_usage_usec("usage_usec 1500\nuser_usec 1000\n"),
+            Some(1_500_000)
+        );
     }
 
     #[test]
@@ -406,8 +517,37 @@ mod tests {
         let mut samples = sampler.receiver();
         samples.changed().await.unwrap();
         pressure.calm().await;
-        assert!(began.elapsed() >= Duration::from_secs(3));
+        assert!(
+            began.elapsed() >= Duration::from_secs(3) + SAMPLE_INTERVAL,
+            "two calm samples in a row"
+        );
         let unknown = Pressure::new(watch::channel(Sample::default()).1, 0.2);
-        unknown.calm().await;
+        assert!(unknown.calm().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_verifier_that_waited_holds_the_gate_until_its_tests_end() {
+        struct Falling(tokio::time::Instant);
+        impl PressureSource for Falling {
+            fn sample(&mut self) -> Option<f64> {
+                Some(if self.0.elapsed() < Duration::from_secs(2) {
+                    0.5
+                } else {
+                    0.0
+                })
+            }
+        }
+        let sampler = Sampler::start(Box::new(Falling(tokio::time::Instant::now())));
+        let pressure = Pressure::new(sampler.receiver(), 0.2);
+        let mut gate = PressureGate::new(pressure.clone(), 2);
+        gate.next_sample().await;
+        let hold = pressure.calm().await.expect("it waited");
+        assert!(gate.admit().is_none(), "the tests run first");
+        drop(hold);
+        assert!(gate.admit().is_some());
+        assert!(
+            pressure.calm().await.is_none(),
+            "calm twice in a row: no wait"
+        );
     }
 }

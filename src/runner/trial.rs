@@ -126,7 +126,12 @@ impl TrialEnv<'_> {
     /// pressure is under the target (`adaptive`; nothing to wait for otherwise):
     /// timing-sensitive tests run with the cores they asked for while agents, mostly
     /// waiting on models, are admitted by pressure.
-    async fn verifier_cores(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    async fn verifier_cores(
+        &self,
+    ) -> Option<(
+        tokio::sync::OwnedSemaphorePermit,
+        Option<super::pressure::Hold>,
+    )> {
         let (pool, wanted, pressure) = self.verifier_cores?;
         let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
         let cores = pool
@@ -134,8 +139,8 @@ impl TrialEnv<'_> {
             .acquire_many_owned(wanted)
             .await
             .expect("the verifiers' cores are never closed");
-        pressure.calm().await;
-        Some(cores)
+        let hold = pressure.calm().await;
+        Some((cores, hold))
     }
 }
 
