@@ -78,16 +78,25 @@ if { has_tier docker || has_tier heavy; } && ! docker info >/dev/null 2>&1; then
     say "warning: no Docker engine answers (\`docker info\` fails); the docker and heavy tiers need one"
 fi
 
-status=0
-if [ ${#tiers[@]} -eq 0 ]; then
-    # One run of every test, so that the fast tier's CPU work overlaps the Docker waits.
-    cargo nextest run "$@" || status=$?
+# The nextest profiles to run: the docker and heavy tiers together are one run (`slow`),
+# every tier is one run of everything, so that CPU work overlaps the Docker waits.
+profiles=()
+if [ ${#tiers[@]} -eq 0 ] || { has_tier fast && has_tier docker && has_tier heavy; }; then
+    profiles=(default)
 else
-    for tier in "${tiers[@]}"; do
-        say "tier $tier"
-        cargo nextest run --profile "$tier" "$@" || status=$?
-    done
+    has_tier fast && profiles+=(fast)
+    if has_tier docker && has_tier heavy; then
+        profiles+=(slow)
+    else
+        has_tier docker && profiles+=(docker)
+        has_tier heavy && profiles+=(heavy)
+    fi
 fi
+status=0
+for profile in "${profiles[@]}"; do
+    say "cargo nextest run --profile $profile $*"
+    cargo nextest run --profile "$profile" "$@" || status=$?
+done
 # nextest does not run doc tests; they belong to the fast tier.
 if has_tier fast && [ $# -eq 0 ]; then
     cargo test --doc --quiet || status=$?
