@@ -220,10 +220,11 @@ impl From<&EnvError> for ErrorKind {
             EnvError::NotReady { .. } => ErrorKind::SandboxNotReady,
             EnvError::Cancelled => ErrorKind::Cancelled,
             EnvError::Unhealthy { .. } | EnvError::ServiceFailed { .. } => ErrorKind::Unhealthy,
-            EnvError::NoAnswer {
-                provider: Provider::Docker,
-                ..
-            } => ErrorKind::DockerError,
+            // The stable kinds name the engine on this machine `docker_error` and a remote
+            // provider's API `daytona_error`.
+            EnvError::NoAnswer { provider, .. } if provider.capabilities().runs_here => {
+                ErrorKind::DockerError
+            }
             EnvError::NoAnswer { .. } => ErrorKind::DaytonaError,
         }
     }
@@ -486,6 +487,38 @@ pub enum SkipReason {
 /// The current time as RFC 3339 with milliseconds.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// What a front end does with a run's events as they happen: progress on a terminal, a
+/// line log, the viewer's feed, a stream a program reads (Rust's `RunStream`, Python's),
+/// JSON lines. A session feeds every reporter it is given every event, in order.
+pub trait Reporter: Send {
+    fn event(&mut self, event: &RunEvent);
+    /// No event follows.
+    fn finish(&mut self) {}
+}
+
+/// A channel is a reporter: it passes every event on to whoever holds the receiver.
+impl Reporter for tokio::sync::mpsc::UnboundedSender<RunEvent> {
+    fn event(&mut self, event: &RunEvent) {
+        let _ = self.send(event.clone());
+    }
+}
+
+/// Feeds every event of `events` to each reporter, in order, until the run's senders are
+/// gone; then finishes them.
+pub async fn feed(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<RunEvent>,
+    mut reporters: Vec<Box<dyn Reporter>>,
+) {
+    while let Some(event) = events.recv().await {
+        for reporter in &mut reporters {
+            reporter.event(&event);
+        }
+    }
+    for reporter in &mut reporters {
+        reporter.finish();
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::{ExitStatus, Format};
 use crate::dataset::Cache;
 use crate::diagnostic::render;
+use crate::env::{Builds, Engine, OpenOptions, Provider};
 use crate::manifest::{SourceOptions, load_pipeline_with};
 use crate::plan::cost::WorstCase;
 use crate::plan::lock::{LockFile, SourceChange, source_changes};
@@ -139,18 +140,28 @@ pub(super) async fn run(
     }
 }
 
-/// Whether each of the plan's agent installs is on this machine already (`None`: Docker
-/// could not be asked).
+/// Whether each of the plan's agent installs is on this machine already (`None`: the
+/// engine that installs agents could not be asked).
 async fn installed_volumes(plan: &Plan) -> Vec<Option<bool>> {
     if plan.installs.is_empty() {
         return Vec::new();
     }
-    let Ok(engine) = crate::env::docker::DockerEngine::connect(2).await else {
+    let installs = Provider::all().find(|p| plan.uses(*p) && p.capabilities().installed_agents);
+    let options = OpenOptions {
+        docker_calls: 2,
+        ..OpenOptions::default()
+    };
+    let host = |name: &str| std::env::var(name).ok();
+    let engine = match installs {
+        Some(provider) => Engine::open(provider, &options, &host).await.ok(),
+        None => None,
+    };
+    let Some(engine) = engine else {
         return vec![None; plan.installs.len()];
     };
     let mut found = Vec::new();
     for install in &plan.installs {
-        found.push(engine.has_volume(&install.volume).await.ok());
+        found.push(engine.volume_exists(&install.volume).await.ok());
     }
     found
 }
@@ -229,8 +240,10 @@ fn human(
         "image builds: {}",
         (0..plan.builds.len()).filter(shown).count()
     ));
-    if plan.uses(crate::env::Provider::Daytona) {
-        out.push_str(" (Daytona builds its sandboxes' images itself)");
+    for remote in
+        Provider::all().filter(|p| plan.uses(*p) && p.capabilities().builds != Builds::Here)
+    {
+        out.push_str(&format!(" ({} builds its own images)", remote.title()));
     }
     if prebuilt > 0 {
         out.push_str(&format!(" ({prebuilt} task(s) use a prebuilt image)"));

@@ -1190,10 +1190,6 @@ impl Environment for DockerEngine {
         Provider::Docker
     }
 
-    fn builds_images(&self) -> bool {
-        true
-    }
-
     async fn image_exists(&self, tag: &str) -> Result<bool, EnvError> {
         self.has_image(tag).await
     }

@@ -11,6 +11,7 @@ mod engine;
 pub mod fake;
 mod netguard;
 mod provider;
+pub mod registry;
 pub mod removal;
 pub mod tarball;
 
@@ -20,11 +21,14 @@ use std::time::Duration;
 
 pub use allowlist::{AllowedHost, Allowlist};
 pub use compose::MAIN_SERVICE;
+/// Credentials a program gives instead of a provider's environment variables.
+pub use daytona::Credentials;
 pub use engine::{
     BuildSpec, Collected, DEFAULT_DOCKER_CALLS, Engine, Environment, InstallSpec, Instance,
     OpenOptions, ProbeSpec, Sandbox,
 };
 pub use provider::{DaytonaSettings, Provider};
+pub use registry::{Builds, Capabilities};
 
 /// What went wrong with the environment itself (never the agent's fault).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -107,7 +111,7 @@ pub enum EnvError {
     },
     /// The engine did not answer a call within its deadline (a wedged daemon): nothing of
     /// helios waits on an engine forever. Worth another try, like any engine hiccup.
-    #[error("{} did not answer `{call}` within {seconds}s", engine_name(*.provider))]
+    #[error("{} did not answer `{call}` within {seconds}s", .provider.engine_name())]
     NoAnswer {
         provider: Provider,
         /// The call, as the engine's API names it (`remove container 0123abcd`).
@@ -122,14 +126,6 @@ fn last_output(output: &str) -> String {
         String::new()
     } else {
         format!("; its last output:\n{output}")
-    }
-}
-
-/// How messages name a provider's engine.
-fn engine_name(provider: Provider) -> &'static str {
-    match provider {
-        Provider::Docker => "the Docker engine",
-        Provider::Daytona => "Daytona",
     }
 }
 

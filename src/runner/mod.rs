@@ -40,9 +40,9 @@ pub use trial::{CANCEL_GRACE, Grace};
 use pressure::{Pressure, PressureGate, Sampler, Starting};
 use resources::{Ledger, Verdict};
 
-use crate::env::daytona::Credentials;
 use crate::env::{
-    BuildSpec, Engine, EnvError, ImageUnfit, InstallSpec, Labels, OpenOptions, ProbeSpec, Provider,
+    BuildSpec, Credentials, Engine, EnvError, ImageUnfit, InstallSpec, Labels, OpenOptions,
+    ProbeSpec, Provider,
 };
 use crate::events::{BuildOutcome, RunEvent, SkipReason, TrialIndex, TrialStatus, WaitReason};
 use crate::gateway::Gateway;
@@ -137,6 +137,9 @@ impl ApplyOptions {
 pub enum RunError {
     #[error("the run cannot start:\n  - {}", .0.join("\n  - "))]
     Preflight(Vec<String>),
+    /// A provider the plan uses lacks its credentials on this host, or refused them.
+    #[error("the run cannot start:\n  - {}", .0.join("\n  - "))]
+    Credentials(Vec<String>),
     #[error(transparent)]
     Env(#[from] EnvError),
     #[error("cannot write `{path}`")]
@@ -241,6 +244,13 @@ impl Run {
         events: &UnboundedSender<RunEvent>,
     ) -> Result<Run, RunError> {
         let host = host_lookup(&options);
+        let missing: Vec<String> = Provider::all()
+            .filter(|p| plan.uses(*p))
+            .filter_map(|p| (p.entry().missing_credentials)(&host))
+            .collect();
+        if !missing.is_empty() {
+            return Err(RunError::Credentials(missing));
+        }
         // Problems that need no engine are found before connecting to one.
         let setups = prepare(pipeline, &plan, &host).map_err(RunError::Preflight)?;
         let engines = open_engines(pipeline, &plan, &host, events).await?;
@@ -279,8 +289,7 @@ impl Run {
             }
         }
         let setups = prepare(pipeline, &plan, &host).map_err(RunError::Preflight)?;
-        let missing: Vec<String> = [Provider::Docker, Provider::Daytona]
-            .into_iter()
+        let missing: Vec<String> = Provider::all()
             .filter(|p| plan.uses(*p) && !engines.contains_key(p))
             .map(|p| format!("no engine was given for the provider `{p}` the plan uses"))
             .collect();
@@ -503,7 +512,7 @@ impl Run {
 fn host_lookup(options: &ApplyOptions) -> impl Fn(&str) -> Option<String> + Sync + use<> {
     let credentials = options.daytona.clone();
     move |name: &str| match &credentials {
-        Some(credentials) if name.starts_with("DAYTONA_") => credentials.lookup(name),
+        Some(credentials) if credentials.owns(name) => credentials.lookup(name),
         _ => std::env::var(name).ok(),
     }
 }
@@ -610,12 +619,12 @@ async fn open_engines(
         ..OpenOptions::default()
     };
     let mut engines = BTreeMap::new();
-    for provider in [Provider::Docker, Provider::Daytona] {
+    for provider in Provider::all() {
         if !plan.uses(provider) {
             continue;
         }
         let preflight = |error: EnvError| match error {
-            EnvError::Auth(message) => RunError::Preflight(vec![message]),
+            EnvError::Auth(message) => RunError::Credentials(vec![message]),
             other => RunError::Env(other),
         };
         let engine = Engine::open(provider, &options, host)
@@ -755,6 +764,12 @@ async fn watch_engine(
     }
 }
 
+/// The engine installed agents are installed on and run in: the one whose provider can
+/// (the pre-flight refuses installed agents on the others).
+fn installing(engines: &BTreeMap<Provider, Engine>) -> Option<&Engine> {
+    engines.values().find(|e| e.capabilities().installed_agents)
+}
+
 /// Makes sure every installed agent that trials still to run use is installed, one install
 /// at a time, before any trial starts; a failed install fails the run with the installer's
 /// output.
@@ -772,7 +787,7 @@ async fn install_agents(
             *state != TrialState::Done
                 && plan.agents[trial.agent as usize].recipe.as_ref() == Some(&install.recipe)
         });
-        let Some(engine) = engines.get(&Provider::Docker).filter(|_| needed) else {
+        let Some(engine) = installing(engines).filter(|_| needed) else {
             continue;
         };
         let _ = events.send(RunEvent::InstallStarted {
@@ -828,7 +843,7 @@ async fn check_images(
     events: &UnboundedSender<RunEvent>,
 ) -> Result<BTreeSet<usize>, RunError> {
     let mut checked = BTreeSet::new();
-    let Some(engine) = engines.get(&Provider::Docker) else {
+    let Some(engine) = installing(engines) else {
         return Ok(checked);
     };
     let mut pairs: Vec<(usize, usize)> = plan
@@ -836,7 +851,7 @@ async fn check_images(
         .iter()
         .zip(states)
         .filter(|(_, state)| **state != TrialState::Done)
-        .filter(|(t, _)| plan.provider(t) == Provider::Docker)
+        .filter(|(t, _)| plan.provider(t) == engine.provider())
         .filter(|(t, _)| plan.agents[t.agent as usize].recipe.is_some())
         .map(|(t, _)| (t.task as usize, t.agent as usize))
         .collect();

@@ -163,7 +163,7 @@ async fn run_with(
         .unwrap_or_else(|e| panic!("{}", e.report))
         .value;
     let plan = Plan::of(&pipeline).unwrap();
-    let engines = BTreeMap::from([(Provider::Docker, Engine::new(fake.clone()))]);
+    let engines = BTreeMap::from([(Provider::default(), Engine::new(fake.clone()))]);
     let run = adjust(Run::with_engines(&pipeline, plan, options, engines).unwrap());
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let outcome = run.execute(cancel, sender).await.unwrap();
@@ -1236,8 +1236,8 @@ async fn two_applies_reaping_the_same_dead_container_both_go_on() {
     let second = Engine::new(FakeEngine::default().on_host(host.clone()));
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let (a, b) = tokio::join!(
-        reap(Provider::Docker, &first, &sender),
-        reap(Provider::Docker, &second, &sender)
+        reap(Provider::default(), &first, &sender),
+        reap(Provider::default(), &second, &sender)
     );
     a.unwrap();
     b.unwrap();
@@ -1249,7 +1249,7 @@ async fn two_applies_reaping_the_same_dead_container_both_go_on() {
     assert_eq!(
         events,
         vec![RunEvent::Reaped {
-            provider: Provider::Docker,
+            provider: Provider::default(),
             count: 1
         }],
         "removed once, said once, no failure"
@@ -1263,7 +1263,7 @@ async fn a_reap_that_fails_is_a_warning_and_the_run_goes_on() {
     host.failing_removals(EnvError::engine("no space left on device"));
     let engine = Engine::new(FakeEngine::default().on_host(host));
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-    reap(Provider::Docker, &engine, &sender).await.unwrap();
+    reap(Provider::default(), &engine, &sender).await.unwrap();
     let events = drain(receiver);
     assert!(
         matches!(&events[..], [RunEvent::ReapFailed { error, .. }] if error.contains("no space")),
@@ -1318,10 +1318,10 @@ async fn an_engine_that_does_not_answer_is_said_and_said_again_when_it_does() {
         .iter()
         .filter_map(|e| match e {
             RunEvent::EngineStalled {
-                provider: Provider::Docker,
+                provider,
                 seconds,
                 trials,
-            } => Some((*seconds, *trials)),
+            } if *provider == Provider::default() => Some((*seconds, *trials)),
             _ => None,
         })
         .collect();
@@ -1355,7 +1355,7 @@ async fn a_call_the_engine_did_not_answer_is_retried() {
         if call.command.contains("/solution/solve.sh") && !*failed {
             *failed = true;
             FakeReply::failing(EnvError::NoAnswer {
-                provider: Provider::Docker,
+                provider: Provider::default(),
                 call: "start exec".into(),
                 seconds: 120.0,
             })
