@@ -1,22 +1,50 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: prepares what the tests need that cargo cannot
-# fetch (Debian's Chromium and chromedriver for the viewer's browser tests, xmllint for the
-# JUnit report's), checks that
-# a Docker engine answers, then runs `cargo test --no-fail-fast` with the arguments given
-# (`scripts/test.sh --test viewer`, `scripts/test.sh -- --nocapture`): every test binary
-# runs even when an earlier one fails, and the end says how many tests failed in which
-# binary, by name. The exit status is cargo's (non-zero when anything failed).
+# The test suite on a fresh machine, by tier (docs/testing.md):
+#
+#   bash scripts/test.sh                  every tier: what CI runs
+#   bash scripts/test.sh fast             no Docker, no network: unit, fake-environment,
+#                                         CLI, schema, layering, property and doc tests
+#   bash scripts/test.sh docker           the provider conformance suite and CLI runs on Docker
+#   bash scripts/test.sh heavy            installed agents, Chromium, desktop and SDK images
+#   bash scripts/test.sh docker -- apply  more arguments go to `cargo nextest run`
+#
+# It prepares what the tests need that cargo cannot fetch: cargo-nextest itself (installed
+# from crates.io when missing), and for the tiers that use them Debian's Chromium and
+# chromedriver (the viewer's browser tests) and xmllint (the JUnit report's schema check).
+# Every test runs even after one fails; nextest ends with the failed tests by name, and the
+# exit status is non-zero when anything failed. The dockerd restart and wedge tests (heavy)
+# touch this machine's Docker daemon, so they only do so with HELIOS_TEST_DOCKERD_RESTART=1
+# and HELIOS_TEST_DOCKERD_WEDGE=1 set (as `.ci/run` does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf 'scripts/test.sh: %s\n' "$*" >&2; }
 
+tiers=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        fast|docker|heavy) tiers+=("$1"); shift ;;
+        --) shift; break ;;
+        *) break ;;
+    esac
+done
+has_tier() {
+    [ ${#tiers[@]} -eq 0 ] && return 0
+    local t
+    for t in "${tiers[@]}"; do [ "$t" = "$1" ] && return 0; done
+    return 1
+}
+
 # What tests run that cargo cannot fetch: the browser tests drive /usr/bin/chromium through
 # /usr/bin/chromedriver (tests/common/browser.rs); the JUnit report is checked against its
 # schema by xmllint (tests/report.rs).
 missing=()
-{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || missing+=(chromium chromium-driver)
-command -v xmllint >/dev/null || missing+=(libxml2-utils)
+if has_tier heavy; then
+    { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || missing+=(chromium chromium-driver)
+fi
+if has_tier docker; then
+    command -v xmllint >/dev/null || missing+=(libxml2-utils)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     packages="${missing[*]}"
     if [ "$(id -u)" = 0 ]; then
@@ -38,49 +66,43 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Most end-to-end tests run trials in Docker: say so now rather than in a hundred failures.
-if ! docker info >/dev/null 2>&1; then
-    say "warning: no Docker engine answers (\`docker info\` fails); the end-to-end tests need one"
+# The runner of the tiers (profiles in .config/nextest.toml). Installing it compiles it
+# once, about 3 minutes on two cores (docs/testing.md).
+if ! cargo nextest --version >/dev/null 2>&1; then
+    say "installing cargo-nextest from crates.io (once)"
+    cargo install --locked --quiet cargo-nextest
 fi
 
-# Every binary runs (no stop at the first that fails), the output both shown and kept so
-# that the end can sum up what failed where.
-log="$(mktemp "${TMPDIR:-/tmp}/helios-test.XXXXXX")"
-trap 'rm -f "$log"' EXIT
-set +e
-cargo test --no-fail-fast "$@" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
-set -e
+# The Docker tiers run trials in Docker: say so now rather than in fifty failures.
+if { has_tier docker || has_tier heavy; } && ! docker info >/dev/null 2>&1; then
+    say "warning: no Docker engine answers (\`docker info\` fails); the docker and heavy tiers need one"
+fi
 
-# cargo names each binary on a `Running ...` line (`Doc-tests` for doc tests); a failed
-# binary lists its failing tests after `failures:` as `    name` lines and ends with
-# `test result: FAILED. ... N failed` (the first `failures:` block holds each test's output
-# under `---- name stdout ----`, the last one the names). A binary that does not build or crashes shows up in
-# cargo's closing `error: N targets failed:` list instead, which is printed as it is.
-summary="$(awk '
-    /^ *Running / { binary = ($2 == "unittests") ? $3 : $2; next }
-    /^ *Doc-tests / { binary = "doc-tests " $2; next }
-    /^failures:$/ { listing = 1; names[binary] = ""; next }
-    /^---- / { listing = 0; next }
-    listing && /^    [^ ]/ { names[binary] = names[binary] "\n    " substr($0, 5); next }
-    /^test result: FAILED/ {
-        listing = 0
-        match($0, /[0-9]+ failed/); failed = substr($0, RSTART, RLENGTH - 7)
-        total += failed
-        printf "  %s: %s failed%s\n", binary, failed, names[binary]
-    }
-    END { if (total > 0) printf "TOTAL %d\n", total }
-' "$log")"
+# The nextest profiles to run: the docker and heavy tiers together are one run (`slow`),
+# every tier is one run of everything, so that CPU work overlaps the Docker waits.
+profiles=()
+if [ ${#tiers[@]} -eq 0 ] || { has_tier fast && has_tier docker && has_tier heavy; }; then
+    profiles=(default)
+else
+    has_tier fast && profiles+=(fast)
+    if has_tier docker && has_tier heavy; then
+        profiles+=(slow)
+    else
+        has_tier docker && profiles+=(docker)
+        has_tier heavy && profiles+=(heavy)
+    fi
+fi
+status=0
+for profile in "${profiles[@]}"; do
+    say "cargo nextest run --profile $profile $*"
+    cargo nextest run --profile "$profile" "$@" || status=$?
+done
+# nextest does not run doc tests; they belong to the fast tier.
+if has_tier fast && [ $# -eq 0 ]; then
+    cargo test --doc --quiet || status=$?
+fi
 if [ "$status" -ne 0 ]; then
-    say "FAILED (cargo exited with $status)"
-    if [ -n "$summary" ]; then
-        total="$(printf '%s\n' "$summary" | sed -n 's/^TOTAL //p')"
-        say "$total test(s) failed, by test binary:"
-        printf '%s\n' "$summary" | grep -v '^TOTAL ' >&2
-    fi
-    if grep -q '^error: [0-9]* targets\? failed' "$log"; then
-        sed -n '/^error: [0-9]* targets\? failed/,$p' "$log" >&2
-    fi
+    say "FAILED: the failed tests are listed above, after \`Summary\`"
 else
     say "every test passed"
 fi

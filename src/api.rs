@@ -530,6 +530,7 @@ impl AgentRunner {
                 build_concurrency: None,
                 start_ahead: None,
                 max_cost_usd: None,
+                resources: Default::default(),
             },
             vars: self.variables.clone(),
             environment: EnvironmentDefaults {

@@ -249,6 +249,31 @@ impl From<&ModelError> for ErrorKind {
     }
 }
 
+/// Why a ready trial has not started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitReason {
+    /// `concurrency` trials run (or are made ahead) already.
+    Concurrency,
+    /// Its declared memory does not fit in what is free.
+    Memory,
+    /// Its declared CPUs do not fit in what is free (`reserve`, or `--cpus` reached).
+    Cpus,
+    /// The machine's CPU pressure is over the target, or rose too recently (`adaptive`).
+    Pressure,
+}
+
+impl WaitReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            WaitReason::Concurrency => "a place under concurrency",
+            WaitReason::Memory => "memory",
+            WaitReason::Cpus => "CPUs",
+            WaitReason::Pressure => "CPU pressure to fall",
+        }
+    }
+}
+
 /// Something that happened during a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -263,16 +288,23 @@ pub enum RunEvent {
     },
     /// What the run may use on this machine at once.
     Resources {
+        /// `adaptive`, `reserve` or `none` (`[pipeline] resources`).
+        policy: &'static str,
         cpus: f64,
         memory_mb: u64,
         builds: usize,
         concurrency: usize,
+        /// `adaptive`: the CPU pressure (a share, 0–1) under which more trials start.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pressure_target: Option<f64>,
     },
-    /// Trials and builds that are ready but wait for CPUs or memory to be free (sent when
-    /// the numbers change).
+    /// Trials and builds that are ready but wait (sent when the numbers or the reason
+    /// change): `reason` says why the first waiting trial waits.
     WaitingForResources {
         trials: usize,
         builds: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<WaitReason>,
     },
     /// A trial asks for more than the whole budget: it runs alone.
     RunsAlone {

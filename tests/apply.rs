@@ -91,29 +91,6 @@ fn a_terminal_bench_style_task_runs_unmodified() {
 }
 
 #[test]
-fn agent_timeout_kills_the_agent_and_still_verifies() {
-    let project = Project::new("agent-timeout");
-    project.task(
-        "slow",
-        "[agent]\ntimeout_sec = 1.0\n",
-        "sleep 300 &\nsleep 300\n",
-        // Reward 1 only if no `sleep 300` survived: the deadline killed the whole tree.
-        "for c in /proc/[0-9]*/cmdline; do [ \"$(tr '\\0' ' ' < $c 2>/dev/null)\" = 'sleep 300 ' ] && { echo 0 > /logs/verifier/reward.txt; exit 0; }; done\necho 1 > /logs/verifier/reward.txt\n",
-    );
-    project.pipeline("p", "\"oracle\"");
-    let out = project.apply("p");
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
-    let result = &project.results("p")["slow/oracle"];
-    assert_eq!(result["status"], "timed_out");
-    assert_eq!(result["error"]["kind"], "agent_timeout");
-    assert_eq!(
-        result["reward"], 1.0,
-        "the verifier ran and found no process left: {result}"
-    );
-    project.assert_clean();
-}
-
-#[test]
 fn verifier_timeout_missing_reward_and_bad_reward_are_distinct_outcomes() {
     let project = Project::new("verifier");
     project.task(
@@ -190,60 +167,6 @@ fn a_build_failure_is_an_infrastructure_outcome() {
 }
 
 #[test]
-fn ctrl_c_leaves_nothing_behind_and_the_next_apply_finishes_the_rest() {
-    let project = Project::new("interrupt");
-    // `blocker` waits as long as BLOCK=1 is set on the host: the interrupt catches it running.
-    project.task(
-        "blocker",
-        "[environment.env]\nBLOCK = \"${BLOCK:-0}\"\n",
-        "if [ \"$BLOCK\" = 1 ]; then sleep 300; fi\necho done > /app/out\n",
-        "[ -f /app/out ] && echo 1 > /logs/verifier/reward.txt || echo 0 > /logs/verifier/reward.txt\n",
-    );
-    project.task("quick", "", "true\n", PASS);
-    project.pipeline("p", "\"oracle\"");
-    let mut child = project
-        .command("p")
-        .env("BLOCK", "1")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if line.contains("started s/blocker/oracle#1") {
-            break;
-        }
-    }
-    assert!(
-        seen.iter().any(|l| l.contains("started s/blocker")),
-        "{seen:?}"
-    );
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "{seen:?} {rest:?}");
-    assert_eq!(
-        docker_ids("ps", &project.label),
-        Vec::<String>::new(),
-        "containers left after Ctrl-C"
-    );
-    let results = project.results("p");
-    assert_eq!(results["blocker/oracle"]["status"], "cancelled");
-
-    // The next apply (no longer blocked) runs what is not done, and only that.
-    let out = project.apply("p");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let results = project.results("p");
-    assert_eq!(results["blocker/oracle"]["reward"], 1.0);
-    assert_eq!(results["quick/oracle"]["reward"], 1.0);
-    project.assert_clean();
-}
-
-#[test]
 fn ctrl_c_stops_image_builds_at_once() {
     let project = Project::new("interrupt-build");
     // A build step that would run for ten minutes, marked so that its container can be
@@ -303,58 +226,6 @@ fn ctrl_c_stops_image_builds_at_once() {
 }
 
 #[test]
-fn an_agent_cannot_forge_its_reward_with_separate_verification() {
-    let project = Project::new("forge");
-    // The tests give 0 whatever happens; the agent writes 1 and leaves a process that
-    // keeps writing 1.
-    project.task(
-        "forge",
-        "",
-        "true\n",
-        "echo 0 > /logs/verifier/reward.txt\n",
-    );
-    let forger = "echo 1 > /logs/verifier/reward.txt; \
-        nohup sh -c 'while true; do echo 1 > /logs/verifier/reward.txt; sleep 0.05; done' \
-        > /dev/null 2>&1 &";
-    for (name, isolation) in [("shared", "shared"), ("separate", "separate")] {
-        project.write(
-            &format!("{name}.toml"),
-            &format!(
-                "[pipeline]\nname = \"{name}\"\noutput_dir = \"runs\"\n\
-                 [verifier]\nisolation = \"{isolation}\"\n\
-                 [[tasks]]\npath = \"tasks/*\"\n\
-                 [agents.forger]\nkind = \"command\"\ncommand = \"{}\"\n\
-                 [[stages]]\nname = \"s\"\nagents = [\"forger\"]\n",
-                forger.replace('\\', "\\\\").replace('"', "\\\"")
-            ),
-        );
-        let out = project.apply(name);
-        assert!(out.status.success(), "{}", text(&out));
-    }
-    let shared = &project.results("shared")["forge/forger"];
-    assert_eq!(shared["tampering_suspected"], true, "{shared}");
-    assert!(
-        shared["tampering"].as_array().unwrap().iter().any(|r| r
-            .as_str()
-            .unwrap()
-            .contains("existed before the verifier started")),
-        "{shared}"
-    );
-    let separate = &project.results("separate")["forge/forger"];
-    assert_eq!(
-        separate["reward"], 0.0,
-        "the forger's process is gone: {separate}"
-    );
-    assert_eq!(separate["status"], "completed", "{separate}");
-    assert_eq!(
-        docker_ids("images", &project.label).len(),
-        1,
-        "the frozen image is removed; only the task's image is left"
-    );
-    project.assert_clean();
-}
-
-#[test]
 fn after_a_sigkill_the_next_apply_removes_the_dead_runs_containers_and_finishes() {
     let project = Project::new("sigkill");
     project.task(
@@ -400,35 +271,6 @@ fn after_a_sigkill_the_next_apply_removes_the_dead_runs_containers_and_finishes(
     assert_eq!(results["quick/oracle"]["reward"], 1.0);
     let trial_dirs = std::fs::read_dir(project.path("runs/p/s")).unwrap().count();
     assert_eq!(trial_dirs, 2);
-    project.assert_clean();
-}
-
-#[test]
-fn two_one_cpu_trials_on_a_one_cpu_budget_never_overlap() {
-    let project = Project::new("one-cpu");
-    for name in ["first", "second"] {
-        project.task(name, "[environment]\ncpus = 1.0\n", "sleep 1\n", PASS);
-    }
-    project.pipeline("p", "\"oracle\"");
-    let out = project.command("p").args(["--cpus", "1"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let span = |result: &Value| {
-        let timings = result["timings"].as_array().unwrap();
-        let at = |t: &Value| humantime::parse_rfc3339(t["started_at"].as_str().unwrap()).unwrap();
-        let start = at(&timings[0]);
-        let last = timings.last().unwrap();
-        let end = at(last) + Duration::from_secs_f64(last["seconds"].as_f64().unwrap());
-        (start, end)
-    };
-    let results = project.results("p");
-    let (a, b) = (
-        span(&results["first/oracle"]),
-        span(&results["second/oracle"]),
-    );
-    assert!(
-        a.1 <= b.0 || b.1 <= a.0,
-        "the trials overlapped: {a:?} {b:?}"
-    );
     project.assert_clean();
 }
 
@@ -541,5 +383,46 @@ fn two_reaps_at_once_remove_a_dead_runs_containers_and_keep_a_live_ones() {
     let _ = std::process::Command::new("docker")
         .args(["rm", "-f", &alive])
         .output();
+    project.assert_clean();
+}
+
+/// The timing-sensitive case of issue 28 stays fixed at the defaults (`adaptive`): a task
+/// whose tests fail when starved of CPU (tests/fixtures/timing-sensitive) passes while ten
+/// CPU-heavy trials and an image build run beside it on this machine. Its verifier takes
+/// its declared core and waits for the CPU pressure to fall; the burners beyond the cores
+/// are admitted by pressure. `benches/starved_verifier.sh` shows the same run failing with
+/// `--resources none`.
+#[test]
+fn a_timing_sensitive_verifier_passes_at_defaults_beside_cpu_heavy_trials_and_a_build() {
+    let project = Project::new("timing");
+    copy_tree("tests/fixtures/timing-sensitive", project.dir.path());
+    // A digest of its own, so the image is built now, beside the trials.
+    let dockerfile = project.path("timing-sensitive/tasks/a-build/environment/Dockerfile");
+    let mut text_of = std::fs::read_to_string(&dockerfile).unwrap();
+    text_of.push_str(&format!("LABEL run=\"{}\"\n", project.label));
+    std::fs::write(&dockerfile, text_of).unwrap();
+    let out = project.apply("timing-sensitive/pipeline");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let timed = project.path("timing-sensitive/runs/timing/timed");
+    let deadline = std::fs::read_dir(&timed)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("b-deadline__")
+        })
+        .unwrap();
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(deadline.join("result.json")).unwrap())
+            .unwrap();
+    let stdout = std::fs::read_to_string(deadline.join("verifier/test-stdout.txt")).unwrap();
+    assert_eq!(result["reward"], 1.0, "starved: {stdout}");
+    let burners = std::fs::read_dir(project.path("timing-sensitive/runs/timing/heavy"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().join("result.json").is_file())
+        .count();
+    assert_eq!(burners, 10);
     project.assert_clean();
 }

@@ -1,6 +1,11 @@
 //! The `computer-use` agent on a real desktop (real Docker, real Xvfb): the scripted model
 //! answers in each provider's format (Anthropic's computer tool, OpenAI's computer_call,
 //! Gemini's computer-use functions) and clicks and types its way through `gui-task`.
+//!
+//! Both tests run the bundled gui-task, whose image carries the labels of the run that
+//! built it: one test's `helios gc --label` would remove it under the other's running
+//! container, so they take turns: nextest's `gui-image` test group (.config/nextest.toml);
+//! with plain `cargo test`, pass `--test-threads=1`.
 
 mod common;
 
@@ -8,11 +13,6 @@ use std::path::{Path, PathBuf};
 
 use common::project::{Project, copy_tree, text};
 use helios::agent::trajectory::Trajectory;
-
-/// Both tests run the bundled gui-task, whose image carries the labels of the run that
-/// built it: one test's `helios gc --label` would remove it under the other's running
-/// container, so they take turns.
-static SHARED_GUI_IMAGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn trial_dir(project: &Project, stage: &str, prefix: &str) -> PathBuf {
     std::fs::read_dir(project.path(&format!("runs/computer-use/{stage}")))
@@ -30,7 +30,6 @@ fn pixels(path: &Path) -> image::RgbImage {
 
 #[test]
 fn the_scripted_model_operates_a_gui_in_each_providers_format() {
-    let _turn = SHARED_GUI_IMAGE.lock().unwrap_or_else(|e| e.into_inner());
     let project = Project::new("computer-use");
     std::fs::create_dir_all(project.path("tasks")).unwrap();
     std::fs::create_dir_all(project.path("pipelines")).unwrap();
@@ -126,7 +125,6 @@ fn the_scripted_model_operates_a_gui_in_each_providers_format() {
 
 #[test]
 fn helios_run_gives_a_gui_task_to_the_computer_use_agent() {
-    let _turn = SHARED_GUI_IMAGE.lock().unwrap_or_else(|e| e.into_inner());
     let project = Project::new("computer-use-run");
     let out = std::process::Command::new(common::project::BINARY)
         .args(["run", "tasks/gui-task", "--agent", "computer-use"])

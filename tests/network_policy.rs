@@ -57,6 +57,18 @@ impl Drop for Host {
     }
 }
 
+/// A shell function printing what `http://$1/` answers (its last line), or nothing.
+const FETCH: &str = "fetch() { timeout 5 bash -c \"exec 3<>/dev/tcp/$1/80 && printf 'GET / \
+                     HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3\" 2>/dev/null | tail -n 1; }\n";
+
+/// Two hosts on the default bridge, `allowed` and `blocked`, reachable by address only.
+fn bridge_hosts(label: &str) -> (Host, Host) {
+    (
+        Host::start(label, "bridge", "allowed", None),
+        Host::start(label, "bridge", "blocked", None),
+    )
+}
+
 /// This machine's test network, removed on drop (after its hosts).
 struct TestNetwork {
     name: String,
@@ -153,11 +165,9 @@ fn compose_phases_under_an_allowlist_or_no_network_reach_only_what_they_may() {
 #[test]
 fn an_allowlist_of_addresses_holds_for_one_container_and_is_lifted_for_the_tests() {
     let project = Project::new("allowlist-addresses");
-    let allowed = Host::start(&project.label, "bridge", "allowed", None);
-    let blocked = Host::start(&project.label, "bridge", "blocked", None);
+    let (allowed, blocked) = bridge_hosts(&project.label);
     let (allowed_ip, blocked_ip) = (allowed.address(), blocked.address());
-    let fetch = "fetch() { timeout 5 bash -c \"exec 3<>/dev/tcp/$1/80 && printf 'GET / \
-                 HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3\" 2>/dev/null | tail -n 1; }\n";
+    let fetch = FETCH;
     project.task(
         "addresses",
         &format!(
@@ -192,11 +202,9 @@ fn an_allowlist_of_addresses_holds_for_one_container_and_is_lifted_for_the_tests
 #[test]
 fn a_separate_verifier_under_an_allowlist_reaches_its_host_and_nothing_else() {
     let project = Project::new("allowlist-verifier");
-    let allowed = Host::start(&project.label, "bridge", "allowed", None);
-    let blocked = Host::start(&project.label, "bridge", "blocked", None);
+    let (allowed, blocked) = bridge_hosts(&project.label);
     let (allowed_ip, blocked_ip) = (allowed.address(), blocked.address());
-    let fetch = "fetch() { timeout 5 bash -c \"exec 3<>/dev/tcp/$1/80 && printf 'GET / \
-                 HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3\" 2>/dev/null | tail -n 1; }\n";
+    let fetch = FETCH;
     project.task(
         "separate",
         &format!(

@@ -22,6 +22,7 @@ pub(super) struct ApplyArgs<'a> {
     pub labels: BTreeMap<String, String>,
     pub concurrency: Option<usize>,
     pub cpus: Option<f64>,
+    pub resources: Option<crate::runner::ResourcePolicy>,
     pub memory_mb: Option<u64>,
     pub build_concurrency: Option<usize>,
     pub retries: u32,
@@ -123,6 +124,7 @@ pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
         concurrency: args.concurrency,
         daytona: None,
         cpus: args.cpus,
+        resources: args.resources,
         memory_mb: args.memory_mb,
         build_concurrency: args.build_concurrency,
         ..ApplyOptions::default()

@@ -94,9 +94,15 @@ pub enum Command {
         /// Trials at once (default: the pipeline's `concurrency`).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         concurrency: Option<u32>,
-        /// CPUs the run's trials and builds may use at once (default: this machine's cores).
+        /// CPUs the run's trials and builds may use at once, a hard bound (default: this
+        /// machine's cores, and under `adaptive` more while CPU pressure is low).
         #[arg(long, value_name = "N", value_parser = parse_cpus)]
         cpus: Option<f64>,
+        /// How trials are admitted: `adaptive` (by measured CPU pressure), `reserve` (each
+        /// task's declared cpus reserved) or `none` (concurrency alone); default: the
+        /// pipeline's `resources`, else `adaptive`.
+        #[arg(long, value_name = "POLICY", value_parser = parse_resources)]
+        resources: Option<crate::runner::ResourcePolicy>,
         /// Memory the run's trials may use at once, as "8G" or "512M" (default: all of it).
         #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
         memory: Option<u64>,
@@ -359,6 +365,18 @@ fn parse_shard(text: &str) -> Result<Shard, String> {
     text.parse::<Shard>().map_err(|e| e.to_string())
 }
 
+fn parse_resources(text: &str) -> Result<crate::runner::ResourcePolicy, String> {
+    use crate::runner::ResourcePolicy;
+    match text {
+        "adaptive" => Ok(ResourcePolicy::Adaptive),
+        "reserve" => Ok(ResourcePolicy::Reserve),
+        "none" => Ok(ResourcePolicy::None),
+        _ => Err(format!(
+            "`{text}` is not a policy: adaptive, reserve or none"
+        )),
+    }
+}
+
 fn parse_cpus(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(cpus) if cpus.is_finite() && cpus > 0.0 => Ok(cpus),
@@ -472,6 +490,7 @@ async fn dispatch(cli: Cli) -> ExitStatus {
             labels,
             concurrency,
             cpus,
+            resources,
             memory,
             build_concurrency,
             retries,
@@ -491,6 +510,7 @@ async fn dispatch(cli: Cli) -> ExitStatus {
                 labels: labels.into_iter().collect(),
                 concurrency: concurrency.map(|c| c as usize),
                 cpus,
+                resources,
                 memory_mb: memory,
                 build_concurrency: build_concurrency.map(|b| b as usize),
                 retries,

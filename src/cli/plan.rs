@@ -283,12 +283,7 @@ fn human(
             }
         }
     }
-    out.push_str(&format!(
-        "\nresources: {} CPU(s) and {} of memory on this machine, {} build(s) and up to {concurrency} trial(s) at once; a trial starts when its task's cpus and memory fit\n",
-        budget.cpus,
-        memory(budget.memory_mb),
-        budget.builds
-    ));
+    out.push_str(&format!("\n{}\n", resources_line(&budget, concurrency)));
     let total = assessment.total();
     out.push('\n');
     if total.to_run() == 0 {
@@ -314,4 +309,33 @@ fn human(
         out.push_str(&format!("lock file written: {}\n", lock.display()));
     }
     out
+}
+
+/// The budget and policy, for people.
+fn resources_line(budget: &Budget, concurrency: usize) -> String {
+    use crate::runner::ResourcePolicy;
+    let at_once = format!(
+        "{} build(s) and up to {concurrency} trial(s) at once",
+        budget.builds
+    );
+    let memory = memory(budget.memory_mb);
+    match budget.policy {
+        ResourcePolicy::Adaptive => format!(
+            "resources (adaptive): {memory} of memory and {} CPU(s) on this machine, {at_once}; a trial starts when its task's memory fits and its cpus fit in the {} CPU(s), or else while CPU pressure stays under {:.0}%{}",
+            budget.cpus,
+            budget.cpus,
+            budget.pressure_target.unwrap_or_default() * 100.0,
+            budget
+                .max_cpus
+                .map(|max| format!(" and the cpus of running trials stay within {max}"))
+                .unwrap_or_default()
+        ),
+        ResourcePolicy::Reserve => format!(
+            "resources (reserve): {} CPU(s) and {memory} of memory on this machine, {at_once}; a trial starts when its task's cpus and memory fit",
+            budget.cpus
+        ),
+        ResourcePolicy::None => {
+            format!("resources (none): {at_once}; only concurrency bounds the trials")
+        }
+    }
 }

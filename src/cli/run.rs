@@ -213,6 +213,7 @@ async fn run_pipeline(args: RunArgs, source: AdHocSource) -> ExitStatus {
         labels: args.labels.into_iter().collect(),
         concurrency: None,
         cpus: None,
+        resources: None,
         memory_mb: None,
         build_concurrency: None,
         retries: 2,

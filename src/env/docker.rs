@@ -1215,6 +1215,10 @@ impl Environment for DockerEngine {
         spec: &EnvSpec,
         cancel: &CancellationToken,
     ) -> Result<Instance, EnvError> {
+        // The contract of `create` (tests/conformance.rs): cancelled already, nothing made.
+        if cancel.is_cancelled() {
+            return Err(EnvError::Cancelled);
+        }
         if let Some(services) = &spec.services {
             return super::compose::start(self, spec, services, cancel).await;
         }

@@ -385,8 +385,11 @@ impl Environment for FakeEngine {
     async fn create(
         &self,
         spec: &EnvSpec,
-        _cancel: &CancellationToken,
+        cancel: &CancellationToken,
     ) -> Result<Instance, EnvError> {
+        if cancel.is_cancelled() {
+            return Err(EnvError::Cancelled);
+        }
         if spec.services.is_some() {
             return Err(EnvError::Unsupported(
                 "the fake environment has no services besides `main` (Compose tasks run on \

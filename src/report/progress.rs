@@ -203,14 +203,26 @@ fn note(event: &RunEvent) -> Option<String> {
             format!("{label}: step `{step}` ({number}/{of})")
         }
         RunEvent::Resources {
+            policy,
             cpus,
             memory_mb,
             builds,
             concurrency,
-        } => format!(
-            "resources: {cpus} CPU(s), {} of memory, {builds} build(s) and {concurrency} trial(s) at once",
-            memory(*memory_mb)
-        ),
+            pressure_target,
+        } => match pressure_target {
+            None if *policy == "none" => format!(
+                "resources (none): {builds} build(s) and {concurrency} trial(s) at once; only concurrency bounds the trials"
+            ),
+            Some(target) => format!(
+                "resources ({policy}): {cpus} CPU(s) reserved, more while CPU pressure is under {:.0}%; {} of memory, {builds} build(s) and {concurrency} trial(s) at once",
+                target * 100.0,
+                memory(*memory_mb)
+            ),
+            None => format!(
+                "resources ({policy}): {cpus} CPU(s), {} of memory, {builds} build(s) and {concurrency} trial(s) at once",
+                memory(*memory_mb)
+            ),
+        },
         RunEvent::RunsAlone {
             label,
             cpus,
@@ -371,9 +383,14 @@ impl View for Bars {
                     bar.inc(1);
                 }
             }
-            RunEvent::WaitingForResources { trials, builds } => {
+            RunEvent::WaitingForResources {
+                trials,
+                builds,
+                reason,
+            } => {
                 if let (Some(bar), true) = (&self.trials, *trials > 0) {
-                    bar.set_message(format!("{trials} waiting for CPUs or memory"));
+                    let why = reason.map_or("CPUs or memory", |r| r.describe());
+                    bar.set_message(format!("{trials} waiting for {why}"));
                 }
                 if let (Some(bar), true) = (&self.builds, *builds > 0) {
                     bar.set_message(format!("{builds} waiting for a build slot"));

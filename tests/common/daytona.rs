@@ -129,6 +129,19 @@ impl FakeDaytona {
             .collect()
     }
 
+    /// [`FakeDaytona::undeleted`] as a function that can outlive this borrow.
+    pub(crate) fn undeleted_handle(&self) -> impl Fn() -> Vec<String> + Send + Sync + 'static {
+        let inner = self.inner.clone();
+        move || {
+            let sandboxes = inner.sandboxes.lock().unwrap();
+            sandboxes
+                .values()
+                .filter(|r| !r.deleted)
+                .map(|r| r.id.clone())
+                .collect()
+        }
+    }
+
     /// `METHOD /path?query` of every request, in order.
     pub(crate) fn requests(&self) -> Vec<String> {
         self.inner.requests.lock().unwrap().clone()
