@@ -31,8 +31,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::agent::trajectory::{ToolStep, Trajectory};
 use crate::agent::{AgentKind, AgentLimits};
-use crate::env::daytona::Credentials;
-use crate::env::{DaytonaSettings, Provider};
+use crate::env::{Credentials, DaytonaSettings, Provider};
 use crate::events::RunEvent;
 use crate::events::TrialStatus;
 use crate::manifest::pipeline::{
@@ -40,13 +39,17 @@ use crate::manifest::pipeline::{
 };
 use crate::manifest::{ManifestError, Pipeline, load_task};
 use crate::model::{ModelParams, ModelSpec};
-use crate::plan::{Plan, PlanError};
-use crate::runner::{ApplyOptions, Run, RunError};
+use crate::plan::PlanError;
+use crate::runner::{ApplyOptions, RunError};
 use crate::store::RunStore;
 use crate::store::trial::{ErrorInfo, TrialResult};
 
+mod adhoc;
 mod prompt;
+pub mod session;
+pub use adhoc::{AdHoc, AdHocError, AdHocSource};
 pub use prompt::{Agent, DEFAULT_AGENT_MODEL, Message, Role, Runner};
+pub use session::{OpenSession, PlanOptions, Session, SessionError};
 
 /// How one run behaves. The defaults are those of the reference `RunConfig`.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +98,25 @@ pub enum RunStatus {
     /// A time limit ended the run (`max_time`, `timeout_per_turn`, the task's timeouts).
     TimedOut,
     Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl From<TrialStatus> for RunStatus {
@@ -172,7 +194,7 @@ pub enum RunnerError {
     #[error("the task is not valid:\n{0}")]
     InvalidTask(#[from] ManifestError),
     #[error(
-        "unknown agent `{0}` (hint: use `oracle`, `nop`, `terminal`, `computer-use` or `command`)"
+        "unknown agent `{0}` (hint: use `oracle`, `nop`, `terminal`, `computer-use`, `command`, or a catalog agent such as `claude-code`)"
     )]
     UnknownAgent(String),
     #[error("unknown provider `{0}` (hint: use `docker` or `daytona`)")]
@@ -359,18 +381,24 @@ impl AgentRunner {
             format!("{task}-{millis}")
         });
         let pipeline = self.pipeline(&run_id, provider)?;
-        let plan = Plan::of(&pipeline)?;
-        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let session = Session::new(pipeline, &PlanOptions::default()).map_err(|e| match e {
+            SessionError::Invalid(e) => RunnerError::InvalidTask(e),
+            SessionError::Plan(e) => RunnerError::Plan(e),
+        })?;
         let options = ApplyOptions {
             labels: self.labels.clone(),
             daytona: self.credentials.clone(),
             ..ApplyOptions::default()
         };
-        let run = Run::open(&pipeline, plan, options, &events).await?;
-        let (receiver, viewer_url) = if self.watch {
-            watch(&self.output_dir, run.run_dir(), receiver).await?
+        let run = session.open(options).await?;
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let mut reporters: Vec<Box<dyn crate::events::Reporter>> = vec![Box::new(events)];
+        let viewer_url = if self.watch {
+            let (recorder, url) = watch(&self.output_dir, run.run_dir()).await?;
+            reporters.insert(0, recorder);
+            url
         } else {
-            (receiver, None)
+            None
         };
         let cancel = CancellationToken::new();
         let token = cancel.clone();
@@ -380,7 +408,7 @@ impl AgentRunner {
         let trace = self.config.trace_enabled;
         let keep_alive = self.keep_alive.clone();
         let handle = tokio::spawn(async move {
-            let outcome = run.execute(token, events).await?;
+            let outcome = run.execute(reporters, token).await?;
             drop(keep_alive);
             let trial = outcome
                 .trials
@@ -424,18 +452,28 @@ impl AgentRunner {
             Some("terminal") => AgentKind::Terminal,
             Some("command") => AgentKind::Command,
             Some("computer-use") => AgentKind::ComputerUse,
+            Some(name) if crate::agent::installed::names().any(|n| n == name) => {
+                AgentKind::Installed
+            }
             Some(other) => return Err(RunnerError::UnknownAgent(other.to_string())),
         };
+        // An installed agent is named as the catalog names it (`claude-code`).
+        let catalog =
+            (kind == AgentKind::Installed).then(|| self.agent.clone().unwrap_or_default());
+        let declared = catalog.clone().unwrap_or_else(|| kind.as_str().to_string());
         let mut models = BTreeMap::new();
         let mut agents = BTreeMap::new();
         let agent_name = match kind {
             AgentKind::Oracle => "oracle".to_string(),
             AgentKind::Nop => "nop".to_string(),
             _ => {
+                // Named as people know them: the kind (`terminal`) and the model's id
+                // without its provider (`claude-sonnet-4-5`), in labels and directories.
                 let model = match (&self.model, kind.needs_model()) {
                     (Some(id), _) => {
+                        let name = id.rsplit('/').next().unwrap_or(id).to_string();
                         models.insert(
-                            "model".to_string(),
+                            name.clone(),
                             ModelSpec {
                                 id: id.clone(),
                                 base_url: self.base_url.clone(),
@@ -448,20 +486,20 @@ impl AgentRunner {
                                 request_timeout_sec: None,
                             },
                         );
-                        Some("model".to_string())
+                        Some(name)
                     }
                     (None, true) => return Err(RunnerError::NeedsModel(kind.as_str().to_string())),
                     (None, false) => None,
                 };
                 agents.insert(
-                    "agent".to_string(),
+                    declared.clone(),
                     AgentSpec {
                         kind,
                         model,
                         system_prompt: self.system_prompt.as_ref().map(|p| p.display().to_string()),
                         user_prompt: self.user_prompt.as_ref().map(|p| p.display().to_string()),
                         command: self.command.clone(),
-                        agent: None,
+                        agent: catalog,
                         version: None,
                         runtime: None,
                         install: None,
@@ -478,7 +516,7 @@ impl AgentRunner {
                         safety_checks: None,
                     },
                 );
-                "agent".to_string()
+                declared
             }
         };
         let manifest = PipelineManifest {
@@ -491,6 +529,7 @@ impl AgentRunner {
                 build_concurrency: None,
                 start_ahead: None,
                 max_cost_usd: None,
+                resources: Default::default(),
             },
             vars: self.variables.clone(),
             environment: EnvironmentDefaults {
@@ -616,6 +655,23 @@ impl RunnerError {
     }
 }
 
+/// `verbose`: the event on standard error, as `helios run` prints it.
+#[cfg(feature = "cli")]
+fn say(event: &RunEvent) {
+    if let Some(line) = crate::report::progress::transcript_line(event) {
+        eprintln!("{line}");
+    }
+}
+
+/// `verbose`: the event on standard error, as JSON (the readable lines come with the `cli`
+/// feature).
+#[cfg(not(feature = "cli"))]
+fn say(event: &RunEvent) {
+    if let Ok(line) = serde_json::to_string(event) {
+        eprintln!("{line}");
+    }
+}
+
 /// A run in progress: its events, then its result.
 pub struct RunStream {
     events: UnboundedReceiver<RunEvent>,
@@ -635,7 +691,7 @@ impl RunStream {
             self.context.turn_count = *turn;
         }
         if self.verbose {
-            eprintln!("{}", describe(&event));
+            say(&event);
         }
         self.context.history.push(event.clone());
         Some(event)
@@ -670,50 +726,6 @@ impl RunStream {
     }
 }
 
-/// One line for an event, as `helios run` prints it.
-pub fn describe(event: &RunEvent) -> String {
-    let short = |text: &str| crate::agent::terminal::truncate_middle(text.trim_end(), 400);
-    match event {
-        RunEvent::AgentText { text, .. } => format!("text: {}", short(text)),
-        RunEvent::ToolCall { name, input, .. } => format!("tool_call: {name} {input}"),
-        RunEvent::ToolResult {
-            name,
-            output,
-            is_error,
-            images,
-            ..
-        } => {
-            let mut said = short(output);
-            for image in images {
-                if !said.is_empty() {
-                    said.push(' ');
-                }
-                said.push_str(&format!("[image {image}]"));
-            }
-            format!(
-                "tool_result: {name}{}: {said}",
-                if *is_error { " (error)" } else { "" },
-            )
-        }
-        RunEvent::AgentTurn { turn, .. } => format!("turn {turn}"),
-        RunEvent::TrialPhase { phase, .. } => format!("phase: {phase}"),
-        RunEvent::TrialStep {
-            step, number, of, ..
-        } => format!("step {step} ({number}/{of})"),
-        RunEvent::TrialStarted { label, .. } => format!("started {label}"),
-        RunEvent::TrialFinished { status, reward, .. } => {
-            format!("finished: {status:?} reward={reward:?}")
-        }
-        RunEvent::BuildStarted { tag } => format!("building {tag}"),
-        RunEvent::BuildFinished {
-            tag,
-            outcome,
-            seconds,
-        } => format!("image {tag}: {outcome:?} ({seconds:.1}s)"),
-        other => format!("{other:?}"),
-    }
-}
-
 /// The task directory of a path given as `task.toml` or as the directory.
 pub fn task_dir(path: &Path) -> PathBuf {
     if path.file_name().is_some_and(|n| n == "task.toml") {
@@ -723,32 +735,42 @@ pub fn task_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// Serves the viewer over `output_dir` while the run in `run_dir` goes on: events pass
-/// through it on their way to the stream.
+/// Serves the viewer over `run_dir` while the run goes on: its recorder, a reporter that
+/// stops the viewer when the run's events end, and the run's page.
 #[cfg(feature = "viewer")]
 async fn watch(
     output_dir: &Path,
     run_dir: &Path,
-    receiver: UnboundedReceiver<RunEvent>,
-) -> Result<(UnboundedReceiver<RunEvent>, Option<String>), RunnerError> {
-    use crate::view::{ViewOptions, Viewer};
+) -> Result<(Box<dyn crate::events::Reporter>, Option<String>), RunnerError> {
+    use crate::view::{Recorder, ViewOptions, Viewer};
+    struct Watching {
+        recorder: Recorder,
+        viewer: Option<Viewer>,
+    }
+    impl crate::events::Reporter for Watching {
+        fn event(&mut self, event: &RunEvent) {
+            self.recorder.record(event);
+        }
+        fn finish(&mut self) {
+            if let Some(viewer) = self.viewer.take() {
+                tokio::spawn(viewer.stop());
+            }
+        }
+    }
     let viewer = Viewer::watch(ViewOptions::new(output_dir), run_dir).await?;
     let url = viewer.page_of(run_dir);
-    let (forwarded, receiver_after) = tokio::sync::mpsc::unbounded_channel();
-    let recorder = viewer.recorder();
-    tokio::spawn(async move {
-        recorder.forward(receiver, forwarded).await;
-        viewer.stop().await;
-    });
-    Ok((receiver_after, Some(url)))
+    let watching = Watching {
+        recorder: viewer.recorder(),
+        viewer: Some(viewer),
+    };
+    Ok((Box::new(watching), Some(url)))
 }
 
 #[cfg(not(feature = "viewer"))]
 async fn watch(
     _output_dir: &Path,
     _run_dir: &Path,
-    _receiver: UnboundedReceiver<RunEvent>,
-) -> Result<(UnboundedReceiver<RunEvent>, Option<String>), RunnerError> {
+) -> Result<(Box<dyn crate::events::Reporter>, Option<String>), RunnerError> {
     Err(RunnerError::NoViewer)
 }
 
@@ -757,8 +779,28 @@ mod tests {
     use super::*;
 
     fn agent_kind(runner: &AgentRunner) -> Option<AgentKind> {
-        let pipeline = runner.pipeline("r", Provider::Docker).unwrap();
+        let pipeline = runner.pipeline("r", Provider::default()).unwrap();
         pipeline.manifest.agents.values().next().map(|a| a.kind)
+    }
+
+    #[test]
+    fn a_catalog_agent_is_an_installed_agent_named_as_the_catalog_names_it() {
+        let runner = AgentRunner::new("tasks/create-hello-file")
+            .agent("codex")
+            .model("scripted");
+        assert_eq!(agent_kind(&runner), Some(AgentKind::Installed));
+        let pipeline = runner.pipeline("r", Provider::default()).unwrap();
+        let codex = &pipeline.manifest.agents["codex"];
+        assert_eq!(codex.agent.as_deref(), Some("codex"));
+        assert_eq!(codex.model.as_deref(), Some("scripted"));
+        let plan = crate::plan::Plan::of(&pipeline).unwrap();
+        assert!(plan.agents[0].recipe.is_some(), "{:?}", plan.agents);
+        assert!(matches!(
+            AgentRunner::new("tasks/create-hello-file")
+                .agent("codex")
+                .pipeline("r", Provider::default()),
+            Err(RunnerError::NeedsModel(_))
+        ));
     }
 
     #[test]

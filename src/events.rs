@@ -220,10 +220,11 @@ impl From<&EnvError> for ErrorKind {
             EnvError::NotReady { .. } => ErrorKind::SandboxNotReady,
             EnvError::Cancelled => ErrorKind::Cancelled,
             EnvError::Unhealthy { .. } | EnvError::ServiceFailed { .. } => ErrorKind::Unhealthy,
-            EnvError::NoAnswer {
-                provider: Provider::Docker,
-                ..
-            } => ErrorKind::DockerError,
+            // The stable kinds name the engine on this machine `docker_error` and a remote
+            // provider's API `daytona_error`.
+            EnvError::NoAnswer { provider, .. } if provider.capabilities().runs_here => {
+                ErrorKind::DockerError
+            }
             EnvError::NoAnswer { .. } => ErrorKind::DaytonaError,
         }
     }
@@ -248,6 +249,31 @@ impl From<&ModelError> for ErrorKind {
     }
 }
 
+/// Why a ready trial has not started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitReason {
+    /// `concurrency` trials run (or are made ahead) already.
+    Concurrency,
+    /// Its declared memory does not fit in what is free.
+    Memory,
+    /// Its declared CPUs do not fit in what is free (`reserve`, or `--cpus` reached).
+    Cpus,
+    /// The machine's CPU pressure is over the target, or rose too recently (`adaptive`).
+    Pressure,
+}
+
+impl WaitReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            WaitReason::Concurrency => "a place under concurrency",
+            WaitReason::Memory => "memory",
+            WaitReason::Cpus => "CPUs",
+            WaitReason::Pressure => "CPU pressure to fall",
+        }
+    }
+}
+
 /// Something that happened during a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -262,16 +288,23 @@ pub enum RunEvent {
     },
     /// What the run may use on this machine at once.
     Resources {
+        /// `adaptive`, `reserve` or `none` (`[pipeline] resources`).
+        policy: &'static str,
         cpus: f64,
         memory_mb: u64,
         builds: usize,
         concurrency: usize,
+        /// `adaptive`: the CPU pressure (a share, 0–1) under which more trials start.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pressure_target: Option<f64>,
     },
-    /// Trials and builds that are ready but wait for CPUs or memory to be free (sent when
-    /// the numbers change).
+    /// Trials and builds that are ready but wait (sent when the numbers or the reason
+    /// change): `reason` says why the first waiting trial waits.
     WaitingForResources {
         trials: usize,
         builds: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<WaitReason>,
     },
     /// A trial asks for more than the whole budget: it runs alone.
     RunsAlone {
@@ -454,6 +487,38 @@ pub enum SkipReason {
 /// The current time as RFC 3339 with milliseconds.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// What a front end does with a run's events as they happen: progress on a terminal, a
+/// line log, the viewer's feed, a stream a program reads (Rust's `RunStream`, Python's),
+/// JSON lines. A session feeds every reporter it is given every event, in order.
+pub trait Reporter: Send {
+    fn event(&mut self, event: &RunEvent);
+    /// No event follows.
+    fn finish(&mut self) {}
+}
+
+/// A channel is a reporter: it passes every event on to whoever holds the receiver.
+impl Reporter for tokio::sync::mpsc::UnboundedSender<RunEvent> {
+    fn event(&mut self, event: &RunEvent) {
+        let _ = self.send(event.clone());
+    }
+}
+
+/// Feeds every event of `events` to each reporter, in order, until the run's senders are
+/// gone; then finishes them.
+pub async fn feed(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<RunEvent>,
+    mut reporters: Vec<Box<dyn Reporter>>,
+) {
+    while let Some(event) = events.recv().await {
+        for reporter in &mut reporters {
+            reporter.event(&event);
+        }
+    }
+    for reporter in &mut reporters {
+        reporter.finish();
+    }
 }
 
 #[cfg(test)]

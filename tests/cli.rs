@@ -219,6 +219,54 @@ fn plan_shows_the_work_and_exits_3_until_it_is_done() {
 }
 
 #[test]
+fn plan_shows_the_resource_policy_and_budget() {
+    let project = scratch_quickstart();
+    let pipeline = project.path().join("pipelines/quickstart.toml");
+    let out = helios(&["plan", pipeline.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("resources (adaptive): "), "{text}");
+    assert!(text.contains("CPU pressure stays under 20%"), "{text}");
+    let json = helios(&["plan", "--json", pipeline.to_str().unwrap()]);
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(plan["budget"]["policy"], "adaptive");
+    assert_eq!(plan["budget"]["pressure_target"], 0.2);
+
+    let manifest = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        manifest.replacen("[pipeline]\n", "[pipeline]\nresources = \"reserve\"\n", 1),
+    )
+    .unwrap();
+    let json = helios(&["plan", "--json", pipeline.to_str().unwrap()]);
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(plan["budget"]["policy"], "reserve", "{plan}");
+    assert!(plan["budget"].get("pressure_target").is_none());
+    let out = helios(&["plan", pipeline.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("resources (reserve): ")
+            && text.contains("a trial starts when its task's cpus and memory fit"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unknown_resource_policy_is_a_usage_error() {
+    let out = helios(&[
+        "apply",
+        "--resources",
+        "greedy",
+        "pipelines/quickstart.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("adaptive, reserve or none"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn plan_writes_the_lock_file_only_when_asked() {
     let project = scratch_quickstart();
     let pipeline = project.path().join("pipelines/quickstart.toml");

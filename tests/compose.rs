@@ -1,6 +1,6 @@
 //! Compose environments end to end in Docker: `main` reaching a sidecar that becomes
-//! healthy late, collect hooks and artifacts on a sidecar, and a Ctrl-C during a Compose
-//! trial that leaves no container and no network behind.
+//! healthy late, collect hooks and artifacts on a sidecar, named volumes and bind mounts,
+//! and a Ctrl-C during a Compose trial that leaves no container, network or volume behind.
 
 mod common;
 
@@ -20,9 +20,10 @@ fn with_fixtures(name: &str, tasks: &[&str]) -> Project {
     project
 }
 
-fn networks(label: &str) -> Vec<String> {
+/// The networks (`network`) or volumes (`volume`) carrying `label`.
+fn listed(kind: &str, label: &str) -> Vec<String> {
     let out = std::process::Command::new("docker")
-        .args(["network", "ls", "-q", "--filter", &format!("label={label}")])
+        .args([kind, "ls", "-q", "--filter", &format!("label={label}")])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -31,11 +32,23 @@ fn networks(label: &str) -> Vec<String> {
         .collect()
 }
 
+fn networks(label: &str) -> Vec<String> {
+    listed("network", label)
+}
+
+fn volumes(label: &str) -> Vec<String> {
+    listed("volume", label)
+}
+
 #[test]
 fn compose_tasks_pass_with_oracle_and_fail_with_nop() {
     let project = with_fixtures(
         "compose",
-        &["compose-http-sidecar", "compose-sidecar-artifacts"],
+        &[
+            "compose-http-sidecar",
+            "compose-sidecar-artifacts",
+            "compose-volumes",
+        ],
     );
     project.pipeline("p", "\"oracle\", \"nop\"");
     let plan = std::process::Command::new(env!("CARGO_BIN_EXE_helios"))
@@ -50,7 +63,11 @@ fn compose_tasks_pass_with_oracle_and_fail_with_nop() {
     let out = project.apply("p");
     let results = project.results("p");
     assert_eq!(out.status.code(), Some(0), "{}\n{results:#?}", text(&out));
-    for task in ["compose-http-sidecar", "compose-sidecar-artifacts"] {
+    for task in [
+        "compose-http-sidecar",
+        "compose-sidecar-artifacts",
+        "compose-volumes",
+    ] {
         let oracle = &results[&format!("{task}/oracle")];
         assert_eq!(oracle["reward"], 1.0, "{task} with oracle: {oracle}");
         assert_eq!(results[&format!("{task}/nop")]["reward"], 0.0, "{task}");
@@ -69,10 +86,20 @@ fn compose_tasks_pass_with_oracle_and_fail_with_nop() {
     assert_eq!(manifest[0]["status"], "ok");
     assert_eq!(manifest[1]["status"], "ok");
 
+    // The sidecar wrote into the trial's artifacts directory through its bind mount.
+    let dir = project.trial_dir("p", "compose-volumes", "oracle");
+    let written = std::fs::read_to_string(dir.join("artifacts/sidecar.txt")).unwrap();
+    assert_eq!(written, "written by the sidecar\n");
+
     assert_eq!(
         networks(&project.label),
         Vec::<String>::new(),
         "networks left"
+    );
+    assert_eq!(
+        volumes(&project.label),
+        Vec::<String>::new(),
+        "volumes left"
     );
     project.assert_clean();
 }
@@ -116,7 +143,7 @@ fn an_unsupported_compose_key_is_said_at_validate_with_its_line_and_refused_by_a
 }
 
 #[test]
-fn ctrl_c_during_a_compose_trial_leaves_no_container_or_network() {
+fn ctrl_c_during_a_compose_trial_leaves_no_container_network_or_volume() {
     let project = with_fixtures("compose-interrupt", &["compose-http-sidecar"]);
     let solve = project.path("tasks/compose-http-sidecar/solution/solve.sh");
     let script = std::fs::read_to_string(&solve).unwrap();
@@ -132,6 +159,20 @@ fn ctrl_c_during_a_compose_trial_leaves_no_container_or_network() {
         manifest.replace(
             "GREETING = \"hello\"",
             "GREETING = \"hello\"\nBLOCK = \"${BLOCK:-0}\"",
+        ),
+    )
+    .unwrap();
+    // A named volume too: it goes with the trial.
+    let compose = project.path("tasks/compose-http-sidecar/environment/docker-compose.yaml");
+    let file = std::fs::read_to_string(&compose).unwrap();
+    std::fs::write(
+        &compose,
+        format!(
+            "{}\nvolumes:\n  scratch:\n",
+            file.replace(
+                "  main:\n",
+                "  main:\n    volumes: [\"scratch:/scratch\"]\n"
+            )
         ),
     )
     .unwrap();
@@ -175,6 +216,7 @@ fn ctrl_c_during_a_compose_trial_leaves_no_container_or_network() {
     assert_eq!(status.code(), Some(130), "{seen:?} {rest:?}");
     assert_eq!(docker_ids("ps", &project.label), Vec::<String>::new());
     assert_eq!(networks(&project.label), Vec::<String>::new(), "{rest:?}");
+    assert_eq!(volumes(&project.label), Vec::<String>::new(), "{rest:?}");
 
     // The next apply (no longer blocked) finishes it.
     let out = project.apply("p");

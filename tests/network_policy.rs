@@ -57,6 +57,18 @@ impl Drop for Host {
     }
 }
 
+/// A shell function printing what `http://$1/` answers (its last line), or nothing.
+const FETCH: &str = "fetch() { timeout 5 bash -c \"exec 3<>/dev/tcp/$1/80 && printf 'GET / \
+                     HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3\" 2>/dev/null | tail -n 1; }\n";
+
+/// Two hosts on the default bridge, `allowed` and `blocked`, reachable by address only.
+fn bridge_hosts(label: &str) -> (Host, Host) {
+    (
+        Host::start(label, "bridge", "allowed", None),
+        Host::start(label, "bridge", "blocked", None),
+    )
+}
+
 /// This machine's test network, removed on drop (after its hosts).
 struct TestNetwork {
     name: String,
@@ -89,13 +101,15 @@ impl Drop for TestNetwork {
 }
 
 #[test]
-fn an_allowlist_lets_the_agent_reach_allowed_names_and_wildcards_and_nothing_else() {
+fn compose_phases_under_an_allowlist_or_no_network_reach_only_what_they_may() {
     let project = Project::new("allowlist");
     std::fs::create_dir_all(project.path("tasks")).unwrap();
-    copy_tree(
-        "tests/fixtures/allowlist/allowlist-hosts",
-        project.path("tasks"),
-    );
+    for task in ["allowlist-hosts", "compose-no-network-agent"] {
+        copy_tree(
+            format!("tests/fixtures/allowlist/{task}"),
+            project.path("tasks"),
+        );
+    }
     // The fixture's Compose file names this network; its hosts have fixed addresses.
     let network = TestNetwork::create("helios-allowlist-test", "10.213.7.0/24", &project.label);
     let hosts = [
@@ -135,6 +149,15 @@ fn an_allowlist_lets_the_agent_reach_allowed_names_and_wildcards_and_nothing_els
         serde_json::json!({"environment": "public", "agent": "allowlist", "verifier": "public"})
     );
     assert_eq!(results["allowlist-hosts/nop"]["reward"], 0.0);
+
+    // A Compose task whose agent phase has no network: the guard closes it, sidecar too.
+    let oracle = &results["compose-no-network-agent/oracle"];
+    assert_eq!(oracle["reward"], 1.0, "{oracle}");
+    assert_eq!(
+        oracle["network"],
+        serde_json::json!({"environment": "public", "agent": "no-network", "verifier": "public"})
+    );
+    assert_eq!(results["compose-no-network-agent/nop"]["reward"], 0.0);
     drop(hosts);
     project.assert_clean();
 }
@@ -142,11 +165,9 @@ fn an_allowlist_lets_the_agent_reach_allowed_names_and_wildcards_and_nothing_els
 #[test]
 fn an_allowlist_of_addresses_holds_for_one_container_and_is_lifted_for_the_tests() {
     let project = Project::new("allowlist-addresses");
-    let allowed = Host::start(&project.label, "bridge", "allowed", None);
-    let blocked = Host::start(&project.label, "bridge", "blocked", None);
+    let (allowed, blocked) = bridge_hosts(&project.label);
     let (allowed_ip, blocked_ip) = (allowed.address(), blocked.address());
-    let fetch = "fetch() { timeout 5 bash -c \"exec 3<>/dev/tcp/$1/80 && printf 'GET / \
-                 HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3\" 2>/dev/null | tail -n 1; }\n";
+    let fetch = FETCH;
     project.task(
         "addresses",
         &format!(
@@ -174,6 +195,42 @@ fn an_allowlist_of_addresses_holds_for_one_container_and_is_lifted_for_the_tests
     assert_eq!(oracle["reward"], 1.0, "{oracle}");
     assert_eq!(oracle["network"]["agent"], "allowlist", "{oracle}");
     assert_eq!(results["addresses/nop"]["reward"], 0.0);
+    drop((allowed, blocked));
+    project.assert_clean();
+}
+
+#[test]
+fn a_separate_verifier_under_an_allowlist_reaches_its_host_and_nothing_else() {
+    let project = Project::new("allowlist-verifier");
+    let (allowed, blocked) = bridge_hosts(&project.label);
+    let (allowed_ip, blocked_ip) = (allowed.address(), blocked.address());
+    let fetch = FETCH;
+    project.task(
+        "separate",
+        &format!(
+            "artifacts = [\"/app/done.txt\"]\n[agent]\ntimeout_sec = 60.0\n\
+             [verifier]\ntimeout_sec = 30.0\nenvironment_mode = \"separate\"\n\
+             [verifier.environment]\nnetwork_mode = \"allowlist\"\n\
+             allowed_hosts = [\"{allowed_ip}\"]\n"
+        ),
+        "#!/bin/bash\necho done > /app/done.txt\n",
+        &format!(
+            "#!/bin/bash\n{fetch}reached=\"$(fetch {allowed_ip}) $(fetch {blocked_ip})\"\n\
+             echo \"$reached\"\n\
+             if [ -f /app/done.txt ] && [ \"$reached\" = \"allowed \" ]; then echo 1; else echo 0; fi \
+             > /logs/verifier/reward.txt\n"
+        ),
+    );
+    project.write(
+        "tasks/separate/tests/Dockerfile",
+        "FROM debian:bookworm-slim\nLABEL fixture=separate-allowlist\nCOPY test.sh /tests/test.sh\n",
+    );
+    project.pipeline("p", "\"oracle\", \"nop\"");
+    let out = project.apply("p");
+    let results = project.results("p");
+    assert_eq!(out.status.code(), Some(0), "{}\n{results:#?}", text(&out));
+    assert_eq!(results["separate/oracle"]["reward"], 1.0, "{results:#?}");
+    assert_eq!(results["separate/nop"]["reward"], 0.0);
     drop((allowed, blocked));
     project.assert_clean();
 }

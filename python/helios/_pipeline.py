@@ -69,6 +69,8 @@ class ApplyResult:
     not_started: int
     spent_usd: float
     cancelled: bool
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """Every event of the run, in order, as JSON objects (``{"event": "trial_finished", ...}``)."""
 
     @property
     def passed(self) -> int:
@@ -106,6 +108,7 @@ def _apply_result(text: str) -> ApplyResult:
         not_started=data["not_started"],
         spent_usd=data["spent_usd"],
         cancelled=data["cancelled"],
+        events=data.get("events", []),
     )
 
 

@@ -24,11 +24,11 @@ use tokio::sync::Mutex;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_util::sync::CancellationToken;
 
+use helios::RunnerError;
 use helios::api::{Agent, AgentRunner, Message, Role, RunConfig, RunResult, RunStatus, Runner};
-use helios::env::Provider;
+use helios::api::{PlanOptions, Session, SessionError};
 use helios::events::RunEvent;
-use helios::runner::{ApplyOptions, Run, RunError};
-use helios::{Plan, RunnerError};
+use helios::runner::{ApplyOptions, RunError};
 
 /// The one runtime every run of this process works on.
 fn runtime() -> &'static Runtime {
@@ -124,31 +124,24 @@ impl Failure {
 
 /// The exception for an error that stopped a run from starting or finishing, with the
 /// message the command line prints.
-fn failure(error: &RunnerError, provider: Option<Provider>) -> Failure {
+fn failure(error: &RunnerError) -> Failure {
     let class = match error {
         RunnerError::InvalidTask(_) | RunnerError::Plan(_) | RunnerError::Sandbox(_) => "TaskError",
         RunnerError::UnknownProvider(_) => "EnvironmentError",
         RunnerError::UnknownAgent(_) | RunnerError::NeedsModel(_) => "AgentError",
-        RunnerError::Run(run) => run_error_class(run, provider),
+        RunnerError::Run(run) => run_error_class(run),
         _ => "HeliosError",
     };
     Failure::new(class, error.message())
 }
 
-/// Docker and Daytona problems are the environment's; the checks before a run are the
-/// agent's (a missing model key, a prompt that does not render) unless Daytona's key is
-/// what is missing.
-fn run_error_class(error: &RunError, provider: Option<Provider>) -> &'static str {
+/// The exception class of a run's error, by its kind: a provider's problems (its engine,
+/// its credentials) are the environment's; the other checks before a run are the agent's
+/// (a missing model key, a prompt that does not render).
+fn run_error_class(error: &RunError) -> &'static str {
     match error {
-        RunError::Env(_) => "EnvironmentError",
+        RunError::Env(_) | RunError::Credentials(_) => "EnvironmentError",
         RunError::Write { .. } => "HeliosError",
-        RunError::Preflight(_)
-            if provider == Some(Provider::Daytona)
-                && helios::env::daytona::missing_key(&|name| std::env::var(name).ok())
-                    .is_some() =>
-        {
-            "EnvironmentError"
-        }
         RunError::Preflight(_) => "AgentError",
     }
 }
@@ -225,10 +218,9 @@ struct PromptRequest {
 }
 
 impl Request {
-    fn parse(spec: &str) -> Result<(Request, Option<Provider>), Failure> {
+    fn parse(spec: &str) -> Result<Request, Failure> {
         let spec: Value = serde_json::from_str(spec).map_err(parse_error)?;
         let provider_name = text(&spec, "provider").unwrap_or_else(|| "docker".into());
-        let provider = Provider::from_name(&provider_name);
         let output_dir = text(&spec, "output_dir").unwrap_or_else(|| "output".into());
         if let Some(prompt) = spec.get("prompt") {
             let agent_spec = &prompt["agent"];
@@ -270,7 +262,7 @@ impl Request {
                 config: config(&spec),
                 history,
             }));
-            return Ok((request, provider));
+            return Ok(request);
         }
         let task = text(&spec, "task_path").unwrap_or_default();
         let mut runner = AgentRunner::new(helios::api::task_dir(Path::new(&task)))
@@ -307,7 +299,7 @@ impl Request {
         for (key, value) in labels(&spec) {
             runner = runner.label(key, value);
         }
-        Ok((Request::Task(Box::new(runner)), provider))
+        Ok(Request::Task(Box::new(runner)))
     }
 
     async fn stream(&self) -> Result<helios::RunStream, RunnerError> {
@@ -389,8 +381,8 @@ impl Drop for NativeRun {
 
 /// Starts the run and a task that passes its events on and waits for its result.
 async fn start_run(spec: String) -> Result<NativeRun, Failure> {
-    let (request, provider) = Request::parse(&spec)?;
-    let mut stream = request.stream().await.map_err(|e| failure(&e, provider))?;
+    let request = Request::parse(&spec)?;
+    let mut stream = request.stream().await.map_err(|e| failure(&e))?;
     let (sender, receiver) = unbounded_channel();
     let cancel = CancellationToken::new();
     let token = cancel.clone();
@@ -417,7 +409,7 @@ async fn start_run(spec: String) -> Result<NativeRun, Failure> {
             .result()
             .await
             .map(|r| result_json(&r))
-            .map_err(|e| failure(&e, provider))
+            .map_err(|e| failure(&e))
     });
     let outcome = async move {
         driver.await.unwrap_or_else(|_| {
@@ -515,37 +507,32 @@ fn run_blocking(py: Python<'_>, spec: String) -> PyResult<String> {
     block(py, run.outcome.clone(), &run.cancel)
 }
 
-/// Loads a pipeline; an invalid one is a `TaskError` with the diagnostics.
-fn load(path: &Path, output_dir: Option<&str>) -> Result<helios::Pipeline, Failure> {
-    let loaded = helios::load_pipeline(path).map_err(|e| {
-        Failure::new(
+/// Loads and plans a pipeline, as every front end does; an invalid one is a `TaskError`
+/// with the diagnostics.
+fn session(path: &Path, output_dir: Option<&str>) -> Result<Session, Failure> {
+    let options = PlanOptions {
+        output_dir: output_dir.map(PathBuf::from),
+        ..PlanOptions::default()
+    };
+    match Session::load(path, &Default::default(), &options) {
+        Ok((session, _warnings)) => Ok(session),
+        Err(SessionError::Invalid(e)) => Err(Failure::new(
             "TaskError",
             format!(
                 "{}`{}` is not valid; nothing was run",
                 helios::diagnostic::render::human(&e.report, false),
                 path.display()
             ),
-        )
-    })?;
-    let mut pipeline = loaded.value;
-    if let Some(dir) = output_dir {
-        let dir = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
-        pipeline.manifest.pipeline.output_dir = dir.display().to_string();
-    }
-    Ok(pipeline)
-}
-
-fn plan_of(pipeline: &helios::Pipeline, path: &Path) -> Result<Plan, Failure> {
-    Plan::of(pipeline).map_err(|e| {
-        Failure::new(
+        )),
+        Err(SessionError::Plan(e)) => Err(Failure::new(
             "TaskError",
             format!(
                 "cannot plan `{}`: {}",
                 path.display(),
                 helios::api::error_chain(&e)
             ),
-        )
-    })
+        )),
+    }
 }
 
 /// `helios validate PATH`: every diagnostic, as JSON (what `--format json` prints).
@@ -568,9 +555,9 @@ fn validate(paths: Vec<PathBuf>) -> String {
 #[pyfunction]
 #[pyo3(signature = (path, output_dir=None))]
 fn plan(path: PathBuf, output_dir: Option<String>) -> PyResult<String> {
-    let pipeline = load(&path, output_dir.as_deref()).map_err(Failure::into_py)?;
-    let plan = plan_of(&pipeline, &path).map_err(Failure::into_py)?;
-    let assessment = helios::plan::status::Assessment::of(&plan);
+    let session = session(&path, output_dir.as_deref()).map_err(Failure::into_py)?;
+    let plan = session.plan();
+    let assessment = helios::plan::status::Assessment::of(plan);
     let trials: Vec<Value> = plan
         .trials
         .iter()
@@ -607,23 +594,23 @@ async fn apply_run(
     labels: BTreeMap<String, String>,
     cancel: CancellationToken,
 ) -> Result<String, Failure> {
-    let pipeline = load(&path, output_dir.as_deref())?;
-    let plan = plan_of(&pipeline, &path)?;
-    let provider = plan.uses(Provider::Daytona).then_some(Provider::Daytona);
-    let (events, mut receiver) = unbounded_channel();
+    let session = session(&path, output_dir.as_deref())?;
     let options = ApplyOptions {
         labels,
         ..ApplyOptions::default()
     };
-    let run = Run::open(&pipeline, plan, options, &events)
+    let error = |e: RunError| Failure::new(run_error_class(&e), helios::api::error_chain(&e));
+    let open = session.open(options).await.map_err(error)?;
+    // Every event of the run, in order, for the result's `events`.
+    let (events, mut receiver) = unbounded_channel();
+    let outcome = open
+        .execute(vec![Box::new(events)], cancel)
         .await
-        .map_err(|e| Failure::new(run_error_class(&e, provider), helios::api::error_chain(&e)))?;
-    // Nobody reads the events: they are dropped as they come.
-    tokio::spawn(async move { while receiver.recv().await.is_some() {} });
-    let outcome = run
-        .execute(cancel, events)
-        .await
-        .map_err(|e| Failure::new(run_error_class(&e, provider), helios::api::error_chain(&e)))?;
+        .map_err(error)?;
+    let mut said = Vec::new();
+    while let Ok(event) = receiver.try_recv() {
+        said.push(serde_json::to_value(&event).unwrap_or(Value::Null));
+    }
     let trials: Vec<Value> = outcome
         .trials
         .iter()
@@ -645,6 +632,7 @@ async fn apply_run(
         "not_started": outcome.not_started,
         "spent_usd": outcome.spent_usd,
         "cancelled": outcome.cancelled,
+        "events": said,
     })
     .to_string())
 }

@@ -84,6 +84,26 @@ async def test_streaming_yields_text_tool_call_and_tool_result_in_order(scratch:
     assert result.success
 
 
+async def test_a_catalog_agent_runs_with_scripted_replies_and_streams_its_events(
+    scratch: Scratch,
+) -> None:
+    # The catalog's codex, installed once per machine (cached in a volume), calling the
+    # scripted model through the gateway.
+    stream = AgentRunner(
+        TASK,
+        agent="codex",
+        model="scripted",
+        script="pipelines/scripts/installed/codex.yaml",
+        output_dir=scratch.out,
+        labels=scratch.labels,
+    ).stream()
+    types = [event.type async for event in stream]
+    result = await stream.result()
+    assert result.success and result.reward == 1.0, (result, types)
+    assert types and len(stream.context.history) == len(types)
+    assert "codex" in str(result.output_dir)
+
+
 async def test_max_turns_and_max_time_end_runs_with_their_status(scratch: Scratch) -> None:
     chatty = scratch.script(
         "chatty.yaml",

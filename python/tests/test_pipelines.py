@@ -54,5 +54,9 @@ def test_apply_returns_the_results_and_the_summary(scratch: Scratch) -> None:
     assert by_agent["nop"].reward == 0.0 and by_agent["nop"].status == "completed"
     assert outcome.summary["trials"] == 2 and outcome.summary["passed"] == 1
     assert (outcome.run_dir / "summary.json").is_file()
+    # Every event of the run comes with it, in order: none is dropped.
+    kinds = [e["event"] for e in outcome.events]
+    assert "started" in kinds and kinds[-1] == "finished", kinds
+    assert kinds.count("trial_started") == 2 and kinds.count("trial_finished") == 2, kinds
     again = helios.apply(pipeline, labels=scratch.labels)
     assert again.ran == 0 and again.already_done == 2

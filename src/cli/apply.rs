@@ -6,15 +6,14 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
 use super::{ExitStatus, failure};
+use crate::api::session::{LockProblem, PlanOptions, Session, SessionError};
 use crate::dataset::Cache;
 use crate::diagnostic::render;
-use crate::events::RunEvent;
-use crate::manifest::{SourceOptions, load_pipeline_with};
-use crate::plan::Plan;
-use crate::plan::lock::{LockFile, locked_mismatches};
+use crate::events::{Reporter, RunEvent};
+use crate::manifest::SourceOptions;
 use crate::plan::shard::Shard;
 use crate::report;
-use crate::runner::{self, ApplyOptions, Run, RunError};
+use crate::runner::{self, ApplyOptions, RunError};
 use crate::view::{ViewOptions, Viewer};
 
 pub(super) struct ApplyArgs<'a> {
@@ -23,6 +22,7 @@ pub(super) struct ApplyArgs<'a> {
     pub labels: BTreeMap<String, String>,
     pub concurrency: Option<usize>,
     pub cpus: Option<f64>,
+    pub resources: Option<crate::runner::ResourcePolicy>,
     pub memory_mb: Option<u64>,
     pub build_concurrency: Option<usize>,
     pub retries: u32,
@@ -48,45 +48,6 @@ pub(super) fn redirect_output(pipeline: &mut crate::manifest::Pipeline, dir: Opt
     }
 }
 
-/// `--locked`: whether the plan is what the run's lock file says (saying why not). A
-/// shard's run without a lock file yet is checked against the whole run's, the one
-/// `helios plan --write-lock` writes and every machine has a copy of.
-fn matches_lock(plan: &Plan) -> bool {
-    let mut dir = plan.run_dir.as_path();
-    if let Some(sharded) = &plan.shard
-        && !crate::store::RunStore::new(dir).has_lock()
-    {
-        dir = &sharded.whole_run_dir;
-    }
-    let lock = match LockFile::read(dir) {
-        Ok(Some(lock)) => lock,
-        Ok(None) => {
-            eprintln!(
-                "error: `--locked`, but `{}` has no lock file; nothing was run (hint: `helios plan --write-lock` writes one)",
-                dir.display()
-            );
-            return false;
-        }
-        Err(error) => {
-            eprintln!(
-                "error: `--locked`, but the lock file of `{}` cannot be read: {error}",
-                dir.display()
-            );
-            return false;
-        }
-    };
-    let mismatches = locked_mismatches(&lock, &LockFile::of(plan));
-    for mismatch in &mismatches {
-        eprintln!("error: {mismatch}");
-    }
-    if !mismatches.is_empty() {
-        eprintln!(
-            "error: `--locked`: the pipeline no longer resolves to what the lock file says; nothing was run (hint: run without `--locked` to run what it says now, and lock that)"
-        );
-    }
-    mismatches.is_empty()
-}
-
 /// `--fail-under X` as an expectation on every group, after the pipeline's own.
 pub(super) fn fail_under_expectation(threshold: f64) -> crate::manifest::pipeline::Expect {
     crate::manifest::pipeline::Expect {
@@ -97,15 +58,25 @@ pub(super) fn fail_under_expectation(threshold: f64) -> crate::manifest::pipelin
 
 pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
     let bars = super::datasets::Bars::new();
-    let options = SourceOptions {
+    let sources = SourceOptions {
         cache: Cache::from_env(),
         progress: &bars,
     };
-    let loaded = load_pipeline_with(args.pipeline, &options);
+    let planning = PlanOptions {
+        output_dir: args.output_dir.map(Path::to_path_buf),
+        fail_under: args.fail_under,
+        shard: args.shard,
+    };
+    let loaded = Session::load(args.pipeline, &sources, &planning);
     drop(bars);
-    let loaded = match loaded {
-        Ok(loaded) => loaded,
-        Err(error) => {
+    let session = match loaded {
+        Ok((session, warnings)) => {
+            if !warnings.diagnostics.is_empty() {
+                eprint!("{}", render::human(&warnings, args.styled));
+            }
+            session
+        }
+        Err(SessionError::Invalid(error)) => {
             eprint!("{}", render::human(&error.report, args.styled));
             eprintln!(
                 "error: `{}` is not valid; nothing was run",
@@ -113,11 +84,12 @@ pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
             );
             return ExitStatus::Invalid;
         }
+        Err(SessionError::Plan(error)) => {
+            eprintln!("error: cannot plan `{}`: {error}", args.pipeline.display());
+            return ExitStatus::Invalid;
+        }
     };
-    if !loaded.warnings.diagnostics.is_empty() {
-        eprint!("{}", render::human(&loaded.warnings, args.styled));
-    }
-    let mut pipeline = loaded.value;
+    let (pipeline, plan) = (session.pipeline(), session.plan());
     if !pipeline.skipped.is_empty() {
         let names: Vec<&str> = pipeline.skipped.iter().map(|t| t.name.as_str()).collect();
         eprintln!(
@@ -126,88 +98,89 @@ pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
             names.join(", ")
         );
     }
-    redirect_output(&mut pipeline, args.output_dir);
-    let plan = match Plan::of(&pipeline) {
-        Ok(mut plan) => {
-            plan.expect
-                .extend(args.fail_under.map(fail_under_expectation));
-            match args.shard {
-                Some(shard) => {
-                    let plan = plan.shard(shard);
-                    eprintln!(
-                        "helios: shard {shard}: {} of the plan's {} trials, into {}",
-                        plan.trials.len(),
-                        plan.shard.as_ref().map_or(0, |s| s.whole_trials),
-                        plan.run_dir.display()
-                    );
-                    plan
-                }
-                None => plan,
-            }
-        }
-        Err(error) => {
-            eprintln!("error: cannot plan `{}`: {error}", args.pipeline.display());
-            return ExitStatus::Invalid;
-        }
-    };
+    if let Some(sharded) = &plan.shard {
+        eprintln!(
+            "helios: shard {}: {} of the plan's {} trials, into {}",
+            sharded.shard,
+            plan.trials.len(),
+            sharded.whole_trials,
+            plan.run_dir.display()
+        );
+    }
     eprint!(
         "{}",
         super::datasets::sources_section(args.pipeline, &pipeline.sources)
     );
-    if args.locked && !matches_lock(&plan) {
+    if args.locked
+        && let Err(problem) = session.check_lock()
+    {
+        say_lock(&problem);
         return ExitStatus::Invalid;
     }
-    {
-        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let options = ApplyOptions {
-            rebuild: args.rebuild,
-            retries: args.retries,
-            labels: args.labels,
-            concurrency: args.concurrency,
-            daytona: None,
-            cpus: args.cpus,
-            memory_mb: args.memory_mb,
-            build_concurrency: args.build_concurrency,
-            ..ApplyOptions::default()
-        };
-        // Nothing is written until every check has passed and the providers answered.
-        let run = match Run::open(&pipeline, plan, options, &events).await {
-            Ok(run) => run,
-            Err(error) => return conclude(Err(error)),
-        };
-        let viewer = match args.watch {
-            Some(options) => match start_viewer(options, run.run_dir()).await {
-                Ok(viewer) => Some(viewer),
-                Err(status) => return status,
-            },
-            None => None,
-        };
-        let receiver = match &viewer {
-            Some(viewer) => {
-                let (to_reporter, reporter_receiver) = tokio::sync::mpsc::unbounded_channel();
-                tokio::spawn(viewer.recorder().forward(receiver, to_reporter));
-                reporter_receiver
+    let options = ApplyOptions {
+        rebuild: args.rebuild,
+        retries: args.retries,
+        labels: args.labels,
+        concurrency: args.concurrency,
+        daytona: None,
+        cpus: args.cpus,
+        resources: args.resources,
+        memory_mb: args.memory_mb,
+        build_concurrency: args.build_concurrency,
+        ..ApplyOptions::default()
+    };
+    // Nothing is written until every check has passed and the providers answered.
+    let open = match session.open(options).await {
+        Ok(open) => open,
+        Err(error) => return conclude(Err(error)),
+    };
+    let mut reporters = vec![report::progress::reporter()];
+    let viewer = match args.watch {
+        Some(options) => match start_viewer(options, open.run_dir()).await {
+            Ok(viewer) => {
+                reporters.insert(0, Box::new(viewer.recorder()) as Box<dyn Reporter>);
+                Some(viewer)
             }
-            None => receiver,
-        };
-        let reporter = tokio::spawn(report::progress::report(receiver));
-        let cancel = CancellationToken::new();
-        tokio::spawn(watch_interrupts(cancel.clone(), events.downgrade()));
-        let outcome = run.execute(cancel, events).await;
-        let _ = reporter.await;
-        let status = conclude(outcome);
-        if let Some(viewer) = viewer {
-            if status == ExitStatus::Interrupted {
-                viewer.stop().await;
-            } else {
-                eprintln!(
-                    "helios: the run is over; the viewer still serves {} until Ctrl-C",
-                    viewer.url()
-                );
-                viewer.serve_until_interrupted().await;
-            }
+            Err(status) => return status,
+        },
+        None => None,
+    };
+    let cancel = CancellationToken::new();
+    tokio::spawn(watch_interrupts(cancel.clone(), open.events()));
+    let status = conclude(open.execute(reporters, cancel).await);
+    if let Some(viewer) = viewer {
+        if status == ExitStatus::Interrupted {
+            viewer.stop().await;
+        } else {
+            eprintln!(
+                "helios: the run is over; the viewer still serves {} until Ctrl-C",
+                viewer.url()
+            );
+            viewer.serve_until_interrupted().await;
         }
-        status
+    }
+    status
+}
+
+/// Why `--locked` ran nothing.
+fn say_lock(problem: &LockProblem) {
+    match problem {
+        LockProblem::Missing(dir) => eprintln!(
+            "error: `--locked`, but `{}` has no lock file; nothing was run (hint: `helios plan --write-lock` writes one)",
+            dir.display()
+        ),
+        LockProblem::Unreadable { dir, reason } => eprintln!(
+            "error: `--locked`, but the lock file of `{}` cannot be read: {reason}",
+            dir.display()
+        ),
+        LockProblem::Differs(mismatches) => {
+            for mismatch in mismatches {
+                eprintln!("error: {mismatch}");
+            }
+            eprintln!(
+                "error: `--locked`: the pipeline no longer resolves to what the lock file says; nothing was run (hint: run without `--locked` to run what it says now, and lock that)"
+            );
+        }
     }
 }
 

@@ -66,7 +66,7 @@ pub(super) fn status_of<'a>(results: impl IntoIterator<Item = &'a TrialResult>) 
 pub(super) fn run_error(error: &RunError) -> ExitStatus {
     print(error);
     match error {
-        RunError::Preflight(_) => ExitStatus::Invalid,
+        RunError::Preflight(_) | RunError::Credentials(_) => ExitStatus::Invalid,
         RunError::Env(_) | RunError::Write { .. } => ExitStatus::Infrastructure,
     }
 }

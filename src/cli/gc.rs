@@ -1,6 +1,5 @@
-//! `helios gc`: removes every container, image and installed agent's volume helios
-//! labelled, and with
-//! `--provider daytona` (or `all`) every Daytona sandbox it labelled.
+//! `helios gc`: removes everything helios labelled on a provider (containers, images,
+//! installed agents' volumes and networks on Docker; sandboxes on Daytona), or on `all`.
 
 use super::{ExitStatus, failure};
 use crate::env::Provider;
@@ -19,22 +18,10 @@ pub(super) async fn run(labels: &[String], providers: &[Provider]) -> ExitStatus
                     continue;
                 }
             };
-            let removed = engine.gc(labels).await.map(|collected| match provider {
-                Provider::Docker if collected.networks > 0 => format!(
-                    "removed {} container(s), {} image(s), {} installed agent volume(s) and {} \
-                     network(s) labelled by helios",
-                    collected.instances, collected.images, collected.volumes, collected.networks
-                ),
-                Provider::Docker => format!(
-                    "removed {} container(s), {} image(s) and {} installed agent volume(s) \
-                     labelled by helios",
-                    collected.instances, collected.images, collected.volumes
-                ),
-                Provider::Daytona => format!(
-                    "deleted {} Daytona sandbox(es) labelled by helios",
-                    collected.instances
-                ),
-            });
+            let removed = engine
+                .gc(labels)
+                .await
+                .map(|collected| (provider.entry().collected)(&collected));
             match removed {
                 Ok(line) => println!("{line}"),
                 Err(error) => {

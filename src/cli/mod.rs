@@ -94,9 +94,15 @@ pub enum Command {
         /// Trials at once (default: the pipeline's `concurrency`).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         concurrency: Option<u32>,
-        /// CPUs the run's trials and builds may use at once (default: this machine's cores).
+        /// CPUs the run's trials and builds may use at once, a hard bound (default: this
+        /// machine's cores, and under `adaptive` more while CPU pressure is low).
         #[arg(long, value_name = "N", value_parser = parse_cpus)]
         cpus: Option<f64>,
+        /// How trials are admitted: `adaptive` (by measured CPU pressure), `reserve` (each
+        /// task's declared cpus reserved) or `none` (concurrency alone); default: the
+        /// pipeline's `resources`, else `adaptive`.
+        #[arg(long, value_name = "POLICY", value_parser = parse_resources)]
+        resources: Option<crate::runner::ResourcePolicy>,
         /// Memory the run's trials may use at once, as "8G" or "512M" (default: all of it).
         #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
         memory: Option<u64>,
@@ -187,18 +193,47 @@ pub enum Command {
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
     },
-    /// Run one task with one agent, printing what the agent does as it happens.
+    /// Run an agent on tasks: one task directory (printing what the agent does as it
+    /// happens), or a glob, a registry dataset or a git repository, with any agent, as the
+    /// pipeline `--save` writes (run through `apply`).
     Run {
-        /// The task directory.
-        #[arg(value_name = "TASK_DIR")]
+        /// A task directory, a directory or glob of tasks, `NAME@VERSION` of a registry, or
+        /// a git repository URL.
+        #[arg(value_name = "TASK_DIR|GLOB|NAME@VERSION|GIT_URL")]
         task: PathBuf,
-        /// `oracle`, `nop`, `terminal`, `computer-use` or `command` (default: `terminal` with `--model`,
-        /// `oracle` without).
-        #[arg(long)]
+        /// `oracle`, `nop`, `terminal`, `computer-use`, `command`, or a catalog agent
+        /// (`claude-code`, `codex`, ...) (default: `terminal` with `--model`, `oracle`
+        /// without).
+        #[arg(long, short = 'a')]
         agent: Option<String>,
         /// The model: `provider/model`, `claude-*`, `gpt-*`, `gemini-*`, or `scripted`.
-        #[arg(long)]
+        #[arg(long, short = 'm')]
         model: Option<String>,
+        /// Trials per task (runs as a pipeline).
+        #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        attempts: Option<u32>,
+        /// Trials at once (runs as a pipeline).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        concurrency: Option<u32>,
+        /// Write the pipeline this run is to FILE, and run it: `helios apply FILE` runs it
+        /// again, finding done what is done.
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
+        /// With `--save`: write the pipeline and print its plan, running nothing.
+        #[arg(long, requires = "save")]
+        dry_run: bool,
+        /// The pipeline's name (results in `<output-dir>/<name>`; default `run`).
+        #[arg(long, default_value = "run")]
+        name: String,
+        /// For `NAME@VERSION`: a registry URL or file in Harbor's format (repeatable).
+        #[arg(long, value_name = "URL|PATH")]
+        registry: Vec<String>,
+        /// For a git repository: a commit, tag or branch.
+        #[arg(long)]
+        rev: Option<String>,
+        /// For a git repository: the glob of task directories inside it.
+        #[arg(long, value_name = "GLOB")]
+        path: Option<String>,
         /// For `--model scripted`: the file of replies.
         #[arg(long, value_name = "FILE")]
         script: Option<PathBuf>,
@@ -250,9 +285,10 @@ pub enum Command {
         /// Only what carries this label (repeatable).
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
-        /// Where to clean up: `docker`, `daytona` (needs `DAYTONA_API_KEY`) or `all`.
-        #[arg(long, value_enum, default_value = "docker")]
-        provider: GcProvider,
+        /// Where to clean up: a provider (`docker`, `daytona` with `DAYTONA_API_KEY`) or
+        /// `all`.
+        #[arg(long, default_value = "docker", value_parser = parse_gc_providers)]
+        provider: GcProviders,
     },
     /// Print the JSON Schema of a manifest kind.
     Schema {
@@ -289,21 +325,22 @@ pub enum DatasetsCommand {
     Verify,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GcProvider {
-    Docker,
-    Daytona,
-    All,
-}
+/// The providers `helios gc` cleans up: one by name, or `all`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcProviders(Vec<Provider>);
 
-impl GcProvider {
-    fn providers(self) -> Vec<Provider> {
-        match self {
-            GcProvider::Docker => vec![Provider::Docker],
-            GcProvider::Daytona => vec![Provider::Daytona],
-            GcProvider::All => vec![Provider::Docker, Provider::Daytona],
-        }
+fn parse_gc_providers(text: &str) -> Result<GcProviders, String> {
+    if text == "all" {
+        return Ok(GcProviders(Provider::all().collect()));
     }
+    Provider::from_name(text)
+        .map(|provider| GcProviders(vec![provider]))
+        .ok_or_else(|| {
+            format!(
+                "no provider `{text}`: one of {}, or `all`",
+                Provider::ALL.map(|p| format!("`{p}`")).join(", ")
+            )
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -326,6 +363,18 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 
 fn parse_shard(text: &str) -> Result<Shard, String> {
     text.parse::<Shard>().map_err(|e| e.to_string())
+}
+
+fn parse_resources(text: &str) -> Result<crate::runner::ResourcePolicy, String> {
+    use crate::runner::ResourcePolicy;
+    match text {
+        "adaptive" => Ok(ResourcePolicy::Adaptive),
+        "reserve" => Ok(ResourcePolicy::Reserve),
+        "none" => Ok(ResourcePolicy::None),
+        _ => Err(format!(
+            "`{text}` is not a policy: adaptive, reserve or none"
+        )),
+    }
 }
 
 fn parse_cpus(text: &str) -> Result<f64, String> {
@@ -441,6 +490,7 @@ async fn dispatch(cli: Cli) -> ExitStatus {
             labels,
             concurrency,
             cpus,
+            resources,
             memory,
             build_concurrency,
             retries,
@@ -460,6 +510,7 @@ async fn dispatch(cli: Cli) -> ExitStatus {
                 labels: labels.into_iter().collect(),
                 concurrency: concurrency.map(|c| c as usize),
                 cpus,
+                resources,
                 memory_mb: memory,
                 build_concurrency: build_concurrency.map(|b| b as usize),
                 retries,
@@ -508,6 +559,14 @@ async fn dispatch(cli: Cli) -> ExitStatus {
             task,
             agent,
             model,
+            attempts,
+            concurrency,
+            save,
+            dry_run,
+            name,
+            registry,
+            rev,
+            path,
             script,
             command,
             base_url,
@@ -524,6 +583,16 @@ async fn dispatch(cli: Cli) -> ExitStatus {
                 task,
                 agent,
                 model,
+                pipeline: run::PipelineArgs {
+                    attempts,
+                    concurrency,
+                    save,
+                    dry_run,
+                    name,
+                    registries: registry,
+                    rev,
+                    path,
+                },
                 script,
                 command,
                 base_url,
@@ -559,7 +628,7 @@ async fn dispatch(cli: Cli) -> ExitStatus {
                 .into_iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            gc::run(&filters, &provider.providers()).await
+            gc::run(&filters, &provider.0).await
         }
         Command::Schema { kind } => schema::run(kind),
         Command::Datasets { command } => match command {

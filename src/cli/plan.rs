@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::{ExitStatus, Format};
 use crate::dataset::Cache;
 use crate::diagnostic::render;
+use crate::env::{Builds, Engine, OpenOptions, Provider};
 use crate::manifest::{SourceOptions, load_pipeline_with};
 use crate::plan::cost::WorstCase;
 use crate::plan::lock::{LockFile, SourceChange, source_changes};
@@ -139,18 +140,28 @@ pub(super) async fn run(
     }
 }
 
-/// Whether each of the plan's agent installs is on this machine already (`None`: Docker
-/// could not be asked).
+/// Whether each of the plan's agent installs is on this machine already (`None`: the
+/// engine that installs agents could not be asked).
 async fn installed_volumes(plan: &Plan) -> Vec<Option<bool>> {
     if plan.installs.is_empty() {
         return Vec::new();
     }
-    let Ok(engine) = crate::env::docker::DockerEngine::connect(2).await else {
+    let installs = Provider::all().find(|p| plan.uses(*p) && p.capabilities().installed_agents);
+    let options = OpenOptions {
+        docker_calls: 2,
+        ..OpenOptions::default()
+    };
+    let host = |name: &str| std::env::var(name).ok();
+    let engine = match installs {
+        Some(provider) => Engine::open(provider, &options, &host).await.ok(),
+        None => None,
+    };
+    let Some(engine) = engine else {
         return vec![None; plan.installs.len()];
     };
     let mut found = Vec::new();
     for install in &plan.installs {
-        found.push(engine.has_volume(&install.volume).await.ok());
+        found.push(engine.volume_exists(&install.volume).await.ok());
     }
     found
 }
@@ -229,8 +240,10 @@ fn human(
         "image builds: {}",
         (0..plan.builds.len()).filter(shown).count()
     ));
-    if plan.uses(crate::env::Provider::Daytona) {
-        out.push_str(" (Daytona builds its sandboxes' images itself)");
+    for remote in
+        Provider::all().filter(|p| plan.uses(*p) && p.capabilities().builds != Builds::Here)
+    {
+        out.push_str(&format!(" ({} builds its own images)", remote.title()));
     }
     if prebuilt > 0 {
         out.push_str(&format!(" ({prebuilt} task(s) use a prebuilt image)"));
@@ -304,12 +317,7 @@ fn human(
             }
         }
     }
-    out.push_str(&format!(
-        "\nresources: {} CPU(s) and {} of memory on this machine, {} build(s) and up to {concurrency} trial(s) at once; a trial starts when its task's cpus and memory fit\n",
-        budget.cpus,
-        memory(budget.memory_mb),
-        budget.builds
-    ));
+    out.push_str(&format!("\n{}\n", resources_line(&budget, concurrency)));
     let total = assessment.total();
     out.push('\n');
     if total.to_run() == 0 {
@@ -414,6 +422,35 @@ struct JsonTrial<'a> {
     attempt: u32,
     state: TrialState,
     dir: std::path::PathBuf,
+}
+
+/// The budget and policy, for people.
+fn resources_line(budget: &Budget, concurrency: usize) -> String {
+    use crate::runner::ResourcePolicy;
+    let at_once = format!(
+        "{} build(s) and up to {concurrency} trial(s) at once",
+        budget.builds
+    );
+    let memory = memory(budget.memory_mb);
+    match budget.policy {
+        ResourcePolicy::Adaptive => format!(
+            "resources (adaptive): {memory} of memory and {} CPU(s) on this machine, {at_once}; a trial starts when its task's memory fits and its cpus fit in the {} CPU(s), or else while CPU pressure stays under {:.0}%{}",
+            budget.cpus,
+            budget.cpus,
+            budget.pressure_target.unwrap_or_default() * 100.0,
+            budget
+                .max_cpus
+                .map(|max| format!(" and the cpus of running trials stay within {max}"))
+                .unwrap_or_default()
+        ),
+        ResourcePolicy::Reserve => format!(
+            "resources (reserve): {} CPU(s) and {memory} of memory on this machine, {at_once}; a trial starts when its task's cpus and memory fit",
+            budget.cpus
+        ),
+        ResourcePolicy::None => {
+            format!("resources (none): {at_once}; only concurrency bounds the trials")
+        }
+    }
 }
 
 fn json(

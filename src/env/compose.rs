@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::docker::{Container, DockerEngine, container_body};
 use super::netguard::Guard;
 use super::{
-    EnvError, EnvSpec, ExecOutput, ExecSpec, Instance, Provider, Readiness, Sandbox, ServiceSpec,
-    ServicesSpec, tarball,
+    EnvError, EnvSpec, ExecOutput, ExecSpec, Instance, Provider, Readiness, Sandbox, ServiceMount,
+    ServiceSpec, ServicesSpec, tarball,
 };
 
 /// The agent's service in a multi-container environment.
@@ -41,11 +41,13 @@ struct Made {
     network: Option<String>,
     /// Service name → container, in the order they were started.
     containers: Vec<(String, Container)>,
+    /// The trial's named volumes, by their names on the engine.
+    volumes: Vec<String>,
 }
 
 impl Made {
-    /// Removes every container, then the network; every removal is tried, the first
-    /// failure returned.
+    /// Removes every container, then the network and the volumes; every removal is tried,
+    /// the first failure returned.
     async fn remove(&self) -> Result<(), EnvError> {
         let mut failed = None;
         // All at once: after a cancel the removal has only the grace to finish.
@@ -62,6 +64,11 @@ impl Made {
             && let Err(e) = self.engine.remove_trial_network(network).await
         {
             failed.get_or_insert(e);
+        }
+        for volume in &self.volumes {
+            if let Err(e) = self.engine.remove_volume(volume).await {
+                failed.get_or_insert(e);
+            }
         }
         failed.map_or(Ok(()), Err)
     }
@@ -91,6 +98,7 @@ pub(crate) async fn start(
         engine: engine.clone(),
         network: None,
         containers: Vec::new(),
+        volumes: Vec::new(),
     };
     let deadline = Instant::now() + services.deadline;
     // Not raced against the cancel: a container created while the future is dropped would
@@ -136,9 +144,20 @@ async fn start_all(
     made: &mut Made,
 ) -> Result<(), EnvError> {
     engine
-        .create_trial_network(network, &spec.labels, spec.no_network)
+        // A network that changes between phases is the guard's to close: the trial's
+        // network keeps its route out.
+        .create_trial_network(
+            network,
+            &spec.labels,
+            spec.no_network && !spec.switches_network,
+        )
         .await?;
     made.network = Some(network.to_string());
+    for volume in &services.volumes {
+        let name = volume_name(network, volume);
+        engine.create_volume(&name, &spec.labels).await?;
+        made.volumes.push(name);
+    }
     for service in order(services) {
         if cancel.is_cancelled() {
             return Err(EnvError::Cancelled);
@@ -166,11 +185,12 @@ async fn start_all(
         if service.name != MAIN_SERVICE {
             engine.pull_if_missing(&service.image).await?;
         }
-        let body = if service.name == MAIN_SERVICE {
+        let mut body = if service.name == MAIN_SERVICE {
             main_body(spec, service, network)
         } else {
             sidecar_body(spec, service, network)
         };
+        add_mounts(&mut body, service, network)?;
         let container = engine.launch(body).await.map_err(|e| match e {
             EnvError::Engine { message, .. } => EnvError::ServiceFailed {
                 service: service.name.clone(),
@@ -189,6 +209,60 @@ async fn start_all(
                     reason: format!("cannot join network `{external}`: {e}"),
                 })?;
         }
+    }
+    Ok(())
+}
+
+/// A named volume of the trial, on the engine: the trial's network's name (unique) with
+/// the volume's.
+fn volume_name(network: &str, volume: &str) -> String {
+    format!("{network}-{volume}")
+}
+
+/// The service's named volumes and binds, after the mounts the body has (an installed
+/// agent's, on `main`). A missing bind source is made as a directory, as Compose does.
+fn add_mounts(
+    body: &mut ContainerCreateBody,
+    service: &ServiceSpec,
+    network: &str,
+) -> Result<(), EnvError> {
+    let mut mounts = Vec::new();
+    for mount in &service.mounts {
+        mounts.push(match mount {
+            ServiceMount::Volume {
+                name,
+                target,
+                read_only,
+            } => bollard::models::Mount {
+                target: Some(target.clone()),
+                source: Some(volume_name(network, name)),
+                typ: Some(bollard::models::MountType::VOLUME),
+                read_only: Some(*read_only),
+                ..Default::default()
+            },
+            ServiceMount::Bind {
+                source,
+                target,
+                read_only,
+            } => {
+                if !source.exists() {
+                    std::fs::create_dir_all(source).map_err(|e| {
+                        EnvError::io(format!("bind mount source `{}`", source.display()), e)
+                    })?;
+                }
+                bollard::models::Mount {
+                    target: Some(target.clone()),
+                    source: Some(source.display().to_string()),
+                    typ: Some(bollard::models::MountType::BIND),
+                    read_only: Some(*read_only),
+                    ..Default::default()
+                }
+            }
+        });
+    }
+    if !mounts.is_empty() {
+        let host = body.host_config.get_or_insert_with(Default::default);
+        host.mounts.get_or_insert_with(Vec::new).extend(mounts);
     }
     Ok(())
 }
@@ -459,14 +533,22 @@ impl Sandbox for ServicesSandbox {
         }))
     }
 
-    /// Only an `allowlist` comes and goes between phases (the services keep their
-    /// network): `main` and the sidecars, which follow it, reach one another, the gateway
-    /// and the allowed hosts.
+    /// The services keep their network; guards in their namespaces make each phase's
+    /// policy: `no-network` is an allowlist of nothing (`main` and the sidecars, which
+    /// follow it, reach one another and the gateway), `public` lifts them.
     async fn set_network(&self, plan: &super::NetworkPlan) -> Result<(), EnvError> {
         let engine = &self.made.engine;
-        let allowlist = match (&plan.allowlist, &self.made.network) {
+        let wanted = match (&plan.allowlist, plan.public) {
+            (Some(allowlist), _) => Some(allowlist.clone()),
+            (None, false) => Some(super::Allowlist {
+                gateway: plan.gateway,
+                ..Default::default()
+            }),
+            (None, true) => None,
+        };
+        let allowlist = match (wanted, &self.made.network) {
             (Some(allowlist), Some(network)) => {
-                let mut allowlist = allowlist.clone();
+                let mut allowlist = allowlist;
                 allowlist
                     .own_networks
                     .extend(engine.network_subnets(network).await?);
@@ -475,7 +557,7 @@ impl Sandbox for ServicesSandbox {
                     .extend(self.made.containers.iter().map(|(name, _)| name.clone()));
                 Some(allowlist)
             }
-            (allowlist, _) => allowlist.clone(),
+            (allowlist, _) => allowlist,
         };
         for (sidecar, guard) in &self.sidecars {
             guard.set(engine, sidecar, allowlist.as_ref()).await?;

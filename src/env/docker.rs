@@ -824,8 +824,43 @@ impl DockerEngine {
         .await
     }
 
+    /// Creates an empty volume carrying `labels`.
+    pub(crate) async fn create_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), EnvError> {
+        let body = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        let _permit = self.permit().await;
+        within("create volume", CALL_DEADLINE, async {
+            self.docker
+                .create_volume(body)
+                .await
+                .map(|_| ())
+                .map_err(engine_error)
+        })
+        .await
+    }
+
     /// Names of the volumes carrying every label in `labels`.
     pub async fn volumes_with(&self, labels: &[String]) -> Result<Vec<String>, EnvError> {
+        Ok(self
+            .labelled_volumes(labels)
+            .await?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// The volumes carrying every label in `labels`, with all their labels.
+    async fn labelled_volumes(
+        &self,
+        labels: &[String],
+    ) -> Result<Vec<(String, HashMap<String, String>)>, EnvError> {
         let filters: HashMap<String, Vec<String>> =
             HashMap::from([("label".to_string(), labels.to_vec())]);
         let options = ListVolumesOptionsBuilder::default()
@@ -843,7 +878,7 @@ impl DockerEngine {
             .volumes
             .unwrap_or_default()
             .into_iter()
-            .map(|v| v.name)
+            .map(|v| (v.name, v.labels))
             .collect())
     }
 
@@ -922,18 +957,7 @@ impl DockerEngine {
             // An install cut off (its apply killed): start again.
             self.remove_volume(spec.volume).await?;
         }
-        let body = VolumeCreateRequest {
-            name: Some(spec.volume.to_string()),
-            labels: Some(spec.labels.clone().into_iter().collect()),
-            ..Default::default()
-        };
-        {
-            let _permit = self.permit().await;
-            within("create volume", CALL_DEADLINE, async {
-                self.docker.create_volume(body).await.map_err(engine_error)
-            })
-            .await?;
-        }
+        self.create_volume(spec.volume, spec.labels).await?;
         let ran = self
             .run_once(
                 spec.image,
@@ -1014,6 +1038,14 @@ impl DockerEngine {
         for (name, labels) in self.networks_with(&[RUN_LABEL.to_string()]).await? {
             if dead(&labels)
                 && let Err(error) = self.delete_network(&name).await
+            {
+                failed.get_or_insert(error);
+            }
+        }
+        // A Compose trial's named volumes (an installed agent's carry no pid: kept).
+        for (name, labels) in self.labelled_volumes(&[RUN_LABEL.to_string()]).await? {
+            if dead(&labels)
+                && let Err(error) = self.remove_volume(&name).await
             {
                 failed.get_or_insert(error);
             }
@@ -1158,10 +1190,6 @@ impl Environment for DockerEngine {
         Provider::Docker
     }
 
-    fn builds_images(&self) -> bool {
-        true
-    }
-
     async fn image_exists(&self, tag: &str) -> Result<bool, EnvError> {
         self.has_image(tag).await
     }
@@ -1195,11 +1223,23 @@ impl Environment for DockerEngine {
             return super::compose::start(self, spec, services, cancel).await;
         }
         let container = self.start_container(spec).await?;
-        Ok(Instance::new(DockerSandbox {
+        let sandbox = DockerSandbox {
             engine: self.clone(),
             container,
             guard: Default::default(),
-        }))
+        };
+        if let Some(allowlist) = &spec.allowlist {
+            let guarded = sandbox
+                .guard
+                .set(self, &sandbox.container, Some(allowlist))
+                .await;
+            if let Err(error) = guarded {
+                // Nothing else knows of this sandbox yet: its removal is this call's.
+                let _ = sandbox.remove().await;
+                return Err(error);
+            }
+        }
+        Ok(Instance::new(sandbox))
     }
 
     async fn reap_dead_runs(&self) -> Result<usize, EnvError> {

@@ -11,8 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::daytona;
-use super::docker::DockerEngine;
+use super::registry::{Builds, Capabilities};
 use super::{DaytonaSettings, EnvError, EnvSpec, ExecOutput, ExecSpec, Provider, tarball};
 
 /// Concurrent Docker API calls when nothing else is said.
@@ -96,15 +95,22 @@ pub struct Collected {
 pub trait Environment: Send + Sync + 'static {
     fn provider(&self) -> Provider;
 
+    /// What its environments can do: its provider's, from the registry.
+    fn capabilities(&self) -> Capabilities {
+        self.provider().capabilities()
+    }
+
     /// Whether its sandboxes run on this machine, and so take from the run's CPU and
     /// memory budget.
     fn runs_here(&self) -> bool {
-        true
+        self.capabilities().runs_here
     }
 
     /// Whether helios builds images itself on this machine (`false`: the provider builds
     /// them from the Dockerfile's text, as Daytona's declarative build does).
-    fn builds_images(&self) -> bool;
+    fn builds_images(&self) -> bool {
+        self.capabilities().builds == Builds::Here
+    }
 
     /// Whether an image with this tag exists already.
     async fn image_exists(&self, tag: &str) -> Result<bool, EnvError>;
@@ -284,35 +290,17 @@ impl Engine {
         Engine(Arc::new(environment))
     }
 
-    /// Connects to `provider`: the Docker engine as the `docker` CLI would, or Daytona with
-    /// `DAYTONA_API_KEY` / `DAYTONA_API_URL` / `DAYTONA_TARGET` read through `host` (no
-    /// network call yet for Daytona: [`Environment::reap_dead_runs`] is the first).
+    /// Connects to `provider` as its registry entry says: the Docker engine as the
+    /// `docker` CLI would, or Daytona with `DAYTONA_API_KEY` / `DAYTONA_API_URL` /
+    /// `DAYTONA_TARGET` read through `host` (no network call yet for Daytona:
+    /// [`Environment::reap_dead_runs`] is the first).
     pub async fn open(
         provider: Provider,
         options: &OpenOptions,
         host: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<Engine, EnvError> {
-        Ok(match provider {
-            Provider::Docker => Engine::new(DockerEngine::connect(options.docker_calls).await?),
-            Provider::Daytona => {
-                let config = daytona::Config::resolve(&options.daytona, host)?;
-                open_daytona(config)?
-            }
-        })
+        (provider.entry().open)(options, host).await
     }
-}
-
-#[cfg(feature = "daytona")]
-fn open_daytona(config: daytona::Config) -> Result<Engine, EnvError> {
-    Ok(Engine::new(daytona::DaytonaEngine::new(config)?))
-}
-
-#[cfg(not(feature = "daytona"))]
-fn open_daytona(_config: daytona::Config) -> Result<Engine, EnvError> {
-    Err(EnvError::Unsupported(
-        "this helios was built without the `daytona` feature; rebuild with it to use Daytona"
-            .into(),
-    ))
 }
 
 /// A trial's running environment: a container or a sandbox, whichever provider made it.

@@ -350,10 +350,6 @@ impl Environment for FakeEngine {
         Provider::Docker
     }
 
-    fn builds_images(&self) -> bool {
-        true
-    }
-
     async fn image_exists(&self, _tag: &str) -> Result<bool, EnvError> {
         Ok(false)
     }

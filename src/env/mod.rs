@@ -11,6 +11,7 @@ mod engine;
 pub mod fake;
 mod netguard;
 mod provider;
+pub mod registry;
 pub mod removal;
 pub mod tarball;
 
@@ -20,11 +21,14 @@ use std::time::Duration;
 
 pub use allowlist::{AllowedHost, Allowlist};
 pub use compose::MAIN_SERVICE;
+/// Credentials a program gives instead of a provider's environment variables.
+pub use daytona::Credentials;
 pub use engine::{
     BuildSpec, Collected, DEFAULT_DOCKER_CALLS, Engine, Environment, InstallSpec, Instance,
     OpenOptions, ProbeSpec, Sandbox,
 };
 pub use provider::{DaytonaSettings, Provider};
+pub use registry::{Builds, Capabilities};
 
 /// What went wrong with the environment itself (never the agent's fault).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -107,7 +111,7 @@ pub enum EnvError {
     },
     /// The engine did not answer a call within its deadline (a wedged daemon): nothing of
     /// helios waits on an engine forever. Worth another try, like any engine hiccup.
-    #[error("{} did not answer `{call}` within {seconds}s", engine_name(*.provider))]
+    #[error("{} did not answer `{call}` within {seconds}s", .provider.engine_name())]
     NoAnswer {
         provider: Provider,
         /// The call, as the engine's API names it (`remove container 0123abcd`).
@@ -122,14 +126,6 @@ fn last_output(output: &str) -> String {
         String::new()
     } else {
         format!("; its last output:\n{output}")
-    }
-}
-
-/// How messages name a provider's engine.
-fn engine_name(provider: Provider) -> &'static str {
-    match provider {
-        Provider::Docker => "the Docker engine",
-        Provider::Daytona => "Daytona",
     }
 }
 
@@ -212,6 +208,9 @@ pub struct EnvSpec {
     /// With `no_network`: a network of this run to attach to instead of none, one with no
     /// route out whose sandboxes reach only this machine (the model gateway).
     pub isolated_network: Option<String>,
+    /// In force from the start, for its whole life (a separate verifier's `allowlist`);
+    /// a provider that cannot enforce it refuses to create the environment.
+    pub allowlist: Option<Allowlist>,
     /// How long the environment may take to be ready, a remote image build included.
     pub ready_timeout: Duration,
     /// Volumes mounted into the environment (an installed agent's, read-only).
@@ -232,6 +231,9 @@ pub struct ServicesSpec {
     /// spec's.
     pub main: ServiceSpec,
     pub sidecars: Vec<ServiceSpec>,
+    /// Named volumes, made empty for the trial and removed with it (by their names in the
+    /// Compose file).
+    pub volumes: Vec<String>,
     /// How long every service may take to start, become healthy or complete.
     pub deadline: Duration,
 }
@@ -260,6 +262,25 @@ pub struct ServiceSpec {
     pub labels: BTreeMap<String, String>,
     /// Networks that already exist it joins besides the trial's (`external: true`).
     pub networks: Vec<String>,
+    /// The trial's named volumes and this machine's paths mounted into it.
+    pub mounts: Vec<ServiceMount>,
+}
+
+/// A mount of a service of a multi-container environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceMount {
+    /// One of [`ServicesSpec::volumes`], by its name in the Compose file.
+    Volume {
+        name: String,
+        target: String,
+        read_only: bool,
+    },
+    /// A path of this machine (made as a directory when missing).
+    Bind {
+        source: std::path::PathBuf,
+        target: String,
+        read_only: bool,
+    },
 }
 
 /// A container healthcheck, as the engine runs it.
@@ -302,6 +323,9 @@ pub struct NetworkPlan {
     pub isolated: Option<String>,
     /// With `public`: only these destinations are reachable (`allowlist`).
     pub allowlist: Option<Allowlist>,
+    /// The model gateway's address as the sandbox sees it, for a provider that keeps it
+    /// reachable by rules rather than by networks.
+    pub gateway: Option<std::net::SocketAddr>,
 }
 
 impl NetworkPlan {

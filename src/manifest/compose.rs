@@ -119,6 +119,8 @@ pub struct Service {
     /// Networks that already exist (`external: true`) it joins besides the trial's, by
     /// their names on the engine.
     pub networks: Vec<String>,
+    /// Named volumes (the file's) and bind mounts (absolute sources), in order.
+    pub mounts: Vec<VolumeEntry>,
 }
 
 /// A service's image build.
@@ -177,7 +179,7 @@ pub struct ComposeFile {
 impl ComposeFile {
     /// What of the file helios cannot run yet (a task with any is refused by `apply`).
     pub fn refused(&self) -> Vec<String> {
-        unsupported(&self.value)
+        unsupported(&self.value, None)
             .into_iter()
             .filter(|(_, _, severity)| *severity == Severity::Error)
             .map(|(_, message, _)| message)
@@ -205,6 +207,11 @@ impl ComposeFile {
     }
 
     /// The names of its services, as written.
+    /// The named volumes it declares (made per trial).
+    pub fn volume_names(&self) -> Vec<String> {
+        declared_volumes(&self.value)
+    }
+
     pub fn service_names(&self) -> Vec<String> {
         self.value
             .get("services")
@@ -230,12 +237,17 @@ impl ComposeFile {
         if !problems.is_empty() {
             return Err(problems);
         }
-        problems.extend(unsupported(&value).into_iter().filter_map(|(p, m, s)| {
-            (s == Severity::Error).then_some(ComposeProblem {
-                pointer: p,
-                message: m,
-            })
-        }));
+        let artifacts = lookup("HOST_ARTIFACTS_PATH");
+        problems.extend(
+            unsupported(&value, artifacts.as_deref())
+                .into_iter()
+                .filter_map(|(p, m, s)| {
+                    (s == Severity::Error).then_some(ComposeProblem {
+                        pointer: p,
+                        message: m,
+                    })
+                }),
+        );
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -244,9 +256,17 @@ impl ComposeFile {
             return Ok(services);
         };
         let externals = external_networks(&value);
+        let artifacts = lookup("HOST_ARTIFACTS_PATH");
         for (name, body) in map {
             let pointer = pointer_push("/services", name);
-            match service(name, body, self.dir(), &pointer, &externals) {
+            match service(
+                name,
+                body,
+                self.dir(),
+                &pointer,
+                &externals,
+                artifacts.as_deref(),
+            ) {
                 Ok(s) => services.push(s),
                 Err(mut found) => problems.append(&mut found),
             }
@@ -326,9 +346,10 @@ enum Severity {
 
 /// What helios does not support in a (parsed) Compose file: the key's pointer, why, and
 /// whether it is refused or ignored.
-fn unsupported(value: &Value) -> Vec<(String, String, Severity)> {
+fn unsupported(value: &Value, artifacts: Option<&str>) -> Vec<(String, String, Severity)> {
     let mut out = Vec::new();
     let externals = external_networks(value);
+    let declared = declared_volumes(value);
     let refuse = |out: &mut Vec<_>, pointer: String, message: String| {
         out.push((pointer, message, Severity::Error));
     };
@@ -370,15 +391,28 @@ fn unsupported(value: &Value) -> Vec<(String, String, Severity)> {
                 }
             }
             "volumes" => {
-                for (name, _) in body.as_object().into_iter().flatten() {
-                    refuse(
-                        &mut out,
-                        pointer_push(&pointer, name),
-                        format!(
-                            "named volume `{name}`: helios supports anonymous volumes only \
-                             (`- /path`), which live as long as their container"
-                        ),
-                    );
+                for (name, volume) in body.as_object().into_iter().flatten() {
+                    let keys: Vec<&String> = volume
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, _)| k)
+                        .collect();
+                    if !keys.is_empty() {
+                        refuse(
+                            &mut out,
+                            pointer_push(&pointer, name),
+                            format!(
+                                "named volume `{name}`: helios makes each named volume per \
+                                 trial, empty, with the engine's default driver; {} not \
+                                 supported",
+                                keys.iter()
+                                    .map(|k| format!("`{k}` is"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        );
+                    }
                 }
             }
             _ => {}
@@ -412,12 +446,106 @@ fn unsupported(value: &Value) -> Vec<(String, String, Severity)> {
                     out.push((pointer, why.to_string(), Severity::Warning))
                 }
                 Some((_, Support::Honoured)) => {
-                    service_key(name, key, field, &pointer, &externals, &mut out);
+                    let known = Known {
+                        externals: &externals,
+                        volumes: &declared,
+                        artifacts,
+                    };
+                    service_key(name, key, field, &pointer, &known, &mut out);
                 }
             }
         }
     }
     out
+}
+
+/// One entry of a service's `volumes`, short (`SOURCE:TARGET[:ro]`) or long syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeEntry {
+    /// `- /path`: an anonymous volume, gone with its container.
+    Anonymous(String),
+    /// A named volume of the file's top-level `volumes`: one per trial.
+    Named {
+        volume: String,
+        target: String,
+        read_only: bool,
+    },
+    /// A path of this machine: relative ones are to `environment/`.
+    Bind {
+        source: String,
+        target: String,
+        read_only: bool,
+    },
+}
+
+/// Reads one `volumes` entry; why helios cannot mount it otherwise.
+fn volume_entry(value: &Value) -> Result<VolumeEntry, String> {
+    let (kind, source, target, read_only) = match value {
+        Value::String(text) => {
+            let parts: Vec<&str> = text.split(':').collect();
+            match parts.as_slice() {
+                [target] => return Ok(VolumeEntry::Anonymous(target.to_string())),
+                [source, target, rest @ ..] if rest.len() <= 1 => {
+                    let read_only = rest
+                        .first()
+                        .is_some_and(|mode| mode.split(',').any(|m| m == "ro"));
+                    let bind = source.starts_with(['/', '.', '~', '$']);
+                    (
+                        if bind { "bind" } else { "volume" },
+                        source.to_string(),
+                        target.to_string(),
+                        read_only,
+                    )
+                }
+                _ => return Err(format!("`{text}` is not `SOURCE:TARGET[:MODE]`")),
+            }
+        }
+        Value::Object(o) => {
+            let text = |key: &str| o.get(key).and_then(Value::as_str).map(str::to_string);
+            let Some(target) = text("target") else {
+                return Err("a volume needs its `target`".into());
+            };
+            let read_only = o.get("read_only").and_then(Value::as_bool) == Some(true);
+            let kind = o.get("type").and_then(Value::as_str);
+            match (kind, text("source")) {
+                (Some("volume"), None) => return Ok(VolumeEntry::Anonymous(target)),
+                (Some(kind @ ("volume" | "bind")), Some(source)) => {
+                    (kind, source, target, read_only)
+                }
+                (kind, _) => {
+                    return Err(format!(
+                        "a `{}` mount is not supported: helios mounts volumes and binds",
+                        kind.unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        _ => return Err("a volume is a string or a mapping".into()),
+    };
+    Ok(if kind == "bind" {
+        VolumeEntry::Bind {
+            source,
+            target,
+            read_only,
+        }
+    } else {
+        VolumeEntry::Named {
+            volume: source,
+            target,
+            read_only,
+        }
+    })
+}
+
+/// The named volumes the file declares at the top level.
+fn declared_volumes(value: &Value) -> Vec<String> {
+    value
+        .get("volumes")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// Whether a top-level network is one that already exists (`external: true`, or the
@@ -462,13 +590,45 @@ fn network_names(field: &Value) -> Vec<String> {
     }
 }
 
+/// What the rest of the file says, for checking one service's keys.
+struct Known<'a> {
+    /// The top-level networks that already exist, by key.
+    externals: &'a BTreeMap<String, String>,
+    /// The top-level named volumes.
+    volumes: &'a [String],
+    /// `HOST_ARTIFACTS_PATH` once interpolated; `None` in the file as written.
+    artifacts: Option<&'a str>,
+}
+
+/// Whether helios mounts a bind of `source` (as written, or interpolated with `artifacts`):
+/// the trial's artifacts directory, or a path inside `environment/`.
+fn bind_allowed(source: &str, artifacts: Option<&str>) -> bool {
+    let path = Path::new(source);
+    ["${HOST_ARTIFACTS_PATH}", "$HOST_ARTIFACTS_PATH"]
+        .iter()
+        .any(|v| source.starts_with(v))
+        || artifacts.is_some_and(|a| path.starts_with(a))
+        || (path.is_relative()
+            && !source.starts_with(['~', '$'])
+            && !path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir))
+}
+
+fn bind_refusal(source: &str) -> String {
+    format!(
+        "bind mount of `{source}`: helios mounts only `${{HOST_ARTIFACTS_PATH}}` (the trial's \
+         artifacts on this machine) and paths inside `environment/` (read-only)"
+    )
+}
+
 /// What of a supported service key's value helios does not support.
 fn service_key(
     service: &str,
     key: &str,
     field: &Value,
     pointer: &str,
-    externals: &BTreeMap<String, String>,
+    known: &Known<'_>,
     out: &mut Vec<(String, String, Severity)>,
 ) {
     let mut refuse =
@@ -514,7 +674,7 @@ fn service_key(
         "networks" => {
             for network in network_names(field)
                 .iter()
-                .filter(|n| *n != "default" && !externals.contains_key(*n))
+                .filter(|n| *n != "default" && !known.externals.contains_key(*n))
             {
                 refuse(
                     pointer.to_string(),
@@ -528,21 +688,23 @@ fn service_key(
         }
         "volumes" => {
             for (i, volume) in field.as_array().into_iter().flatten().enumerate() {
-                let anonymous = match volume {
-                    Value::String(s) => s.starts_with('/') && !s.contains(':'),
-                    Value::Object(o) => {
-                        o.get("type").and_then(Value::as_str) == Some("volume")
-                            && o.get("source").is_none()
+                match volume_entry(volume) {
+                    Err(why) => refuse(pointer_push(pointer, &i.to_string()), why),
+                    Ok(VolumeEntry::Named { volume, .. }) if !known.volumes.contains(&volume) => {
+                        refuse(
+                            pointer_push(pointer, &i.to_string()),
+                            format!(
+                                "volume `{volume}` is not declared under the top-level \
+                                 `volumes`"
+                            ),
+                        )
                     }
-                    _ => false,
-                };
-                if !anonymous {
-                    refuse(
-                        pointer_push(pointer, &i.to_string()),
-                        "only anonymous volumes (`- /path`) are supported: bind mounts and \
-                         named volumes are not"
-                            .into(),
-                    );
+                    Ok(VolumeEntry::Bind { source, .. })
+                        if !bind_allowed(&source, known.artifacts) =>
+                    {
+                        refuse(pointer_push(pointer, &i.to_string()), bind_refusal(&source))
+                    }
+                    Ok(_) => {}
                 }
             }
         }
@@ -623,7 +785,7 @@ pub fn check(path: &Path, doc: &Document) -> Vec<Diagnostic> {
                 .at(doc.value_span(&problem.pointer)),
         );
     }
-    let found = unsupported(&doc.value);
+    let found = unsupported(&doc.value, None);
     let refused = found.iter().any(|(_, _, s)| *s == Severity::Error);
     for (pointer, message, severity) in found {
         let d = match severity {
@@ -843,6 +1005,7 @@ fn service(
     dir: &Path,
     pointer: &str,
     externals: &BTreeMap<String, String>,
+    artifacts: Option<&str>,
 ) -> Result<Service, Vec<ComposeProblem>> {
     let problem = |at: &str, message: String| ComposeProblem {
         pointer: if at.is_empty() {
@@ -852,6 +1015,11 @@ fn service(
         },
         message,
     };
+    let raw_volumes: Vec<Value> = body
+        .get("volumes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let networks: Vec<String> = body
         .get("networks")
         .map(network_names)
@@ -1044,14 +1212,26 @@ fn service(
         Some(dct::Tmpfs::Simple(s)) => vec![s],
         Some(dct::Tmpfs::List(l)) => l,
     };
-    let volumes = typed
-        .volumes
-        .into_iter()
-        .map(|v| match v {
-            dct::Volumes::Simple(s) => s,
-            dct::Volumes::Advanced(a) => a.target,
-        })
-        .collect();
+    let (mut volumes, mut mounts) = (Vec::new(), Vec::new());
+    for (i, raw) in raw_volumes.iter().enumerate() {
+        match volume_entry(raw) {
+            Ok(VolumeEntry::Anonymous(target)) => volumes.push(target),
+            Ok(VolumeEntry::Bind {
+                source,
+                target,
+                read_only,
+            }) => match bind_source(&source, dir, artifacts) {
+                Ok((source, forced_read_only)) => mounts.push(VolumeEntry::Bind {
+                    source,
+                    target,
+                    read_only: read_only || forced_read_only,
+                }),
+                Err(why) => problems.push(problem(&format!("volumes/{i}"), why)),
+            },
+            Ok(named) => mounts.push(named),
+            Err(why) => problems.push(problem(&format!("volumes/{i}"), why)),
+        }
+    }
     let labels = match typed.labels {
         dct::Labels::List(list) => list
             .into_iter()
@@ -1084,6 +1264,32 @@ fn service(
         init: typed.init,
         labels,
         networks,
+        mounts,
+    })
+}
+
+/// Where a bind mount's source is on this machine, and whether helios mounts it read-only:
+/// the trial's artifacts directory (`${HOST_ARTIFACTS_PATH}`, or a path in it) as written,
+/// a path inside `environment/` always read-only (a trial never changes its task), nothing
+/// else.
+fn bind_source(
+    source: &str,
+    dir: &Path,
+    artifacts: Option<&str>,
+) -> Result<(String, bool), String> {
+    if !bind_allowed(source, artifacts) {
+        return Err(bind_refusal(source));
+    }
+    let path = Path::new(source);
+    Ok(if path.is_relative() {
+        // `./conf` as `conf`: the same directory, said as a user would.
+        let inside: PathBuf = path
+            .components()
+            .filter(|c| *c != std::path::Component::CurDir)
+            .collect();
+        (dir.join(inside).display().to_string(), true)
+    } else {
+        (source.to_string(), false)
     })
 }
 
@@ -1224,9 +1430,65 @@ mod tests {
     }
 
     #[test]
+    fn named_volumes_and_binds_of_the_task_or_its_artifacts_resolve() {
+        let (dir, _) = file(
+            "services:\n  api:\n    image: nginx\n    volumes:\n      - /cache\n      - shared:/shared:ro\n      - ./conf:/conf\n      - ${HOST_ARTIFACTS_PATH}:/out\nvolumes:\n  shared:\n",
+        );
+        let file = ComposeFile::read(dir.path()).unwrap().unwrap();
+        let services = file
+            .resolve(&|name| (name == "HOST_ARTIFACTS_PATH").then(|| "/runs/t/artifacts".into()))
+            .unwrap();
+        assert_eq!(file.volume_names(), vec!["shared".to_string()]);
+        assert_eq!(services[0].volumes, vec!["/cache".to_string()]);
+        assert_eq!(
+            services[0].mounts,
+            vec![
+                VolumeEntry::Named {
+                    volume: "shared".into(),
+                    target: "/shared".into(),
+                    read_only: true
+                },
+                VolumeEntry::Bind {
+                    source: dir.path().join("environment/conf").display().to_string(),
+                    target: "/conf".into(),
+                    read_only: true
+                },
+                VolumeEntry::Bind {
+                    source: "/runs/t/artifacts".into(),
+                    target: "/out".into(),
+                    read_only: false
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_volume_not_declared_and_a_bind_outside_the_task_are_refused() {
+        for (entry, said) in [
+            ("undeclared:/x", "not declared"),
+            ("../secrets:/x", "bind mount of `../secrets`"),
+            (
+                "/var/run/docker.sock:/x",
+                "bind mount of `/var/run/docker.sock`",
+            ),
+        ] {
+            let found = unsupported(
+                &serde_json::json!({"services": {"api": {"image": "x", "volumes": [entry]}}}),
+                None,
+            );
+            assert!(
+                found
+                    .iter()
+                    .any(|(_, m, s)| *s == Severity::Error && m.contains(said)),
+                "{entry}: {found:?}"
+            );
+        }
+    }
+
+    #[test]
     fn unsupported_keys_are_said_at_their_line() {
         let (_dir, path) = file(
-            "services:\n  api:\n    image: nginx\n    privileged: true\n    ports: [\"80:80\"]\n    volumes:\n      - ./data:/data\nvolumes:\n  shared: {}\n",
+            "services:\n  api:\n    image: nginx\n    privileged: true\n    ports: [\"80:80\"]\n    volumes:\n      - /etc:/data\nvolumes:\n  shared: {driver: local}\n",
         );
         let text = std::fs::read_to_string(&path).unwrap();
         let doc = document::parse(Syntax::Yaml, &path, &text).unwrap();
@@ -1247,12 +1509,12 @@ mod tests {
         assert!(
             errors
                 .iter()
-                .any(|(l, m)| *l == 7 && m.contains("bind mounts"))
+                .any(|(l, m)| *l == 7 && m.contains("bind mount of `/etc`"))
         );
         assert!(
             errors
                 .iter()
-                .any(|(l, m)| *l == 9 && m.contains("`shared`"))
+                .any(|(l, m)| *l == 9 && m.contains("`shared`") && m.contains("`driver`"))
         );
         let ignored: Vec<&Diagnostic> = found
             .iter()

@@ -92,6 +92,11 @@ pub struct PipelineSection {
     /// How many images build at once (default: half the machine's cores, at least one).
     #[schemars(range(min = 1))]
     pub build_concurrency: Option<u32>,
+    /// How trials are admitted on this machine: `adaptive` (default) by measured CPU
+    /// pressure, `reserve` by reserving each task's declared `cpus`, `none` by
+    /// `concurrency` alone. Declared memory is reserved under `adaptive` and `reserve`.
+    #[serde(default, skip_serializing_if = "ResourcePolicy::is_default")]
+    pub resources: ResourcePolicy,
     /// Most US dollars the run's trials may spend on models: once spent, no further trial
     /// starts (finished results are kept; `apply` again resumes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,6 +153,36 @@ pub struct EnvironmentDefaults {
     /// (always built). `apply --rebuild` builds too.
     #[serde(default, skip_serializing_if = "ImagePolicy::is_default")]
     pub images: ImagePolicy,
+}
+
+/// `[pipeline] resources`: how a trial is admitted on this machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourcePolicy {
+    /// A trial starts while its declared memory fits and the machine's measured CPU
+    /// pressure stays under a target; declared CPUs up to the machine's cores start
+    /// without asking. The verifier phase takes its declared CPUs.
+    #[default]
+    Adaptive,
+    /// A trial starts only when its declared `cpus` and memory fit in what is free of the
+    /// machine's cores and memory (or `--cpus` / `--memory`), held for its whole life.
+    Reserve,
+    /// Only `concurrency` bounds the trials at once.
+    None,
+}
+
+impl ResourcePolicy {
+    fn is_default(&self) -> bool {
+        *self == ResourcePolicy::Adaptive
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourcePolicy::Adaptive => "adaptive",
+            ResourcePolicy::Reserve => "reserve",
+            ResourcePolicy::None => "none",
+        }
+    }
 }
 
 /// `[environment] images`.

@@ -75,6 +75,7 @@ impl TaskManifest {
                     environment: task_env(),
                     context: dir.join("tests"),
                     network_mode: self.verifier.network_mode,
+                    allowed_hosts: self.verifier.allowed_hosts.clone(),
                 })
                 .into_iter()
                 .collect();
@@ -101,6 +102,11 @@ impl TaskManifest {
                         dir.join("tests")
                     },
                     network_mode: step.verifier.network_mode.or(self.verifier.network_mode),
+                    allowed_hosts: step
+                        .verifier
+                        .allowed_hosts
+                        .clone()
+                        .or_else(|| self.verifier.allowed_hosts.clone()),
                 }
             })
             .collect()
@@ -120,6 +126,9 @@ pub struct SeparateVerifier {
     /// The verifier phase's `network_mode` (the step's, else the task's `[verifier]`), over
     /// its environment's.
     pub network_mode: Option<NetworkMode>,
+    /// The verifier phase's `allowed_hosts` (the step's, else the task's `[verifier]`), over
+    /// its environment's.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// `[task]`: the task as a package (`org/name`).

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::task::{NetworkMode, Os, TaskManifest};
+use super::task::{Os, TaskManifest};
 
 /// A setting of a task that helios does not honour.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,40 +68,6 @@ pub fn unsupported(dir: &Path, task: &TaskManifest) -> Vec<Unsupported> {
             "/environment/skills_dir",
             "`skills_dir` is not given to agents yet: agents run without its skills",
         ));
-    }
-    // An allowlist is enforced in the agent's environment (on Docker, by a network guard
-    // in its namespace); a separate verifier's environment cannot take one yet.
-    let baseline = env.resolved_network_mode();
-    let separate_verifier_mode = |step: Option<&super::task::StepSection>| {
-        let separate = match step.and_then(|s| s.verifier.harbor_mode()) {
-            Some(mode) => mode == crate::verify::Isolation::Separate,
-            None => task.verifier.harbor_mode() == Some(crate::verify::Isolation::Separate),
-        };
-        let own = step
-            .and_then(|s| s.verifier.environment.as_deref())
-            .or(task.verifier.environment.as_deref())
-            .map_or(baseline, |own| own.resolved_network_mode());
-        let phase = step
-            .and_then(|s| s.verifier.network_mode)
-            .or(task.verifier.network_mode);
-        separate.then(|| phase.unwrap_or(own))
-    };
-    let pointers = std::iter::once(("/verifier".to_string(), None)).chain(
-        task.steps
-            .iter()
-            .enumerate()
-            .map(|(i, step)| (format!("/steps/{i}/verifier"), Some(step))),
-    );
-    for (pointer, step) in pointers {
-        if (step.is_some() || task.steps.is_empty())
-            && separate_verifier_mode(step) == Some(NetworkMode::Allowlist)
-        {
-            out.push(Unsupported::refuse(
-                pointer,
-                "a separate verifier environment under `network_mode = \"allowlist\"` is not \
-                 enforced yet (the agent's environment is): use \"public\" or \"no-network\" there",
-            ));
-        }
     }
     // Sidecar artifacts and collect hooks need a Compose file that defines their service.
     let compose = super::compose::ComposeFile::read(dir).ok().flatten();

@@ -292,7 +292,8 @@ fn daytona_settings_touch_no_id_and_a_stage_provider_touches_its_stage() {
                   [[stages]]\nname = \"t\"\nagents = [\"nop\"]\n";
     let (root, path) = project(&pipeline(stages));
     let before = plan_of(&path);
-    assert!(before.uses(Provider::Docker) && !before.uses(Provider::Daytona));
+    let (docker, daytona) = (Provider::default(), Provider::from_name("daytona").unwrap());
+    assert!(before.uses(docker) && !before.uses(daytona));
     let settings = "[environment.daytona]\nmax_creates = 3\npoll_interval_sec = 0.1\n";
     let text = std::fs::read_to_string(&path).unwrap();
     write(&path, &format!("{settings}{text}"));
@@ -304,10 +305,10 @@ fn daytona_settings_touch_no_id_and_a_stage_provider_touches_its_stage() {
     let moved = text.replace("name = \"t\"\n", "name = \"t\"\nprovider = \"daytona\"\n");
     write(&root.path().join("pipeline.toml"), &moved);
     let after = plan_of(&path);
-    assert!(after.uses(Provider::Docker) && after.uses(Provider::Daytona));
+    assert!(after.uses(docker) && after.uses(daytona));
     for (old, new) in before.trials.iter().zip(&after.trials) {
         let stage = &after.stages[new.stage as usize];
-        assert_eq!(stage.provider == Provider::Daytona, stage.name == "t");
+        assert_eq!(stage.provider == daytona, stage.name == "t");
         assert_eq!(old.id != new.id, stage.name == "t", "stage {}", stage.name);
     }
 }

@@ -10,19 +10,30 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::memory;
 use crate::env::Provider;
 use crate::events::TrialStatus;
-use crate::events::{BuildOutcome, RunEvent, SkipReason};
+use crate::events::{BuildOutcome, Reporter, RunEvent, SkipReason};
 
 /// Consumes events until the channel closes.
-pub async fn report(mut events: UnboundedReceiver<RunEvent>) {
-    let mut view: Box<dyn View + Send> = if std::io::stderr().is_terminal() {
+pub async fn report(events: UnboundedReceiver<RunEvent>) {
+    crate::events::feed(events, vec![reporter()]).await;
+}
+
+/// The progress reporter: bars on a terminal, lines otherwise.
+pub fn reporter() -> Box<dyn Reporter> {
+    if std::io::stderr().is_terminal() {
         Box::new(Bars::default())
     } else {
         Box::new(Lines::default())
-    };
-    while let Some(event) = events.recv().await {
-        view.show(&event);
     }
-    view.close();
+}
+
+impl<V: View + Send> Reporter for V {
+    fn event(&mut self, event: &RunEvent) {
+        self.show(event);
+    }
+
+    fn finish(&mut self) {
+        self.close();
+    }
 }
 
 trait View {
@@ -58,11 +69,82 @@ fn build_line(tag: &str, outcome: BuildOutcome, seconds: f64) -> String {
 }
 
 /// How the progress lines name a provider's engine.
-fn engine_name(provider: Provider) -> String {
-    match provider {
-        Provider::Docker => "the Docker engine".to_string(),
-        other => format!("the {other} API"),
+fn engine_name(provider: Provider) -> &'static str {
+    provider.engine_name()
+}
+
+/// What a provider's environments are called in a count: its own noun where it runs them
+/// on this machine (`container`), else with its name (`daytona sandbox`).
+fn instances(provider: Provider) -> String {
+    if provider.capabilities().runs_here {
+        provider.instances_noun().to_string()
+    } else {
+        format!("{provider} {}", provider.instances_noun())
     }
+}
+
+/// The transcript of one trial as `helios run` prints it: what the agent does (text, tool
+/// calls and results, turns), its phases and steps, then the lines the progress views
+/// print; an event with nothing to say prints nothing.
+pub struct Transcript;
+
+impl Reporter for Transcript {
+    fn event(&mut self, event: &RunEvent) {
+        if let Some(line) = transcript_line(event) {
+            println!("{line}");
+        }
+    }
+}
+
+/// One line of [`Transcript`] for an event, if it has one.
+pub fn transcript_line(event: &RunEvent) -> Option<String> {
+    let short = |text: &str| crate::agent::terminal::truncate_middle(text.trim_end(), 400);
+    Some(match event {
+        RunEvent::AgentText { text, .. } => format!("text: {}", short(text)),
+        RunEvent::ToolCall { name, input, .. } => format!("tool_call: {name} {input}"),
+        RunEvent::ToolResult {
+            name,
+            output,
+            is_error,
+            images,
+            ..
+        } => {
+            let mut said = short(output);
+            for image in images {
+                if !said.is_empty() {
+                    said.push(' ');
+                }
+                said.push_str(&format!("[image {image}]"));
+            }
+            format!(
+                "tool_result: {name}{}: {said}",
+                if *is_error { " (error)" } else { "" },
+            )
+        }
+        RunEvent::AgentTurn { turn, .. } => format!("turn {turn}"),
+        RunEvent::TrialPhase { phase, .. } => format!("phase: {phase}"),
+        RunEvent::TrialStep {
+            step, number, of, ..
+        } => format!("step {step} ({number}/{of})"),
+        RunEvent::TrialStarted { label, .. } => format!("started {label}"),
+        RunEvent::TrialFinished {
+            label,
+            status,
+            reward,
+            error_kind,
+            ..
+        } => format!(
+            "{label}: {}",
+            outcome(*status, *reward, error_kind.map(|k| k.as_str()))
+        ),
+        RunEvent::BuildStarted { tag } => format!("building {tag}"),
+        RunEvent::BuildFinished {
+            tag,
+            outcome,
+            seconds,
+        } => build_line(tag, *outcome, *seconds),
+        other => return note(other),
+    })
 }
 
 /// The line both views print for an event, if it has one of its own.
@@ -81,15 +163,12 @@ fn note(event: &RunEvent) -> Option<String> {
         RunEvent::PullFailed { image, tag, error } => format!(
             "cannot pull `{image}` ({error}); building {tag} from the task's Dockerfile instead"
         ),
-        RunEvent::Reaped { provider: Provider::Docker, count } => {
-            format!("removed {count} container(s) left by runs that died")
-        }
         RunEvent::Reaped { provider, count } => {
-            format!("removed {count} {provider} sandbox(es) left by runs that died")
+            format!("removed {count} {} left by runs that died", instances(*provider))
         }
         RunEvent::TeardownFailed { label, provider, id, error, .. } => format!(
             "{label}: the {provider} {} `{id}` could not be removed and may still run: {error} (the next `helios apply` or `helios gc` removes it)",
-            if *provider == Provider::Docker { "container" } else { "sandbox" }
+            provider.instance_noun()
         ),
         RunEvent::ReapFailed { provider, error } => format!(
             "warning: could not remove everything runs that died left on {}: {error} (the run goes on; the next apply tries again)",
@@ -106,7 +185,7 @@ fn note(event: &RunEvent) -> Option<String> {
         RunEvent::CreateAbandoned { label, provider, .. } => format!(
             "{label}: {} did not answer while making its {}; one may be left, and the next `helios apply` or `helios gc` removes it",
             engine_name(*provider),
-            if *provider == Provider::Docker { "container" } else { "sandbox" }
+            provider.instance_noun()
         ),
         RunEvent::InstallStarted { agents, volume } => {
             format!("checking the install of {} ({volume})", agents.join(", "))
@@ -127,14 +206,26 @@ fn note(event: &RunEvent) -> Option<String> {
             format!("{label}: step `{step}` ({number}/{of})")
         }
         RunEvent::Resources {
+            policy,
             cpus,
             memory_mb,
             builds,
             concurrency,
-        } => format!(
-            "resources: {cpus} CPU(s), {} of memory, {builds} build(s) and {concurrency} trial(s) at once",
-            memory(*memory_mb)
-        ),
+            pressure_target,
+        } => match pressure_target {
+            None if *policy == "none" => format!(
+                "resources (none): {builds} build(s) and {concurrency} trial(s) at once; only concurrency bounds the trials"
+            ),
+            Some(target) => format!(
+                "resources ({policy}): {cpus} CPU(s) reserved, more while CPU pressure is under {:.0}%; {} of memory, {builds} build(s) and {concurrency} trial(s) at once",
+                target * 100.0,
+                memory(*memory_mb)
+            ),
+            None => format!(
+                "resources ({policy}): {cpus} CPU(s), {} of memory, {builds} build(s) and {concurrency} trial(s) at once",
+                memory(*memory_mb)
+            ),
+        },
         RunEvent::RunsAlone {
             label,
             cpus,
@@ -295,9 +386,14 @@ impl View for Bars {
                     bar.inc(1);
                 }
             }
-            RunEvent::WaitingForResources { trials, builds } => {
+            RunEvent::WaitingForResources {
+                trials,
+                builds,
+                reason,
+            } => {
                 if let (Some(bar), true) = (&self.trials, *trials > 0) {
-                    bar.set_message(format!("{trials} waiting for CPUs or memory"));
+                    let why = reason.map_or("CPUs or memory", |r| r.describe());
+                    bar.set_message(format!("{trials} waiting for {why}"));
                 }
                 if let (Some(bar), true) = (&self.builds, *builds > 0) {
                     bar.set_message(format!("{builds} waiting for a build slot"));
@@ -382,7 +478,7 @@ mod tests {
                 builds: 1,
             },
             RunEvent::Reaped {
-                provider: Provider::Docker,
+                provider: Provider::default(),
                 count: 2,
             },
             RunEvent::BuildStarted {
@@ -441,28 +537,28 @@ mod tests {
             RunEvent::TeardownFailed {
                 index: TrialIndex(3),
                 label: "eval/hello-file/terminal@sonnet#1".into(),
-                provider: Provider::Docker,
+                provider: Provider::default(),
                 id: "0123abcd".into(),
                 error: "the Docker engine failed: conflict".into(),
             },
             RunEvent::EngineStalled {
-                provider: Provider::Docker,
+                provider: Provider::default(),
                 seconds: 30.0,
                 trials: 2,
             },
             RunEvent::EngineAnswered {
-                provider: Provider::Docker,
+                provider: Provider::default(),
                 seconds: 42.0,
             },
             RunEvent::ReapFailed {
-                provider: Provider::Docker,
+                provider: Provider::default(),
                 error: "the Docker engine failed: no space left on device".into(),
             },
             RunEvent::Cancelling,
             RunEvent::CreateAbandoned {
                 index: TrialIndex(4),
                 label: "eval/other/terminal@sonnet#1".into(),
-                provider: Provider::Docker,
+                provider: Provider::default(),
             },
             finished(
                 4,
@@ -480,6 +576,28 @@ mod tests {
         let mut lines = Lines::default();
         let printed: Vec<String> = events().iter().filter_map(|e| lines.line(e)).collect();
         insta::assert_snapshot!(printed.join("\n"));
+    }
+
+    #[test]
+    fn the_transcript_has_no_debug_text() {
+        for event in events() {
+            if let Some(line) = transcript_line(&event) {
+                for debug in ["Some(", "None", " { ", "Cached", "Built "] {
+                    assert!(!line.contains(debug), "{line:?} has {debug:?}");
+                }
+            }
+        }
+        let finished = transcript_line(&RunEvent::TrialFinished {
+            index: TrialIndex(0),
+            label: "run/hello/terminal@sonnet#1".into(),
+            status: TrialStatus::Completed,
+            reward: Some(1.0),
+            error_kind: None,
+        });
+        assert_eq!(
+            finished.as_deref(),
+            Some("run/hello/terminal@sonnet#1: completed reward=1")
+        );
     }
 
     fn result(
@@ -509,7 +627,7 @@ mod tests {
             usage: None,
             cost_usd: (agent == "terminal").then_some(0.0125),
             image: "helios/hello-file:2319e39b24ad".into(),
-            provider: Provider::Docker,
+            provider: Provider::default(),
             container: None,
             retried: Vec::new(),
             teardown_errors: Vec::new(),

@@ -7,6 +7,7 @@
 mod artifacts;
 mod health;
 pub mod prepare;
+pub mod pressure;
 pub mod regrade;
 pub mod resources;
 mod separate;
@@ -32,16 +33,18 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use prepare::{TrialSetup, prepare};
-pub use resources::{Budget, Demand};
+pub use pressure::{PressureSource, ProcPressure};
+pub use resources::{Budget, Demand, ResourcePolicy};
 pub use trial::{CANCEL_GRACE, Grace};
 
-use resources::Ledger;
+use pressure::{Pressure, PressureGate, Sampler, Starting};
+use resources::{Ledger, Verdict};
 
-use crate::env::daytona::Credentials;
 use crate::env::{
-    BuildSpec, Engine, EnvError, ImageUnfit, InstallSpec, Labels, OpenOptions, ProbeSpec, Provider,
+    BuildSpec, Credentials, Engine, EnvError, ImageUnfit, InstallSpec, Labels, OpenOptions,
+    ProbeSpec, Provider,
 };
-use crate::events::{BuildOutcome, RunEvent, SkipReason, TrialIndex, TrialStatus};
+use crate::events::{BuildOutcome, RunEvent, SkipReason, TrialIndex, TrialStatus, WaitReason};
 use crate::gateway::Gateway;
 use crate::manifest::Pipeline;
 use crate::plan::lock::LockFile;
@@ -71,6 +74,9 @@ pub struct ApplyOptions {
     pub memory_mb: Option<u64>,
     /// Image builds at once; the pipeline's `build_concurrency` unless overridden.
     pub build_concurrency: Option<usize>,
+    /// How trials are admitted (`--resources`); the pipeline's `resources` unless
+    /// overridden.
+    pub resources: Option<ResourcePolicy>,
     /// How long an engine may leave a call unanswered before the run says so
     /// ([`RunEvent::EngineStalled`]): 30 s, or `HELIOS_ENGINE_STALL_SECS`.
     pub engine_stall: Duration,
@@ -100,6 +106,7 @@ impl Default for ApplyOptions {
             cpus: None,
             memory_mb: None,
             build_concurrency: None,
+            resources: None,
             engine_stall: engine_stall_from_env(),
         }
     }
@@ -118,7 +125,10 @@ impl ApplyOptions {
             .pipeline
             .build_concurrency
             .map(|b| b as usize));
-        Budget::of_machine(self.cpus, self.memory_mb, builds)
+        let policy = self
+            .resources
+            .unwrap_or(pipeline.manifest.pipeline.resources);
+        Budget::of_machine(policy, self.cpus, self.memory_mb, builds)
     }
 }
 
@@ -127,6 +137,9 @@ impl ApplyOptions {
 pub enum RunError {
     #[error("the run cannot start:\n  - {}", .0.join("\n  - "))]
     Preflight(Vec<String>),
+    /// A provider the plan uses lacks its credentials on this host, or refused them.
+    #[error("the run cannot start:\n  - {}", .0.join("\n  - "))]
+    Credentials(Vec<String>),
     #[error(transparent)]
     Env(#[from] EnvError),
     #[error("cannot write `{path}`")]
@@ -214,6 +227,9 @@ pub struct Run {
     /// Trials whose environment may be made ahead of a place under `concurrency`.
     start_ahead: usize,
     budget: Budget,
+    /// The measure of CPU pressure the `adaptive` policy admits by (this machine's unless
+    /// [`Run::with_pressure`] gave another).
+    pressure: Option<Box<dyn PressureSource>>,
     options: ApplyOptions,
     store: RunStore,
 }
@@ -228,6 +244,13 @@ impl Run {
         events: &UnboundedSender<RunEvent>,
     ) -> Result<Run, RunError> {
         let host = host_lookup(&options);
+        let missing: Vec<String> = Provider::all()
+            .filter(|p| plan.uses(*p))
+            .filter_map(|p| (p.entry().missing_credentials)(&host))
+            .collect();
+        if !missing.is_empty() {
+            return Err(RunError::Credentials(missing));
+        }
         // Problems that need no engine are found before connecting to one.
         let setups = prepare(pipeline, &plan, &host).map_err(RunError::Preflight)?;
         let engines = open_engines(pipeline, &plan, &host, events).await?;
@@ -266,8 +289,7 @@ impl Run {
             }
         }
         let setups = prepare(pipeline, &plan, &host).map_err(RunError::Preflight)?;
-        let missing: Vec<String> = [Provider::Docker, Provider::Daytona]
-            .into_iter()
+        let missing: Vec<String> = Provider::all()
             .filter(|p| plan.uses(*p) && !engines.contains_key(p))
             .map(|p| format!("no engine was given for the provider `{p}` the plan uses"))
             .collect();
@@ -316,6 +338,7 @@ impl Run {
         Ok(Run {
             start_ahead,
             budget: options.budget(pipeline),
+            pressure: None,
             plan,
             setups,
             states,
@@ -330,6 +353,19 @@ impl Run {
     /// What trials and builds on this machine may use at once.
     pub fn budget(&self) -> Budget {
         self.budget
+    }
+
+    /// Runs under `budget` instead of this machine's.
+    #[cfg(test)]
+    pub(crate) fn with_budget(mut self, budget: Budget) -> Run {
+        self.budget = budget;
+        self
+    }
+
+    /// Admits trials by `source`'s pressure instead of this machine's (`adaptive` only).
+    pub fn with_pressure(mut self, source: Box<dyn PressureSource>) -> Run {
+        self.pressure = Some(source);
+        self
     }
 
     /// The run's directory (its lock file is there already).
@@ -357,10 +393,12 @@ impl Run {
             builds: self.plan.builds.len(),
         });
         let _ = events.send(RunEvent::Resources {
+            policy: self.budget.policy.as_str(),
             cpus: self.budget.cpus,
             memory_mb: self.budget.memory_mb,
             builds: self.budget.builds,
             concurrency: self.concurrency,
+            pressure_target: self.budget.pressure_target,
         });
         install_agents(
             &self.plan,
@@ -400,7 +438,28 @@ impl Run {
             })
             .collect();
         let grace = Grace::new(cancel.clone());
+        // Under `adaptive`: the pressure, sampled for as long as the run goes on; and the
+        // cores verifiers (where timing-sensitive tests measure) take their declared CPUs
+        // from, in thousandths.
+        let sampler = self.budget.pressure_target.map(|_| {
+            Sampler::start(
+                self.pressure
+                    .unwrap_or_else(|| Box::new(ProcPressure::new())),
+            )
+        });
+        let pressure = sampler
+            .as_ref()
+            .zip(self.budget.pressure_target)
+            .map(|(sampler, target)| Pressure::new(sampler.receiver(), target));
+        let gate = pressure
+            .clone()
+            .map(|p| PressureGate::new(p, self.budget.cpus.ceil() as usize));
+        let verifier_cores = pressure.map(|pressure| {
+            let size = millicpus(self.budget.cpus).max(1);
+            (Arc::new(Semaphore::new(size)), size, pressure)
+        });
         let context = Arc::new(Context {
+            verifier_cores,
             grace,
             running,
             gateways,
@@ -432,6 +491,7 @@ impl Run {
             self.concurrency,
             self.start_ahead,
             self.budget,
+            gate,
         )
         .run()
         .await;
@@ -452,7 +512,7 @@ impl Run {
 fn host_lookup(options: &ApplyOptions) -> impl Fn(&str) -> Option<String> + Sync + use<> {
     let credentials = options.daytona.clone();
     move |name: &str| match &credentials {
-        Some(credentials) if name.starts_with("DAYTONA_") => credentials.lookup(name),
+        Some(credentials) if credentials.owns(name) => credentials.lookup(name),
         _ => std::env::var(name).ok(),
     }
 }
@@ -559,12 +619,12 @@ async fn open_engines(
         ..OpenOptions::default()
     };
     let mut engines = BTreeMap::new();
-    for provider in [Provider::Docker, Provider::Daytona] {
+    for provider in Provider::all() {
         if !plan.uses(provider) {
             continue;
         }
         let preflight = |error: EnvError| match error {
-            EnvError::Auth(message) => RunError::Preflight(vec![message]),
+            EnvError::Auth(message) => RunError::Credentials(vec![message]),
             other => RunError::Env(other),
         };
         let engine = Engine::open(provider, &options, host)
@@ -704,6 +764,12 @@ async fn watch_engine(
     }
 }
 
+/// The engine installed agents are installed on and run in: the one whose provider can
+/// (the pre-flight refuses installed agents on the others).
+fn installing(engines: &BTreeMap<Provider, Engine>) -> Option<&Engine> {
+    engines.values().find(|e| e.capabilities().installed_agents)
+}
+
 /// Makes sure every installed agent that trials still to run use is installed, one install
 /// at a time, before any trial starts; a failed install fails the run with the installer's
 /// output.
@@ -721,7 +787,7 @@ async fn install_agents(
             *state != TrialState::Done
                 && plan.agents[trial.agent as usize].recipe.as_ref() == Some(&install.recipe)
         });
-        let Some(engine) = engines.get(&Provider::Docker).filter(|_| needed) else {
+        let Some(engine) = installing(engines).filter(|_| needed) else {
             continue;
         };
         let _ = events.send(RunEvent::InstallStarted {
@@ -777,7 +843,7 @@ async fn check_images(
     events: &UnboundedSender<RunEvent>,
 ) -> Result<BTreeSet<usize>, RunError> {
     let mut checked = BTreeSet::new();
-    let Some(engine) = engines.get(&Provider::Docker) else {
+    let Some(engine) = installing(engines) else {
         return Ok(checked);
     };
     let mut pairs: Vec<(usize, usize)> = plan
@@ -785,7 +851,7 @@ async fn check_images(
         .iter()
         .zip(states)
         .filter(|(_, state)| **state != TrialState::Done)
-        .filter(|(t, _)| plan.provider(t) == Provider::Docker)
+        .filter(|(t, _)| plan.provider(t) == engine.provider())
         .filter(|(t, _)| plan.agents[t.agent as usize].recipe.is_some())
         .map(|(t, _)| (t.task as usize, t.agent as usize))
         .collect();
@@ -977,6 +1043,9 @@ struct Context {
     slots: Arc<Semaphore>,
     /// Trials started and not finished, for the engine watch's message.
     running: Arc<AtomicUsize>,
+    /// `adaptive`: the cores verifiers take their declared CPUs from, in thousandths, how
+    /// many there are, and the pressure they wait to fall.
+    verifier_cores: Option<(Arc<Semaphore>, usize, Pressure)>,
     /// How long clean-up may still wait on an engine after a Ctrl-C.
     grace: Grace,
     cancel: CancellationToken,
@@ -1018,10 +1087,17 @@ struct Dispatcher {
     started_bound: usize,
     budget: Budget,
     ledger: Ledger,
+    /// `adaptive`: admits trials beyond the cores by the measured pressure.
+    gate: Option<PressureGate>,
+    /// Why the first queued trial did not start, when one did not.
+    wait_reason: Option<WaitReason>,
+    /// Whether a queued trial waits for the pressure: the dispatcher looks again at the
+    /// next sample.
+    held_by_pressure: bool,
     /// What each trial takes from this machine while it runs.
     demands: Vec<Demand>,
-    /// Queued trials and builds last reported as waiting for resources.
-    reported_waiting: (usize, usize),
+    /// Queued trials and builds last reported as waiting, and why.
+    reported_waiting: (usize, usize, Option<WaitReason>),
     /// What the trials this apply ran have cost so far, against `max_cost_usd`.
     spent_usd: f64,
     tasks: JoinSet<Finished>,
@@ -1035,6 +1111,7 @@ impl Dispatcher {
         concurrency: usize,
         start_ahead: usize,
         budget: Budget,
+        gate: Option<PressureGate>,
     ) -> Self {
         let graph = &cx.plan.graph;
         let demands = cx
@@ -1074,8 +1151,11 @@ impl Dispatcher {
             started_bound: concurrency.saturating_add(start_ahead),
             budget,
             ledger: Ledger::default(),
+            gate,
+            wait_reason: None,
+            held_by_pressure: false,
             demands,
-            reported_waiting: (0, 0),
+            reported_waiting: (0, 0, None),
             spent_usd: 0.0,
             tasks: JoinSet::new(),
             summary_error: None,
@@ -1101,8 +1181,11 @@ impl Dispatcher {
             if self.tasks.is_empty() && self.queue.is_empty() && self.build_queue.is_empty() {
                 break;
             }
+            let held = self.held_by_pressure && self.gate.is_some();
             let finished = tokio::select! {
                 finished = self.tasks.join_next(), if !self.tasks.is_empty() => finished,
+                _ = async { self.gate.as_mut().expect("held by the gate").next_sample().await },
+                    if held => continue,
                 _ = self.cx.cancel.cancelled(), if !self.cx.cancel.is_cancelled() => {
                     self.cx.grace.start();
                     continue;
@@ -1189,7 +1272,7 @@ impl Dispatcher {
                 self.done(self.build_nodes[b]);
                 continue;
             }
-            if !self.ledger.build_fits(&self.budget) {
+            if !self.budget.build_fits(&self.ledger) {
                 return;
             }
             self.build_queue.remove(&b);
@@ -1201,19 +1284,15 @@ impl Dispatcher {
     }
 
     /// Starts queued trials, in plan order, while there is room under the concurrency
-    /// bound and their resources fit in what is free.
+    /// bound and the policy admits them.
     fn start_queued_trials(&mut self) {
+        self.wait_reason = None;
+        self.held_by_pressure = false;
         if self.cx.cancel.is_cancelled() {
             return self.cancel_queued();
         }
         while self.running_trials < self.started_bound {
-            let ledger = &self.ledger;
-            let Some(t) = self
-                .queue
-                .iter()
-                .copied()
-                .find(|&t| ledger.fits(&self.budget, self.demands[t]))
-            else {
+            let Some((t, starting)) = self.next_admitted() else {
                 return;
             };
             self.queue.remove(&t);
@@ -1239,25 +1318,51 @@ impl Dispatcher {
             self.cx.running.store(self.running_trials, Ordering::SeqCst);
             self.ledger.take(self.demands[t]);
             self.tasks.spawn(async move {
-                let result = run_trial(&cx, t, build_error).await;
+                let result = run_trial(&cx, t, build_error, starting).await;
                 Finished::Trial(t, Box::new(result))
             });
         }
     }
 
-    /// Tells reporters how many trials and builds wait for resources, when that changes.
+    /// The first queued trial, in plan order, the policy lets start now; otherwise notes
+    /// why the first one waits. A later trial starts first only when the earlier ones do
+    /// not fit.
+    fn next_admitted(&mut self) -> Option<(usize, Option<Starting>)> {
+        for &t in &self.queue {
+            match self.budget.verdict(&self.ledger, self.demands[t]) {
+                Verdict::Start => return Some((t, None)),
+                Verdict::IfPressureAllows => {
+                    if let Some(starting) = self.gate.as_mut().and_then(PressureGate::admit) {
+                        return Some((t, Some(starting)));
+                    }
+                    self.held_by_pressure = true;
+                    self.wait_reason.get_or_insert(WaitReason::Pressure);
+                }
+                Verdict::Wait(reason) => {
+                    self.wait_reason.get_or_insert(reason);
+                }
+            }
+        }
+        None
+    }
+
+    /// Tells reporters how many trials and builds wait, and why, when that changes.
     fn report_waiting(&mut self) {
-        let trials = if self.running_trials < self.started_bound {
-            self.queue.len()
+        let trials = self.queue.len();
+        let reason = if trials == 0 {
+            None
+        } else if self.running_trials >= self.started_bound {
+            Some(WaitReason::Concurrency)
         } else {
-            0
+            self.wait_reason
         };
-        let waiting = (trials, self.build_queue.len());
+        let waiting = (trials, self.build_queue.len(), reason);
         if waiting != self.reported_waiting {
             self.reported_waiting = waiting;
             self.cx.emit(RunEvent::WaitingForResources {
-                trials: waiting.0,
+                trials,
                 builds: waiting.1,
+                reason,
             });
         }
     }
@@ -1404,7 +1509,12 @@ impl Dispatcher {
 }
 
 /// Runs trial `t` to its result and hands it to the store.
-async fn run_trial(cx: &Context, t: usize, build_error: Option<EnvError>) -> TrialResult {
+async fn run_trial(
+    cx: &Context,
+    t: usize,
+    build_error: Option<EnvError>,
+    starting: Option<Starting>,
+) -> TrialResult {
     let setup = &cx.setups[t];
     let build = setup.task.build;
     let env = trial::TrialEnv {
@@ -1422,8 +1532,23 @@ async fn run_trial(cx: &Context, t: usize, build_error: Option<EnvError>) -> Tri
         isolated_network: cx.gateways.network_for(setup),
         slots: &cx.slots,
         grace: &cx.grace,
+        starting: starting.as_ref(),
+        verifier_cores: cx.verifier_cores.as_ref().and_then(|cores| {
+            let here = cx
+                .engines
+                .get(&setup.provider)
+                .is_some_and(|e| e.runs_here());
+            // A verifier asks at most for the whole pool.
+            let wanted = millicpus(setup.task.demand().cpus).min(cores.1);
+            (here && wanted > 0).then_some((&cores.0, wanted, &cores.2))
+        }),
     };
     trial::run(setup, &env, build_error.as_ref()).await
+}
+
+/// CPUs in thousandths, as semaphore permits.
+fn millicpus(cpus: f64) -> usize {
+    (cpus * 1000.0).round().max(0.0) as usize
 }
 
 /// Builds image `b` where its trials need it built here, retrying failures that may pass

@@ -11,9 +11,8 @@ use serde_json::Value;
 use crate::agent::AgentKind;
 use crate::agent::installed::{Recipe, RunContext};
 use crate::agent::mcp::{McpServer, Transport};
-use crate::env::Provider;
-use crate::env::daytona;
 use crate::env::{AllowedHost, EnvSpec};
+use crate::env::{Builds, Capabilities, Provider};
 use crate::manifest::env_expand;
 use crate::manifest::pipeline::VerifyStep;
 use crate::manifest::task::{
@@ -178,10 +177,8 @@ pub fn prepare(
     host: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<TrialSetup>, Vec<String>> {
     let mut problems = Vec::new();
-    if plan.uses(Provider::Daytona)
-        && let Some(problem) = daytona::missing_key(host)
-    {
-        problems.push(problem);
+    for provider in Provider::all().filter(|p| plan.uses(*p)) {
+        problems.extend((provider.entry().missing_credentials)(host));
     }
     let tasks = task_runtimes(pipeline, plan, host, &mut problems);
     let uses_models = plan.trials.iter().any(|t| t.model.is_some());
@@ -212,19 +209,26 @@ pub fn prepare(
     for trial in &plan.trials {
         let agent = &plan.agents[trial.agent as usize];
         let route = gateway_route(pipeline, plan, trial, &models);
-        if agent.kind == AgentKind::Installed && plan.provider(trial) == Provider::Daytona {
+        let provider = plan.provider(trial);
+        let can = provider.capabilities();
+        if agent.kind == AgentKind::Installed && !(can.installed_agents && can.reaches_gateway) {
             problems.push(format!(
-                "agent `{}` is an installed agent, which runs on Docker only (its install is a \
-                 Docker volume on this machine, and it calls its model through helios's \
-                 gateway): run its trials with `provider = \"docker\"`",
-                agent.name
+                "agent `{}` is an installed agent, which {} cannot run (its install is a \
+                 volume on this machine, and it calls its model through helios's gateway): run \
+                 its trials with {}",
+                agent.name,
+                provider.title(),
+                Provider::able(|c| c.installed_agents && c.reaches_gateway)
             ));
-        } else if route.is_some() && plan.provider(trial) == Provider::Daytona {
+        } else if route.is_some() && !can.reaches_gateway {
             problems.push(format!(
                 "agent `{}` runs a command that calls its model through helios's model \
-                 gateway, which Daytona sandboxes cannot reach: run its trials with \
-                 `provider = \"docker\"`, or remove its `model` and pass a key in its `env`",
-                agent.name
+                 gateway, which {} {}s cannot reach: run its trials with {}, or remove its \
+                 `model` and pass a key in its `env`",
+                agent.name,
+                provider.title(),
+                provider.instance_noun(),
+                Provider::able(|c| c.reaches_gateway)
             ));
         }
         routes.push(route);
@@ -329,12 +333,10 @@ fn task_runtimes(
     host: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<String>,
 ) -> Vec<Option<Arc<TaskRuntime>>> {
-    let remote: std::collections::HashSet<u32> = plan
-        .trials
-        .iter()
-        .filter(|t| plan.provider(t) == Provider::Daytona)
-        .map(|t| t.task)
-        .collect();
+    let mut runners = vec![Runners::default(); plan.tasks.len()];
+    for trial in &plan.trials {
+        runners[trial.task as usize].0.insert(plan.provider(trial));
+    }
     plan.tasks
         .iter()
         .zip(&pipeline.tasks)
@@ -348,10 +350,10 @@ fn task_runtimes(
                     (image.clone(), None)
                 }
             };
-            let remote = remote.contains(&(index as u32));
-            let verifiers = verifier_runtimes(plan, planned, task, remote, host, problems);
-            let compose = compose_runtime(plan, planned, task, remote, host, problems);
-            match task_runtime(pipeline, task, image, remote, host) {
+            let runners = &runners[index];
+            let verifiers = verifier_runtimes(plan, planned, task, runners, host, problems);
+            let compose = compose_runtime(plan, planned, task, runners, host, problems);
+            match task_runtime(pipeline, task, image, runners, host) {
                 Ok(mut runtime) => {
                     runtime.verifiers = verifiers;
                     runtime.compose = compose;
@@ -366,12 +368,12 @@ fn task_runtimes(
         .collect()
 }
 
-/// A Compose task's services, checked; Daytona cannot run them.
+/// A Compose task's services, checked; a provider without Compose cannot run them.
 fn compose_runtime(
     plan: &Plan,
     planned: &crate::plan::PlannedTask,
     task: &TaskDir,
-    remote: bool,
+    runners: &Runners,
     host: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<String>,
 ) -> Option<super::services::ComposeRuntime> {
@@ -382,12 +384,15 @@ fn compose_runtime(
             return None;
         }
     };
-    if remote {
+    if let Some(provider) = runners.lacking(|c| c.compose) {
         problems.push(format!(
-            "task `{}` has a Compose environment (`{}`), which helios runs on Docker only: \
-             Daytona sandboxes are single containers; run it with `provider = \"docker\"`",
+            "task `{}` has a Compose environment (`{}`), which {} cannot run: its {}s are \
+             single containers; run it with {}",
             task.name,
-            file.path.display()
+            file.path.display(),
+            provider.title(),
+            provider.instance_noun(),
+            Provider::able(|c| c.compose)
         ));
         return None;
     }
@@ -676,13 +681,14 @@ fn computer_plan(
     })
 }
 
-/// What every trial of `task` shares. `remote`: some of them run on a provider that builds
-/// the image itself from the Dockerfile's text (Daytona), which is read and checked here.
+/// What every trial of `task` shares, checked against what the providers that run its
+/// trials can do. A provider that builds the image itself from the Dockerfile's text
+/// (Daytona) gets the text, read and checked here.
 fn task_runtime(
     pipeline: &Pipeline,
     task: &TaskDir,
     (image, build): (String, Option<usize>),
-    remote: bool,
+    runners: &Runners,
     host: &dyn Fn(&str) -> Option<String>,
 ) -> Result<TaskRuntime, Vec<String>> {
     let m = &task.manifest;
@@ -730,7 +736,11 @@ fn task_runtime(
         String::new()
     };
     let dockerfile = match build {
-        Some(_) if remote => remote_dockerfile(task).map_err(|p| problems.push(p)).ok(),
+        Some(_) => runners.building_from_text().and_then(|p| {
+            remote_dockerfile(task, p)
+                .map_err(|e| problems.push(e))
+                .ok()
+        }),
         _ => None,
     };
     let isolation = m
@@ -738,11 +748,15 @@ fn task_runtime(
         .isolation
         .or(pipeline.manifest.verifier.isolation)
         .unwrap_or_default();
-    if remote && isolation == Isolation::Separate {
+    if isolation == Isolation::Separate
+        && let Some(provider) = runners.lacking(|c| c.freezes)
+    {
         problems.push(format!(
             "task `{}` asks for `isolation = \"separate\"`, which needs a provider that can freeze a \
-             sandbox into an image (Docker); Daytona cannot: use \"shared\" there",
-            task.name
+             sandbox into an image ({}); {} cannot: use \"shared\" there",
+            task.name,
+            Provider::able(|c| c.freezes),
+            provider.title()
         ));
     }
     for unsupported in crate::manifest::task_support::unsupported(&task.dir, m) {
@@ -780,34 +794,37 @@ fn task_runtime(
         }))
         .collect::<Vec<_>>();
     let allowlists = allowed_hosts(m, mode);
-    if remote && !allowlists.is_empty() {
+    if !allowlists.is_empty()
+        && let Some(provider) = runners.lacking(|c| c.allowlist)
+    {
         problems.push(format!(
-            "task `{}` asks for `network_mode = \"allowlist\"`, which helios enforces on Docker \
-             only (Daytona cannot): run it with `provider = \"docker\"`",
-            task.name
+            "task `{}` asks for `network_mode = \"allowlist\"`, which helios cannot enforce on \
+             {}: run it with {}",
+            task.name,
+            provider.title(),
+            Provider::able(|c| c.allowlist)
         ));
     }
     // An allowlist is put in force phase by phase (agent installs and setup are not under
     // the agent's), like a change of network.
     let switches_network = phases.iter().any(|p| *p != mode) || !allowlists.is_empty();
-    // Between a network with a route out (public, allowlist) and none.
-    let routed = |m: NetworkMode| m != NetworkMode::NoNetwork;
-    let changes_networks = phases.iter().any(|p| routed(*p) != routed(mode));
-    if (switches_network && remote)
-        || (changes_networks && crate::manifest::task_support::compose_file(&task.dir).is_some())
-    {
+    if switches_network && let Some(provider) = runners.lacking(|c| c.switches_network) {
         problems.push(format!(
             "task `{}` changes its network between phases (`[agent]` or `[verifier]` \
-             `network_mode` unlike `[environment]`'s), which helios does for one container \
-             on Docker only (not on Daytona, not for Compose tasks)",
-            task.name
+             `network_mode` unlike `[environment]`'s), which helios cannot do on {}: run it \
+             with {}",
+            task.name,
+            provider.title(),
+            Provider::able(|c| c.switches_network)
         ));
     }
-    if remote && uses_users {
+    if uses_users && let Some(provider) = runners.lacking(|c| c.users) {
         problems.push(format!(
-            "task `{}` runs its agent or tests as another user (`user`), which helios does \
-             only on Docker: run it with `provider = \"docker\"`",
-            task.name
+            "task `{}` runs its agent or tests as another user (`user`), which helios cannot \
+             do on {}: run it with {}",
+            task.name,
+            provider.title(),
+            Provider::able(|c| c.users)
         ));
     }
     let steps = step_runtimes(
@@ -840,6 +857,7 @@ fn task_runtime(
             no_network: mode == NetworkMode::NoNetwork,
             switches_network,
             isolated_network: None,
+            allowlist: None,
             ready_timeout: Duration::from_secs_f64(m.environment.build_timeout_sec),
             mounts: Vec::new(),
             services: None,
@@ -915,16 +933,20 @@ fn verifier_runtimes(
     plan: &Plan,
     planned: &crate::plan::PlannedTask,
     task: &TaskDir,
-    remote: bool,
+    runners: &Runners,
     host: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<String>,
 ) -> Vec<VerifierRuntime> {
     let resolved = task.manifest.separate_verifiers(&task.dir);
-    if remote && !resolved.is_empty() {
+    if !resolved.is_empty()
+        && let Some(provider) = runners.lacking(|c| c.separate_environments)
+    {
         problems.push(format!(
             "task `{}` verifies in an environment of its own (`environment_mode = \"separate\"`), \
-             which helios does on Docker only: run it with `provider = \"docker\"`",
-            task.name
+             which helios cannot do on {}: run it with {}",
+            task.name,
+            provider.title(),
+            Provider::able(|c| c.separate_environments)
         ));
     }
     resolved
@@ -966,12 +988,18 @@ pub(crate) fn verifier_container(
     let mode = verifier
         .network_mode
         .unwrap_or_else(|| section.resolved_network_mode());
-    if mode == NetworkMode::Allowlist {
-        problems.push(format!(
-            "task `{task}` gives its verifier `network_mode = \"allowlist\"`, which helios does \
-             not support yet; use \"public\" or \"no-network\""
-        ));
-    }
+    let allowlist = (mode == NetworkMode::Allowlist).then(|| {
+        let hosts = verifier
+            .allowed_hosts
+            .as_ref()
+            .unwrap_or(&section.allowed_hosts);
+        crate::env::Allowlist {
+            // Checked by `validate`; an entry that does not parse is left out (never
+            // widened).
+            hosts: hosts.iter().filter_map(|h| h.parse().ok()).collect(),
+            ..Default::default()
+        }
+    });
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -988,6 +1016,7 @@ pub(crate) fn verifier_container(
         no_network: mode == NetworkMode::NoNetwork,
         switches_network: false,
         isolated_network: None,
+        allowlist,
         ready_timeout: Duration::from_secs_f64(section.build_timeout_sec),
         mounts: Vec::new(),
         services: None,
@@ -1054,24 +1083,39 @@ fn step_runtimes(
         .collect()
 }
 
-/// The text of the task's Dockerfile, for a provider that builds it without a build
+/// The text of the task's Dockerfile, for `provider`, which builds it without a build
 /// context; a Dockerfile that needs one is refused with its line.
-fn remote_dockerfile(task: &TaskDir) -> Result<String, String> {
+fn remote_dockerfile(task: &TaskDir, provider: Provider) -> Result<String, String> {
     let path = task.dir.join("environment").join("Dockerfile");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    match daytona::dockerfile::needs_context(&text) {
+    match (provider.entry().needs_context)(&text) {
         None => Ok(text),
-        Some(found) => Err(format!(
-            "task `{}` cannot run on Daytona: `{}:{}` (`{}`) needs files from the build \
-             context, and Daytona builds from the Dockerfile's text alone (hint: build and push \
-             the image, then set `docker_image` in task.toml; or run this stage with \
-             `provider = \"docker\"`)",
+        Some((line, instruction)) => Err(format!(
+            "task `{}` cannot run on {title}: `{}:{line}` (`{instruction}`) needs files from the \
+             build context, and {title} builds from the Dockerfile's text alone (hint: build and \
+             push the image, then set `docker_image` in task.toml; or run this stage with {})",
             task.name,
             path.display(),
-            found.line,
-            found.instruction
+            Provider::able(|c| c.builds == Builds::Here),
+            title = provider.title(),
         )),
+    }
+}
+
+/// The providers that run a task's trials, asked what they can do.
+#[derive(Debug, Clone, Default)]
+struct Runners(std::collections::BTreeSet<Provider>);
+
+impl Runners {
+    /// One of them that cannot do what `can` asks.
+    fn lacking(&self, can: impl Fn(&Capabilities) -> bool) -> Option<Provider> {
+        self.0.iter().copied().find(|p| !can(&p.capabilities()))
+    }
+
+    /// One of them that builds images from the Dockerfile's text.
+    fn building_from_text(&self) -> Option<Provider> {
+        self.lacking(|c| c.builds == Builds::Here)
     }
 }
 

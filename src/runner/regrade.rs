@@ -90,7 +90,11 @@ pub async fn regrade(
             "the regraded run would overwrite the run it regrades: give another `--output`".into(),
         ]));
     }
-    let engine = Engine::open(Provider::Docker, &OpenOptions::default(), &|name| {
+    // Regrading runs verifiers again on this machine, where the run's images are.
+    let local = Provider::all()
+        .find(|p| p.capabilities().runs_here)
+        .unwrap_or_default();
+    let engine = Engine::open(local, &OpenOptions::default(), &|name| {
         std::env::var(name).ok()
     })
     .await

@@ -1,9 +1,13 @@
 //! The resource budget of a run: what the machine (or `--cpus` / `--memory`) can give the
-//! trials and image builds that run on it at once, and the ledger of what is taken. A
-//! trial starts only when what its task asked for fits in what is free, so its rewards
-//! measure the agent and not the machine's load.
+//! trials and image builds that run on it at once, the ledger of what is taken, and the
+//! policy's verdict on a trial that asks to start: declared memory always fits; declared
+//! CPUs are reserved (`reserve`), or reserved up to the cores and beyond them left to the
+//! measured pressure (`adaptive`); `none` asks nothing.
 
 use serde::Serialize;
+
+use crate::events::WaitReason;
+pub use crate::manifest::pipeline::ResourcePolicy;
 
 /// What one trial or build needs while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -38,28 +42,116 @@ impl Demand {
 /// What the run may use at once on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Budget {
+    pub policy: ResourcePolicy,
+    /// CPUs reserved by trials and builds at once: this machine's cores, or `--cpus`
+    /// (`adaptive`: the smaller of the two; beyond them, the pressure decides).
     pub cpus: f64,
+    /// `adaptive` with `--cpus`: declared CPUs never exceed it, whatever the pressure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cpus: Option<f64>,
     pub memory_mb: u64,
     /// Image builds at once.
     pub builds: usize,
+    /// `adaptive`: the CPU pressure (a share, 0–1) under which more trials start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pressure_target: Option<f64>,
+}
+
+/// What the policy says to a trial that asks to start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    Start,
+    /// It may start if the measured pressure allows (`adaptive`, beyond the cores).
+    IfPressureAllows,
+    Wait(WaitReason),
 }
 
 impl Budget {
     /// This machine's cores and memory, with `cpus` and `memory_mb` overriding either, and
     /// a build bound of half the cores (at least one) unless `builds` is given.
-    pub fn of_machine(cpus: Option<f64>, memory_mb: Option<u64>, builds: Option<usize>) -> Budget {
+    pub fn of_machine(
+        policy: ResourcePolicy,
+        cpus: Option<f64>,
+        memory_mb: Option<u64>,
+        builds: Option<usize>,
+    ) -> Budget {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let memory = memory_mb.unwrap_or_else(machine_memory_mb);
+        Budget::with_policy(
+            policy,
+            cores,
+            cpus,
+            memory_mb.unwrap_or_else(machine_memory_mb),
+            builds,
+        )
+    }
+
+    /// The budget of `policy` on a machine of `cores`; `cpus` is `--cpus`.
+    pub fn with_policy(
+        policy: ResourcePolicy,
+        cores: usize,
+        cpus: Option<f64>,
+        memory_mb: u64,
+        builds: Option<usize>,
+    ) -> Budget {
+        let adaptive = policy == ResourcePolicy::Adaptive;
         Budget {
-            cpus: cpus.unwrap_or(cores as f64),
-            memory_mb: memory,
+            policy,
+            cpus: match (adaptive, cpus) {
+                (true, Some(cpus)) => cpus.min(cores as f64),
+                (_, cpus) => cpus.unwrap_or(cores as f64),
+            },
+            max_cpus: cpus.filter(|_| adaptive),
+            memory_mb,
             builds: builds.unwrap_or((cores / 2).max(1)).max(1),
+            pressure_target: adaptive.then_some(super::pressure::PRESSURE_TARGET),
         }
     }
 
     /// Whether `demand` alone is more than the whole budget: such a trial runs alone.
     pub fn exceeded_by(&self, demand: Demand) -> bool {
-        demand.cpus > self.cpus + EPSILON || demand.memory_mb > self.memory_mb
+        let cpus = match self.policy {
+            ResourcePolicy::Reserve => Some(self.cpus),
+            ResourcePolicy::Adaptive => self.max_cpus,
+            ResourcePolicy::None => return false,
+        };
+        cpus.is_some_and(|cpus| demand.cpus > cpus + EPSILON) || demand.memory_mb > self.memory_mb
+    }
+
+    /// Whether a trial of `demand` may start with `ledger` in use. Whatever the policy, a
+    /// trial starts when nothing else holds resources (one bigger than the budget then
+    /// runs alone), and a trial that takes nothing from this machine (a remote one)
+    /// starts at once.
+    pub fn verdict(&self, ledger: &Ledger, demand: Demand) -> Verdict {
+        if self.policy == ResourcePolicy::None || ledger.is_idle() || demand == Demand::NONE {
+            return Verdict::Start;
+        }
+        if ledger.memory_mb.saturating_add(demand.memory_mb) > self.memory_mb {
+            return Verdict::Wait(WaitReason::Memory);
+        }
+        if ledger.cpus + demand.cpus <= self.cpus + EPSILON {
+            return Verdict::Start;
+        }
+        match self.policy {
+            ResourcePolicy::Adaptive
+                if self
+                    .max_cpus
+                    .is_none_or(|max| ledger.cpus + demand.cpus <= max + EPSILON) =>
+            {
+                Verdict::IfPressureAllows
+            }
+            _ => Verdict::Wait(WaitReason::Cpus),
+        }
+    }
+
+    /// Whether an image build may start now: under the build bound, and (`reserve`) its
+    /// CPU fits. Under `adaptive` a build does not wait for trials admitted by pressure
+    /// to end (trials wait for builds); its CPU counts against the cores they reserve.
+    pub fn build_fits(&self, ledger: &Ledger) -> bool {
+        ledger.builds < self.builds
+            && match self.policy {
+                ResourcePolicy::Reserve => ledger.fits(self, Demand::BUILD),
+                ResourcePolicy::Adaptive | ResourcePolicy::None => true,
+            }
     }
 }
 
@@ -100,11 +192,6 @@ impl Ledger {
                 && self.memory_mb.saturating_add(demand.memory_mb) <= budget.memory_mb)
     }
 
-    /// Whether a build may start now.
-    pub fn build_fits(&self, budget: &Budget) -> bool {
-        self.builds < budget.builds && self.fits(budget, Demand::BUILD)
-    }
-
     pub fn take(&mut self, demand: Demand) {
         self.cpus += demand.cpus;
         self.memory_mb = self.memory_mb.saturating_add(demand.memory_mb);
@@ -140,9 +227,12 @@ mod tests {
     use super::*;
 
     const TWO_CORES: Budget = Budget {
+        policy: ResourcePolicy::Reserve,
         cpus: 2.0,
+        max_cpus: None,
         memory_mb: 4096,
         builds: 1,
+        pressure_target: None,
     };
 
     fn task(cpus: f64, memory_mb: u64) -> Demand {
@@ -185,9 +275,9 @@ mod tests {
     #[test]
     fn builds_take_a_cpu_and_are_bounded() {
         let mut ledger = Ledger::default();
-        assert!(ledger.build_fits(&TWO_CORES));
+        assert!(TWO_CORES.build_fits(&ledger));
         ledger.take_build();
-        assert!(!ledger.build_fits(&TWO_CORES), "one build at a time");
+        assert!(!TWO_CORES.build_fits(&ledger), "one build at a time");
         assert!(ledger.fits(&TWO_CORES, task(1.0, 0)));
         assert!(
             !ledger.fits(&TWO_CORES, task(1.5, 0)),
@@ -203,16 +293,80 @@ mod tests {
 
     #[test]
     fn the_machine_budget_reads_cores_and_memory_unless_overridden() {
-        let machine = Budget::of_machine(None, None, None);
+        let machine = Budget::of_machine(ResourcePolicy::Reserve, None, None, None);
         assert!(machine.cpus >= 1.0 && machine.memory_mb > 0 && machine.builds >= 1);
-        let given = Budget::of_machine(Some(1.0), Some(1024), Some(3));
+        let given = Budget::of_machine(ResourcePolicy::Reserve, Some(1.0), Some(1024), Some(3));
         assert_eq!(
             given,
             Budget {
                 cpus: 1.0,
                 memory_mb: 1024,
-                builds: 3
+                builds: 3,
+                ..TWO_CORES
             }
         );
+    }
+
+    fn adaptive(cpus: Option<f64>) -> Budget {
+        Budget::with_policy(ResourcePolicy::Adaptive, 2, cpus, 4096, Some(1))
+    }
+
+    #[test]
+    fn adaptive_reserves_the_cores_then_asks_the_pressure_and_never_overcommits_memory() {
+        let budget = adaptive(None);
+        let mut ledger = Ledger::default();
+        ledger.take(task(1.0, 1024));
+        assert_eq!(budget.verdict(&ledger, task(1.0, 1024)), Verdict::Start);
+        ledger.take(task(1.0, 1024));
+        assert_eq!(
+            budget.verdict(&ledger, task(1.0, 1024)),
+            Verdict::IfPressureAllows
+        );
+        ledger.take(task(1.0, 1024));
+        assert_eq!(
+            budget.verdict(&ledger, task(1.0, 2048)),
+            Verdict::Wait(WaitReason::Memory)
+        );
+        assert_eq!(budget.verdict(&ledger, Demand::NONE), Verdict::Start);
+        assert!(!budget.exceeded_by(task(64.0, 0)), "no CPU bound to exceed");
+    }
+
+    #[test]
+    fn adaptive_with_cpus_given_never_goes_past_them() {
+        let budget = adaptive(Some(3.0));
+        assert_eq!((budget.cpus, budget.max_cpus), (2.0, Some(3.0)));
+        let mut ledger = Ledger::default();
+        ledger.take(task(2.0, 0));
+        assert_eq!(
+            budget.verdict(&ledger, task(1.0, 0)),
+            Verdict::IfPressureAllows
+        );
+        ledger.take(task(1.0, 0));
+        assert_eq!(
+            budget.verdict(&ledger, task(1.0, 0)),
+            Verdict::Wait(WaitReason::Cpus)
+        );
+        assert!(budget.exceeded_by(task(4.0, 0)));
+    }
+
+    #[test]
+    fn none_is_a_plain_concurrency_bound() {
+        let budget = Budget::with_policy(ResourcePolicy::None, 2, None, 1024, Some(1));
+        let mut ledger = Ledger::default();
+        ledger.take(task(8.0, 4096));
+        assert_eq!(budget.verdict(&ledger, task(8.0, 4096)), Verdict::Start);
+        assert!(!budget.exceeded_by(task(8.0, 4096)));
+    }
+
+    #[test]
+    fn adaptive_builds_do_not_wait_for_trials_admitted_by_pressure() {
+        let budget = adaptive(None);
+        let mut ledger = Ledger::default();
+        for _ in 0..4 {
+            ledger.take(task(1.0, 0));
+        }
+        assert!(budget.build_fits(&ledger));
+        ledger.take_build();
+        assert!(!budget.build_fits(&ledger), "the build bound still holds");
     }
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::env::{Dependency, Readiness, ServiceSpec, ServicesSpec};
-use crate::manifest::compose::{self, ComposeFile, Condition, Service, Variables};
+use crate::env::{Dependency, Readiness, ServiceMount, ServiceSpec, ServicesSpec};
+use crate::manifest::compose::{self, ComposeFile, Condition, Service, Variables, VolumeEntry};
 
 /// What every trial of a Compose task shares.
 #[derive(Debug, Clone)]
@@ -89,6 +89,7 @@ impl ComposeRuntime {
             project: project.to_string(),
             main,
             sidecars,
+            volumes: self.file.volume_names(),
             deadline,
         }))
     }
@@ -124,6 +125,31 @@ impl ComposeRuntime {
             tmpfs: s.tmpfs,
             volumes: s.volumes,
             networks: s.networks,
+            mounts: s
+                .mounts
+                .into_iter()
+                .filter_map(|m| match m {
+                    VolumeEntry::Named {
+                        volume,
+                        target,
+                        read_only,
+                    } => Some(ServiceMount::Volume {
+                        name: volume,
+                        target,
+                        read_only,
+                    }),
+                    VolumeEntry::Bind {
+                        source,
+                        target,
+                        read_only,
+                    } => Some(ServiceMount::Bind {
+                        source: source.into(),
+                        target,
+                        read_only,
+                    }),
+                    VolumeEntry::Anonymous(_) => None,
+                })
+                .collect(),
             init: s.init,
             labels: s.labels,
             name: s.name,

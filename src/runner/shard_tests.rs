@@ -42,7 +42,7 @@ fn engine() -> FakeEngine {
 }
 
 async fn run(pipeline: &crate::manifest::Pipeline, plan: Plan) -> RunOutcome {
-    let engines = BTreeMap::from([(Provider::Docker, Engine::new(engine()))]);
+    let engines = BTreeMap::from([(Provider::default(), Engine::new(engine()))]);
     let run = Run::with_engines(pipeline, plan, ApplyOptions::default(), engines).unwrap();
     let (sender, _receiver) = tokio::sync::mpsc::unbounded_channel();
     run.execute(CancellationToken::new(), sender).await.unwrap()

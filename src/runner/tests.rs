@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::env::fake::{FakeCall, FakeEngine, FakeReply};
-use crate::events::{ErrorKind, TrialIndex};
+use crate::events::{ErrorKind, TrialIndex, WaitReason};
 use crate::manifest::load_pipeline;
 
 fn write(path: &Path, text: &str) {
@@ -69,8 +69,10 @@ fn project_of(
     (root, path)
 }
 
+/// Options of the `reserve` policy: each trial holds its task's declared CPUs.
 fn budget(cpus: f64, memory_mb: u64, builds: usize) -> ApplyOptions {
     ApplyOptions {
+        resources: Some(ResourcePolicy::Reserve),
         cpus: Some(cpus),
         memory_mb: Some(memory_mb),
         build_concurrency: Some(builds),
@@ -117,19 +119,52 @@ impl Ran {
     }
 }
 
-/// Runs the pipeline at `path` on `fake`, cancelling with `cancel`.
+/// A pressure that is a function of the time since the run began (tokio's clock).
+struct FakePressure(Box<dyn Fn(Duration) -> f64 + Send>, tokio::time::Instant);
+
+impl FakePressure {
+    fn of(pressure: impl Fn(Duration) -> f64 + Send + 'static) -> Box<FakePressure> {
+        Box::new(FakePressure(
+            Box::new(pressure),
+            tokio::time::Instant::now(),
+        ))
+    }
+}
+
+impl PressureSource for FakePressure {
+    fn sample(&mut self) -> Option<f64> {
+        Some((self.0)(self.1.elapsed()))
+    }
+}
+
+/// Runs the pipeline at `path` on `fake`, cancelling with `cancel`; the machine is calm
+/// (no CPU pressure) for the `adaptive` policy.
 async fn run_on(
     path: &Path,
     fake: &FakeEngine,
     options: ApplyOptions,
     cancel: CancellationToken,
 ) -> Ran {
+    run_with(path, fake, options, cancel, |run| {
+        run.with_pressure(FakePressure::of(|_| 0.0))
+    })
+    .await
+}
+
+/// As [`run_on`], with the run as `adjust` makes it.
+async fn run_with(
+    path: &Path,
+    fake: &FakeEngine,
+    options: ApplyOptions,
+    cancel: CancellationToken,
+    adjust: impl FnOnce(Run) -> Run,
+) -> Ran {
     let pipeline = load_pipeline(path)
         .unwrap_or_else(|e| panic!("{}", e.report))
         .value;
     let plan = Plan::of(&pipeline).unwrap();
-    let engines = BTreeMap::from([(Provider::Docker, Engine::new(fake.clone()))]);
-    let run = Run::with_engines(&pipeline, plan, options, engines).unwrap();
+    let engines = BTreeMap::from([(Provider::default(), Engine::new(fake.clone()))]);
+    let run = adjust(Run::with_engines(&pipeline, plan, options, engines).unwrap());
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let outcome = run.execute(cancel, sender).await.unwrap();
     Ran {
@@ -217,11 +252,11 @@ async fn oracle_passes_and_nop_fails_on_the_fake_environment() {
     assert!(matches!(ran.events.last(), Some(RunEvent::Finished)));
 }
 
-/// Options whose CPU budget bounds nothing: the bound on trials, not the machine's cores,
-/// is what is tested.
+/// Options where only `concurrency` bounds the trials: the bound on trials, not the
+/// machine's cores, is what is tested.
 fn cpus_for_all() -> ApplyOptions {
     ApplyOptions {
-        cpus: Some(16.0),
+        resources: Some(ResourcePolicy::None),
         ..ApplyOptions::default()
     }
 }
@@ -248,8 +283,7 @@ async fn never_more_trials_at_once_than_the_concurrency_bound() {
     assert_eq!(record.created, 12);
     let overridden = ApplyOptions {
         concurrency: Some(5),
-        cpus: Some(16.0),
-        ..ApplyOptions::default()
+        ..cpus_for_all()
     };
     let (_root, path) = project(
         6,
@@ -578,7 +612,7 @@ async fn a_cancel_stops_running_trials_starts_no_more_and_removes_every_sandbox(
     let (_root, path) = project(
         4,
         "",
-        "concurrency = 2\n[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+        "concurrency = 2\nstart_ahead = 0\n[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
     );
     let fake = FakeEngine::new(|call| {
         if call.command.contains("/solution/solve.sh") {
@@ -806,6 +840,154 @@ async fn a_trial_bigger_than_the_budget_runs_alone_with_a_warning() {
         "nothing ran beside the big trial: {overlaps:?}"
     );
     assert_eq!(overlaps.len(), 1, "the two small ones shared the budget");
+}
+
+/// The `adaptive` budget of a machine of `cores`, with memory for `memory_mb`.
+fn adaptive(cores: usize, memory_mb: u64) -> Budget {
+    Budget::with_policy(ResourcePolicy::Adaptive, cores, None, memory_mb, Some(1))
+}
+
+/// Runs the pipeline at `path` on `fake` under `budget` (8 trials at once), the machine's
+/// CPU pressure as `pressure` says.
+async fn run_adaptive(
+    path: &Path,
+    fake: &FakeEngine,
+    budget: Budget,
+    pressure: impl Fn(Duration) -> f64 + Send + 'static,
+) -> Ran {
+    let options = ApplyOptions {
+        concurrency: Some(8),
+        ..ApplyOptions::default()
+    };
+    run_with(path, fake, options, CancellationToken::new(), |run| {
+        run.with_budget(budget)
+            .with_pressure(FakePressure::of(pressure))
+    })
+    .await
+}
+
+/// The most sandboxes alive at once among the moments one was made before `until`.
+fn most_alive_before(record: &crate::env::fake::FakeRecord, until: Duration) -> usize {
+    record
+        .lifetimes
+        .iter()
+        .filter(|l| l.1 < until)
+        .map(|made| {
+            record
+                .lifetimes
+                .iter()
+                .filter(|l| l.1 <= made.1 && l.2.is_none_or(|end| end > made.1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn waited_for(ran: &Ran, why: WaitReason) -> bool {
+    ran.events
+        .iter()
+        .any(|e| matches!(e, RunEvent::WaitingForResources { reason: Some(r), .. } if *r == why))
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_starts_trials_beyond_the_cores_while_pressure_is_low() {
+    let one_cpu = "[environment]\ncpus = 1.0\n";
+    let (_root, path) = project_of(
+        &[one_cpu; 8],
+        false,
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = rewarding_fake();
+    let ran = run_adaptive(&path, &fake, adaptive(2, 64 * 1024), |_| 0.05).await;
+    assert!(ran.results().iter().all(|r| r.reward == Some(1.0)));
+    let record = fake.record();
+    assert_eq!(record.most_at_once, 8, "eight 1-CPU trials on 2 cores");
+    // Beyond the cores, at most the cores' worth per sample: not a burst of all of them
+    // before the pressure can show.
+    let made: Vec<Duration> = record.lifetimes.iter().map(|l| l.1).collect();
+    let at = |t: Duration| made.iter().filter(|m| **m == t).count();
+    assert_eq!(
+        at(Duration::ZERO),
+        2,
+        "the cores' two start at once: {made:?}"
+    );
+    assert!(made.iter().all(|t| at(*t) <= 2), "{made:?}");
+    assert!(
+        made.iter().max().unwrap() >= &(pressure::SAMPLE_INTERVAL * 3),
+        "{made:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_holds_trials_beyond_the_cores_while_pressure_is_high() {
+    let one_cpu = "[environment]\ncpus = 1.0\n";
+    let (_root, path) = project_of(
+        &[one_cpu; 8],
+        false,
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = rewarding_fake();
+    let busy_until = Duration::from_secs(40);
+    let ran = run_adaptive(&path, &fake, adaptive(2, 64 * 1024), move |t| {
+        if t < busy_until { 0.6 } else { 0.0 }
+    })
+    .await;
+    assert!(ran.results().iter().all(|r| r.reward == Some(1.0)));
+    let record = fake.record();
+    assert_eq!(
+        most_alive_before(&record, busy_until),
+        2,
+        "while the pressure is high, only what the cores reserve runs"
+    );
+    assert!(record.most_at_once > 2, "then more start");
+    assert!(waited_for(&ran, WaitReason::Pressure));
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_never_overcommits_declared_memory() {
+    let half_cpu = "[environment]\ncpus = 0.5\nmemory_mb = 1024\n";
+    let (_root, path) = project_of(
+        &[half_cpu; 6],
+        false,
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = rewarding_fake();
+    let ran = run_adaptive(&path, &fake, adaptive(2, 2048), |_| 0.0).await;
+    assert_eq!(ran.results().len(), 6);
+    let record = fake.record();
+    assert_eq!(record.most_memory_at_once, 2048);
+    assert_eq!(
+        record.most_at_once, 2,
+        "memory binds, calm as the machine is"
+    );
+    assert!(waited_for(&ran, WaitReason::Memory));
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_verifiers_take_their_declared_cpus() {
+    let one_cpu = "[environment]\ncpus = 1.0\n";
+    let (_root, path) = project_of(
+        &[one_cpu; 4],
+        false,
+        "[[stages]]\nname = \"s\"\nagents = [\"oracle\"]",
+    );
+    let fake = rewarding_fake();
+    let ran = run_adaptive(&path, &fake, adaptive(1, 64 * 1024), |_| 0.0).await;
+    assert!(ran.results().iter().all(|r| r.reward == Some(1.0)));
+    let record = fake.record();
+    assert_eq!(record.most_at_once, 4, "the agents ran side by side");
+    // Each test run takes 5 s (`honest`); on one core they take turns.
+    let mut tests: Vec<Duration> = record
+        .commands
+        .iter()
+        .filter(|c| c.1.contains("/tests/test.sh"))
+        .map(|c| c.2)
+        .collect();
+    tests.sort();
+    assert_eq!(tests.len(), 4);
+    for pair in tests.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_secs(5), "{tests:?}");
+    }
 }
 
 /// The oracle writes reward 1 itself; the tests give 0.
@@ -1054,8 +1236,8 @@ async fn two_applies_reaping_the_same_dead_container_both_go_on() {
     let second = Engine::new(FakeEngine::default().on_host(host.clone()));
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let (a, b) = tokio::join!(
-        reap(Provider::Docker, &first, &sender),
-        reap(Provider::Docker, &second, &sender)
+        reap(Provider::default(), &first, &sender),
+        reap(Provider::default(), &second, &sender)
     );
     a.unwrap();
     b.unwrap();
@@ -1067,7 +1249,7 @@ async fn two_applies_reaping_the_same_dead_container_both_go_on() {
     assert_eq!(
         events,
         vec![RunEvent::Reaped {
-            provider: Provider::Docker,
+            provider: Provider::default(),
             count: 1
         }],
         "removed once, said once, no failure"
@@ -1081,7 +1263,7 @@ async fn a_reap_that_fails_is_a_warning_and_the_run_goes_on() {
     host.failing_removals(EnvError::engine("no space left on device"));
     let engine = Engine::new(FakeEngine::default().on_host(host));
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-    reap(Provider::Docker, &engine, &sender).await.unwrap();
+    reap(Provider::default(), &engine, &sender).await.unwrap();
     let events = drain(receiver);
     assert!(
         matches!(&events[..], [RunEvent::ReapFailed { error, .. }] if error.contains("no space")),
@@ -1136,10 +1318,10 @@ async fn an_engine_that_does_not_answer_is_said_and_said_again_when_it_does() {
         .iter()
         .filter_map(|e| match e {
             RunEvent::EngineStalled {
-                provider: Provider::Docker,
+                provider,
                 seconds,
                 trials,
-            } => Some((*seconds, *trials)),
+            } if *provider == Provider::default() => Some((*seconds, *trials)),
             _ => None,
         })
         .collect();
@@ -1173,7 +1355,7 @@ async fn a_call_the_engine_did_not_answer_is_retried() {
         if call.command.contains("/solution/solve.sh") && !*failed {
             *failed = true;
             FakeReply::failing(EnvError::NoAnswer {
-                provider: Provider::Docker,
+                provider: Provider::default(),
                 call: "start exec".into(),
                 seconds: 120.0,
             })

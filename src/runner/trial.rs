@@ -114,6 +114,34 @@ pub struct TrialEnv<'a> {
     pub slots: &'a Arc<Semaphore>,
     /// How long clean-up may wait on the engine after a cancel.
     pub grace: &'a Grace,
+    /// A trial the pressure gate admitted: told when its environment is ready.
+    pub starting: Option<&'a super::pressure::Starting>,
+    /// `adaptive`: the cores verifiers take their declared CPUs from (in thousandths),
+    /// how many this trial's verifier takes, and the pressure it waits to fall.
+    pub verifier_cores: Option<(&'a Arc<Semaphore>, usize, &'a super::pressure::Pressure)>,
+}
+
+impl TrialEnv<'_> {
+    /// The trial's declared CPUs for its verifier, once free and the machine's CPU
+    /// pressure is under the target (`adaptive`; nothing to wait for otherwise):
+    /// timing-sensitive tests run with the cores they asked for while agents, mostly
+    /// waiting on models, are admitted by pressure.
+    async fn verifier_cores(
+        &self,
+    ) -> Option<(
+        tokio::sync::OwnedSemaphorePermit,
+        Option<super::pressure::Hold>,
+    )> {
+        let (pool, wanted, pressure) = self.verifier_cores?;
+        let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
+        let cores = pool
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .expect("the verifiers' cores are never closed");
+        let hold = pressure.calm().await;
+        Some((cores, hold))
+    }
 }
 
 /// How one attempt ended, before it becomes a result.
@@ -426,6 +454,9 @@ async fn lifecycle(
         super::health::wait_healthy(instance, check, task.workdir.clone(), None).await?;
     }
     clock.stop(phase);
+    if let Some(starting) = env.starting {
+        starting.ready();
+    }
 
     let mut ran = Ran {
         networks,
@@ -481,6 +512,7 @@ async fn lifecycle(
         // environment of their own that gets the artifacts.
         ran.logs_cut = collect(setup, instance, clock).await?;
         if agent_ok {
+            let _cores = env.verifier_cores().await;
             let phase = clock.start(Phase::Verifier);
             let tests = steps::TestsSpec {
                 dirs: &[],
@@ -514,6 +546,7 @@ async fn lifecycle(
             )
             .await?;
         ran.networks = networks;
+        let _cores = env.verifier_cores().await;
         let phase = clock.start(Phase::Verifier);
         verify(setup, instance, &mut ran).await?;
         clock.stop(phase);
@@ -549,22 +582,23 @@ impl Networks {
             None => !setup.task.container.no_network,
         };
         // Under `allowlist`: the phase's hosts, and the model gateway always.
+        let gateway = env
+            .gateway
+            .and_then(Result::ok)
+            .map(|gateway| gateway.address());
         let allowlist = public
             .then(|| setup.task.allowlists.get(phase))
             .flatten()
             .map(|hosts| crate::env::Allowlist {
                 hosts: hosts.clone(),
-                gateway: env
-                    .gateway
-                    .and_then(Result::ok)
-                    .map(|gateway| gateway.address()),
-                own_networks: Vec::new(),
-                own_names: Vec::new(),
+                gateway,
+                ..Default::default()
             });
         let plan = crate::env::NetworkPlan {
             public,
             isolated: env.isolated_network.map(str::to_string),
             allowlist,
+            gateway,
         };
         instance.set_network(&plan).await?;
         self.by_phase
@@ -765,6 +799,7 @@ async fn multi_step(
                 &step_dir.join("artifacts"),
             )
             .await?;
+            let cores = env.verifier_cores().await;
             let phase = clock.start(Phase::Verifier);
             if let Some(verifier) = task.verifier(Some(&step.name)) {
                 // The agent's `/logs/artifacts` go with the declared artifacts.
@@ -819,6 +854,7 @@ async fn multi_step(
                 );
             }
             clock.stop(phase);
+            drop(cores);
         }
         let phase = clock.start(Phase::Collect);
         let collected = instance
@@ -995,6 +1031,10 @@ async fn verify_apart(
     mut ran: Ran,
     teardown_errors: &mut Vec<ErrorInfo>,
 ) -> Attempt {
+    let _cores = tokio::select! {
+        cores = env.verifier_cores() => cores,
+        _ = env.cancel.cancelled() => return Attempt::Cancelled,
+    };
     let phase = clock.start(Phase::Verifier);
     let labels = env.labels.container(&setup.trial_id, &setup.task.name);
     let image = match env.grace.bound(agent_instance.freeze(&labels)).await {

@@ -171,6 +171,12 @@ impl Viewer {
     }
 }
 
+impl crate::events::Reporter for Recorder {
+    fn event(&mut self, event: &RunEvent) {
+        self.record(event);
+    }
+}
+
 /// Passes runner events to a viewer's browsers (see [`Viewer::recorder`]).
 #[derive(Clone)]
 pub struct Recorder {

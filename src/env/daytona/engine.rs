@@ -340,14 +340,6 @@ impl Environment for DaytonaEngine {
         Provider::Daytona
     }
 
-    fn runs_here(&self) -> bool {
-        false
-    }
-
-    fn builds_images(&self) -> bool {
-        false
-    }
-
     async fn image_exists(&self, _tag: &str) -> Result<bool, EnvError> {
         // Daytona builds each sandbox's image from the Dockerfile's text itself.
         Ok(false)

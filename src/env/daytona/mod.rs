@@ -40,6 +40,12 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// Whether `name` is a variable these credentials stand for (set or not): such a
+    /// variable is never read from the host when credentials are given.
+    pub fn owns(&self, name: &str) -> bool {
+        [KEY_VARIABLE, URL_VARIABLE, TARGET_VARIABLE].contains(&name)
+    }
+
     /// The value these credentials give the `DAYTONA_*` variable `name`, if any.
     pub fn lookup(&self, name: &str) -> Option<String> {
         match name {
