@@ -69,33 +69,52 @@ impl ModelRuntime {
     }
 }
 
+/// Why a model of the pipeline cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    /// The model's name under `[models]`.
+    pub model: String,
+    /// The API key variable that is unset, when that is why.
+    pub missing_key: Option<String>,
+    /// What is wrong, phrased for people.
+    pub message: String,
+}
+
 /// Makes every model of the pipeline; all problems (a missing key, a broken script) are
-/// returned together, phrased for people.
+/// returned together.
 pub fn build(
     models: &BTreeMap<String, ModelSpec>,
     base_dir: &Path,
     host: &dyn Fn(&str) -> Option<String>,
-) -> Result<BTreeMap<String, ModelRuntime>, Vec<String>> {
+) -> Result<BTreeMap<String, ModelRuntime>, Vec<Unavailable>> {
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
     for (name, spec) in models {
+        let unavailable = |missing_key: Option<String>, message: String| Unavailable {
+            model: name.clone(),
+            missing_key,
+            message,
+        };
         let id = match ModelId::parse(&spec.id) {
             Ok(id) => id,
             Err(e) => {
-                problems.push(format!("model `{name}`: {e}"));
+                problems.push(unavailable(None, format!("model `{name}`: {e}")));
                 continue;
             }
         };
         let rates = pricing::rates(&id, spec.price.as_ref());
         let source = if id.provider == ModelProvider::Scripted {
             let Some(script) = &spec.script else {
-                problems.push(format!("model `{name}` is scripted but has no `script`"));
+                problems.push(unavailable(
+                    None,
+                    format!("model `{name}` is scripted but has no `script`"),
+                ));
                 continue;
             };
             match Script::load(&base_dir.join(script)) {
                 Ok(script) => Source::Scripted(Arc::new(script)),
                 Err(e) => {
-                    problems.push(format!("model `{name}`: {e}"));
+                    problems.push(unavailable(None, format!("model `{name}`: {e}")));
                     continue;
                 }
             }
@@ -124,7 +143,11 @@ pub fn build(
                     Source::Http(Arc::new(model))
                 }
                 Err(e) => {
-                    problems.push(format!("model `{name}`: {e}"));
+                    let missing_key = match &e {
+                        super::ModelError::MissingKey { variable } => Some(variable.clone()),
+                        _ => None,
+                    };
+                    problems.push(unavailable(missing_key, format!("model `{name}`: {e}")));
                     continue;
                 }
             }

@@ -6,6 +6,7 @@
 
 mod artifacts;
 mod health;
+pub mod preflight;
 pub mod prepare;
 pub mod pressure;
 pub mod regrade;
@@ -32,6 +33,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use preflight::{Problem, ProblemKind, Problems};
 pub use prepare::{TrialSetup, prepare};
 pub use pressure::{PressureSource, ProcPressure};
 pub use resources::{Budget, Demand, ResourcePolicy};
@@ -135,8 +137,9 @@ impl ApplyOptions {
 /// Why a run could not start or go on.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("the run cannot start:\n  - {}", .0.join("\n  - "))]
-    Preflight(Vec<String>),
+    /// Problems found before any trial started, each with its kind, task, agent and fix.
+    #[error("the run cannot start:\n{0}")]
+    Preflight(Problems),
     /// A provider the plan uses lacks its credentials on this host, or refused them.
     #[error("the run cannot start:\n  - {}", .0.join("\n  - "))]
     Credentials(Vec<String>),
@@ -289,12 +292,18 @@ impl Run {
             }
         }
         let setups = prepare(pipeline, &plan, &host).map_err(RunError::Preflight)?;
-        let missing: Vec<String> = Provider::all()
+        let missing: Vec<Problem> = Provider::all()
             .filter(|p| plan.uses(*p) && !engines.contains_key(p))
-            .map(|p| format!("no engine was given for the provider `{p}` the plan uses"))
+            .map(|p| {
+                Problem::new(
+                    ProblemKind::NoEngine,
+                    format!("no engine was given for the provider `{p}` the plan uses"),
+                )
+                .fix(format!("give `Run::with_engines` an engine for `{p}`"))
+            })
             .collect();
         if !missing.is_empty() {
-            return Err(RunError::Preflight(missing));
+            return Err(RunError::Preflight(Problems::of(missing)));
         }
         Run::start(pipeline, plan, setups, engines, options)
     }
@@ -702,7 +711,12 @@ async fn reap(
         Ok(count) => {
             let _ = events.send(RunEvent::Reaped { provider, count });
         }
-        Err(EnvError::Auth(message)) => return Err(RunError::Preflight(vec![message])),
+        Err(EnvError::Auth(message)) => {
+            return Err(RunError::Preflight(Problems::one(Problem::new(
+                ProblemKind::MissingCredentials,
+                message,
+            ))));
+        }
         Err(error) => {
             let _ = events.send(RunEvent::ReapFailed {
                 provider,
@@ -798,7 +812,12 @@ async fn install_agents(
         let recipe = &install.recipe;
         let (script, digest) = match (recipe.install_script(), recipe.digest()) {
             (Ok(script), Ok(digest)) => (script, digest),
-            (Err(e), _) | (_, Err(e)) => return Err(RunError::Preflight(vec![e.to_string()])),
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(RunError::Preflight(Problems::one(
+                    Problem::new(ProblemKind::TemplateDoesNotRender, e.to_string())
+                        .agent(install.agents.join(", ")),
+                )));
+            }
         };
         let volume_labels = labels.install(&recipe.agent, &digest);
         let mut container_labels = volume_labels.clone();
@@ -915,9 +934,13 @@ async fn check_images(
         if !probed.insert((image.clone(), install.volume.clone())) {
             continue;
         }
-        let script = recipe
-            .image_check_script()
-            .map_err(|e| RunError::Preflight(vec![e.to_string()]))?;
+        let script = recipe.image_check_script().map_err(|e| {
+            RunError::Preflight(Problems::one(
+                Problem::new(ProblemKind::TemplateDoesNotRender, e.to_string())
+                    .task(planned.name.clone())
+                    .agent(plan.agents[agent].name.clone()),
+            ))
+        })?;
         let container_labels = labels.container("check", &recipe.agent);
         let output = engine
             .probe(&ProbeSpec {

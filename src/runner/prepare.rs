@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::{Problem, ProblemKind, Problems};
 use crate::agent::AgentKind;
 use crate::agent::installed::{Recipe, RunContext};
 use crate::agent::mcp::{McpServer, Transport};
@@ -175,17 +176,26 @@ pub fn prepare(
     pipeline: &Pipeline,
     plan: &Plan,
     host: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<TrialSetup>, Vec<String>> {
+) -> Result<Vec<TrialSetup>, Problems> {
     let mut problems = Vec::new();
     for provider in Provider::all().filter(|p| plan.uses(*p)) {
-        problems.extend((provider.entry().missing_credentials)(host));
+        problems.extend(
+            (provider.entry().missing_credentials)(host)
+                .map(|message| Problem::new(ProblemKind::MissingCredentials, message)),
+        );
     }
     let tasks = task_runtimes(pipeline, plan, host, &mut problems);
     let uses_models = plan.trials.iter().any(|t| t.model.is_some());
     let models = if uses_models {
         crate::model::runtime::build(&pipeline.manifest.models, &pipeline.base_dir, host)
-            .unwrap_or_else(|mut p| {
-                problems.append(&mut p);
+            .unwrap_or_else(|found| {
+                problems.extend(found.into_iter().map(|p| {
+                    let kind = match p.missing_key {
+                        Some(_) => ProblemKind::MissingModelKey,
+                        None => ProblemKind::Model,
+                    };
+                    Problem::new(kind, p.message)
+                }));
                 Default::default()
             })
     } else {
@@ -193,13 +203,8 @@ pub fn prepare(
     };
     let templates = read_templates(pipeline, &mut problems);
     let agent_envs = agent_envs(plan, host, &mut problems);
-    let problems_so_far = |mut problems: Vec<String>| {
-        problems.sort();
-        problems.dedup();
-        problems
-    };
     if !problems.is_empty() {
-        return Err(problems_so_far(problems));
+        return Err(Problems::of(problems));
     }
     let tasks: Vec<Arc<TaskRuntime>> = tasks.into_iter().flatten().collect();
     let mut model_plans = Vec::with_capacity(plan.trials.len());
@@ -212,24 +217,41 @@ pub fn prepare(
         let provider = plan.provider(trial);
         let can = provider.capabilities();
         if agent.kind == AgentKind::Installed && !(can.installed_agents && can.reaches_gateway) {
-            problems.push(format!(
-                "agent `{}` is an installed agent, which {} cannot run (its install is a \
-                 volume on this machine, and it calls its model through helios's gateway): run \
-                 its trials with {}",
-                agent.name,
-                provider.title(),
-                Provider::able(|c| c.installed_agents && c.reaches_gateway)
-            ));
+            problems.push(
+                Problem::new(
+                    ProblemKind::UnsupportedByProvider,
+                    format!(
+                        "agent `{}` is an installed agent, which {} cannot run (its install is \
+                         a volume on this machine, and it calls its model through helios's \
+                         gateway)",
+                        agent.name,
+                        provider.title(),
+                    ),
+                )
+                .agent(&agent.name)
+                .fix(format!(
+                    "run its trials with {}",
+                    Provider::able(|c| c.installed_agents && c.reaches_gateway)
+                )),
+            );
         } else if route.is_some() && !can.reaches_gateway {
-            problems.push(format!(
-                "agent `{}` runs a command that calls its model through helios's model \
-                 gateway, which {} {}s cannot reach: run its trials with {}, or remove its \
-                 `model` and pass a key in its `env`",
-                agent.name,
-                provider.title(),
-                provider.instance_noun(),
-                Provider::able(|c| c.reaches_gateway)
-            ));
+            problems.push(
+                Problem::new(
+                    ProblemKind::UnsupportedByProvider,
+                    format!(
+                        "agent `{}` runs a command that calls its model through helios's model \
+                         gateway, which {} {}s cannot reach",
+                        agent.name,
+                        provider.title(),
+                        provider.instance_noun(),
+                    ),
+                )
+                .agent(&agent.name)
+                .fix(format!(
+                    "run its trials with {}, or remove its `model` and pass a key in its `env`",
+                    Provider::able(|c| c.reaches_gateway)
+                )),
+            );
         }
         routes.push(route);
         let task = &tasks[trial.task as usize];
@@ -240,7 +262,7 @@ pub fn prepare(
                     warnings.push(mcp_warnings);
                 }
                 Err(problem) => {
-                    problems.push(problem);
+                    problems.push(problem.task(&task.name).agent(&agent.name));
                     commands.push(None);
                     warnings.push(Vec::new());
                 }
@@ -256,13 +278,13 @@ pub fn prepare(
         match model_plan(pipeline, plan, trial, task, &models, &templates) {
             Ok(model_plan) => model_plans.push(Some(Arc::new(model_plan))),
             Err(problem) => {
-                problems.push(problem);
+                problems.push(problem.task(&task.name).agent(&agent.name));
                 model_plans.push(None);
             }
         }
     }
     if !problems.is_empty() {
-        return Err(problems_so_far(problems));
+        return Err(Problems::of(problems));
     }
     let steps = Arc::new(pipeline.manifest.verify.clone());
     let store = RunStore::new(&plan.run_dir);
@@ -331,7 +353,7 @@ fn task_runtimes(
     pipeline: &Pipeline,
     plan: &Plan,
     host: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
 ) -> Vec<Option<Arc<TaskRuntime>>> {
     let mut runners = vec![Runners::default(); plan.tasks.len()];
     for trial in &plan.trials {
@@ -375,25 +397,37 @@ fn compose_runtime(
     task: &TaskDir,
     runners: &Runners,
     host: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
 ) -> Option<super::services::ComposeRuntime> {
     let file = match crate::manifest::compose::ComposeFile::read(&task.dir) {
         Ok(file) => file?,
         Err(problem) => {
-            problems.push(format!("task `{}`: {problem}", task.name));
+            problems.push(
+                Problem::new(
+                    ProblemKind::UnsupportedTask,
+                    format!("task `{}`: {problem}", task.name),
+                )
+                .task(&task.name),
+            );
             return None;
         }
     };
     if let Some(provider) = runners.lacking(|c| c.compose) {
-        problems.push(format!(
-            "task `{}` has a Compose environment (`{}`), which {} cannot run: its {}s are \
-             single containers; run it with {}",
-            task.name,
-            file.path.display(),
-            provider.title(),
-            provider.instance_noun(),
-            Provider::able(|c| c.compose)
-        ));
+        problems.push(
+            Problem::new(
+                ProblemKind::UnsupportedByProvider,
+                format!(
+                    "task `{}` has a Compose environment (`{}`), which {} cannot run: its {}s \
+                     are single containers",
+                    task.name,
+                    file.path.display(),
+                    provider.title(),
+                    provider.instance_noun(),
+                ),
+            )
+            .task(&task.name)
+            .fix(format!("run it with {}", Provider::able(|c| c.compose))),
+        );
         return None;
     }
     let built = planned
@@ -403,19 +437,21 @@ fn compose_runtime(
         .collect();
     super::services::ComposeRuntime::new(file, built, host)
         .map_err(|found| {
-            problems.extend(
-                found
-                    .into_iter()
-                    .map(|p| format!("task `{}` cannot run: {p}", task.name)),
-            )
+            problems.extend(found.into_iter().map(|p| {
+                Problem::new(
+                    ProblemKind::UnsupportedTask,
+                    format!("task `{}` cannot run: {p}", task.name),
+                )
+                .task(&task.name)
+            }))
         })
         .ok()
 }
 
 /// The agents' prompt templates, by the path the pipeline gives.
-fn read_templates(pipeline: &Pipeline, problems: &mut Vec<String>) -> BTreeMap<String, String> {
+fn read_templates(pipeline: &Pipeline, problems: &mut Vec<Problem>) -> BTreeMap<String, String> {
     let mut templates = BTreeMap::new();
-    for spec in pipeline.manifest.agents.values() {
+    for (name, spec) in &pipeline.manifest.agents {
         for path in [&spec.system_prompt, &spec.user_prompt]
             .into_iter()
             .flatten()
@@ -424,7 +460,17 @@ fn read_templates(pipeline: &Pipeline, problems: &mut Vec<String>) -> BTreeMap<S
                 Ok(text) => {
                     templates.insert(path.clone(), text);
                 }
-                Err(e) => problems.push(format!("cannot read template `{path}`: {e}")),
+                Err(e) => problems.push(
+                    Problem::new(
+                        ProblemKind::UnreadableFile,
+                        format!("cannot read template `{path}`: {e}"),
+                    )
+                    .agent(name)
+                    .fix(format!(
+                        "template paths are relative to `{}`",
+                        pipeline.base_dir.display()
+                    )),
+                ),
             }
         }
     }
@@ -435,15 +481,15 @@ fn read_templates(pipeline: &Pipeline, problems: &mut Vec<String>) -> BTreeMap<S
 fn agent_envs(
     plan: &Plan,
     host: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
 ) -> Vec<BTreeMap<String, String>> {
     plan.agents
         .iter()
         .map(
             |agent| match expand_all(&agent.env, host, &format!("agent `{}`", agent.name)) {
                 Ok(env) => env,
-                Err(mut found) => {
-                    problems.append(&mut found);
+                Err(found) => {
+                    problems.extend(found.into_iter().map(|p| p.agent(&agent.name)));
                     BTreeMap::new()
                 }
             },
@@ -493,12 +539,12 @@ fn installed_command(
     recipe: &Recipe,
     task: &TaskRuntime,
     models: &BTreeMap<String, crate::model::runtime::ModelRuntime>,
-) -> Result<(String, Vec<String>), String> {
+) -> Result<(String, Vec<String>), Problem> {
     let agent = &plan.agents[trial.agent as usize];
     let model = plan
         .model_name(trial)
         .and_then(|name| models.get(name))
-        .ok_or_else(|| format!("agent `{}` has no model", agent.name))?;
+        .ok_or_else(|| no_model(&agent.name))?;
     let mut context = RunContext {
         instruction: task.instruction.clone(),
         instruction_file: crate::agent::INSTRUCTION_PATH.into(),
@@ -525,10 +571,21 @@ fn installed_command(
             None => warnings = without_mcp(&agent.name, &recipe.agent, task),
         }
     }
-    let command = recipe
-        .command(&context)
-        .map_err(|e| format!("agent `{}`: {e}", agent.name))?;
+    let command = recipe.command(&context).map_err(|e| {
+        Problem::new(
+            ProblemKind::TemplateDoesNotRender,
+            format!("agent `{}`: {e}", agent.name),
+        )
+    })?;
     Ok((command, warnings))
+}
+
+/// The problem of a trial whose agent needs a model it was not given (`validate` refuses
+/// such a pipeline; a library caller may still make one).
+fn no_model(agent: &str) -> Problem {
+    Problem::new(ProblemKind::Model, format!("agent `{agent}` has no model")).fix(format!(
+        "give agent `{agent}` a `model`, or its stage `models = [...]`"
+    ))
 }
 
 /// The warning of an agent (named `name`, of kind or catalog agent `what`) that cannot take
@@ -573,15 +630,18 @@ fn model_plan(
     task: &TaskRuntime,
     models: &BTreeMap<String, crate::model::runtime::ModelRuntime>,
     templates: &BTreeMap<String, String>,
-) -> Result<crate::agent::ModelPlan, String> {
+) -> Result<crate::agent::ModelPlan, Problem> {
     let agent = &plan.agents[trial.agent as usize];
     let spec = &pipeline.manifest.agents[&agent.name];
     let model_name = plan
         .model_name(trial)
-        .ok_or_else(|| format!("agent `{}` has no model", agent.name))?;
-    let model = models
-        .get(model_name)
-        .ok_or_else(|| format!("model `{model_name}` is not available"))?;
+        .ok_or_else(|| no_model(&agent.name))?;
+    let model = models.get(model_name).ok_or_else(|| {
+        Problem::new(
+            ProblemKind::Model,
+            format!("model `{model_name}` is not available"),
+        )
+    })?;
     let metadata = pipeline
         .tasks
         .iter()
@@ -628,8 +688,12 @@ fn model_plan(
             ),
             None => (format!("built-in {what} prompt"), default.to_string()),
         };
-        crate::template::render(&name, &source, &context)
-            .map_err(|e| format!("agent `{}`: {e}", agent.name))
+        crate::template::render(&name, &source, &context).map_err(|e| {
+            Problem::new(
+                ProblemKind::TemplateDoesNotRender,
+                format!("agent `{}`: {e}", agent.name),
+            )
+        })
     };
     Ok(crate::agent::ModelPlan {
         system_prompt: render(
@@ -658,20 +722,31 @@ fn computer_plan(
     agent: &str,
     task: &TaskRuntime,
     model: &crate::model::runtime::ModelRuntime,
-) -> Result<crate::agent::ComputerPlan, String> {
+) -> Result<crate::agent::ComputerPlan, Problem> {
     let desktop = task.desktop.as_ref().ok_or_else(|| {
-        format!(
-            "agent `{agent}` is a computer-use agent, but task `{}` has no desktop: add \
-             `[environment.desktop]` to its task.toml (see docs/computer-use.md), or run the task \
-             with another agent",
-            task.name
+        Problem::new(
+            ProblemKind::AgentUnfit,
+            format!(
+                "agent `{agent}` is a computer-use agent, but task `{}` has no desktop",
+                task.name
+            ),
+        )
+        .fix(
+            "add `[environment.desktop]` to its task.toml (see docs/computer-use.md), or run \
+             the task with another agent",
         )
     })?;
     let protocol = model.computer_protocol().ok_or_else(|| {
-        format!(
-            "agent `{agent}`: model `{}` has no computer tool (computer use needs an \
-             anthropic/, openai/ or gemini/ model, or a scripted model whose script gives `format`)",
-            model.name
+        Problem::new(
+            ProblemKind::AgentUnfit,
+            format!(
+                "agent `{agent}`: model `{}` has no computer tool",
+                model.name
+            ),
+        )
+        .fix(
+            "computer use needs an anthropic/, openai/ or gemini/ model, or a scripted model \
+             whose script gives `format`",
         )
     })?;
     Ok(crate::agent::ComputerPlan {
@@ -690,7 +765,7 @@ fn task_runtime(
     (image, build): (String, Option<usize>),
     runners: &Runners,
     host: &dyn Fn(&str) -> Option<String>,
-) -> Result<TaskRuntime, Vec<String>> {
+) -> Result<TaskRuntime, Vec<Problem>> {
     let m = &task.manifest;
     let defaults = &pipeline.manifest.environment;
     let mut problems = Vec::new();
@@ -714,8 +789,8 @@ fn task_runtime(
             BTreeMap::new()
         });
     let mut expand = |vars: &BTreeMap<String, String>, section: &str| {
-        expand_all(vars, host, &what(section)).unwrap_or_else(|mut p| {
-            problems.append(&mut p);
+        expand_all(vars, host, &what(section)).unwrap_or_else(|p| {
+            problems.extend(p.into_iter().map(|p| p.task(&task.name)));
             BTreeMap::new()
         })
     };
@@ -726,10 +801,16 @@ fn task_runtime(
     let instruction = if m.steps.is_empty() {
         std::fs::read_to_string(task.dir.join("instruction.md"))
             .map_err(|e| {
-                problems.push(format!(
-                    "cannot read `{}`: {e}",
-                    task.dir.join("instruction.md").display()
-                ))
+                problems.push(
+                    Problem::new(
+                        ProblemKind::UnreadableFile,
+                        format!(
+                            "cannot read `{}`: {e}",
+                            task.dir.join("instruction.md").display()
+                        ),
+                    )
+                    .task(&task.name),
+                )
             })
             .unwrap_or_default()
     } else {
@@ -751,20 +832,30 @@ fn task_runtime(
     if isolation == Isolation::Separate
         && let Some(provider) = runners.lacking(|c| c.freezes)
     {
-        problems.push(format!(
-            "task `{}` asks for `isolation = \"separate\"`, which needs a provider that can freeze a \
-             sandbox into an image ({}); {} cannot: use \"shared\" there",
-            task.name,
-            Provider::able(|c| c.freezes),
-            provider.title()
-        ));
+        problems.push(
+            Problem::new(
+                ProblemKind::UnsupportedByProvider,
+                format!(
+                    "task `{}` asks for `isolation = \"separate\"`, which needs a provider that \
+                     can freeze a sandbox into an image ({}); {} cannot",
+                    task.name,
+                    Provider::able(|c| c.freezes),
+                    provider.title()
+                ),
+            )
+            .task(&task.name)
+            .fix(format!("use \"shared\" on {}", provider.title())),
+        );
     }
     for unsupported in crate::manifest::task_support::unsupported(&task.dir, m) {
         if unsupported.refused {
-            problems.push(format!(
-                "task `{}` cannot run: {}",
-                task.name, unsupported.message
-            ));
+            problems.push(
+                Problem::new(
+                    ProblemKind::UnsupportedTask,
+                    format!("task `{}` cannot run: {}", task.name, unsupported.message),
+                )
+                .task(&task.name),
+            );
         }
     }
     let agent_user = user(&m.agent.user);
@@ -797,35 +888,55 @@ fn task_runtime(
     if !allowlists.is_empty()
         && let Some(provider) = runners.lacking(|c| c.allowlist)
     {
-        problems.push(format!(
-            "task `{}` asks for `network_mode = \"allowlist\"`, which helios cannot enforce on \
-             {}: run it with {}",
-            task.name,
-            provider.title(),
-            Provider::able(|c| c.allowlist)
-        ));
+        problems.push(
+            Problem::new(
+                ProblemKind::UnsupportedByProvider,
+                format!(
+                    "task `{}` asks for `network_mode = \"allowlist\"`, which helios cannot \
+                     enforce on {}",
+                    task.name,
+                    provider.title(),
+                ),
+            )
+            .task(&task.name)
+            .fix(format!("run it with {}", Provider::able(|c| c.allowlist))),
+        );
     }
     // An allowlist is put in force phase by phase (agent installs and setup are not under
     // the agent's), like a change of network.
     let switches_network = phases.iter().any(|p| *p != mode) || !allowlists.is_empty();
     if switches_network && let Some(provider) = runners.lacking(|c| c.switches_network) {
-        problems.push(format!(
-            "task `{}` changes its network between phases (`[agent]` or `[verifier]` \
-             `network_mode` unlike `[environment]`'s), which helios cannot do on {}: run it \
-             with {}",
-            task.name,
-            provider.title(),
-            Provider::able(|c| c.switches_network)
-        ));
+        problems.push(
+            Problem::new(
+                ProblemKind::UnsupportedByProvider,
+                format!(
+                    "task `{}` changes its network between phases (`[agent]` or `[verifier]` \
+                     `network_mode` unlike `[environment]`'s), which helios cannot do on {}",
+                    task.name,
+                    provider.title(),
+                ),
+            )
+            .task(&task.name)
+            .fix(format!(
+                "run it with {}",
+                Provider::able(|c| c.switches_network)
+            )),
+        );
     }
     if uses_users && let Some(provider) = runners.lacking(|c| c.users) {
-        problems.push(format!(
-            "task `{}` runs its agent or tests as another user (`user`), which helios cannot \
-             do on {}: run it with {}",
-            task.name,
-            provider.title(),
-            Provider::able(|c| c.users)
-        ));
+        problems.push(
+            Problem::new(
+                ProblemKind::UnsupportedByProvider,
+                format!(
+                    "task `{}` runs its agent or tests as another user (`user`), which helios \
+                     cannot do on {}",
+                    task.name,
+                    provider.title(),
+                ),
+            )
+            .task(&task.name)
+            .fix(format!("run it with {}", Provider::able(|c| c.users))),
+        );
     }
     let steps = step_runtimes(
         task,
@@ -935,19 +1046,28 @@ fn verifier_runtimes(
     task: &TaskDir,
     runners: &Runners,
     host: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
 ) -> Vec<VerifierRuntime> {
     let resolved = task.manifest.separate_verifiers(&task.dir);
     if !resolved.is_empty()
         && let Some(provider) = runners.lacking(|c| c.separate_environments)
     {
-        problems.push(format!(
-            "task `{}` verifies in an environment of its own (`environment_mode = \"separate\"`), \
-             which helios cannot do on {}: run it with {}",
-            task.name,
-            provider.title(),
-            Provider::able(|c| c.separate_environments)
-        ));
+        problems.push(
+            Problem::new(
+                ProblemKind::UnsupportedByProvider,
+                format!(
+                    "task `{}` verifies in an environment of its own (`environment_mode = \
+                     \"separate\"`), which helios cannot do on {}",
+                    task.name,
+                    provider.title(),
+                ),
+            )
+            .task(&task.name)
+            .fix(format!(
+                "run it with {}",
+                Provider::able(|c| c.separate_environments)
+            )),
+        );
     }
     resolved
         .into_iter()
@@ -974,15 +1094,15 @@ pub(crate) fn verifier_container(
     verifier: &crate::manifest::task::SeparateVerifier,
     image: String,
     host: &dyn Fn(&str) -> Option<String>,
-) -> Result<EnvSpec, Vec<String>> {
+) -> Result<EnvSpec, Vec<Problem>> {
     let section = &verifier.environment;
     let what = match &verifier.step {
         Some(step) => format!("task `{task}` step `{step}` [verifier.environment] env"),
         None => format!("task `{task}` [verifier.environment] env"),
     };
     let mut problems = Vec::new();
-    let env = expand_all(&section.env, host, &what).unwrap_or_else(|mut p| {
-        problems.append(&mut p);
+    let env = expand_all(&section.env, host, &what).unwrap_or_else(|p| {
+        problems.extend(p.into_iter().map(|p| p.task(task)));
         BTreeMap::new()
     });
     let mode = verifier
@@ -1030,7 +1150,7 @@ fn step_runtimes(
     verifier_env: &BTreeMap<String, String>,
     (agent_network, verifier_network): (NetworkMode, NetworkMode),
     host: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
 ) -> Vec<StepRuntime> {
     m.steps
         .iter()
@@ -1038,10 +1158,16 @@ fn step_runtimes(
             let dir = task.dir.join("steps").join(&step.name);
             let instruction = std::fs::read_to_string(dir.join("instruction.md"))
                 .map_err(|e| {
-                    problems.push(format!(
-                        "cannot read `{}`: {e}",
-                        dir.join("instruction.md").display()
-                    ))
+                    problems.push(
+                        Problem::new(
+                            ProblemKind::UnreadableFile,
+                            format!(
+                                "cannot read `{}`: {e}",
+                                dir.join("instruction.md").display()
+                            ),
+                        )
+                        .task(&task.name),
+                    )
                 })
                 .unwrap_or_default();
             let mut env = verifier_env.clone();
@@ -1051,7 +1177,7 @@ fn step_runtimes(
             );
             match expand_all(&step.verifier.env, host, &what) {
                 Ok(vars) => env.extend(vars),
-                Err(mut found) => problems.append(&mut found),
+                Err(found) => problems.extend(found.into_iter().map(|p| p.task(&task.name))),
             }
             StepRuntime {
                 name: step.name.clone(),
@@ -1085,21 +1211,33 @@ fn step_runtimes(
 
 /// The text of the task's Dockerfile, for `provider`, which builds it without a build
 /// context; a Dockerfile that needs one is refused with its line.
-fn remote_dockerfile(task: &TaskDir, provider: Provider) -> Result<String, String> {
+fn remote_dockerfile(task: &TaskDir, provider: Provider) -> Result<String, Problem> {
     let path = task.dir.join("environment").join("Dockerfile");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Problem::new(
+            ProblemKind::UnreadableFile,
+            format!("cannot read `{}`: {e}", path.display()),
+        )
+        .task(&task.name)
+    })?;
     match (provider.entry().needs_context)(&text) {
         None => Ok(text),
-        Some((line, instruction)) => Err(format!(
-            "task `{}` cannot run on {title}: `{}:{line}` (`{instruction}`) needs files from the \
-             build context, and {title} builds from the Dockerfile's text alone (hint: build and \
-             push the image, then set `docker_image` in task.toml; or run this stage with {})",
-            task.name,
-            path.display(),
+        Some((line, instruction)) => Err(Problem::new(
+            ProblemKind::UnsupportedByProvider,
+            format!(
+                "task `{}` cannot run on {title}: `{}:{line}` (`{instruction}`) needs files from \
+                 the build context, and {title} builds from the Dockerfile's text alone",
+                task.name,
+                path.display(),
+                title = provider.title(),
+            ),
+        )
+        .task(&task.name)
+        .fix(format!(
+            "build and push the image, then set `docker_image` in task.toml; or run this stage \
+             with {}",
             Provider::able(|c| c.builds == Builds::Here),
-            title = provider.title(),
-        )),
+        ))),
     }
 }
 
@@ -1128,7 +1266,7 @@ pub(crate) fn expand_all(
     vars: &BTreeMap<String, String>,
     host: &dyn Fn(&str) -> Option<String>,
     what: &str,
-) -> Result<BTreeMap<String, String>, Vec<String>> {
+) -> Result<BTreeMap<String, String>, Vec<Problem>> {
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
     for (name, value) in vars {
@@ -1136,10 +1274,13 @@ pub(crate) fn expand_all(
             Ok(v) => {
                 out.insert(name.clone(), v);
             }
-            Err(e) => problems.push(format!(
-                "{what} `{name}`: {} (set it, or write `${{NAME:-default}}`)",
-                e.message
-            )),
+            Err(e) => problems.push(
+                Problem::new(
+                    ProblemKind::UnsetVariable,
+                    format!("{what} `{name}`: {}", e.message),
+                )
+                .fix("set it, or write `${NAME:-default}`"),
+            ),
         }
     }
     if problems.is_empty() {

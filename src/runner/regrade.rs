@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::RunError;
+use super::{Problem, ProblemKind, Problems, RunError};
 use crate::env::{BuildSpec, Engine, EnvError, Labels, OpenOptions, Provider};
 use crate::events::{ErrorKind, TrialStatus};
 use crate::manifest::TaskDir;
@@ -74,11 +74,17 @@ pub async fn regrade(
             source,
         })?
         .ok_or_else(|| {
-            RunError::Preflight(vec![format!(
-                "`{}` is not a run directory: it has no {}",
-                options.run_dir.display(),
-                crate::store::LOCK_FILE
-            )])
+            RunError::Preflight(Problems::one(
+                Problem::new(
+                    ProblemKind::Regrade,
+                    format!(
+                        "`{}` is not a run directory: it has no {}",
+                        options.run_dir.display(),
+                        crate::store::LOCK_FILE
+                    ),
+                )
+                .fix("give the directory `helios apply` wrote the run to"),
+            ))
         })?;
     let output = options.output.clone().unwrap_or_else(|| {
         let mut name = options.run_dir.as_os_str().to_os_string();
@@ -86,9 +92,13 @@ pub async fn regrade(
         PathBuf::from(name)
     });
     if output == options.run_dir {
-        return Err(RunError::Preflight(vec![
-            "the regraded run would overwrite the run it regrades: give another `--output`".into(),
-        ]));
+        return Err(RunError::Preflight(Problems::one(
+            Problem::new(
+                ProblemKind::Regrade,
+                "the regraded run would overwrite the run it regrades",
+            )
+            .fix("give another `--output`"),
+        )));
     }
     // Regrading runs verifiers again on this machine, where the run's images are.
     let local = Provider::all()
@@ -262,14 +272,14 @@ async fn grader(
         }
     };
     let host = |name: &str| std::env::var(name).ok();
-    let container = super::prepare::verifier_container(name, &verifier, image, &host)
-        .map_err(|p| p.join("; "))?;
+    let container =
+        super::prepare::verifier_container(name, &verifier, image, &host).map_err(joined)?;
     let env = super::prepare::expand_all(
         &m.verifier.env,
         &host,
         &format!("task `{name}` [verifier] env"),
     )
-    .map_err(|p| p.join("; "))?;
+    .map_err(joined)?;
     Ok(Grader {
         artifacts: m.artifacts.iter().map(|a| a.spec()).collect(),
         env,
@@ -278,6 +288,15 @@ async fn grader(
         container,
         task,
     })
+}
+
+/// Pre-flight problems of one task's grader, on one line.
+fn joined(problems: Vec<Problem>) -> String {
+    Problems::of(problems)
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Grades one trial again: what its agent left is copied to the new trial directory, the
