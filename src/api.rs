@@ -35,7 +35,8 @@ use crate::env::{Credentials, DaytonaSettings, Provider};
 use crate::events::RunEvent;
 use crate::events::TrialStatus;
 use crate::manifest::pipeline::{
-    AgentSpec, EnvironmentDefaults, PipelineManifest, PipelineSection, Stage, TaskSource,
+    AgentSpec, CommandAgent, ComputerUseAgent, EnvironmentDefaults, InstalledAgent,
+    PipelineManifest, PipelineSection, Stage, TaskSource, TerminalAgent,
 };
 use crate::manifest::{ManifestError, Pipeline, load_task};
 use crate::model::{ModelParams, ModelSpec};
@@ -207,6 +208,8 @@ pub enum RunnerError {
     NoViewer,
     #[error("the `{0}` agent needs a model (hint: call `.model(...)`)")]
     NeedsModel(String),
+    #[error("the `command` agent needs a command (hint: call `.command(...)`)")]
+    NeedsCommand,
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
@@ -492,31 +495,46 @@ impl AgentRunner {
                     (None, true) => return Err(RunnerError::NeedsModel(kind.as_str().to_string())),
                     (None, false) => None,
                 };
-                agents.insert(
-                    declared.clone(),
-                    AgentSpec {
-                        kind,
+                let limits = AgentLimits {
+                    max_turns: Some(self.config.max_turns),
+                    max_time: Some(self.config.max_time),
+                    timeout_per_turn: Some(self.config.timeout_per_turn),
+                    stop_on_tool_error: Some(self.config.stop_on_tool_error),
+                    max_tokens: None,
+                    max_cost_usd: None,
+                };
+                let prompt =
+                    |path: &Option<PathBuf>| path.as_ref().map(|p| p.display().to_string());
+                let spec = match kind {
+                    AgentKind::Terminal => AgentSpec::Terminal(TerminalAgent {
                         model,
-                        system_prompt: self.system_prompt.as_ref().map(|p| p.display().to_string()),
-                        user_prompt: self.user_prompt.as_ref().map(|p| p.display().to_string()),
-                        command: self.command.clone(),
+                        system_prompt: prompt(&self.system_prompt),
+                        user_prompt: prompt(&self.user_prompt),
+                        limits,
+                        ..Default::default()
+                    }),
+                    AgentKind::ComputerUse => AgentSpec::ComputerUse(ComputerUseAgent {
+                        model,
+                        system_prompt: prompt(&self.system_prompt),
+                        user_prompt: prompt(&self.user_prompt),
+                        limits,
+                        ..Default::default()
+                    }),
+                    AgentKind::Command => AgentSpec::Command(CommandAgent {
+                        command: self.command.clone().ok_or(RunnerError::NeedsCommand)?,
+                        model,
+                        limits,
+                        ..Default::default()
+                    }),
+                    AgentKind::Installed => AgentSpec::Installed(InstalledAgent {
                         agent: catalog,
-                        version: None,
-                        runtime: None,
-                        install: None,
-                        run: None,
-                        env: BTreeMap::new(),
-                        limits: AgentLimits {
-                            max_turns: Some(self.config.max_turns),
-                            max_time: Some(self.config.max_time),
-                            timeout_per_turn: Some(self.config.timeout_per_turn),
-                            stop_on_tool_error: Some(self.config.stop_on_tool_error),
-                            max_tokens: None,
-                            max_cost_usd: None,
-                        },
-                        safety_checks: None,
-                    },
-                );
+                        model,
+                        limits,
+                        ..Default::default()
+                    }),
+                    AgentKind::Oracle | AgentKind::Nop => unreachable!("matched above"),
+                };
+                agents.insert(declared.clone(), spec);
                 declared
             }
         };
@@ -781,7 +799,7 @@ mod tests {
 
     fn agent_kind(runner: &AgentRunner) -> Option<AgentKind> {
         let pipeline = runner.pipeline("r", Provider::default()).unwrap();
-        pipeline.manifest.agents.values().next().map(|a| a.kind)
+        pipeline.manifest.agents.values().next().map(|a| a.kind())
     }
 
     #[test]
@@ -792,8 +810,11 @@ mod tests {
         assert_eq!(agent_kind(&runner), Some(AgentKind::Installed));
         let pipeline = runner.pipeline("r", Provider::default()).unwrap();
         let codex = &pipeline.manifest.agents["codex"];
-        assert_eq!(codex.agent.as_deref(), Some("codex"));
-        assert_eq!(codex.model.as_deref(), Some("scripted"));
+        assert_eq!(
+            codex.installed().and_then(|a| a.agent.as_deref()),
+            Some("codex")
+        );
+        assert_eq!(codex.model().map(String::as_str), Some("scripted"));
         let plan = crate::plan::Plan::of(&pipeline).unwrap();
         assert!(plan.agents[0].recipe.is_some(), "{:?}", plan.agents);
         assert!(matches!(

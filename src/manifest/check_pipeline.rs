@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::check_task::env_syntax;
 use super::discover::{compile_filters, report_unmatched};
 use super::document::{Document, pointer_push};
-use super::pipeline::{AgentSpec, DEFAULT_MAX_TRIALS, PipelineManifest};
+use super::pipeline::{AgentSpec, DEFAULT_MAX_TRIALS, InstalledAgent, PipelineManifest};
 use super::stage_graph::StageGraph;
 use super::task::NetworkMode;
 use super::trials::{count_trials, total_trials};
@@ -55,7 +55,7 @@ impl PipelineCheck<'_> {
         ));
         for (name, agent) in &self.manifest.agents {
             let base = format!("{}/env", pointer_push("/agents", name));
-            out.extend(env_syntax(self.file, self.doc, &base, &agent.env));
+            out.extend(env_syntax(self.file, self.doc, &base, agent.env()));
         }
         report.diagnostics.extend(out);
     }
@@ -187,11 +187,14 @@ impl PipelineCheck<'_> {
         }
     }
 
+    /// What the schema cannot say of an agent: that the names it uses exist, that it does
+    /// not shadow a built-in, that its templates render. (Which fields a kind takes is the
+    /// schema's: a field of another kind is an unknown key there.)
     fn agents(&self, out: &mut Vec<Diagnostic>, report: &mut Report) {
         for (name, agent) in &self.manifest.agents {
             let at = |field: &str| format!("{}/{field}", pointer_push("/agents", name));
-            let kind = agent.kind.as_str();
-            if BUILTIN_AGENTS.contains(&name.as_str()) && agent.kind.as_str() != name {
+            let kind = agent.kind().as_str();
+            if BUILTIN_AGENTS.contains(&name.as_str()) && kind != name {
                 out.push(
                     Diagnostic::error(
                         Code::Conflict,
@@ -205,71 +208,25 @@ impl PipelineCheck<'_> {
                     .hint("give this agent another name"),
                 );
             }
-            if let Some(model) = &agent.model {
-                if !agent.kind.needs_model() && agent.kind != AgentKind::Command {
-                    out.push(
-                        self.error(
-                            Code::Conflict,
-                            &at("model"),
-                            format!("the `{kind}` agent `{name}` uses no model"),
-                        )
-                        .label("ignored")
-                        .hint("remove `model`, or use a model-driven kind such as `terminal`"),
-                    );
-                } else if !self.manifest.models.contains_key(model) {
-                    out.push(self.undefined(
-                        "model",
-                        model,
-                        &at("model"),
-                        self.manifest.models.keys().map(String::as_str),
-                    ));
-                }
+            if let Some(model) = agent.model()
+                && !self.manifest.models.contains_key(model)
+            {
+                out.push(self.undefined(
+                    "model",
+                    model,
+                    &at("model"),
+                    self.manifest.models.keys().map(String::as_str),
+                ));
             }
-            match (agent.kind, &agent.command) {
-                (AgentKind::Command, None) => out.push(
-                    Diagnostic::error(
-                        Code::MissingKey,
-                        self.file,
-                        format!("agent `{name}` of kind `command` has no `command`"),
-                    )
-                    .at(self.doc.key_span(&pointer_push("/agents", name)))
-                    .label("`command` is missing here")
-                    .hint("add `command = \"...\"`, the shell command that runs the agent"),
-                ),
-                (kind, Some(_)) if kind != AgentKind::Command => out.push(
-                    self.error(
-                        Code::Conflict,
-                        &at("command"),
-                        format!(
-                            "agent `{name}` of kind `{}` takes no `command`",
-                            kind.as_str()
-                        ),
-                    )
-                    .label("ignored")
-                    .hint("use `kind = \"command\"`, or remove `command`"),
-                ),
-                _ => {}
+            if let Some(installed) = agent.installed() {
+                self.installed(name, installed, out);
             }
-            self.installed(name, agent, out);
-            for field in ["system_prompt", "user_prompt"] {
-                let path = if field == "system_prompt" {
-                    &agent.system_prompt
-                } else {
-                    &agent.user_prompt
-                };
+            let (system_prompt, user_prompt) = agent.prompts();
+            for (field, path) in [
+                ("system_prompt", system_prompt),
+                ("user_prompt", user_prompt),
+            ] {
                 let Some(path) = path else { continue };
-                if !agent.kind.uses_prompts() {
-                    out.push(
-                        self.error(
-                            Code::Conflict,
-                            &at(field),
-                            format!("the `{kind}` agent `{name}` uses no prompt"),
-                        )
-                        .label("ignored")
-                        .hint(format!("remove `{field}`")),
-                    );
-                    continue;
-                }
                 let (stand_in, samples) = self.samples(name, agent);
                 self.template(path, &at(field), &stand_in, &samples, out, report);
             }
@@ -277,45 +234,10 @@ impl PipelineCheck<'_> {
     }
 
     /// An installed agent names a catalog agent or gives its own `install` and `run`, whose
-    /// templates render; the other kinds take none of its fields.
-    fn installed(&self, name: &str, agent: &AgentSpec, out: &mut Vec<Diagnostic>) {
+    /// templates render.
+    fn installed(&self, name: &str, agent: &InstalledAgent, out: &mut Vec<Diagnostic>) {
         let at = |field: &str| format!("{}/{field}", pointer_push("/agents", name));
-        let fields = [
-            ("agent", agent.agent.as_deref()),
-            ("version", agent.version.as_deref()),
-            ("runtime", agent.runtime.as_deref()),
-            ("install", agent.install.as_deref()),
-            ("run", agent.run.as_deref()),
-        ];
-        if agent.kind != AgentKind::Installed {
-            for (field, value) in fields {
-                if value.is_some() {
-                    out.push(
-                        self.error(
-                            Code::Conflict,
-                            &at(field),
-                            format!(
-                                "agent `{name}` of kind `{}` takes no `{field}`",
-                                agent.kind.as_str()
-                            ),
-                        )
-                        .label("ignored")
-                        .hint(format!("use `kind = \"installed\"`, or remove `{field}`")),
-                    );
-                }
-            }
-            return;
-        }
-        let recipe = installed::resolve(
-            name,
-            installed::RecipeFields {
-                agent: agent.agent.as_deref(),
-                version: agent.version.as_deref(),
-                runtime: agent.runtime.as_deref(),
-                install: agent.install.as_deref(),
-                run: agent.run.as_deref(),
-            },
-        );
+        let recipe = installed::resolve(name, agent.recipe_fields());
         let recipe =
             match recipe {
                 Ok(recipe) => recipe,
@@ -486,7 +408,7 @@ impl PipelineCheck<'_> {
     /// metadata). Values the manifest does not know (the instruction, a matrix's later values)
     /// are stand-ins of the right type.
     fn samples(&self, name: &str, agent: &AgentSpec) -> (PromptContext, Vec<PromptContext>) {
-        let limits = &agent.limits;
+        let limits = agent.limits();
         let stand_in = PromptContext {
             instruction: "(the task's instruction)".to_string(),
             task: TaskContext {
@@ -506,7 +428,7 @@ impl PipelineCheck<'_> {
             },
             agent: AgentContext {
                 name: name.to_string(),
-                kind: agent.kind.as_str().to_string(),
+                kind: agent.kind().as_str().to_string(),
             },
             model: ModelContext {
                 name: String::new(),
@@ -523,7 +445,7 @@ impl PipelineCheck<'_> {
             .filter(|s| s.agents.iter().any(|a| a == name))
         {
             let models = if stage.models.is_empty() {
-                agent.model.as_slice()
+                agent.model().map(std::slice::from_ref).unwrap_or_default()
             } else {
                 stage.models.as_slice()
             };
@@ -669,7 +591,7 @@ impl PipelineCheck<'_> {
                 continue;
             }
             let kind = match self.manifest.agents.get(name) {
-                Some(agent) => Some(agent.kind),
+                Some(agent) => Some(agent.kind()),
                 None if BUILTIN_AGENTS.contains(&name.as_str()) => None,
                 None => {
                     let known = self
@@ -686,7 +608,7 @@ impl PipelineCheck<'_> {
                 .manifest
                 .agents
                 .get(name)
-                .is_some_and(|a| a.model.is_some());
+                .is_some_and(|a| a.model().is_some());
             if kind.is_some_and(AgentKind::needs_model) && !has_model && stage.models.is_empty() {
                 out.push(
                     self.error(
@@ -773,7 +695,7 @@ impl PipelineCheck<'_> {
         self.manifest
             .agents
             .get(agent)
-            .is_some_and(|a| a.kind.needs_model())
+            .is_some_and(|a| a.kind().needs_model())
     }
 
     /// One diagnostic per cycle among stages, naming every stage on it.
@@ -876,12 +798,7 @@ impl PipelineCheck<'_> {
             .stages
             .iter()
             .flat_map(|s| &s.models)
-            .chain(
-                self.manifest
-                    .agents
-                    .values()
-                    .filter_map(|a| a.model.as_ref()),
-            )
+            .chain(self.manifest.agents.values().filter_map(AgentSpec::model))
             .collect();
         for name in self
             .manifest
@@ -933,7 +850,7 @@ impl PipelineCheck<'_> {
                     self.manifest
                         .agents
                         .values()
-                        .filter_map(|a| a.model.as_deref()),
+                        .filter_map(|a| a.model().map(String::as_str)),
                 )
                 .chain(
                     stages

@@ -283,44 +283,223 @@ impl Registries {
     }
 }
 
-/// `[agents.NAME]`: an agent stages can run.
+/// `[agents.NAME]`: an agent stages can run, by its `kind`. Each kind takes its own fields,
+/// so a field of another kind (a `command` on a `terminal` agent) is an unknown key.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum AgentSpec {
+    /// Runs the task's `solution/solve.sh`.
+    Oracle(PlainAgent),
+    /// Does nothing; the verifier should give 0.
+    Nop(PlainAgent),
+    /// A model working through a shell in the task's container.
+    Terminal(TerminalAgent),
+    /// A model working a desktop through screenshots, mouse and keyboard.
+    ComputerUse(ComputerUseAgent),
+    /// A command run in the task's container (an agent of your own).
+    Command(CommandAgent),
+    /// A CLI agent from the catalog (`agent = "claude-code"`) or a recipe of your own,
+    /// installed once per machine and run in the task's container through the gateway.
+    Installed(InstalledAgent),
+}
+
+/// `kind = "oracle"` or `"nop"`: an agent with no model, prompts or command.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AgentSpec {
-    pub kind: AgentKind,
-    /// Name of a model under `[models]` (stages may give `models` instead).
-    pub model: Option<String>,
-    /// Path of the minijinja template of the system prompt, relative to the pipeline file.
-    pub system_prompt: Option<String>,
-    /// Path of the minijinja template of the first user message (the task instruction by
-    /// default).
-    pub user_prompt: Option<String>,
-    /// For `kind = "command"`: the shell command run in the task's `workdir`.
-    pub command: Option<String>,
-    /// For `kind = "installed"`: the catalog agent (`claude-code`, `codex`, `gemini-cli`,
-    /// `opencode`, `mini-swe-agent`, `aider`; see docs/agents.md).
-    pub agent: Option<String>,
-    /// For `kind = "installed"`: the version to install (the catalog's pinned one by
-    /// default); the install script sees it as `{{ version }}`.
-    pub version: Option<String>,
-    /// For `kind = "installed"`: the runtime the install needs first (`node`, `python`).
-    pub runtime: Option<String>,
-    /// For `kind = "installed"`: the shell script (a minijinja template seeing `prefix`
-    /// and `version`) that installs the agent under `{{ prefix }}`, once per machine.
-    pub install: Option<String>,
-    /// For `kind = "installed"`: the shell command (a minijinja template seeing
-    /// `instruction`, `instruction_file`, `model`, `model_id`, `workdir`, `log_dir`,
-    /// `prefix` and `version`) that runs the agent on the task.
-    pub run: Option<String>,
+pub struct PlainAgent {
     /// Environment variables for the agent; `${VAR}` and `${VAR:-default}` read the host.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub limits: AgentLimits,
-    /// For `kind = "computer-use"`: what a provider's safety check (OpenAI's pending
-    /// safety checks, Gemini's safety decisions) gets: `acknowledge` (default; recorded in
-    /// the trajectory) or `refuse` (the trial ends with `safety_refused`).
+}
+
+/// `kind = "terminal"`: a model driven by helios through a shell.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalAgent {
+    /// Name of a model under `[models]` (stages may give `models` instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Path of the minijinja template of the system prompt, relative to the pipeline file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// Path of the minijinja template of the first user message (the task instruction by
+    /// default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_prompt: Option<String>,
+    /// Environment variables for the agent; `${VAR}` and `${VAR:-default}` read the host.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: AgentLimits,
+}
+
+/// `kind = "computer-use"`: a model driven by helios through a desktop.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComputerUseAgent {
+    /// Name of a model under `[models]` (stages may give `models` instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Path of the minijinja template of the system prompt, relative to the pipeline file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// Path of the minijinja template of the first user message (the task instruction by
+    /// default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_prompt: Option<String>,
+    /// What a provider's safety check (OpenAI's pending safety checks, Gemini's safety
+    /// decisions) gets: `acknowledge` (default; recorded in the trajectory) or `refuse`
+    /// (the trial ends with `safety_refused`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety_checks: Option<SafetyChecks>,
+    /// Environment variables for the agent; `${VAR}` and `${VAR:-default}` read the host.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: AgentLimits,
+}
+
+/// `kind = "command"`: a shell command of your own.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandAgent {
+    /// The shell command that runs the agent, in the task's `workdir`.
+    pub command: String,
+    /// Name of a model under `[models]` whose calls go through helios's model gateway
+    /// (stages may give `models` instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Environment variables for the agent; `${VAR}` and `${VAR:-default}` read the host.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: AgentLimits,
+}
+
+/// `kind = "installed"`: a catalog agent, or a recipe of your own (`install` and `run`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstalledAgent {
+    /// The catalog agent (`claude-code`, `codex`, `gemini-cli`, `opencode`,
+    /// `mini-swe-agent`, `aider`; see docs/agents.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The version to install (the catalog's pinned one by default); the install script
+    /// sees it as `{{ version }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The runtime the install needs first (`node`, `python`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// The shell script (a minijinja template seeing `prefix` and `version`) that installs
+    /// the agent under `{{ prefix }}`, once per machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<String>,
+    /// The shell command (a minijinja template seeing `instruction`, `instruction_file`,
+    /// `model`, `model_id`, `workdir`, `log_dir`, `prefix` and `version`) that runs the
+    /// agent on the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// Name of a model under `[models]` (stages may give `models` instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Environment variables for the agent; `${VAR}` and `${VAR:-default}` read the host.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: AgentLimits,
+}
+
+impl InstalledAgent {
+    /// The fields the agent layer resolves a recipe from.
+    pub fn recipe_fields(&self) -> crate::agent::installed::RecipeFields<'_> {
+        crate::agent::installed::RecipeFields {
+            agent: self.agent.as_deref(),
+            version: self.version.as_deref(),
+            runtime: self.runtime.as_deref(),
+            install: self.install.as_deref(),
+            run: self.run.as_deref(),
+        }
+    }
+}
+
+impl AgentSpec {
+    pub fn kind(&self) -> AgentKind {
+        match self {
+            AgentSpec::Oracle(_) => AgentKind::Oracle,
+            AgentSpec::Nop(_) => AgentKind::Nop,
+            AgentSpec::Terminal(_) => AgentKind::Terminal,
+            AgentSpec::ComputerUse(_) => AgentKind::ComputerUse,
+            AgentSpec::Command(_) => AgentKind::Command,
+            AgentSpec::Installed(_) => AgentKind::Installed,
+        }
+    }
+
+    /// The model under `[models]` the agent names, for the kinds that take one.
+    pub fn model(&self) -> Option<&String> {
+        match self {
+            AgentSpec::Oracle(_) | AgentSpec::Nop(_) => None,
+            AgentSpec::Terminal(a) => a.model.as_ref(),
+            AgentSpec::ComputerUse(a) => a.model.as_ref(),
+            AgentSpec::Command(a) => a.model.as_ref(),
+            AgentSpec::Installed(a) => a.model.as_ref(),
+        }
+    }
+
+    /// The paths of its system and user prompt templates, for the kinds helios drives.
+    pub fn prompts(&self) -> (Option<&String>, Option<&String>) {
+        match self {
+            AgentSpec::Terminal(a) => (a.system_prompt.as_ref(), a.user_prompt.as_ref()),
+            AgentSpec::ComputerUse(a) => (a.system_prompt.as_ref(), a.user_prompt.as_ref()),
+            _ => (None, None),
+        }
+    }
+
+    /// The command of a `command` agent.
+    pub fn command(&self) -> Option<&String> {
+        match self {
+            AgentSpec::Command(a) => Some(&a.command),
+            _ => None,
+        }
+    }
+
+    /// What a `computer-use` agent answers a provider's safety check.
+    pub fn safety_checks(&self) -> Option<SafetyChecks> {
+        match self {
+            AgentSpec::ComputerUse(a) => a.safety_checks,
+            _ => None,
+        }
+    }
+
+    /// The recipe fields of an `installed` agent.
+    pub fn installed(&self) -> Option<&InstalledAgent> {
+        match self {
+            AgentSpec::Installed(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn env(&self) -> &BTreeMap<String, String> {
+        match self {
+            AgentSpec::Oracle(a) | AgentSpec::Nop(a) => &a.env,
+            AgentSpec::Terminal(a) => &a.env,
+            AgentSpec::ComputerUse(a) => &a.env,
+            AgentSpec::Command(a) => &a.env,
+            AgentSpec::Installed(a) => &a.env,
+        }
+    }
+
+    pub fn limits(&self) -> &AgentLimits {
+        match self {
+            AgentSpec::Oracle(a) | AgentSpec::Nop(a) => &a.limits,
+            AgentSpec::Terminal(a) => &a.limits,
+            AgentSpec::ComputerUse(a) => &a.limits,
+            AgentSpec::Command(a) => &a.limits,
+            AgentSpec::Installed(a) => &a.limits,
+        }
+    }
 }
 
 /// `[[verify]]`: a verification step after the task's own tests.

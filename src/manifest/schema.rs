@@ -89,7 +89,11 @@ impl SchemaKind {
 /// - documented enums become a plain `enum` (whose errors can list the choices) with the
 ///   variants' docs folded into the description;
 /// - Rust-only number formats (`uint32`, `double`) are dropped;
-/// - unset optional fields are left out of `default` tables.
+/// - unset optional fields are left out of `default` tables;
+/// - a tagged union (`oneOf` objects told apart by a `const` property, such as an agent's
+///   `kind`) becomes the tag with its choices and one `if`/`then` per choice, so that the
+///   errors of a table are those of its own kind ("`command` is not a field of kind
+///   `terminal`") rather than "matches none of the variants".
 fn tidy_all(schema: &mut Value) {
     let Value::Object(object) = schema else {
         return;
@@ -104,7 +108,7 @@ fn tidy_all(schema: &mut Value) {
             ("anyOf" | "oneOf" | "allOf" | "prefixItems", Value::Array(schemas)) => {
                 schemas.iter_mut().for_each(tidy_all)
             }
-            ("items" | "additionalProperties" | "not", value) => tidy_all(value),
+            ("items" | "additionalProperties" | "not" | "then", value) => tidy_all(value),
             _ => {}
         }
     }
@@ -197,6 +201,47 @@ fn tidy(object: &mut serde_json::Map<String, Value>) {
         object.insert("enum".into(), Value::Array(names));
         object.insert("description".into(), description.into());
     }
+    if let Some(Value::Array(variants)) = object.get("oneOf")
+        && let Some(tag) = union_tag(variants)
+    {
+        let variants = variants.clone();
+        object.shift_remove("oneOf");
+        let names: Vec<Value> = variants
+            .iter()
+            .map(|v| v["properties"][&tag]["const"].clone())
+            .collect();
+        let docs: Vec<String> = variants
+            .iter()
+            .map(|v| {
+                format!(
+                    "`{}`: {}",
+                    v["properties"][&tag]["const"].as_str().unwrap_or_default(),
+                    v["description"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        let branches: Vec<Value> = variants
+            .into_iter()
+            .map(|variant| {
+                let name = variant["properties"][&tag]["const"].clone();
+                serde_json::json!({
+                    "if": { "properties": { &tag: { "const": name } }, "required": [&tag] },
+                    "then": variant,
+                })
+            })
+            .collect();
+        object.insert("type".into(), "object".into());
+        object.insert(
+            "properties".into(),
+            serde_json::json!({ &tag: {
+                "description": docs.join("\n"),
+                "type": "string",
+                "enum": names,
+            }}),
+        );
+        object.insert("required".into(), serde_json::json!([tag]));
+        object.insert("allOf".into(), Value::Array(branches));
+    }
     if object
         .get("format")
         .and_then(Value::as_str)
@@ -219,6 +264,24 @@ fn tidy(object: &mut serde_json::Map<String, Value>) {
     {
         object.shift_remove("format");
     }
+}
+
+/// The property that tells the variants of a `oneOf` apart, when each is a table with a
+/// string `const` under the same property (what serde's `#[serde(tag = "...")]` makes).
+fn union_tag(variants: &[Value]) -> Option<String> {
+    let tag_of = |variant: &Value| {
+        variant
+            .get("properties")?
+            .as_object()?
+            .iter()
+            .find(|(_, p)| p.get("const").is_some_and(Value::is_string))
+            .map(|(name, _)| name.clone())
+    };
+    let tag = tag_of(variants.first()?)?;
+    variants
+        .iter()
+        .all(|v| tag_of(v).as_ref() == Some(&tag))
+        .then_some(tag)
 }
 
 /// Checks `doc` against the schema of `kind`; every violation becomes a diagnostic.
@@ -252,7 +315,7 @@ pub fn check_with(
         if let (Some(format), ValidationErrorKind::AdditionalProperties { unexpected }) =
             (newer_format, error.kind())
         {
-            let allowed = allowed_keys(schema, &pointer);
+            let allowed = allowed_keys(schema, &doc.value, &pointer);
             let (typos, unknown): (Vec<&String>, Vec<&String>) =
                 unexpected.iter().partition(|key| {
                     crate::diagnostic::did_you_mean(key, allowed.iter().map(String::as_str))
@@ -312,12 +375,41 @@ fn unknown_key(
     pointer: &str,
     key: &str,
 ) -> Diagnostic {
-    let allowed = allowed_keys(schema, pointer);
+    let allowed = allowed_keys(schema, &doc.value, pointer);
     let place = if pointer.is_empty() {
         "at the top level".to_string()
     } else {
         format!("in `{}`", dotted(pointer))
     };
+    // A field of another kind of a tagged union: say whose it is.
+    if let Some(union) = union_at(schema, &doc.value, pointer) {
+        let owners: Vec<&str> = union
+            .branches
+            .iter()
+            .filter(|(_, keys)| keys.iter().any(|k| k == key))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !owners.is_empty() {
+            let (tag, value) = (union.tag, &union.value);
+            let quoted: Vec<String> = owners.iter().map(|o| format!("`{o}`")).collect();
+            let owners_list = match quoted.split_last() {
+                Some((last, [])) => format!("{tag} {last}"),
+                Some((last, rest)) => format!("{tag}s {} and {last}", rest.join(", ")),
+                None => String::new(),
+            };
+            return Diagnostic::error(
+                Code::UnknownKey,
+                file,
+                format!("`{}` of {tag} `{value}` takes no `{key}`", dotted(pointer)),
+            )
+            .at(doc.key_span(&pointer_push(pointer, key)))
+            .label(format!("not a field of {tag} `{value}`"))
+            .hint(format!(
+                "`{key}` is a field of {owners_list}: use `{tag} = \"{}\"`, or remove `{key}`",
+                owners[0]
+            ));
+        }
+    }
     Diagnostic::error(
         Code::UnknownKey,
         file,
@@ -373,17 +465,17 @@ fn describe(
         }
         ValidationErrorKind::Required { property } => {
             let property = property.as_str().unwrap_or_default();
-            let place = if pointer.is_empty() {
-                "at the top level".to_string()
-            } else {
-                format!("in `{name}`")
+            let place = match union_at(schema, &doc.value, pointer) {
+                _ if pointer.is_empty() => "at the top level".to_string(),
+                Some(union) => format!("in `{name}` ({} `{}`)", union.tag, union.value),
+                None => format!("in `{name}`"),
             };
             let d = Diagnostic::error(
                 Code::MissingKey,
                 file,
                 format!("missing key `{property}` {place}"),
             );
-            let d = match description(schema, &pointer_push(pointer, property)) {
+            let d = match description(schema, &doc.value, &pointer_push(pointer, property)) {
                 Some(about) => d.hint(format!("add `{property}`: {}", lowercase_first(&about))),
                 None => d.hint(format!("add `{property}`")),
             };
@@ -593,10 +685,14 @@ fn lowercase_first(text: &str) -> String {
     }
 }
 
-/// The subschema that governs the instance at `pointer`, following `$ref`s.
-fn schema_at<'a>(root: &'a Value, pointer: &str) -> Option<&'a Value> {
+/// The subschema that governs the value at `pointer` of `instance`, following `$ref`s and,
+/// in a tagged union, the branch of the value's tag.
+fn schema_at<'a>(root: &'a Value, instance: &Value, pointer: &str) -> Option<&'a Value> {
     let mut node = resolve(root, root)?;
+    let mut at = String::new();
     for token in pointer.split('/').skip(1) {
+        node = branch(root, node, instance.pointer(&at));
+        at = format!("{at}/{token}");
         let token = token.replace("~1", "/").replace("~0", "~");
         let next = node
             .get("properties")
@@ -605,7 +701,84 @@ fn schema_at<'a>(root: &'a Value, pointer: &str) -> Option<&'a Value> {
             .or_else(|| node.get("additionalProperties").filter(|a| a.is_object()))?;
         node = resolve(root, next)?;
     }
-    Some(node)
+    Some(branch(root, node, instance.pointer(&at)))
+}
+
+/// The tag of a tagged union's branch (`if: {properties: {kind: {const: "terminal"}}}`):
+/// the property and its value.
+fn branch_tag(branch: &Value) -> Option<(&str, &Value)> {
+    let (tag, condition) = branch
+        .get("if")?
+        .get("properties")?
+        .as_object()?
+        .iter()
+        .next()?;
+    Some((tag.as_str(), condition.get("const")?))
+}
+
+/// In a tagged union, the branch `value` takes by its tag; else `node` itself.
+fn branch<'a>(root: &'a Value, node: &'a Value, value: Option<&Value>) -> &'a Value {
+    let Some(branches) = node.get("allOf").and_then(Value::as_array) else {
+        return node;
+    };
+    branches
+        .iter()
+        .find(|b| {
+            branch_tag(b).is_some_and(|(tag, want)| value.and_then(|v| v.get(tag)) == Some(want))
+        })
+        .and_then(|b| resolve(root, b.get("then")?))
+        .unwrap_or(node)
+}
+
+/// Of a tagged union at `pointer`: its tag, the tag's value there, and each branch's value
+/// with the properties it allows.
+struct Union<'a> {
+    tag: &'a str,
+    value: String,
+    branches: Vec<(String, Vec<String>)>,
+}
+
+fn union_at<'a>(root: &'a Value, instance: &Value, pointer: &str) -> Option<Union<'a>> {
+    let parent = pointer.rsplit_once('/').map_or("", |(p, _)| p);
+    let node = match pointer {
+        "" => resolve(root, root)?,
+        _ => {
+            let key = pointer
+                .rsplit('/')
+                .next()?
+                .replace("~1", "/")
+                .replace("~0", "~");
+            let holder = schema_at(root, instance, parent)?;
+            let next = holder
+                .get("properties")
+                .and_then(|p| p.get(&key))
+                .or_else(|| holder.get("items"))
+                .or_else(|| holder.get("additionalProperties").filter(|a| a.is_object()))?;
+            resolve(root, next)?
+        }
+    };
+    let branches = node.get("allOf")?.as_array()?;
+    let (tag, _) = branches.iter().find_map(branch_tag)?;
+    let value = instance.pointer(pointer)?.get(tag)?.as_str()?.to_string();
+    let branches = branches
+        .iter()
+        .filter_map(|b| {
+            let (_, name) = branch_tag(b)?;
+            let then = resolve(root, b.get("then")?)?;
+            let keys = then
+                .get("properties")?
+                .as_object()?
+                .keys()
+                .cloned()
+                .collect();
+            Some((name.as_str()?.to_string(), keys))
+        })
+        .collect();
+    Some(Union {
+        tag,
+        value,
+        branches,
+    })
 }
 
 fn resolve<'a>(root: &'a Value, node: &'a Value) -> Option<&'a Value> {
@@ -615,17 +788,17 @@ fn resolve<'a>(root: &'a Value, node: &'a Value) -> Option<&'a Value> {
     }
 }
 
-fn allowed_keys(root: &Value, pointer: &str) -> Vec<String> {
-    schema_at(root, pointer)
+fn allowed_keys(root: &Value, instance: &Value, pointer: &str) -> Vec<String> {
+    schema_at(root, instance, pointer)
         .and_then(|s| s.get("properties"))
         .and_then(Value::as_object)
         .map(|p| p.keys().cloned().collect())
         .unwrap_or_default()
 }
 
-fn description(root: &Value, pointer: &str) -> Option<String> {
+fn description(root: &Value, instance: &Value, pointer: &str) -> Option<String> {
     let (parent, key) = pointer.rsplit_once('/')?;
-    let parent = schema_at(root, parent)?;
+    let parent = schema_at(root, instance, parent)?;
     let property = parent.get("properties")?.get(key)?;
     let text = property
         .get("description")
@@ -654,10 +827,31 @@ mod tests {
     #[test]
     fn schema_at_follows_refs_into_tables_and_maps() {
         let schema = SchemaKind::Pipeline.parsed();
-        let keys = allowed_keys(schema, "/agents/terminal/limits");
+        let instance = serde_json::json!({"agents": {"t": {"kind": "terminal", "limits": {}}}});
+        let keys = allowed_keys(schema, &instance, "/agents/t/limits");
         assert!(keys.contains(&"max_turns".to_string()), "{keys:?}");
-        let keys = allowed_keys(schema, "/stages/3");
+        let keys = allowed_keys(schema, &instance, "/stages/3");
         assert!(keys.contains(&"needs".to_string()), "{keys:?}");
+    }
+
+    #[test]
+    fn a_tagged_union_is_read_by_the_branch_of_its_tag() {
+        let schema = SchemaKind::Pipeline.parsed();
+        let instance = serde_json::json!({"agents": {
+            "t": {"kind": "terminal"},
+            "c": {"kind": "command"},
+        }});
+        let keys = allowed_keys(schema, &instance, "/agents/t");
+        assert!(keys.contains(&"system_prompt".to_string()), "{keys:?}");
+        assert!(!keys.contains(&"command".to_string()), "{keys:?}");
+        let union = union_at(schema, &instance, "/agents/c").unwrap();
+        assert_eq!((union.tag, union.value.as_str()), ("kind", "command"));
+        assert!(
+            union
+                .branches
+                .iter()
+                .any(|(name, keys)| name == "installed" && keys.contains(&"run".to_string()))
+        );
     }
 
     #[test]

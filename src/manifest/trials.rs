@@ -41,7 +41,7 @@ pub fn count_trials(manifest: &PipelineManifest, task_names: &[String]) -> Vec<S
                 .agents
                 .iter()
                 .map(|name| {
-                    let kind = manifest.agents.get(name).map(|a| a.kind);
+                    let kind = manifest.agents.get(name).map(|a| a.kind());
                     let crossed =
                         matches!(kind, Some(AgentKind::Terminal | AgentKind::ComputerUse))
                             && !BUILTIN_AGENTS.contains(&name.as_str());

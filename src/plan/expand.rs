@@ -84,10 +84,8 @@ impl Inputs {
         }
         let mut template_digests = BTreeMap::new();
         for agent in pipeline.manifest.agents.values() {
-            for path in [&agent.system_prompt, &agent.user_prompt]
-                .into_iter()
-                .flatten()
-            {
+            let (system_prompt, user_prompt) = agent.prompts();
+            for path in [system_prompt, user_prompt].into_iter().flatten() {
                 let digest = digest::file(&pipeline.base_dir.join(path))?;
                 template_digests.insert(path.clone(), digest);
             }
@@ -426,7 +424,7 @@ fn plan_tasks(pipeline: &Pipeline, inputs: &Inputs) -> (Vec<PlannedTask>, Vec<Im
 }
 
 fn resolve_agents(pipeline: &Pipeline, inputs: &Inputs) -> Result<Vec<ResolvedAgent>, PlanError> {
-    let template = |path: &Option<String>| -> Result<Option<Digest>, PlanError> {
+    let template = |path: Option<&String>| -> Result<Option<Digest>, PlanError> {
         match path {
             None => Ok(None),
             Some(p) => inputs
@@ -442,19 +440,20 @@ fn resolve_agents(pipeline: &Pipeline, inputs: &Inputs) -> Result<Vec<ResolvedAg
     };
     let mut agents = Vec::new();
     for (name, spec) in &pipeline.manifest.agents {
-        let recipe = match spec.kind {
-            AgentKind::Installed => Some(recipe(name, spec)?),
-            _ => None,
+        let recipe = match spec.installed() {
+            Some(installed) => Some(recipe(name, installed)?),
+            None => None,
         };
+        let (system_prompt, user_prompt) = spec.prompts();
         agents.push(ResolvedAgent {
             name: name.clone(),
-            kind: spec.kind,
+            kind: spec.kind(),
             recipe,
-            command: spec.command.clone(),
-            env: spec.env.clone(),
-            limits: ResolvedLimits::from(&spec.limits),
-            system_prompt: template(&spec.system_prompt)?,
-            user_prompt: template(&spec.user_prompt)?,
+            command: spec.command().cloned(),
+            env: spec.env().clone(),
+            limits: ResolvedLimits::from(spec.limits()),
+            system_prompt: template(system_prompt)?,
+            user_prompt: template(user_prompt)?,
         });
     }
     for builtin in BUILTIN_AGENTS {
@@ -479,22 +478,16 @@ fn resolve_agents(pipeline: &Pipeline, inputs: &Inputs) -> Result<Vec<ResolvedAg
 }
 
 /// The recipe of an installed agent, checked to render.
-fn recipe(name: &str, spec: &crate::manifest::pipeline::AgentSpec) -> Result<Recipe, PlanError> {
+fn recipe(
+    name: &str,
+    spec: &crate::manifest::pipeline::InstalledAgent,
+) -> Result<Recipe, PlanError> {
     let problem = |message: String| PlanError::Recipe {
         agent: name.to_string(),
         message,
     };
-    let recipe = installed::resolve(
-        name,
-        installed::RecipeFields {
-            agent: spec.agent.as_deref(),
-            version: spec.version.as_deref(),
-            runtime: spec.runtime.as_deref(),
-            install: spec.install.as_deref(),
-            run: spec.run.as_deref(),
-        },
-    )
-    .map_err(|e| problem(e.to_string()))?;
+    let recipe =
+        installed::resolve(name, spec.recipe_fields()).map_err(|e| problem(e.to_string()))?;
     recipe.volume().map_err(|e| problem(e.to_string()))?;
     Ok(recipe)
 }
@@ -559,7 +552,7 @@ fn stage_models(
         .manifest
         .agents
         .get(&agent.name)
-        .and_then(|a| a.model.as_ref());
+        .and_then(|a| a.model());
     match agent.kind {
         AgentKind::Terminal | AgentKind::ComputerUse | AgentKind::Installed
             if !stage_models.is_empty() =>

@@ -452,10 +452,8 @@ fn compose_runtime(
 fn read_templates(pipeline: &Pipeline, problems: &mut Vec<Problem>) -> BTreeMap<String, String> {
     let mut templates = BTreeMap::new();
     for (name, spec) in &pipeline.manifest.agents {
-        for path in [&spec.system_prompt, &spec.user_prompt]
-            .into_iter()
-            .flatten()
-        {
+        let (system_prompt, user_prompt) = spec.prompts();
+        for path in [system_prompt, user_prompt].into_iter().flatten() {
             match std::fs::read_to_string(pipeline.base_dir.join(path)) {
                 Ok(text) => {
                     templates.insert(path.clone(), text);
@@ -514,7 +512,7 @@ fn gateway_route(
         .manifest
         .agents
         .get(&agent.name)
-        .map(|spec| spec.limits.clone())
+        .map(|spec| spec.limits().clone())
         .unwrap_or_default();
     Some(Arc::new(crate::gateway::Route {
         model: model.clone(),
@@ -680,7 +678,8 @@ fn model_plan(
     } else {
         None
     };
-    let render = |path: &Option<String>, default: &str, what: &str| {
+    let (system_prompt, user_prompt) = spec.prompts();
+    let render = |path: Option<&String>, default: &str, what: &str| {
         let (name, source) = match path {
             Some(path) => (
                 path.clone(),
@@ -697,7 +696,7 @@ fn model_plan(
     };
     Ok(crate::agent::ModelPlan {
         system_prompt: render(
-            &spec.system_prompt,
+            system_prompt,
             if computer.is_some() {
                 crate::agent::prompt::DEFAULT_COMPUTER_SYSTEM_PROMPT
             } else {
@@ -706,7 +705,7 @@ fn model_plan(
             "system",
         )?,
         user_prompt: render(
-            &spec.user_prompt,
+            user_prompt,
             crate::agent::prompt::DEFAULT_USER_PROMPT,
             "user",
         )?,
@@ -752,7 +751,7 @@ fn computer_plan(
     Ok(crate::agent::ComputerPlan {
         screen: (desktop.width, desktop.height),
         protocol,
-        safety: spec.safety_checks.unwrap_or_default(),
+        safety: spec.safety_checks().unwrap_or_default(),
     })
 }
 
