@@ -1,6 +1,9 @@
 //! Installed agents (`kind = "installed"`): the built-in catalog (`data/agents.toml`),
 //! recipes (a catalog entry with the pipeline's overrides, or a user's own), the install
-//! script and its content address, and the command a trial runs.
+//! script and its content address, and the command a trial runs; `setup` installs recipes
+//! on an engine and probes task images for them.
+
+pub(crate) mod setup;
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;

@@ -42,9 +42,9 @@ pub use trial::{CANCEL_GRACE, Grace};
 use pressure::{Pressure, PressureGate, Sampler, Starting};
 use resources::{Ledger, Verdict};
 
+use crate::agent::installed::setup::{self, Fitness, SetupError};
 use crate::env::{
-    BuildSpec, Credentials, Engine, EnvError, ImageUnfit, InstallSpec, Labels, OpenOptions,
-    ProbeSpec, Provider,
+    BuildSpec, Credentials, Engine, EnvError, ImageUnfit, Labels, OpenOptions, Provider,
 };
 use crate::events::{BuildOutcome, RunEvent, SkipReason, TrialIndex, TrialStatus, WaitReason};
 use crate::gateway::Gateway;
@@ -809,32 +809,15 @@ async fn install_agents(
             volume: install.volume.clone(),
         });
         let started = std::time::Instant::now();
-        let recipe = &install.recipe;
-        let (script, digest) = match (recipe.install_script(), recipe.digest()) {
-            (Ok(script), Ok(digest)) => (script, digest),
-            (Err(e), _) | (_, Err(e)) => {
-                return Err(RunError::Preflight(Problems::one(
-                    Problem::new(ProblemKind::TemplateDoesNotRender, e.to_string())
-                        .agent(install.agents.join(", ")),
-                )));
-            }
-        };
-        let volume_labels = labels.install(&recipe.agent, &digest);
-        let mut container_labels = volume_labels.clone();
-        container_labels.extend(labels.container("install", &recipe.agent));
-        let installed = engine
-            .install(&InstallSpec {
-                volume: &install.volume,
-                image: &recipe.installer_image,
-                target: &recipe.prefix,
-                script: &script,
-                marker: crate::agent::installed::COMPLETE_MARKER,
-                labels: &volume_labels,
-                container_labels: &container_labels,
-                timeout: INSTALL_TIMEOUT,
-                log: &store.install_log(&install.volume),
-            })
-            .await?;
+        let installed = setup::install(
+            engine,
+            &install.recipe,
+            &install.volume,
+            &labels,
+            &store.install_log(&install.volume),
+        )
+        .await
+        .map_err(|error| setup_error(error, None, &install.agents.join(", ")))?;
         let _ = events.send(RunEvent::InstallFinished {
             agents: install.agents.clone(),
             volume: install.volume.clone(),
@@ -934,80 +917,38 @@ async fn check_images(
         if !probed.insert((image.clone(), install.volume.clone())) {
             continue;
         }
-        let script = recipe.image_check_script().map_err(|e| {
-            RunError::Preflight(Problems::one(
-                Problem::new(ProblemKind::TemplateDoesNotRender, e.to_string())
-                    .task(planned.name.clone())
-                    .agent(plan.agents[agent].name.clone()),
-            ))
-        })?;
-        let container_labels = labels.container("check", &recipe.agent);
-        let output = engine
-            .probe(&ProbeSpec {
-                image: &image,
-                volume: &install.volume,
-                target: &recipe.prefix,
-                labels: &container_labels,
-                script: &script,
-                timeout: std::time::Duration::from_secs(120),
-            })
-            .await;
-        let unfit = |missing: String, fix: &str| {
-            RunError::Env(EnvError::ImageUnfit(Box::new(ImageUnfit {
+        let agent_name = &plan.agents[agent].name;
+        let fitness = setup::probe(engine, recipe, &image, &install.volume, labels)
+            .await
+            .map_err(|error| setup_error(error, Some(&planned.name), agent_name))?;
+        if let Fitness::Unfit { missing, fix } = fitness {
+            return Err(RunError::Env(EnvError::ImageUnfit(Box::new(ImageUnfit {
                 task: planned.name.clone(),
                 image: image.clone(),
-                agent: plan.agents[agent].name.clone(),
+                agent: agent_name.clone(),
                 missing,
                 fix: fix.to_string(),
-            })))
-        };
-        const GLIBC_IMAGE: &str = "build the task's image from a glibc-based x86-64 image \
-             (Debian, Ubuntu, Fedora; not Alpine, which is musl, nor scratch or distroless \
-             static): installed agents run from a shared volume whose binaries need glibc";
-        let output = match output {
-            Ok(output) => output,
-            Err(EnvError::Engine { message, .. }) => {
-                return Err(unfit(
-                    format!("a shell that starts (`/bin/sh -c` failed: {message})"),
-                    GLIBC_IMAGE,
-                ));
-            }
-            Err(error) => return Err(error.into()),
-        };
-        if output.stdout.contains("helios-fit") && output.exit_code == Some(0) {
-            continue;
+            }))));
         }
-        let said = output
-            .stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("helios-missing: "))
-            .map(str::to_string);
-        return Err(match said {
-            Some(missing) if missing.starts_with(crate::agent::installed::RUNTIME_MISSING) => {
-                unfit(
-                    missing,
-                    "use an image with a newer glibc (Debian 12 or Ubuntu 22.04 and later have \
-                     glibc 2.34 or newer, which every catalog runtime runs on)",
-                )
-            }
-            Some(missing) => unfit(missing, GLIBC_IMAGE),
-            None => unfit(
-                format!(
-                    "a `/bin/sh` and a `bash` that run (the check exited with {}: {})",
-                    output
-                        .exit_code
-                        .map_or_else(|| "no status".to_string(), |c| c.to_string()),
-                    output.stdout.trim()
-                ),
-                GLIBC_IMAGE,
-            ),
-        });
     }
     Ok(checked)
 }
 
-/// How long an installed agent's install may take.
-const INSTALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1200);
+/// The run's error for an install or probe that could not be done: a recipe that does not
+/// render is a pre-flight problem of its agent; the engine's failures are the engine's.
+fn setup_error(error: SetupError, task: Option<&str>, agent: &str) -> RunError {
+    match error {
+        SetupError::Template(e) => {
+            let problem =
+                Problem::new(ProblemKind::TemplateDoesNotRender, e.to_string()).agent(agent);
+            RunError::Preflight(Problems::one(match task {
+                Some(task) => problem.task(task),
+                None => problem,
+            }))
+        }
+        SetupError::Env(e) => RunError::Env(e),
+    }
+}
 
 /// Pulls the prebuilt images of trials that will run on a provider that builds images
 /// here; the ones that fail are returned.
