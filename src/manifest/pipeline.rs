@@ -611,3 +611,47 @@ pub struct Expect {
     #[schemars(range(min = 0.0, max = 1.0))]
     pub max_error_rate: Option<f64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_agent_takes_the_fields_of_its_kind_and_refuses_those_of_another() {
+        let command: AgentSpec =
+            serde_json::from_value(json!({"kind": "command", "command": "./run.sh", "model": "m"}))
+                .unwrap();
+        assert_eq!(command.kind(), AgentKind::Command);
+        assert_eq!(command.command().map(String::as_str), Some("./run.sh"));
+        assert_eq!(command.model().map(String::as_str), Some("m"));
+        for foreign in [
+            json!({"kind": "terminal", "command": "./run.sh"}),
+            json!({"kind": "oracle", "model": "m"}),
+            json!({"kind": "command", "command": "x", "agent": "codex"}),
+            json!({"kind": "installed", "agent": "codex", "system_prompt": "p.j2"}),
+        ] {
+            assert!(
+                serde_json::from_value::<AgentSpec>(foreign.clone()).is_err(),
+                "{foreign}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_agent_serializes_with_its_kind_and_only_the_fields_it_has() {
+        let agent = AgentSpec::Installed(InstalledAgent {
+            agent: Some("codex".into()),
+            model: Some("m".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            serde_json::to_value(&agent).unwrap(),
+            json!({"kind": "installed", "agent": "codex", "model": "m", "limits": {
+                "max_turns": null, "max_time": null, "timeout_per_turn": null,
+                "stop_on_tool_error": null, "max_tokens": null, "max_cost_usd": null,
+            }})
+        );
+    }
+}

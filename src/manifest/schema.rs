@@ -397,8 +397,9 @@ fn unknown_key(
                 Some((last, rest)) => format!("{tag}s {} and {last}", rest.join(", ")),
                 None => String::new(),
             };
+            // A known key in the wrong kind: a conflict, as `validate` always said.
             return Diagnostic::error(
-                Code::UnknownKey,
+                Code::Conflict,
                 file,
                 format!("`{}` of {tag} `{value}` takes no `{key}`", dotted(pointer)),
             )
