@@ -1410,3 +1410,66 @@ async fn a_cancel_on_a_wedged_engine_ends_within_the_grace_and_says_what_is_left
         ran.events
     );
 }
+
+/// The problems `Run::with_engines` finds in `path`'s pipeline; panics when the run opens.
+fn preflight_problems(path: &Path) -> Vec<Problem> {
+    let pipeline = load_pipeline(path)
+        .unwrap_or_else(|e| panic!("{}", e.report))
+        .value;
+    let plan = Plan::of(&pipeline).unwrap();
+    let engines = BTreeMap::from([(Provider::default(), Engine::new(FakeEngine::new(honest)))]);
+    match Run::with_engines(&pipeline, plan, ApplyOptions::default(), engines) {
+        Err(RunError::Preflight(problems)) => problems.0,
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("the run opened"),
+    }
+}
+
+#[test]
+fn pre_flight_problems_name_their_kind_task_agent_and_fix() {
+    let (_root, path) = project(
+        1,
+        "",
+        "[agents.cmd]\nkind = \"command\"\ncommand = \"true\"\n\
+         env = { TOKEN = \"${HELIOS_TEST_UNSET_TOKEN}\" }\n\
+         [[stages]]\nname = \"s\"\nagents = [\"cmd\"]\n",
+    );
+    let unset = preflight_problems(&path);
+    assert_eq!(unset.len(), 1, "{unset:#?}");
+    assert_eq!(
+        (
+            unset[0].kind,
+            unset[0].task.as_deref(),
+            unset[0].agent.as_deref()
+        ),
+        (ProblemKind::UnsetVariable, None, Some("cmd"))
+    );
+
+    let (root, path) = project(
+        1,
+        "",
+        "[models.m]\nid = \"scripted\"\nscript = \"script.yaml\"\n\
+         [agents.cu]\nkind = \"computer-use\"\nmodel = \"m\"\n\
+         [[stages]]\nname = \"s\"\nagents = [\"cu\"]\n",
+    );
+    write(
+        &root.path().join("script.yaml"),
+        "format: anthropic\nreplies:\n  - {id: m, type: message, role: assistant, content: [], \
+         stop_reason: end_turn, usage: {input_tokens: 1, output_tokens: 1}}\n",
+    );
+    let unfit = preflight_problems(&path);
+    assert_eq!(unfit.len(), 1, "{unfit:#?}");
+    assert_eq!(
+        (
+            unfit[0].kind,
+            unfit[0].task.as_deref(),
+            unfit[0].agent.as_deref()
+        ),
+        (ProblemKind::AgentUnfit, Some("t0"), Some("cu"))
+    );
+    let shown = RunError::Preflight(Problems::of(unfit)).to_string();
+    assert!(
+        shown.contains("has no desktop\n    hint: add `[environment.desktop]`"),
+        "{shown}"
+    );
+}
