@@ -141,8 +141,8 @@ pub enum RunError {
     #[error("the run cannot start:\n{0}")]
     Preflight(Problems),
     /// A provider the plan uses lacks its credentials on this host, or refused them.
-    #[error("the run cannot start:\n  - {}", .0.join("\n  - "))]
-    Credentials(Vec<String>),
+    #[error("the run cannot start:\n{0}")]
+    Credentials(Problems),
     #[error(transparent)]
     Env(#[from] EnvError),
     #[error("cannot write `{path}`")]
@@ -247,12 +247,13 @@ impl Run {
         events: &UnboundedSender<RunEvent>,
     ) -> Result<Run, RunError> {
         let host = host_lookup(&options);
-        let missing: Vec<String> = Provider::all()
+        let missing: Vec<Problem> = Provider::all()
             .filter(|p| plan.uses(*p))
             .filter_map(|p| (p.entry().missing_credentials)(&host))
+            .map(|message| Problem::new(ProblemKind::MissingCredentials, message))
             .collect();
         if !missing.is_empty() {
-            return Err(RunError::Credentials(missing));
+            return Err(RunError::Credentials(Problems::of(missing)));
         }
         // Problems that need no engine are found before connecting to one.
         let setups = prepare(pipeline, &plan, &host).map_err(RunError::Preflight)?;
@@ -633,7 +634,10 @@ async fn open_engines(
             continue;
         }
         let preflight = |error: EnvError| match error {
-            EnvError::Auth(message) => RunError::Credentials(vec![message]),
+            EnvError::Auth(message) => RunError::Credentials(Problems::one(Problem::new(
+                ProblemKind::MissingCredentials,
+                message,
+            ))),
             other => RunError::Env(other),
         };
         let engine = Engine::open(provider, &options, host)
@@ -711,8 +715,9 @@ async fn reap(
         Ok(count) => {
             let _ = events.send(RunEvent::Reaped { provider, count });
         }
+        // A refused key is the provider's credentials, as when opening it.
         Err(EnvError::Auth(message)) => {
-            return Err(RunError::Preflight(Problems::one(Problem::new(
+            return Err(RunError::Credentials(Problems::one(Problem::new(
                 ProblemKind::MissingCredentials,
                 message,
             ))));
