@@ -125,8 +125,16 @@ macro_rules! error_kinds {
 
 error_kinds! {
     // The environment (never the agent's fault).
-    DockerUnreachable = "docker_unreachable",
-    DockerError = "docker_error",
+    /// The provider's engine or API does not answer at all (dockerd not running). The
+    /// result's error names the provider; results written by
+    /// earlier versions say `docker_unreachable`, read as this.
+    #[serde(alias = "docker_unreachable")]
+    ProviderUnreachable = "provider_unreachable",
+    /// The provider's engine or API failed a call (after its retries) or did not answer
+    /// within its deadline. The result's error names the provider; results written by
+    /// earlier versions say `docker_error` or `daytona_error`, read as this.
+    #[serde(alias = "docker_error", alias = "daytona_error")]
+    ProviderError = "provider_error",
     BuildFailed = "build_failed",
     BuildTimeout = "build_timeout",
     /// An installed agent's install failed.
@@ -139,7 +147,6 @@ error_kinds! {
     IoError = "io_error",
     /// The provider's credentials are missing or were refused.
     Auth = "auth",
-    DaytonaError = "daytona_error",
     SandboxNotReady = "sandbox_not_ready",
     /// The task's healthcheck never passed: its environment was not ready.
     Unhealthy = "unhealthy",
@@ -182,15 +189,14 @@ impl ErrorKind {
     pub fn is_infrastructure(self) -> bool {
         matches!(
             self,
-            ErrorKind::DockerUnreachable
-                | ErrorKind::DockerError
+            ErrorKind::ProviderUnreachable
+                | ErrorKind::ProviderError
                 | ErrorKind::BuildFailed
                 | ErrorKind::BuildTimeout
                 | ErrorKind::InstallFailed
                 | ErrorKind::DesktopFailed
                 | ErrorKind::IoError
                 | ErrorKind::Auth
-                | ErrorKind::DaytonaError
                 | ErrorKind::SandboxNotReady
                 | ErrorKind::Unhealthy
         )
@@ -206,8 +212,8 @@ impl std::fmt::Display for ErrorKind {
 impl From<&EnvError> for ErrorKind {
     fn from(error: &EnvError) -> ErrorKind {
         match error {
-            EnvError::Unreachable(_) => ErrorKind::DockerUnreachable,
-            EnvError::Engine { .. } => ErrorKind::DockerError,
+            EnvError::Unreachable { .. } => ErrorKind::ProviderUnreachable,
+            EnvError::Engine { .. } | EnvError::NoAnswer { .. } => ErrorKind::ProviderError,
             EnvError::BuildFailed { .. } => ErrorKind::BuildFailed,
             EnvError::BuildTimeout { .. } => ErrorKind::BuildTimeout,
             EnvError::InstallFailed { .. } => ErrorKind::InstallFailed,
@@ -216,16 +222,9 @@ impl From<&EnvError> for ErrorKind {
             EnvError::Desktop(_) => ErrorKind::DesktopFailed,
             EnvError::Io { .. } => ErrorKind::IoError,
             EnvError::Auth(_) => ErrorKind::Auth,
-            EnvError::Daytona(_) => ErrorKind::DaytonaError,
             EnvError::NotReady { .. } => ErrorKind::SandboxNotReady,
             EnvError::Cancelled => ErrorKind::Cancelled,
             EnvError::Unhealthy { .. } | EnvError::ServiceFailed { .. } => ErrorKind::Unhealthy,
-            // The stable kinds name the engine on this machine `docker_error` and a remote
-            // provider's API `daytona_error`.
-            EnvError::NoAnswer { provider, .. } if provider.capabilities().runs_here => {
-                ErrorKind::DockerError
-            }
-            EnvError::NoAnswer { .. } => ErrorKind::DaytonaError,
         }
     }
 }
@@ -541,6 +540,18 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
             let back: ErrorKind = serde_json::from_str(&json).unwrap();
             assert_eq!(back, *kind);
+        }
+    }
+
+    #[test]
+    fn results_written_with_provider_named_kinds_read_as_the_neutral_ones() {
+        for (old, new) in [
+            ("docker_unreachable", ErrorKind::ProviderUnreachable),
+            ("docker_error", ErrorKind::ProviderError),
+            ("daytona_error", ErrorKind::ProviderError),
+        ] {
+            let kind: ErrorKind = serde_json::from_str(&format!("\"{old}\"")).unwrap();
+            assert_eq!(kind, new, "{old}");
         }
     }
 

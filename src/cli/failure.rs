@@ -44,7 +44,7 @@ pub(super) fn status_of<'a>(results: impl IntoIterator<Item = &'a TrialResult>) 
             // An infrastructure status is one whatever kind a newer helios recorded.
             let kind = match result.status {
                 TrialStatus::InfraError if !kind.is_some_and(ErrorKind::is_infrastructure) => {
-                    Some(ErrorKind::DockerError)
+                    Some(ErrorKind::ProviderError)
                 }
                 _ => kind,
             };

@@ -115,8 +115,8 @@ fn engine_error(e: bollard::errors::Error) -> EnvError {
         bollard::errors::Error::DockerResponseServerError {
             status_code,
             message,
-        } => EnvError::engine(format!("{message} (HTTP {status_code})")),
-        other => EnvError::engine(other.to_string()),
+        } => EnvError::engine(Provider::Docker, format!("{message} (HTTP {status_code})")),
+        other => EnvError::engine(Provider::Docker, other.to_string()),
     }
 }
 
@@ -125,10 +125,13 @@ impl DockerEngine {
     /// on an API version. `max_calls` bounds concurrent API calls.
     pub async fn connect(max_calls: usize) -> Result<DockerEngine, EnvError> {
         let docker = Docker::connect_with_local_defaults()
-            .map_err(|e| EnvError::Unreachable(e.to_string()))?;
+            .map_err(|e| EnvError::unreachable(Provider::Docker, e.to_string()))?;
         let docker = within("version", CALL_DEADLINE, async {
             docker.negotiate_version().await.map_err(|e| {
-                EnvError::Unreachable(format!("{e} (is dockerd running? is DOCKER_HOST right?)"))
+                EnvError::unreachable(
+                    Provider::Docker,
+                    format!("{e} (is dockerd running? is DOCKER_HOST right?)"),
+                )
             })
         })
         .await?;
@@ -136,7 +139,7 @@ impl DockerEngine {
             docker
                 .ping()
                 .await
-                .map_err(|e| EnvError::Unreachable(e.to_string()))
+                .map_err(|e| EnvError::unreachable(Provider::Docker, e.to_string()))
         })
         .await?;
         Ok(DockerEngine {
@@ -235,10 +238,13 @@ impl DockerEngine {
                     .find_map(first_host_of)
             });
         gateway.ok_or_else(|| {
-            EnvError::engine(format!(
-                "the Docker network `{name}` has no gateway address, so trial containers \
+            EnvError::engine(
+                Provider::Docker,
+                format!(
+                    "the Docker network `{name}` has no gateway address, so trial containers \
                  cannot reach the model gateway (is dockerd running with `--bridge=none`?)"
-            ))
+                ),
+            )
         })
     }
 
@@ -246,13 +252,18 @@ impl DockerEngine {
     /// container on the way out, another apply removing it) is waited for.
     async fn delete_network(&self, name: &str) -> Result<Removal, EnvError> {
         let call = format!("remove network {name}");
-        remove_idempotently(&format!("network `{name}`"), BUSY_PATIENCE, || async {
-            let _permit = self.permit().await;
-            within(&call, CALL_DEADLINE, async {
-                removal(self.docker.remove_network(name).await)
-            })
-            .await
-        })
+        remove_idempotently(
+            Provider::Docker,
+            &format!("network `{name}`"),
+            BUSY_PATIENCE,
+            || async {
+                let _permit = self.permit().await;
+                within(&call, CALL_DEADLINE, async {
+                    removal(self.docker.remove_network(name).await)
+                })
+                .await
+            },
+        )
         .await
     }
 
@@ -307,12 +318,17 @@ impl DockerEngine {
         let mut stream = self.docker.create_image(Some(options), None, None);
         within(&format!("pull {image}"), PULL_DEADLINE, async {
             while let Some(item) = stream.next().await {
-                let info = item
-                    .map_err(|e| EnvError::engine(format!("cannot pull image `{image}`: {e}")))?;
+                let info = item.map_err(|e| {
+                    EnvError::engine(
+                        Provider::Docker,
+                        format!("cannot pull image `{image}`: {e}"),
+                    )
+                })?;
                 if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-                    return Err(EnvError::engine(format!(
-                        "cannot pull image `{image}`: {detail}"
-                    )));
+                    return Err(EnvError::engine(
+                        Provider::Docker,
+                        format!("cannot pull image `{image}`: {detail}"),
+                    ));
                 }
             }
             Ok(())
@@ -368,6 +384,7 @@ impl DockerEngine {
                         status_code: 500..,
                         ..
                     } => EnvError::Engine {
+                        provider: Provider::Docker,
                         message: format!("building `{tag}` was cut off: {e}"),
                         source: Some(Arc::new(e)),
                     },
@@ -584,7 +601,7 @@ impl DockerEngine {
             .await?
         };
         let StartExecResults::Attached { mut output, .. } = started else {
-            return Err(EnvError::engine("exec did not attach"));
+            return Err(EnvError::engine(Provider::Docker, "exec did not attach"));
         };
         let mut result = ExecOutput::default();
         let mut stdout = Vec::new();
@@ -721,7 +738,7 @@ impl DockerEngine {
     ) -> Result<Removal, EnvError> {
         let call = format!("remove container {}", short(&container.id));
         let what = format!("container `{}`", short(&container.id));
-        remove_idempotently(&what, BUSY_PATIENCE, || async {
+        remove_idempotently(Provider::Docker, &what, BUSY_PATIENCE, || async {
             let options = RemoveContainerOptionsBuilder::default()
                 .force(true)
                 .v(true)
@@ -792,19 +809,24 @@ impl DockerEngine {
     /// use by a container on its way out (409, "conflict") is asked again for a while.
     pub async fn remove_image(&self, id: &str) -> Result<(), EnvError> {
         let call = format!("remove image {}", short(id));
-        remove_idempotently(&format!("image `{id}`"), IMAGE_PATIENCE, || async {
-            let options = RemoveImageOptionsBuilder::default().force(true).build();
-            let _permit = self.permit().await;
-            within(&call, CALL_DEADLINE, async {
-                removal(
-                    self.docker
-                        .remove_image(id, Some(options), None)
-                        .await
-                        .map(|_| ()),
-                )
-            })
-            .await
-        })
+        remove_idempotently(
+            Provider::Docker,
+            &format!("image `{id}`"),
+            IMAGE_PATIENCE,
+            || async {
+                let options = RemoveImageOptionsBuilder::default().force(true).build();
+                let _permit = self.permit().await;
+                within(&call, CALL_DEADLINE, async {
+                    removal(
+                        self.docker
+                            .remove_image(id, Some(options), None)
+                            .await
+                            .map(|_| ()),
+                    )
+                })
+                .await
+            },
+        )
         .await
         .map(|_| ())
     }
@@ -886,14 +908,19 @@ impl DockerEngine {
     /// way out (409) is waited for.
     pub(crate) async fn remove_volume(&self, name: &str) -> Result<(), EnvError> {
         let call = format!("remove volume {name}");
-        remove_idempotently(&format!("volume `{name}`"), BUSY_PATIENCE, || async {
-            let options = RemoveVolumeOptionsBuilder::default().force(true).build();
-            let _permit = self.permit().await;
-            within(&call, CALL_DEADLINE, async {
-                removal(self.docker.remove_volume(name, Some(options)).await)
-            })
-            .await
-        })
+        remove_idempotently(
+            Provider::Docker,
+            &format!("volume `{name}`"),
+            BUSY_PATIENCE,
+            || async {
+                let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+                let _permit = self.permit().await;
+                within(&call, CALL_DEADLINE, async {
+                    removal(self.docker.remove_volume(name, Some(options)).await)
+                })
+                .await
+            },
+        )
         .await
         .map(|_| ())
     }

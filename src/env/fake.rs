@@ -214,7 +214,10 @@ impl FakeHost {
         let mut removed = 0;
         for id in dead {
             let what = format!("container `{id}`");
-            if remove_idempotently(&what, BUSY_PATIENCE, || self.remove_once(&id)).await?
+            if remove_idempotently(FAKE_PROVIDER, &what, BUSY_PATIENCE, || {
+                self.remove_once(&id)
+            })
+            .await?
                 == Removal::Removed
             {
                 removed += 1;
@@ -344,10 +347,18 @@ impl FakeEngine {
     }
 }
 
+/// A failure of the fake's engine, as the provider it plays would report it.
+pub fn engine_error(message: impl Into<String>) -> EnvError {
+    EnvError::engine(FAKE_PROVIDER, message)
+}
+
+/// The provider the fake plays: a local engine.
+const FAKE_PROVIDER: Provider = Provider::Docker;
+
 #[async_trait]
 impl Environment for FakeEngine {
     fn provider(&self) -> Provider {
-        Provider::Docker
+        FAKE_PROVIDER
     }
 
     async fn image_exists(&self, _tag: &str) -> Result<bool, EnvError> {
@@ -568,7 +579,7 @@ impl Sandbox for FakeSandbox {
     }
 
     fn provider(&self) -> Provider {
-        Provider::Docker
+        FAKE_PROVIDER
     }
 
     fn makes_workdir(&self) -> bool {

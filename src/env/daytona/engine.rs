@@ -214,15 +214,18 @@ impl DaytonaEngine {
                 }
                 "error" | "destroyed" | "destroying" | "stopped" | "stopping" | "archived"
                 | "archiving" => {
-                    return Err(EnvError::Daytona(format!(
-                        "sandbox `{}` went to `{state}` instead of starting{}",
-                        sandbox.id,
-                        if reason.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {reason}")
-                        }
-                    )));
+                    return Err(EnvError::engine(
+                        Provider::Daytona,
+                        format!(
+                            "sandbox `{}` went to `{state}` instead of starting{}",
+                            sandbox.id,
+                            if reason.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {reason}")
+                            }
+                        ),
+                    ));
                 }
                 _ => {}
             }
@@ -247,14 +250,17 @@ impl DaytonaEngine {
             .api
             .url(&format!("sandbox/{id}"), &[("force", "true")])?;
         let failed = |e: &api::ApiError| match api::to_env("DELETE /sandbox", e) {
-            EnvError::Daytona(message) => EnvError::Daytona(format!(
-                "cannot delete sandbox `{id}`: {message} (it may still run and cost: delete \
+            EnvError::Engine { message, .. } => EnvError::engine(
+                Provider::Daytona,
+                format!(
+                    "cannot delete sandbox `{id}`: {message} (it may still run and cost: delete \
                  it in the Daytona dashboard, or with `helios gc --provider daytona`)"
-            )),
+                ),
+            ),
             other => other,
         };
         let what = format!("Daytona sandbox `{id}`");
-        remove_idempotently(&what, BUSY_PATIENCE, || async {
+        remove_idempotently(Provider::Daytona, &what, BUSY_PATIENCE, || async {
             let answer = self
                 .api
                 .call(

@@ -14,7 +14,7 @@ mod toolbox;
 
 use std::time::Duration;
 
-use super::EnvError;
+use super::{EnvError, Provider};
 use crate::env::DaytonaSettings;
 use crate::retry::RetryPolicy;
 
@@ -110,8 +110,9 @@ impl Config {
         let api_key = non_empty(host(KEY_VARIABLE))
             .ok_or_else(|| EnvError::Auth(missing_key(&|_| None).unwrap_or_default()))?;
         let api_url = non_empty(host(URL_VARIABLE)).unwrap_or_else(|| DEFAULT_API_URL.to_string());
-        reqwest::Url::parse(&api_url)
-            .map_err(|e| EnvError::Daytona(format!("`{api_url}` is not a URL: {e}")))?;
+        reqwest::Url::parse(&api_url).map_err(|e| {
+            EnvError::engine(Provider::Daytona, format!("`{api_url}` is not a URL: {e}"))
+        })?;
         let target =
             non_empty(settings.target.clone()).or_else(|| non_empty(host(TARGET_VARIABLE)));
         let retry = RetryPolicy {
@@ -194,7 +195,10 @@ mod tests {
                 &DaytonaSettings::default(),
                 &host(&[(KEY_VARIABLE, "k"), (URL_VARIABLE, "not a url")])
             ),
-            Err(EnvError::Daytona(_))
+            Err(EnvError::Engine {
+                provider: Provider::Daytona,
+                ..
+            })
         ));
     }
 

@@ -15,7 +15,7 @@ use reqwest::multipart::{Form, Part};
 
 use super::api::{ExecuteRequest, ExecuteResponse, Replay, ToolboxProxyUrl, to_env};
 use super::engine::{DaytonaEngine, RemoteSandbox};
-use crate::env::{EnvError, ExecOutput, ExecSpec, shell_quote, tarball};
+use crate::env::{EnvError, ExecOutput, ExecSpec, Provider, shell_quote, tarball};
 
 /// Most bytes of output kept from one command; the rest is cut.
 const OUTPUT_CAP: usize = 4 << 20;
@@ -128,11 +128,14 @@ impl DaytonaEngine {
             }
         };
         let response: ExecuteResponse = serde_json::from_slice(&body).map_err(|e| {
-            EnvError::Daytona(format!(
-                "the toolbox of sandbox `{}` answered a command with something else than \
+            EnvError::engine(
+                Provider::Daytona,
+                format!(
+                    "the toolbox of sandbox `{}` answered a command with something else than \
                  `{{exitCode, result}}`: {e}",
-                sandbox.id
-            ))
+                    sandbox.id
+                ),
+            )
         })?;
         let mut stdout = response.result;
         if stdout.len() > OUTPUT_CAP {
@@ -299,13 +302,16 @@ impl DaytonaEngine {
         if output.exit_code == Some(0) {
             return Ok(());
         }
-        Err(EnvError::Daytona(format!(
-            "{what} in sandbox `{}` failed (exit code {:?}): {} (hint: the image needs `tar`, \
+        Err(EnvError::engine(
+            Provider::Daytona,
+            format!(
+                "{what} in sandbox `{}` failed (exit code {:?}): {} (hint: the image needs `tar`, \
              `base64` and `bash`)",
-            sandbox.id,
-            output.exit_code,
-            output.stdout.trim()
-        )))
+                sandbox.id,
+                output.exit_code,
+                output.stdout.trim()
+            ),
+        ))
     }
 }
 
