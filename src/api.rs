@@ -388,7 +388,7 @@ impl AgentRunner {
         })?;
         let options = ApplyOptions {
             labels: self.labels.clone(),
-            daytona: self.credentials.clone(),
+            variables: self.credentials.clone().map(Into::into).unwrap_or_default(),
             ..ApplyOptions::default()
         };
         let run = session.open(options).await?;

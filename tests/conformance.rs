@@ -18,6 +18,7 @@ use std::time::Duration;
 use helios::env::fake::{FakeCall, FakeEngine, FakeReply};
 use helios::env::{
     DaytonaSettings, Engine, EnvError, EnvSpec, ExecSpec, Instance, OpenOptions, Provider,
+    ProviderSettings,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -109,9 +110,11 @@ async fn daytona(name: &str) -> Subject {
     let server = common::daytona::FakeDaytona::start(common::daytona::Faults::default()).await;
     let url = server.url.clone();
     let options = OpenOptions {
-        daytona: DaytonaSettings {
-            poll_interval_sec: Some(0.05),
-            ..DaytonaSettings::default()
+        settings: ProviderSettings {
+            daytona: DaytonaSettings {
+                poll_interval_sec: Some(0.05),
+                ..DaytonaSettings::default()
+            },
         },
         ..OpenOptions::default()
     };

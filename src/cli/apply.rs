@@ -122,7 +122,6 @@ pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
         retries: args.retries,
         labels: args.labels,
         concurrency: args.concurrency,
-        daytona: None,
         cpus: args.cpus,
         resources: args.resources,
         memory_mb: args.memory_mb,

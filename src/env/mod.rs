@@ -27,7 +27,7 @@ pub use engine::{
     BuildSpec, Collected, DEFAULT_DOCKER_CALLS, Engine, Environment, InstallSpec, Instance,
     OpenOptions, ProbeSpec, Sandbox,
 };
-pub use provider::{DaytonaSettings, Provider};
+pub use provider::{DaytonaSettings, HostVariables, Provider, ProviderSettings};
 pub use registry::{Builds, Capabilities};
 
 /// What went wrong with the environment itself (never the agent's fault).

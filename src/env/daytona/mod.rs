@@ -15,7 +15,7 @@ mod toolbox;
 use std::time::Duration;
 
 use super::{EnvError, Provider};
-use crate::env::DaytonaSettings;
+use crate::env::{DaytonaSettings, HostVariables};
 use crate::retry::RetryPolicy;
 
 #[cfg(feature = "daytona")]
@@ -40,12 +40,6 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Whether `name` is a variable these credentials stand for (set or not): such a
-    /// variable is never read from the host when credentials are given.
-    pub fn owns(&self, name: &str) -> bool {
-        [KEY_VARIABLE, URL_VARIABLE, TARGET_VARIABLE].contains(&name)
-    }
-
     /// The value these credentials give the `DAYTONA_*` variable `name`, if any.
     pub fn lookup(&self, name: &str) -> Option<String> {
         match name {
@@ -54,6 +48,17 @@ impl Credentials {
             TARGET_VARIABLE => self.target.clone(),
             _ => None,
         }
+    }
+}
+
+impl From<Credentials> for HostVariables {
+    /// The `DAYTONA_*` variables these credentials stand for, the unset ones included.
+    fn from(credentials: Credentials) -> HostVariables {
+        let mut variables = HostVariables::default();
+        for name in [KEY_VARIABLE, URL_VARIABLE, TARGET_VARIABLE] {
+            variables.give(name, credentials.lookup(name));
+        }
+        variables
     }
 }
 
