@@ -144,16 +144,14 @@ def _apply_spec(
     labels: Mapping[str, str] | None,
     locked: bool,
     fail_under: float | None,
-) -> str:
-    return json.dumps(
-        {
-            "pipeline": str(pipeline),
-            "output_dir": None if output_dir is None else str(output_dir),
-            "labels": {str(k): str(v) for k, v in (labels or {}).items()},
-            "locked": bool(locked),
-            "fail_under": None if fail_under is None else float(fail_under),
-        }
-    )
+) -> dict[str, Any]:
+    return {
+        "pipeline": str(pipeline),
+        "output_dir": None if output_dir is None else str(output_dir),
+        "labels": {str(k): str(v) for k, v in (labels or {}).items()},
+        "locked": bool(locked),
+        "fail_under": None if fail_under is None else float(fail_under),
+    }
 
 
 class ApplyStream(RunStream):
@@ -164,12 +162,11 @@ class ApplyStream(RunStream):
     there. Cancelling the task that iterates (or :meth:`cancel`) stops the run and
     removes its containers; the stream then says ``cancelling``."""
 
-    def __init__(self, spec: str) -> None:
-        super().__init__({}, RunContext())
-        self._apply_spec = spec
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec, RunContext())
 
     def _begin(self, spec: str, fd: int) -> Any:
-        return _native.start_apply_async(self._apply_spec, fd)
+        return _native.start_apply_async(spec, fd)
 
     def _finish(self, text: str) -> ApplyResult:
         return _apply_result(text)
@@ -201,7 +198,7 @@ def apply(
     Unmet expectations are not an exception: see ``ApplyResult.expectations_met`` and
     ``verdict``."""
     native = _native.start_apply_blocking(
-        _apply_spec(pipeline, output_dir, labels, locked, fail_under)
+        json.dumps(_apply_spec(pipeline, output_dir, labels, locked, fail_under))
     )
     if on_event is not None:
         try:

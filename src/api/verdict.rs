@@ -99,6 +99,64 @@ impl std::fmt::Display for Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::TrialIndex;
+    use crate::manifest::pipeline::Expect;
+    use crate::runner::TrialOutcome;
+    use crate::store::summary::Summary;
+
+    fn failed_trial() -> TrialResult {
+        let mut result: TrialResult = serde_json::from_str(include_str!(
+            "../../tests/fixtures/result-desktop-failed.json"
+        ))
+        .unwrap();
+        result.error = None;
+        result.status = TrialStatus::Failed;
+        result.reward = Some(0.0);
+        result
+    }
+
+    fn outcome(bar: Option<f64>) -> RunOutcome {
+        let result = failed_trial();
+        let expects: Vec<Expect> = bar
+            .map(|threshold| Expect {
+                min_mean_reward: Some(threshold),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect();
+        RunOutcome {
+            run_dir: "runs/p".into(),
+            summary: Summary::of("p", &[&result]).checked(&expects),
+            trials: vec![TrialOutcome {
+                index: TrialIndex(0),
+                dir: "runs/p/t".into(),
+                result,
+                ran_now: true,
+            }],
+            ran: 1,
+            already_done: 0,
+            gated_out: 0,
+            not_started: 0,
+            over_budget: 0,
+            spent_usd: 0.0,
+            cancelled: false,
+        }
+    }
+
+    #[test]
+    fn expectations_decide_over_the_agents_failures_and_a_cancel_over_everything() {
+        assert_eq!(Verdict::of_run(&outcome(None)), Verdict::TrialsFailed);
+        assert_eq!(Verdict::of_run(&outcome(Some(0.0))), Verdict::Passed);
+        assert_eq!(
+            Verdict::of_run(&outcome(Some(0.5))),
+            Verdict::ExpectationsNotMet
+        );
+        let mut over = outcome(Some(0.0));
+        over.over_budget = 1;
+        assert_eq!(Verdict::of_run(&over), Verdict::BudgetReached);
+        over.cancelled = true;
+        assert_eq!(Verdict::of_run(&over), Verdict::Cancelled);
+    }
 
     #[test]
     fn a_failed_desktop_is_infrastructure_for_every_front_end() {
