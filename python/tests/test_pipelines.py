@@ -136,3 +136,18 @@ def test_an_exception_in_on_event_cancels_the_run_and_propagates(scratch: Scratc
     # The run was cancelled and cleaned up (the fixture checks no container is left):
     # its trial is still to run.
     assert helios.plan(pipeline).to_run == 1
+
+    # A stream cancelled mid-run says so, as `helios apply` does on Ctrl-C.
+    async def cancelled() -> tuple[list[str], helios.ApplyResult]:
+        stream = helios.apply_stream(pipeline, labels=scratch.labels)
+        kinds = []
+        async for event in stream:
+            kinds.append(event.type)
+            if event.type == "trial_started":
+                stream.cancel()
+        return kinds, await stream.result()
+
+    kinds, outcome = asyncio.run(cancelled())
+    assert "cancelling" in kinds and kinds == [e["event"] for e in outcome.events], kinds
+    assert outcome.cancelled and outcome.verdict == "cancelled"
+    assert helios.plan(pipeline).to_run == 1

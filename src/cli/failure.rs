@@ -5,7 +5,7 @@
 use std::error::Error;
 
 use super::ExitStatus;
-use crate::api::{RunnerError, Verdict};
+use crate::api::{Classify, ErrorClass, RunnerError, Verdict};
 use crate::diagnostic::render;
 use crate::events::ErrorKind;
 use crate::runner::RunError;
@@ -54,7 +54,9 @@ pub(super) fn run_error(error: &RunError) -> ExitStatus {
     }
 }
 
-/// Prints why a one-task run could not start or finish, and its exit code.
+/// Prints why a one-task run could not start or finish, and its exit code: past the task's
+/// diagnostics and the run's own errors, a problem of helios or this machine (by its
+/// [`ErrorClass`]) is an infrastructure failure, any other one invalid input.
 pub(super) fn runner_error(error: &RunnerError, styled: bool) -> ExitStatus {
     match error {
         RunnerError::InvalidTask(e) => {
@@ -62,14 +64,14 @@ pub(super) fn runner_error(error: &RunnerError, styled: bool) -> ExitStatus {
             ExitStatus::Invalid
         }
         RunnerError::Run(e) => run_error(e),
-        #[cfg(feature = "viewer")]
-        RunnerError::Viewer(_) => {
-            print(error);
-            ExitStatus::Infrastructure
-        }
         _ => {
             print(error);
-            ExitStatus::Invalid
+            match error.class() {
+                ErrorClass::Helios => ExitStatus::Infrastructure,
+                ErrorClass::Task | ErrorClass::Environment | ErrorClass::Agent => {
+                    ExitStatus::Invalid
+                }
+            }
         }
     }
 }
