@@ -273,9 +273,11 @@ impl WaitReason {
     }
 }
 
-/// Something that happened during a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Something that happened during a run. Its kind (the `event` tag of its JSON) is
+/// `<&str>::from(&event)`; [`RunEvent::KINDS`] lists every kind.
+#[derive(Debug, Clone, PartialEq, Serialize, strum::IntoStaticStr, strum::VariantNames)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RunEvent {
     /// The run begins: how much there is to do.
     Started {
@@ -458,6 +460,16 @@ pub enum RunEvent {
     Finished,
 }
 
+impl RunEvent {
+    /// The name of every kind of event, as the `event` tag of their JSON says it.
+    pub const KINDS: &'static [&'static str] = <RunEvent as strum::VariantNames>::VARIANTS;
+
+    /// This event's kind, as the `event` tag of its JSON says it.
+    pub fn kind(&self) -> &'static str {
+        self.into()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BuildOutcome {
@@ -567,6 +579,28 @@ mod tests {
         assert!(kind.is_infrastructure());
         assert!(!ErrorKind::AgentTimeout.is_infrastructure());
         assert!(!ErrorKind::Cancelled.is_infrastructure());
+    }
+
+    #[test]
+    fn an_events_kind_is_the_tag_of_its_json() {
+        let events = [
+            RunEvent::Finished,
+            RunEvent::AgentTurn {
+                index: TrialIndex(0),
+                turn: 1,
+            },
+            RunEvent::WaitingForResources {
+                trials: 1,
+                builds: 0,
+                reason: None,
+            },
+        ];
+        for event in events {
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(json["event"], event.kind());
+            assert!(RunEvent::KINDS.contains(&event.kind()), "{}", event.kind());
+        }
+        assert!(RunEvent::KINDS.contains(&"tool_result"));
     }
 
     #[test]

@@ -352,6 +352,11 @@ pub fn engine_error(message: impl Into<String>) -> EnvError {
     EnvError::engine(FAKE_PROVIDER, message)
 }
 
+/// The fake's engine not answering at all, as the provider it plays would report it.
+pub fn unreachable_error(message: impl Into<String>) -> EnvError {
+    EnvError::unreachable(FAKE_PROVIDER, message)
+}
+
 /// The provider the fake plays: a local engine.
 const FAKE_PROVIDER: Provider = Provider::Docker;
 
