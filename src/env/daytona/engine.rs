@@ -369,6 +369,14 @@ impl Environment for DaytonaEngine {
                     .into(),
             ));
         }
+        // Nor an allowlist: a sandbox made without it would reach every host.
+        if spec.allowlist.is_some() {
+            return Err(EnvError::Unsupported(
+                "Daytona sandboxes cannot enforce `network_mode = \"allowlist\"`: run the task \
+                 with `provider = \"docker\"`"
+                    .into(),
+            ));
+        }
         let sandbox = self.create_sandbox(spec, cancel).await?;
         Ok(Instance::new(DaytonaInstance {
             engine: self.clone(),
