@@ -424,13 +424,16 @@ async fn a_killed_runs_sandbox_is_found_by_its_labels_and_reaped_and_a_live_runs
         .await;
     let killed_id = killed.id().to_string();
     drop(killed);
-    assert!(
-        (subject.left)().len() >= 2,
-        "both sandboxes exist before the reap"
-    );
 
-    let reaped = subject.engine.reap_dead_runs().await.unwrap();
-    assert!(reaped >= 1, "the killed run's `{killed_id}` was not reaped");
+    // Not a count of what this reap removed: on a shared Docker engine any apply starting
+    // meanwhile reaps the killed run too, and what it removed is not this call's.
+    subject.engine.reap_dead_runs().await.unwrap();
+    assert_eq!(
+        (subject.left)().len(),
+        1,
+        "the killed run's `{killed_id}` is reaped, the live run's `{}` kept",
+        alive.id()
+    );
     let out = alive.exec(&command("echo alive")).await.unwrap();
     assert_eq!(out.stdout, "alive\n", "the live run's sandbox was kept");
     alive.remove().await.unwrap();

@@ -81,6 +81,12 @@ impl DaytonaEngine {
         spec: &EnvSpec,
         cancel: &CancellationToken,
     ) -> Result<RemoteSandbox, EnvError> {
+        // A cancel that came first makes nothing. The race below cannot promise it: the
+        // create is polled first, and its first poll can carry a request to its answer
+        // (the conformance suite saw it under load, against a local server).
+        if cancel.is_cancelled() {
+            return Err(EnvError::Cancelled);
+        }
         let nonce = format!(
             "{}-{}-{}",
             std::process::id(),
