@@ -35,7 +35,7 @@ const IMAGE: &str = "debian:bookworm-slim";
 struct Subject {
     engine: Engine,
     spec: EnvSpec,
-    /// Sandboxes of this subject that still exist.
+    /// Sandboxes of this subject that still exist (and images it froze, where it can).
     left: Box<dyn Fn() -> Vec<String> + Send + Sync>,
     /// What must live as long as the subject (Daytona's fake server).
     _keep: Option<common::daytona::FakeDaytona>,
@@ -123,8 +123,11 @@ fn fake(name: &str) -> Subject {
         engine: Engine::new(engine),
         spec: spec(&unique(name)),
         left: Box::new(move || {
+            let record = live.record();
+            let images = record.frozen - record.images_removed;
             (0..live.live())
                 .map(|i| format!("fake sandbox {i}"))
+                .chain((0..images).map(|i| format!("fake frozen image {i}")))
                 .collect()
         }),
         _keep: None,
