@@ -371,8 +371,8 @@ pub struct ExecOutput {
     pub stderr: String,
     /// The deadline passed and the command was killed.
     pub timed_out: bool,
-    /// Bytes of output past [`OUTPUT_CAP`], dropped: a command's output is never kept
-    /// whole in memory, and a cut one says so here.
+    /// Bytes of output past [`OUTPUT_CAP`] (standard output and error together), dropped
+    /// rather than held in memory: 0 unless the output was cut.
     pub cut: u64,
 }
 
