@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use super::removal::{BUSY_PATIENCE, Removal, remove_idempotently};
 use super::{
     BuildSpec, Collected, EnvError, EnvSpec, Environment, ExecOutput, ExecSpec, HOST_LABEL,
-    InstallSpec, Instance, MANAGED_LABEL, Mount, PID_LABEL, ProbeSpec, Provider, RUN_LABEL,
-    Sandbox, tarball,
+    InstallSpec, Instance, MANAGED_LABEL, Mount, OUTPUT_CAP, PID_LABEL, ProbeSpec, Provider,
+    RUN_LABEL, Sandbox, tarball,
 };
 
 /// How long one engine call may go unanswered: nothing waits on a wedged daemon forever.
@@ -80,9 +80,6 @@ fn removal(answer: Result<(), bollard::errors::Error>) -> Result<Removal, EnvErr
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
-
-/// Most bytes of stdout (and of stderr) kept from one command; the rest is cut.
-const OUTPUT_CAP: usize = 4 << 20;
 
 /// Keeps the container alive until it is removed, and stops at once on SIGTERM.
 const KEEP_ALIVE: &str = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done";
@@ -606,13 +603,14 @@ impl DockerEngine {
         let mut result = ExecOutput::default();
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
+        let mut cut = 0;
         let collect = async {
             while let Some(chunk) = output.next().await {
-                match chunk.map_err(engine_error)? {
+                cut += match chunk.map_err(engine_error)? {
                     LogOutput::StdOut { message } => append_capped(&mut stdout, &message),
                     LogOutput::StdErr { message } => append_capped(&mut stderr, &message),
-                    _ => {}
-                }
+                    _ => 0,
+                };
             }
             Ok::<(), EnvError>(())
         };
@@ -640,6 +638,7 @@ impl DockerEngine {
         result.exit_code = inspected.exit_code;
         result.stdout = String::from_utf8_lossy(&stdout).into_owned();
         result.stderr = String::from_utf8_lossy(&stderr).into_owned();
+        result.cut = cut;
         Ok(result)
     }
 
@@ -1195,9 +1194,12 @@ fn last_lines(text: &str, count: usize) -> String {
     lines[lines.len().saturating_sub(count)..].join("\n")
 }
 
-fn append_capped(buffer: &mut Vec<u8>, bytes: &[u8]) {
+/// Appends what fits under [`OUTPUT_CAP`]; returns how many bytes did not.
+fn append_capped(buffer: &mut Vec<u8>, bytes: &[u8]) -> u64 {
     let room = OUTPUT_CAP.saturating_sub(buffer.len());
-    buffer.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    let kept = bytes.len().min(room);
+    buffer.extend_from_slice(&bytes[..kept]);
+    (bytes.len() - kept) as u64
 }
 
 /// Whether a process with this pid exists on this machine.

@@ -378,6 +378,10 @@ pub struct ExecSpec {
     pub user: Option<String>,
 }
 
+/// Most bytes of standard output (and of standard error) kept from one command, on every
+/// provider; the rest is dropped and counted in [`ExecOutput::cut`].
+pub const OUTPUT_CAP: usize = 4 << 20;
+
 /// What a command did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -386,6 +390,9 @@ pub struct ExecOutput {
     pub stderr: String,
     /// The deadline passed and the command was killed.
     pub timed_out: bool,
+    /// Bytes of output past [`OUTPUT_CAP`] (standard output and error together), dropped
+    /// rather than held in memory: 0 unless the output was cut.
+    pub cut: u64,
 }
 
 /// Labels on everything helios creates, so it can be found and removed.

@@ -81,6 +81,12 @@ impl DaytonaEngine {
         spec: &EnvSpec,
         cancel: &CancellationToken,
     ) -> Result<RemoteSandbox, EnvError> {
+        // A cancel that came first makes nothing. The race below cannot promise it: the
+        // create is polled first, and its first poll can carry a request to its answer
+        // (the conformance suite saw it under load, against a local server).
+        if cancel.is_cancelled() {
+            return Err(EnvError::Cancelled);
+        }
         let nonce = format!(
             "{}-{}-{}",
             std::process::id(),
@@ -372,6 +378,14 @@ impl Environment for DaytonaEngine {
             return Err(EnvError::Unsupported(
                 "Daytona sandboxes cannot run Compose environments: run the task with \
                  `provider = \"docker\"`"
+                    .into(),
+            ));
+        }
+        // Nor an allowlist: a sandbox made without it would reach every host.
+        if spec.allowlist.is_some() {
+            return Err(EnvError::Unsupported(
+                "Daytona sandboxes cannot enforce `network_mode = \"allowlist\"`: run the task \
+                 with `provider = \"docker\"`"
                     .into(),
             ));
         }

@@ -15,10 +15,7 @@ use reqwest::multipart::{Form, Part};
 
 use super::api::{ExecuteRequest, ExecuteResponse, Replay, ToolboxProxyUrl, to_env};
 use super::engine::{DaytonaEngine, RemoteSandbox};
-use crate::env::{EnvError, ExecOutput, ExecSpec, Provider, shell_quote, tarball};
-
-/// Most bytes of output kept from one command; the rest is cut.
-const OUTPUT_CAP: usize = 4 << 20;
+use crate::env::{EnvError, ExecOutput, ExecSpec, OUTPUT_CAP, Provider, shell_quote, tarball};
 
 /// The toolbox's timeout for a command without a deadline: a day.
 const NO_DEADLINE_SECS: u32 = 24 * 3600;
@@ -138,7 +135,8 @@ impl DaytonaEngine {
             )
         })?;
         let mut stdout = response.result;
-        if stdout.len() > OUTPUT_CAP {
+        let whole = stdout.len();
+        if whole > OUTPUT_CAP {
             let cut = (0..=OUTPUT_CAP)
                 .rev()
                 .find(|&i| stdout.is_char_boundary(i))
@@ -147,6 +145,7 @@ impl DaytonaEngine {
         }
         Ok(Some(ExecOutput {
             exit_code: Some(response.exit_code),
+            cut: (whole - stdout.len()) as u64,
             stdout,
             stderr: String::new(),
             timed_out: false,
