@@ -932,6 +932,7 @@ fn open_lease(setup: &TrialSetup, env: &TrialEnv<'_>, dir: &Path) -> Result<Opti
             route,
             dir.to_path_buf(),
             &setup.trial_id,
+            Some((env.events.clone(), TrialIndex(setup.index))),
         ))),
         Some(Err(problem)) => Err(problem.to_string()),
         None if setup.task.container.no_network => Err(format!(
