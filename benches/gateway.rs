@@ -109,6 +109,7 @@ fn main() {
             },
             scratch.path().join("forwarded"),
             "bench",
+            None,
         );
         let replies = vec![json!({"text": "The answer is 42."}); calls + 10];
         let script = Script::from_parts(Default::default(), replies).unwrap();
@@ -119,6 +120,7 @@ fn main() {
             },
             scratch.path().join("scripted"),
             "bench-scripted",
+            None,
         );
         let client = reqwest::Client::new();
         let through = format!("http://{}/v1/chat/completions", gateway.address());

@@ -46,12 +46,16 @@ use crate::store::RunStore;
 use crate::store::trial::{ErrorInfo, TrialResult};
 
 mod adhoc;
+pub mod error_class;
 pub mod plan_doc;
 mod prompt;
 pub mod session;
+pub mod verdict;
 pub use adhoc::{AdHoc, AdHocError, AdHocSource};
+pub use error_class::{Classify, ErrorClass};
 pub use prompt::{Agent, DEFAULT_AGENT_MODEL, Message, Role, Runner};
-pub use session::{OpenSession, PlanOptions, Session, SessionError};
+pub use session::{LockProblem, OpenSession, PlanOptions, Session, SessionError};
+pub use verdict::Verdict;
 
 /// How one run behaves. The defaults are those of the reference `RunConfig`.
 #[derive(Debug, Clone, PartialEq)]
@@ -391,7 +395,7 @@ impl AgentRunner {
         })?;
         let options = ApplyOptions {
             labels: self.labels.clone(),
-            daytona: self.credentials.clone(),
+            variables: self.credentials.clone().map(Into::into).unwrap_or_default(),
             ..ApplyOptions::default()
         };
         let run = session.open(options).await?;

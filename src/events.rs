@@ -125,8 +125,16 @@ macro_rules! error_kinds {
 
 error_kinds! {
     // The environment (never the agent's fault).
-    DockerUnreachable = "docker_unreachable",
-    DockerError = "docker_error",
+    /// The provider's engine or API does not answer at all (dockerd not running). The
+    /// result's error names the provider; results written by
+    /// earlier versions say `docker_unreachable`, read as this.
+    #[serde(alias = "docker_unreachable")]
+    ProviderUnreachable = "provider_unreachable",
+    /// The provider's engine or API failed a call (after its retries) or did not answer
+    /// within its deadline. The result's error names the provider; results written by
+    /// earlier versions say `docker_error` or `daytona_error`, read as this.
+    #[serde(alias = "docker_error", alias = "daytona_error")]
+    ProviderError = "provider_error",
     BuildFailed = "build_failed",
     BuildTimeout = "build_timeout",
     /// An installed agent's install failed.
@@ -139,7 +147,6 @@ error_kinds! {
     IoError = "io_error",
     /// The provider's credentials are missing or were refused.
     Auth = "auth",
-    DaytonaError = "daytona_error",
     SandboxNotReady = "sandbox_not_ready",
     /// The task's healthcheck never passed: its environment was not ready.
     Unhealthy = "unhealthy",
@@ -182,15 +189,14 @@ impl ErrorKind {
     pub fn is_infrastructure(self) -> bool {
         matches!(
             self,
-            ErrorKind::DockerUnreachable
-                | ErrorKind::DockerError
+            ErrorKind::ProviderUnreachable
+                | ErrorKind::ProviderError
                 | ErrorKind::BuildFailed
                 | ErrorKind::BuildTimeout
                 | ErrorKind::InstallFailed
                 | ErrorKind::DesktopFailed
                 | ErrorKind::IoError
                 | ErrorKind::Auth
-                | ErrorKind::DaytonaError
                 | ErrorKind::SandboxNotReady
                 | ErrorKind::Unhealthy
         )
@@ -206,8 +212,8 @@ impl std::fmt::Display for ErrorKind {
 impl From<&EnvError> for ErrorKind {
     fn from(error: &EnvError) -> ErrorKind {
         match error {
-            EnvError::Unreachable(_) => ErrorKind::DockerUnreachable,
-            EnvError::Engine { .. } => ErrorKind::DockerError,
+            EnvError::Unreachable { .. } => ErrorKind::ProviderUnreachable,
+            EnvError::Engine { .. } | EnvError::NoAnswer { .. } => ErrorKind::ProviderError,
             EnvError::BuildFailed { .. } => ErrorKind::BuildFailed,
             EnvError::BuildTimeout { .. } => ErrorKind::BuildTimeout,
             EnvError::InstallFailed { .. } => ErrorKind::InstallFailed,
@@ -216,16 +222,9 @@ impl From<&EnvError> for ErrorKind {
             EnvError::Desktop(_) => ErrorKind::DesktopFailed,
             EnvError::Io { .. } => ErrorKind::IoError,
             EnvError::Auth(_) => ErrorKind::Auth,
-            EnvError::Daytona(_) => ErrorKind::DaytonaError,
             EnvError::NotReady { .. } => ErrorKind::SandboxNotReady,
             EnvError::Cancelled => ErrorKind::Cancelled,
             EnvError::Unhealthy { .. } | EnvError::ServiceFailed { .. } => ErrorKind::Unhealthy,
-            // The stable kinds name the engine on this machine `docker_error` and a remote
-            // provider's API `daytona_error`.
-            EnvError::NoAnswer { provider, .. } if provider.capabilities().runs_here => {
-                ErrorKind::DockerError
-            }
-            EnvError::NoAnswer { .. } => ErrorKind::DaytonaError,
         }
     }
 }
@@ -274,9 +273,11 @@ impl WaitReason {
     }
 }
 
-/// Something that happened during a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Something that happened during a run. Its kind (the `event` tag of its JSON) is
+/// `<&str>::from(&event)`; [`RunEvent::KINDS`] lists every kind.
+#[derive(Debug, Clone, PartialEq, Serialize, strum::IntoStaticStr, strum::VariantNames)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RunEvent {
     /// The run begins: how much there is to do.
     Started {
@@ -459,6 +460,16 @@ pub enum RunEvent {
     Finished,
 }
 
+impl RunEvent {
+    /// The name of every kind of event, as the `event` tag of their JSON says it.
+    pub const KINDS: &'static [&'static str] = <RunEvent as strum::VariantNames>::VARIANTS;
+
+    /// This event's kind, as the `event` tag of its JSON says it.
+    pub fn kind(&self) -> &'static str {
+        self.into()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BuildOutcome {
@@ -545,6 +556,18 @@ mod tests {
     }
 
     #[test]
+    fn results_written_with_provider_named_kinds_read_as_the_neutral_ones() {
+        for (old, new) in [
+            ("docker_unreachable", ErrorKind::ProviderUnreachable),
+            ("docker_error", ErrorKind::ProviderError),
+            ("daytona_error", ErrorKind::ProviderError),
+        ] {
+            let kind: ErrorKind = serde_json::from_str(&format!("\"{old}\"")).unwrap();
+            assert_eq!(kind, new, "{old}");
+        }
+    }
+
+    #[test]
     fn an_error_kind_from_a_newer_helios_reads_as_unknown() {
         let kind: ErrorKind = serde_json::from_str("\"quota_exceeded\"").unwrap();
         assert_eq!(kind, ErrorKind::Unknown);
@@ -556,6 +579,28 @@ mod tests {
         assert!(kind.is_infrastructure());
         assert!(!ErrorKind::AgentTimeout.is_infrastructure());
         assert!(!ErrorKind::Cancelled.is_infrastructure());
+    }
+
+    #[test]
+    fn an_events_kind_is_the_tag_of_its_json() {
+        let events = [
+            RunEvent::Finished,
+            RunEvent::AgentTurn {
+                index: TrialIndex(0),
+                turn: 1,
+            },
+            RunEvent::WaitingForResources {
+                trials: 1,
+                builds: 0,
+                reason: None,
+            },
+        ];
+        for event in events {
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(json["event"], event.kind());
+            assert!(RunEvent::KINDS.contains(&event.kind()), "{}", event.kind());
+        }
+        assert!(RunEvent::KINDS.contains(&"tool_result"));
     }
 
     #[test]

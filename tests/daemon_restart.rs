@@ -76,7 +76,7 @@ fn a_docker_daemon_restart_mid_run_is_retried_and_the_run_completes() {
     assert!(
         retried
             .iter()
-            .all(|k| matches!(*k, "docker_error" | "docker_unreachable" | "io_error")),
+            .all(|k| matches!(*k, "provider_error" | "provider_unreachable" | "io_error")),
         "{retried:?}"
     );
     // Containers that could not be removed while the daemon was down are left stopped and

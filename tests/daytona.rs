@@ -249,7 +249,8 @@ async fn a_delete_that_fails_for_good_names_the_sandbox_and_gc_deletes_it() {
     let id = result["container"].as_str().unwrap();
     let errors = result["teardown_errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{result}");
-    assert_eq!(errors[0]["kind"], "daytona_error");
+    assert_eq!(errors[0]["kind"], "provider_error");
+    assert_eq!(errors[0]["provider"], "daytona");
     assert!(
         errors[0]["message"].as_str().unwrap().contains(id),
         "{result}"

@@ -64,11 +64,13 @@ async fn a_token_of_a_finished_trial_or_of_another_run_gets_401() {
         &route(scripted(vec![text_reply("hi", 1, 1)])),
         dir.path().join("t1"),
         "t1",
+        None,
     );
     let finished = gateway.open(
         &route(scripted(vec![text_reply("hi", 1, 1)])),
         dir.path().join("t2"),
         "t2",
+        None,
     );
     let finished_token = finished.token().to_string();
     finished.close();
@@ -106,7 +108,12 @@ async fn each_format_is_answered_streamed_and_not_and_every_call_is_recorded() {
     let replies = (1..=8)
         .map(|i| text_reply(&format!("reply {i}"), 10, 2))
         .collect();
-    let lease = gateway.open(&route(scripted(replies)), dir.path().to_path_buf(), "t");
+    let lease = gateway.open(
+        &route(scripted(replies)),
+        dir.path().to_path_buf(),
+        "t",
+        None,
+    );
 
     let (status, body) = post(&lease, "/v1/messages", anthropic_request(false)).await;
     assert_eq!(status, 200, "{body}");
@@ -230,7 +237,7 @@ async fn past_max_tokens_the_agent_gets_its_providers_error_and_the_limit_is_rep
             ..AgentLimits::default()
         },
     };
-    let lease = gateway.open(&limited, dir.path().to_path_buf(), "t");
+    let lease = gateway.open(&limited, dir.path().to_path_buf(), "t", None);
     let (status, _) = post(&lease, "/v1/messages", anthropic_request(false)).await;
     assert_eq!(
         status, 200,
@@ -264,7 +271,7 @@ async fn max_turns_counts_model_calls() {
             ..AgentLimits::default()
         },
     };
-    let lease = gateway.open(&limited, dir.path().to_path_buf(), "t");
+    let lease = gateway.open(&limited, dir.path().to_path_buf(), "t", None);
     let chat = json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]});
     assert_eq!(
         post(&lease, "/v1/chat/completions", chat.clone()).await.0,
@@ -342,13 +349,23 @@ async fn upstream_faults_are_retried_or_reach_the_agent_as_the_providers_error()
     let gateway = Gateway::start(LOOPBACK).await.unwrap();
     let chat = json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]});
 
-    let lease = gateway.open(&route(upstream(&server, 2)), dir.path().join("a"), "a");
+    let lease = gateway.open(
+        &route(upstream(&server, 2)),
+        dir.path().join("a"),
+        "a",
+        None,
+    );
     let (status, body) = post(&lease, "/v1/chat/completions", chat.clone()).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("after faults"), "{body}");
     lease.close();
 
-    let lease = gateway.open(&route(upstream(&server, 1)), dir.path().join("b"), "b");
+    let lease = gateway.open(
+        &route(upstream(&server, 1)),
+        dir.path().join("b"),
+        "b",
+        None,
+    );
     let (status, body) = post(&lease, "/v1/chat/completions", chat.clone()).await;
     assert_eq!(status, 500, "{body}");
     let error: Value = serde_json::from_str(&body).unwrap();
@@ -390,6 +407,7 @@ async fn token_counts_and_model_lists_are_answered_in_each_providers_shape() {
         &route(scripted(vec![text_reply("hi", 1, 1)])),
         dir.path().to_path_buf(),
         "t",
+        None,
     );
     let count = json!({"model": "m", "messages": [{"role": "user", "content": "Count these words please."}]});
     let (status, body) = post(&lease, "/v1/messages/count_tokens", count).await;
@@ -421,4 +439,82 @@ async fn token_counts_and_model_lists_are_answered_in_each_providers_shape() {
         "counts and lists are not model calls"
     );
     lease.close();
+}
+
+/// An installed agent's turns reach the run's events through the gateway, as helios's own
+/// model loop tells its own: the turn, its text, its tool calls, and each tool result once.
+#[tokio::test]
+async fn a_trials_model_turns_are_told_as_events_with_each_tool_result_once() {
+    use helios::events::TrialIndex;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(LOOPBACK).await.unwrap();
+    let replies = vec![
+        json!({"text": "I'll look.", "tool_calls": [{"name": "bash", "input": {"command": "ls"}}],
+               "usage": {"input_tokens": 10, "output_tokens": 5}}),
+        text_reply("Done.", 20, 2),
+        text_reply("Still done.", 20, 2),
+    ];
+    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let lease = gateway.open(
+        &route(scripted(replies)),
+        dir.path().to_path_buf(),
+        "t",
+        Some((sender, TrialIndex(7))),
+    );
+    let (status, body) = post(&lease, "/v1/messages", anthropic_request(false)).await;
+    assert_eq!(status, 200, "{body}");
+    let first: Value = serde_json::from_str(&body).unwrap();
+    let call = first["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|block| block["type"] == "tool_use")
+        .unwrap_or_else(|| panic!("{first}"))
+        .clone();
+    let follow_up = json!({
+        "model": "claude-anything",
+        "max_tokens": 100,
+        "messages": [
+            {"role": "user", "content": "Say hello."},
+            {"role": "assistant", "content": first["content"]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": call["id"], "content": "a.txt"}
+            ]},
+        ],
+    });
+    // The same conversation twice (an agent retrying a call): its result is told once.
+    for _ in 0..2 {
+        let (status, body) = post(&lease, "/v1/messages", follow_up.clone()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    lease.close();
+
+    let mut told = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        told.push(serde_json::to_value(&event).unwrap());
+    }
+    let kinds: Vec<&str> = told.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "agent_turn",
+            "agent_text",
+            "tool_call",
+            "tool_result",
+            "agent_turn",
+            "agent_text",
+            "agent_turn",
+            "agent_text"
+        ],
+        "{told:#?}"
+    );
+    assert!(told.iter().all(|e| e["index"] == 7), "{told:#?}");
+    assert_eq!(told[0]["turn"], 1);
+    assert_eq!(told[2]["name"], "bash");
+    assert_eq!(told[2]["input"], json!({"command": "ls"}));
+    assert_eq!(
+        (&told[3]["name"], &told[3]["output"]),
+        (&json!("bash"), &json!("a.txt"))
+    );
+    assert_eq!(told[6]["turn"], 3);
 }

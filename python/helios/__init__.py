@@ -13,13 +13,16 @@ The engine is helios's Rust library; see docs/python.md.
 """
 
 from ._pipeline import (
+    EVENT_KINDS,
     ApplyResult,
+    ApplyStream,
     PlannedTrial,
     PlanResult,
     TrialOutcome,
     Validation,
     apply,
     apply_async,
+    apply_stream,
     plan,
     validate,
 )
@@ -48,11 +51,13 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_AGENT_MODEL",
     "DEFAULT_MODEL",
+    "EVENT_KINDS",
     "SCRIPTED_MODELS_VARIABLE",
     "Agent",
     "AgentError",
     "AgentRunner",
     "ApplyResult",
+    "ApplyStream",
     "EnvironmentError",
     "Event",
     "HeliosError",
@@ -74,6 +79,7 @@ __all__ = [
     "Validation",
     "apply",
     "apply_async",
+    "apply_stream",
     "plan",
     "validate",
 ]

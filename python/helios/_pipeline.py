@@ -1,29 +1,38 @@
 """``helios.apply``, ``helios.plan`` and ``helios.validate``: the commands that work on
-pipelines, with their outcomes as Python objects instead of printed text."""
+pipelines, with their outcomes as Python objects instead of printed text. ``apply``
+streams the run's events as they happen (``on_event``, or ``async for`` over
+:func:`apply_stream`)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from . import _native
-from ._runner import StepResult
+from ._runner import Event, RunContext, RunStream, StepResult
 
 __all__ = [
+    "EVENT_KINDS",
     "ApplyResult",
+    "ApplyStream",
     "PlanResult",
     "PlannedTrial",
     "TrialOutcome",
     "Validation",
     "apply",
     "apply_async",
+    "apply_stream",
     "plan",
     "validate",
 ]
+
+
+EVENT_KINDS: tuple[str, ...] = tuple(_native.EVENT_KINDS)
+"""The name of every kind of event a run can emit, as the ``event`` key of its JSON (and
+``Event.data["event"]``) says it; read from the engine's event type."""
 
 
 @dataclass(frozen=True)
@@ -69,12 +78,27 @@ class ApplyResult:
     not_started: int
     spent_usd: float
     cancelled: bool
+    expectations_met: bool = True
+    """Whether every ``[[expect]]`` of the pipeline (and ``fail_under``) was met (true
+    without any); each check is in :attr:`expectations`."""
+    verdict: str = "passed"
+    """What the run comes to, as ``helios apply``'s exit code says it: ``passed`` (0),
+    ``trials_failed`` (4), ``infrastructure`` (5), ``expectations_not_met`` (6),
+    ``budget_reached`` (7) or ``cancelled`` (130). Expectations, when the pipeline has
+    some, decide over the agents' failures."""
     events: list[dict[str, Any]] = field(default_factory=list)
     """Every event of the run, in order, as JSON objects (``{"event": "trial_finished", ...}``)."""
 
     @property
     def passed(self) -> int:
         return int(self.summary.get("passed", 0))
+
+    @property
+    def expectations(self) -> list[dict[str, Any]]:
+        """Every check of every expectation, met or not (``selects``, ``group``,
+        ``metric``, ``threshold``, ``actual``, ``met``, ``shortfall``), as
+        ``summary.json`` records them."""
+        return list(self.summary.get("expectations", []))
 
 
 def _apply_result(text: str) -> ApplyResult:
@@ -108,8 +132,49 @@ def _apply_result(text: str) -> ApplyResult:
         not_started=data["not_started"],
         spent_usd=data["spent_usd"],
         cancelled=data["cancelled"],
+        expectations_met=data["expectations_met"],
+        verdict=data["verdict"],
         events=data.get("events", []),
     )
+
+
+def _apply_spec(
+    pipeline: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str] | None,
+    labels: Mapping[str, str] | None,
+    locked: bool,
+    fail_under: float | None,
+) -> dict[str, Any]:
+    return {
+        "pipeline": str(pipeline),
+        "output_dir": None if output_dir is None else str(output_dir),
+        "labels": {str(k): str(v) for k, v in (labels or {}).items()},
+        "locked": bool(locked),
+        "fail_under": None if fail_under is None else float(fail_under),
+    }
+
+
+class ApplyStream(RunStream):
+    """``helios apply`` in progress: ``async for event in stream`` gives every event of
+    the run as it happens, then ``await stream.result()`` its :class:`ApplyResult`. The
+    run starts with the first event (or the result) asked for; the pipeline is loaded,
+    checked and its lock file (``locked=True``) compared then, so an invalid one raises
+    there. Cancelling the task that iterates (or :meth:`cancel`) stops the run and
+    removes its containers; the stream then says ``cancelling``."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec, RunContext())
+
+    def _begin(self, spec: str, fd: int) -> Any:
+        return _native.start_apply_async(spec, fd)
+
+    def _finish(self, text: str) -> ApplyResult:
+        return _apply_result(text)
+
+    async def result(self) -> ApplyResult:  # type: ignore[override]
+        """Waits for the end of the run (every container removed) and returns what
+        ``helios apply`` did."""
+        return await super().result()
 
 
 def apply(
@@ -117,14 +182,49 @@ def apply(
     *,
     output_dir: str | os.PathLike[str] | None = None,
     labels: Mapping[str, str] | None = None,
+    locked: bool = False,
+    fail_under: float | None = None,
+    on_event: Callable[[Event], object] | None = None,
 ) -> ApplyResult:
     """Runs a pipeline as ``helios apply`` does, blocking without the GIL (Ctrl-C cancels
-    it). ``output_dir`` replaces the pipeline's own. An invalid pipeline raises
-    :class:`helios.TaskError` with its diagnostics; Docker unreachable,
-    :class:`helios.EnvironmentError`."""
-    out = None if output_dir is None else str(output_dir)
-    text = _native.apply(str(pipeline), out, {str(k): str(v) for k, v in (labels or {}).items()})
-    return _apply_result(text)
+    it). ``output_dir`` replaces the pipeline's own; ``locked=True`` runs only what the
+    run's lock file says (``--locked``); ``fail_under`` adds a bar every group's mean
+    reward must reach (``--fail-under``). ``on_event`` is called with each
+    :class:`~helios.Event` of the run as it happens, in this thread; an exception it raises
+    cancels the run and propagates once the run is cleaned up.
+
+    An invalid pipeline, or one that is not what its lock file says, raises
+    :class:`helios.TaskError`; Docker unreachable, :class:`helios.EnvironmentError`.
+    Unmet expectations are not an exception: see ``ApplyResult.expectations_met`` and
+    ``verdict``."""
+    native = _native.start_apply_blocking(
+        json.dumps(_apply_spec(pipeline, output_dir, labels, locked, fail_under))
+    )
+    if on_event is not None:
+        try:
+            while (text := native.next_event_blocking()) is not None:
+                on_event(Event._from_json(text))
+        except BaseException:
+            native.cancel()
+            try:
+                native.result_blocking()
+            except Exception:  # noqa: BLE001 - the callback's error is the one to raise
+                pass
+            raise
+    return _apply_result(native.result_blocking())
+
+
+def apply_stream(
+    pipeline: str | os.PathLike[str],
+    *,
+    output_dir: str | os.PathLike[str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    locked: bool = False,
+    fail_under: float | None = None,
+) -> ApplyStream:
+    """:func:`apply` for asyncio code, as a stream: ``async for event in
+    helios.apply_stream(...)``, then ``await stream.result()``."""
+    return ApplyStream(_apply_spec(pipeline, output_dir, labels, locked, fail_under))
 
 
 async def apply_async(
@@ -132,9 +232,23 @@ async def apply_async(
     *,
     output_dir: str | os.PathLike[str] | None = None,
     labels: Mapping[str, str] | None = None,
+    locked: bool = False,
+    fail_under: float | None = None,
+    on_event: Callable[[Event], object] | None = None,
 ) -> ApplyResult:
-    """:func:`apply` in a worker thread, for asyncio code."""
-    return await asyncio.to_thread(apply, pipeline, output_dir=output_dir, labels=labels)
+    """:func:`apply` for asyncio code: no thread is blocked while the run goes on, and
+    ``on_event`` is called in the event loop's thread. Cancelling the awaiting task stops
+    the run and removes its containers."""
+    stream = apply_stream(
+        pipeline, output_dir=output_dir, labels=labels, locked=locked, fail_under=fail_under
+    )
+    try:
+        async for event in stream:
+            if on_event is not None:
+                on_event(event)
+        return await stream.result()
+    finally:
+        await stream.aclose()
 
 
 @dataclass(frozen=True)

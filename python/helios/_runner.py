@@ -330,10 +330,18 @@ class RunStream:
         self.context = context
         """The run's :class:`RunContext`, kept current as events arrive."""
 
+    def _begin(self, spec: str, fd: int) -> Any:
+        """Starts the run in the engine (``fd`` is told when it is started)."""
+        return _native.start(spec, fd)
+
+    def _finish(self, text: str) -> Any:
+        """The run's result, from its JSON."""
+        return RunResult._from_json(text)
+
     async def _start(self) -> Any:
         if self._native is None:
             spec = json.dumps(self._spec)
-            self._native = await _wait(lambda fd: _native.start(spec, fd))
+            self._native = await _wait(lambda fd: self._begin(spec, fd))
             self.context.run_id = self._native.run_id
             self.context.started_at = time.monotonic()
         return self._native
@@ -368,7 +376,7 @@ class RunStream:
         """Waits for the end of the run (its container removed) and returns its result."""
         native = await self._start()
         try:
-            return RunResult._from_json(await _wait(native.result))
+            return self._finish(await _wait(native.result))
         except asyncio.CancelledError:
             await self._cancel_and_wait()
             raise

@@ -1,6 +1,7 @@
 //! `helios._native`: the Rust side of the Python package. It starts runs of
-//! [`helios::AgentRunner`] and [`helios::Runner`] on one shared tokio runtime and hands
-//! Python their events, results and errors as JSON text, which `helios/_runner.py` turns
+//! [`helios::AgentRunner`], [`helios::Runner`] and pipelines (a library [`Session`] with a
+//! [`PythonStream`] as its reporter) on one shared tokio runtime and hands Python their
+//! events as they happen, results and errors (classed by [`ErrorClass`]) as JSON text, which `helios/_runner.py` turns
 //! into dataclasses. Nothing here holds the GIL while a run works, and the engine's
 //! threads never call into Python: an awaitable is a [`Pending`] whose work runs on the
 //! tokio runtime and which, when done, writes a byte to a pipe the asyncio loop watches
@@ -21,14 +22,14 @@ use pyo3::prelude::*;
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tokio::sync::Mutex;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio_util::sync::CancellationToken;
 
 use helios::RunnerError;
 use helios::api::{Agent, AgentRunner, Message, Role, RunConfig, RunResult, RunStatus, Runner};
-use helios::api::{PlanOptions, Session, SessionError};
-use helios::events::RunEvent;
-use helios::runner::{ApplyOptions, RunError};
+use helios::api::{Classify, ErrorClass, LockProblem, PlanOptions, Session, SessionError, Verdict};
+use helios::events::{Reporter, RunEvent};
+use helios::runner::{ApplyOptions, RunOutcome};
 
 /// The one runtime every run of this process works on.
 fn runtime() -> &'static Runtime {
@@ -92,15 +93,25 @@ impl Pending {
     }
 }
 
-/// A Python exception to raise: the name of a class of `helios.errors` and its message.
+/// A Python exception to raise: a class of `helios.errors` and its message.
 #[derive(Debug, Clone)]
 struct Failure {
-    class: &'static str,
+    class: ErrorClass,
     message: String,
 }
 
+/// The class of `helios.errors` that stands for each class of the library's errors.
+fn exception_name(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Task => "TaskError",
+        ErrorClass::Environment => "EnvironmentError",
+        ErrorClass::Agent => "AgentError",
+        ErrorClass::Helios => "HeliosError",
+    }
+}
+
 impl Failure {
-    fn new(class: &'static str, message: impl Into<String>) -> Failure {
+    fn new(class: ErrorClass, message: impl Into<String>) -> Failure {
         let message: String = message.into();
         Failure {
             class,
@@ -108,11 +119,17 @@ impl Failure {
         }
     }
 
+    /// An error of the library, as its class says, with the message the command line
+    /// prints (its causes included).
+    fn of<E: Classify + std::error::Error + 'static>(error: &E) -> Failure {
+        Failure::new(error.class(), helios::api::error_chain(error))
+    }
+
     fn into_py(self) -> PyErr {
         Python::attach(|py| {
             let made = py
                 .import("helios.errors")
-                .and_then(|errors| errors.getattr(self.class))
+                .and_then(|errors| errors.getattr(exception_name(self.class)))
                 .and_then(|class| class.call1((self.message.clone(),)));
             match made {
                 Ok(instance) => PyErr::from_value(instance),
@@ -125,30 +142,12 @@ impl Failure {
 /// The exception for an error that stopped a run from starting or finishing, with the
 /// message the command line prints.
 fn failure(error: &RunnerError) -> Failure {
-    let class = match error {
-        RunnerError::InvalidTask(_) | RunnerError::Plan(_) | RunnerError::Sandbox(_) => "TaskError",
-        RunnerError::UnknownProvider(_) => "EnvironmentError",
-        RunnerError::UnknownAgent(_) | RunnerError::NeedsModel(_) => "AgentError",
-        RunnerError::Run(run) => run_error_class(run),
-        _ => "HeliosError",
-    };
-    Failure::new(class, error.message())
-}
-
-/// The exception class of a run's error, by its kind: a provider's problems (its engine,
-/// its credentials) are the environment's; the other checks before a run are the agent's
-/// (a missing model key, a prompt that does not render).
-fn run_error_class(error: &RunError) -> &'static str {
-    match error {
-        RunError::Env(_) | RunError::Credentials(_) => "EnvironmentError",
-        RunError::Write { .. } => "HeliosError",
-        RunError::Preflight(_) => "AgentError",
-    }
+    Failure::new(error.class(), error.message())
 }
 
 fn parse_error(error: serde_json::Error) -> Failure {
     Failure::new(
-        "HeliosError",
+        ErrorClass::Helios,
         format!("a malformed request from Python: {error}"),
     )
 }
@@ -242,7 +241,7 @@ impl Request {
                 let role = text(message, "role").unwrap_or_default();
                 let role = Role::parse(&role).ok_or_else(|| {
                     Failure::new(
-                        "AgentError",
+                        ErrorClass::Agent,
                         format!(
                             "a history message has the role `{role}` (hint: use `user` or `assistant`)"
                         ),
@@ -412,12 +411,9 @@ async fn start_run(spec: String) -> Result<NativeRun, Failure> {
             .map_err(|e| failure(&e))
     });
     let outcome = async move {
-        driver.await.unwrap_or_else(|_| {
-            Err(Failure::new(
-                "HeliosError",
-                "the run ended without a result",
-            ))
-        })
+        driver
+            .await
+            .unwrap_or_else(|_| Err(Failure::of(&RunnerError::NoResult)))
     }
     .boxed()
     .shared();
@@ -445,6 +441,16 @@ impl NativeRun {
         )
     }
 
+    /// The next event as JSON, or `None` when the run has no more, waiting without the
+    /// GIL (Ctrl-C cancels the run).
+    fn next_event_blocking(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        block_until(py, &self.outcome, &self.cancel, || {
+            let events = self.events.clone();
+            // Receiving is cancel-safe: a wait that timed out loses no event.
+            async move { events.lock().await.recv().await }
+        })
+    }
+
     /// The result as JSON, once the run is over (its container removed).
     fn result(&self, notify: RawFd) -> Pending {
         let outcome = self.outcome.clone();
@@ -466,19 +472,34 @@ impl NativeRun {
     }
 }
 
-/// Waits for `outcome` with the GIL released, looking for signals (Ctrl-C) a few times a
-/// second: on one, the run is cancelled and its cleanup awaited before the signal's
-/// exception is raised.
+/// Waits for `outcome` with the GIL released (Ctrl-C cancels the run).
 fn block(py: Python<'_>, outcome: Outcome, cancel: &CancellationToken) -> PyResult<String> {
+    block_until(py, &outcome, cancel, || outcome.clone())?.map_err(Failure::into_py)
+}
+
+/// Waits for what `wait` makes with the GIL released, looking for signals (Ctrl-C) a few
+/// times a second: on one, the run is cancelled and its cleanup (`outcome`) awaited
+/// before the signal's exception is raised. `wait`'s future must be safe to drop and make
+/// again.
+fn block_until<T, F>(
+    py: Python<'_>,
+    outcome: &Outcome,
+    cancel: &CancellationToken,
+    mut wait: impl FnMut() -> F,
+) -> PyResult<T>
+where
+    T: Send,
+    F: Future<Output = T> + Send,
+{
     let runtime = runtime();
     loop {
-        let waiting = outcome.clone();
+        let waiting = wait();
         let done = py.detach(|| {
             runtime
                 .block_on(async { tokio::time::timeout(Duration::from_millis(200), waiting).await })
         });
         match done {
-            Ok(result) => return result.map_err(Failure::into_py),
+            Ok(value) => return Ok(value),
             Err(_elapsed) => {
                 if let Err(signal) = py.check_signals() {
                     cancel.cancel();
@@ -509,32 +530,41 @@ fn run_blocking(py: Python<'_>, spec: String) -> PyResult<String> {
 
 /// Loads and plans a pipeline, as every front end does; an invalid one is a `TaskError`
 /// with the diagnostics.
-fn session(path: &Path, output_dir: Option<&str>) -> Result<Session, Failure> {
-    let options = PlanOptions {
-        output_dir: output_dir.map(PathBuf::from),
-        ..PlanOptions::default()
+fn session(path: &Path, options: &PlanOptions) -> Result<Session, Failure> {
+    let error = match Session::load(path, &Default::default(), options) {
+        Ok((session, _warnings)) => return Ok(session),
+        Err(error) => error,
     };
-    match Session::load(path, &Default::default(), &options) {
-        Ok((session, _warnings)) => Ok(session),
-        Err(SessionError::Invalid(e)) => Err(Failure::new(
-            "TaskError",
-            format!(
-                "{}`{}` is not valid; nothing was run",
-                helios::diagnostic::render::human(&e.report, false),
-                path.display()
-            ),
-        )),
-        Err(SessionError::Plan(e)) => Err(Failure::new(
-            "TaskError",
-            format!(
-                "cannot plan `{}`: {}",
-                path.display(),
-                helios::api::error_chain(&e)
-            ),
-        )),
-    }
+    let message = match &error {
+        SessionError::Invalid(e) => format!(
+            "{}`{}` is not valid; nothing was run",
+            helios::diagnostic::render::human(&e.report, false),
+            path.display()
+        ),
+        SessionError::Plan(e) => format!(
+            "cannot plan `{}`: {}",
+            path.display(),
+            helios::api::error_chain(e)
+        ),
+    };
+    Err(Failure::new(error.class(), message))
 }
 
+/// Why `locked=True` ran nothing, as `helios apply --locked` says it.
+fn lock_failure(problem: &LockProblem) -> Failure {
+    let mut message = String::new();
+    if let LockProblem::Differs(mismatches) = problem {
+        for mismatch in mismatches {
+            message.push_str(mismatch);
+            message.push('\n');
+        }
+    }
+    message.push_str(&format!("`locked=True`: {problem}; nothing was run"));
+    if let LockProblem::Missing(_) = problem {
+        message.push_str(" (hint: `helios plan --write-lock` writes one)");
+    }
+    Failure::new(problem.class(), message)
+}
 /// `helios validate PATH`: every diagnostic, as JSON (what `--format json` prints).
 #[pyfunction]
 fn validate(paths: Vec<PathBuf>) -> String {
@@ -555,34 +585,120 @@ fn validate(paths: Vec<PathBuf>) -> String {
 #[pyfunction]
 #[pyo3(signature = (path, output_dir=None))]
 fn plan(py: Python<'_>, path: PathBuf, output_dir: Option<String>) -> PyResult<String> {
-    let session = session(&path, output_dir.as_deref()).map_err(Failure::into_py)?;
+    let options = PlanOptions {
+        output_dir: output_dir.map(PathBuf::from),
+        ..PlanOptions::default()
+    };
+    let session = session(&path, &options).map_err(Failure::into_py)?;
     Ok(py.detach(|| runtime().block_on(helios::api::plan_doc::plan_json(&session))))
 }
 
-/// Runs a pipeline as `helios apply` does; the outcome as JSON.
-async fn apply_run(
-    path: PathBuf,
-    output_dir: Option<String>,
+/// What `helios.apply` asks for: `helios apply`'s pipeline and options.
+struct ApplyRequest {
+    pipeline: PathBuf,
+    planning: PlanOptions,
+    locked: bool,
     labels: BTreeMap<String, String>,
-    cancel: CancellationToken,
-) -> Result<String, Failure> {
-    let session = session(&path, output_dir.as_deref())?;
+}
+
+impl ApplyRequest {
+    fn parse(spec: &str) -> Result<ApplyRequest, Failure> {
+        let spec: Value = serde_json::from_str(spec).map_err(parse_error)?;
+        Ok(ApplyRequest {
+            pipeline: PathBuf::from(text(&spec, "pipeline").unwrap_or_default()),
+            planning: PlanOptions {
+                output_dir: text(&spec, "output_dir").map(PathBuf::from),
+                fail_under: spec.get("fail_under").and_then(Value::as_f64),
+                shard: None,
+            },
+            locked: spec["locked"].as_bool().unwrap_or(false),
+            labels: labels(&spec),
+        })
+    }
+}
+
+/// A Python stream is a reporter: each event, as JSON, goes to Python as it happens, and
+/// is kept for the result's `events`.
+struct PythonStream {
+    live: UnboundedSender<String>,
+    kept: Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Reporter for PythonStream {
+    fn event(&mut self, event: &RunEvent) {
+        let value = serde_json::to_value(event).unwrap_or(Value::Null);
+        // Python may have stopped reading: the result still has every event.
+        let _ = self.live.send(value.to_string());
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(value);
+    }
+}
+
+/// Loads, plans, checks (the lock file too, when asked) and opens the pipeline as
+/// `helios apply` does, then runs it with a [`PythonStream`] as its reporter.
+async fn start_apply(spec: String) -> Result<NativeRun, Failure> {
+    let request = ApplyRequest::parse(&spec)?;
+    let session = session(&request.pipeline, &request.planning)?;
+    if request.locked {
+        session.check_lock().map_err(|p| lock_failure(&p))?;
+    }
     let options = ApplyOptions {
-        labels,
+        labels: request.labels,
         ..ApplyOptions::default()
     };
-    let error = |e: RunError| Failure::new(run_error_class(&e), helios::api::error_chain(&e));
-    let open = session.open(options).await.map_err(error)?;
-    // Every event of the run, in order, for the result's `events`.
-    let (events, mut receiver) = unbounded_channel();
-    let outcome = open
-        .execute(vec![Box::new(events)], cancel)
-        .await
-        .map_err(error)?;
-    let mut said = Vec::new();
-    while let Ok(event) = receiver.try_recv() {
-        said.push(serde_json::to_value(&event).unwrap_or(Value::Null));
+    let open = session.open(options).await.map_err(|e| Failure::of(&e))?;
+    let run_id = open
+        .run_dir()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (live, receiver) = unbounded_channel();
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stream = PythonStream {
+        live,
+        kept: kept.clone(),
+    };
+    let cancel = CancellationToken::new();
+    // A cancelled run says so in its events, as `helios apply` does on Ctrl-C; the handle
+    // is weak, so that the stream still ends with the run.
+    let say = open.events();
+    let cancelled = cancel.clone();
+    tokio::spawn(async move {
+        cancelled.cancelled().await;
+        if let Some(events) = say.upgrade() {
+            let _ = events.send(RunEvent::Cancelling);
+        }
+    });
+    let token = cancel.clone();
+    let driver = tokio::spawn(async move {
+        let outcome = open
+            .execute(vec![Box::new(stream)], token)
+            .await
+            .map_err(|e| Failure::of(&e))?;
+        let events = std::mem::take(&mut *kept.lock().unwrap_or_else(|e| e.into_inner()));
+        Ok(apply_json(&outcome, events))
+    });
+    let outcome = async move {
+        driver
+            .await
+            .unwrap_or_else(|_| Err(Failure::of(&RunnerError::NoResult)))
     }
+    .boxed()
+    .shared();
+    Ok(NativeRun {
+        events: Arc::new(Mutex::new(receiver)),
+        outcome,
+        cancel,
+        viewer_url: None,
+        run_id,
+    })
+}
+
+/// A finished `apply` as JSON: its trials, summary (with the expectations checked), verdict
+/// and every event.
+fn apply_json(outcome: &RunOutcome, events: Vec<Value>) -> String {
     let trials: Vec<Value> = outcome
         .trials
         .iter()
@@ -595,7 +711,7 @@ async fn apply_run(
             result
         })
         .collect();
-    Ok(json!({
+    json!({
         "run_dir": outcome.run_dir,
         "trials": trials,
         "summary": outcome.summary,
@@ -604,35 +720,27 @@ async fn apply_run(
         "not_started": outcome.not_started,
         "spent_usd": outcome.spent_usd,
         "cancelled": outcome.cancelled,
-        "events": said,
+        "expectations_met": outcome.summary.expectations_met(),
+        "verdict": Verdict::of_run(outcome).as_str(),
+        "events": events,
     })
-    .to_string())
+    .to_string()
 }
 
-/// `helios apply PIPELINE`, waiting without the GIL (Ctrl-C cancels the run).
+/// Starts `helios apply`; it comes to a [`NativeRun`] once the run is open.
 #[pyfunction]
-#[pyo3(signature = (path, output_dir=None, labels=BTreeMap::new()))]
-fn apply(
-    py: Python<'_>,
-    path: PathBuf,
-    output_dir: Option<String>,
-    labels: BTreeMap<String, String>,
-) -> PyResult<String> {
-    let cancel = CancellationToken::new();
-    let runtime = runtime();
-    let outcome = apply_run(path, output_dir, labels, cancel.clone()).boxed();
-    let handle = runtime.spawn(outcome);
-    let outcome = async move {
-        handle.await.unwrap_or_else(|_| {
-            Err(Failure::new(
-                "HeliosError",
-                "the run ended without a result",
-            ))
-        })
-    }
-    .boxed()
-    .shared();
-    block(py, outcome, &cancel)
+fn start_apply_async(spec: String, notify: RawFd) -> Pending {
+    Pending::spawn(
+        async move { start_apply(spec).await.map(Ready::Run) },
+        notify,
+    )
+}
+
+/// Starts `helios apply`, waiting without the GIL until the run is open.
+#[pyfunction]
+fn start_apply_blocking(py: Python<'_>, spec: String) -> PyResult<NativeRun> {
+    py.detach(|| runtime().block_on(start_apply(spec)))
+        .map_err(Failure::into_py)
 }
 
 #[pymodule]
@@ -643,7 +751,9 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(run_blocking, module)?)?;
     module.add_function(wrap_pyfunction!(validate, module)?)?;
     module.add_function(wrap_pyfunction!(plan, module)?)?;
-    module.add_function(wrap_pyfunction!(apply, module)?)?;
+    module.add_function(wrap_pyfunction!(start_apply_async, module)?)?;
+    module.add_function(wrap_pyfunction!(start_apply_blocking, module)?)?;
     module.add("DEFAULT_AGENT_MODEL", helios::api::DEFAULT_AGENT_MODEL)?;
+    module.add("EVENT_KINDS", RunEvent::KINDS.to_vec())?;
     Ok(())
 }

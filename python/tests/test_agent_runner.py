@@ -84,7 +84,30 @@ async def test_streaming_yields_text_tool_call_and_tool_result_in_order(scratch:
     assert result.success
 
 
-async def test_a_catalog_agent_runs_with_scripted_replies_and_streams_its_events(
+# The kinds of event (`helios.EVENT_KINDS`, read from the engine's event type) that one
+# installed-agent trial run by `AgentRunner` on a healthy machine cannot emit, and why.
+# Every other kind must appear in its stream.
+NOT_FROM_ONE_INSTALLED_AGENT_TRIAL = {
+    "waiting_for_resources": "one trial waits only on a machine short of memory or CPUs",
+    "runs_alone": "only a trial that asks for more than the machine's whole budget",
+    "pull_failed": "only a task with a prebuilt `docker_image` (this one has a Dockerfile)",
+    "reaped": "only when dead runs left containers on this machine",
+    "reap_failed": "only when removing what dead runs left fails",
+    "engine_stalled": "only when the engine stops answering",
+    "engine_answered": "only after `engine_stalled`",
+    "build_started": "only when the image is not built yet (a warm machine has it cached)",
+    "build_retry": "only after a failed build",
+    "stage_gated": "only a stage with a gate; `AgentRunner` runs one stage without one",
+    "trial_step": "only a multi-step task",
+    "trial_retry": "only after an infrastructure failure",
+    "teardown_failed": "only when the container cannot be removed",
+    "create_abandoned": "only when a run is cancelled while the engine creates a container",
+    "cancelling": "only when a run is cancelled",
+    "trial_skipped": "only a trial done before, gated out, cancelled or over budget",
+}
+
+
+async def test_a_catalog_agent_runs_with_scripted_replies_and_streams_every_event_kind(
     scratch: Scratch,
 ) -> None:
     # The catalog's codex, installed once per machine (cached in a volume), calling the
@@ -97,11 +120,20 @@ async def test_a_catalog_agent_runs_with_scripted_replies_and_streams_its_events
         output_dir=scratch.out,
         labels=scratch.labels,
     ).stream()
-    types = [event.type async for event in stream]
+    kinds = [event.data["event"] async for event in stream]
     result = await stream.result()
-    assert result.success and result.reward == 1.0, (result, types)
-    assert types and len(stream.context.history) == len(types)
+    assert result.success and result.reward == 1.0, (result, kinds)
+    assert kinds and len(stream.context.history) == len(kinds)
     assert "codex" in str(result.output_dir)
+    # Every kind the trial can emit came through the stream, and nothing else did.
+    every = set(helios.EVENT_KINDS)
+    assert set(NOT_FROM_ONE_INSTALLED_AGENT_TRIAL) <= every, "an excluded kind is gone"
+    assert set(kinds) <= every, kinds
+    missing = every - set(NOT_FROM_ONE_INSTALLED_AGENT_TRIAL) - set(kinds)
+    assert not missing, (sorted(missing), kinds)
+    assert kinds[0] == "started" and kinds[-1] == "finished", kinds
+    phases = [e.data["phase"] for e in stream.context.history if e.type == "trial_phase"]
+    assert phases == ["environment", "agent", "verifier", "collect", "teardown"], phases
 
 
 async def test_max_turns_and_max_time_end_runs_with_their_status(scratch: Scratch) -> None:

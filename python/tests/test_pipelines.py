@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -51,23 +52,102 @@ def test_an_invalid_pipeline_is_a_task_error(tmp_path: Path) -> None:
         helios.plan(bad)
 
 
-def test_apply_returns_the_results_and_the_summary(scratch: Scratch) -> None:
+def test_apply_streams_every_event_live_checks_expectations_and_honours_the_lock(
+    scratch: Scratch,
+) -> None:
     pipeline = scratch.dir / "p.toml"
     pipeline.write_text(
         f'[pipeline]\nname = "py-apply"\noutput_dir = "runs"\n'
         f'[[tasks]]\npath = "{ROOT / "tasks" / "*"}"\ninclude = ["create-hello-file"]\n'
         '[[stages]]\nname = "sanity"\nagents = ["oracle", "nop"]\n'
+        '[[expect]]\nagent = "oracle"\nmin_mean_reward = 1.0\n'
     )
-    outcome = helios.apply(pipeline, labels=scratch.labels)
+    run_dir = scratch.dir / "runs" / "py-apply"
+    # `locked=True` with no lock file yet runs nothing, as `helios apply --locked` does.
+    with pytest.raises(helios.TaskError, match="has no lock file; nothing was run"):
+        helios.apply(pipeline, labels=scratch.labels, locked=True)
+    assert not run_dir.exists()
+
+    seen: list[helios.Event] = []
+    summary_written_at_start: list[bool] = []
+
+    def on_event(event: helios.Event) -> None:
+        seen.append(event)
+        if event.type == "trial_started":
+            # The run's summary is written at its end: an event delivered live comes
+            # before it, one collected and handed over at the end would come after.
+            summary_written_at_start.append((run_dir / "summary.json").exists())
+
+    outcome = helios.apply(pipeline, labels=scratch.labels, on_event=on_event)
+    assert summary_written_at_start == [False, False]
+    # Every event came to the callback, in the order of the result's complete list.
+    assert [e.data for e in seen] == outcome.events
+    kinds = [e["event"] for e in outcome.events]
+    assert kinds[0] == "started" and kinds[-1] == "finished", kinds
+    assert kinds.count("trial_started") == 2 and kinds.count("trial_finished") == 2, kinds
     assert outcome.ran == 2 and not outcome.cancelled
+    assert outcome.run_dir == run_dir and (run_dir / "summary.json").is_file()
     by_agent = {t.agent: t for t in outcome.trials}
     assert by_agent["oracle"].reward == 1.0 and by_agent["oracle"].success
     assert by_agent["nop"].reward == 0.0 and by_agent["nop"].status == "completed"
     assert outcome.summary["trials"] == 2 and outcome.summary["passed"] == 1
-    assert (outcome.run_dir / "summary.json").is_file()
-    # Every event of the run comes with it, in order: none is dropped.
-    kinds = [e["event"] for e in outcome.events]
-    assert "started" in kinds and kinds[-1] == "finished", kinds
-    assert kinds.count("trial_started") == 2 and kinds.count("trial_finished") == 2, kinds
-    again = helios.apply(pipeline, labels=scratch.labels)
+    # The pipeline's expectation is checked, as `helios apply` checks it (exit 0).
+    assert outcome.expectations_met and outcome.verdict == "passed"
+    assert [c["met"] for c in outcome.expectations] == [True], outcome.expectations
+
+    # The first apply wrote the lock file; `fail_under` adds a bar the nop group misses
+    # (`helios apply --locked --fail-under 0.5` exits 6).
+    again = helios.apply(pipeline, labels=scratch.labels, locked=True, fail_under=0.5)
     assert again.ran == 0 and again.already_done == 2
+    assert not again.expectations_met and again.verdict == "expectations_not_met"
+    missed = [c for c in again.expectations if not c["met"]]
+    assert len(missed) == 1 and "nop" in missed[0]["group"], again.expectations
+
+    # The asyncio form streams the same way (here, a run with everything done).
+    async def streamed() -> tuple[list[str], helios.ApplyResult]:
+        stream = helios.apply_stream(pipeline, labels=scratch.labels)
+        kinds = [event.type async for event in stream]
+        return kinds, await stream.result()
+
+    kinds, third = asyncio.run(streamed())
+    assert third.already_done == 2 and kinds == [e["event"] for e in third.events]
+    assert kinds.count("trial_skipped") == 2, kinds
+    called: list[str] = []
+    fourth = asyncio.run(
+        helios.apply_async(pipeline, labels=scratch.labels, on_event=lambda e: called.append(e.type))
+    )
+    assert called == [e["event"] for e in fourth.events] and fourth.verdict == "passed"
+
+
+def test_an_exception_in_on_event_cancels_the_run_and_propagates(scratch: Scratch) -> None:
+    pipeline = scratch.dir / "p.toml"
+    pipeline.write_text(
+        '[pipeline]\nname = "py-apply-stop"\noutput_dir = "runs"\n'
+        f'[[tasks]]\npath = "{ROOT / "tasks" / "*"}"\ninclude = ["create-hello-file"]\n'
+        '[[stages]]\nname = "sanity"\nagents = ["nop"]\n'
+    )
+
+    def stop(event: helios.Event) -> None:
+        if event.type == "trial_started":
+            raise KeyError("enough")
+
+    with pytest.raises(KeyError, match="enough"):
+        helios.apply(pipeline, labels=scratch.labels, on_event=stop)
+    # The run was cancelled and cleaned up (the fixture checks no container is left):
+    # its trial is still to run.
+    assert helios.plan(pipeline).to_run == 1
+
+    # A stream cancelled mid-run says so, as `helios apply` does on Ctrl-C.
+    async def cancelled() -> tuple[list[str], helios.ApplyResult]:
+        stream = helios.apply_stream(pipeline, labels=scratch.labels)
+        kinds = []
+        async for event in stream:
+            kinds.append(event.type)
+            if event.type == "trial_started":
+                stream.cancel()
+        return kinds, await stream.result()
+
+    kinds, outcome = asyncio.run(cancelled())
+    assert "cancelling" in kinds and kinds == [e["event"] for e in outcome.events], kinds
+    assert outcome.cancelled and outcome.verdict == "cancelled"
+    assert helios.plan(pipeline).to_run == 1

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::model_loop::{Handled, Toolbox};
 use crate::env::Instance;
-use crate::env::{EnvError, ExecSpec};
+use crate::env::{EnvError, ExecSpec, OUTPUT_CAP};
 use crate::model::{ToolCall, ToolResult, ToolSpec};
 
 /// Most characters of a command's output shown to the model: the head and the tail.
@@ -116,7 +116,16 @@ impl Bash<'_> {
             }
             text.push_str(&output.stderr);
         }
-        let text = truncate_middle(&text, OUTPUT_LIMIT);
+        let mut text = truncate_middle(&text, OUTPUT_LIMIT);
+        // The environment kept only the first OUTPUT_CAP bytes: the tail shown is not the
+        // end of what the command printed, and the model should know it.
+        if output.cut > 0 {
+            text.push_str(&format!(
+                "\n[... and {} more bytes past the {} MiB of output kept were dropped]",
+                output.cut,
+                OUTPUT_CAP >> 20
+            ));
+        }
         if output.timed_out {
             let seconds = deadline.as_secs_f64();
             return Ok((
@@ -149,6 +158,36 @@ pub fn truncate_middle(text: &str, limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::fake::{FakeEngine, FakeReply};
+    use crate::env::{Engine, EnvSpec};
+
+    #[tokio::test]
+    async fn output_cut_at_the_environments_cap_is_said_to_the_model() {
+        let engine = Engine::new(FakeEngine::new(|_| FakeReply {
+            stdout: "y\n".repeat(OUTPUT_CAP / 2 + 500),
+            ..FakeReply::ok()
+        }));
+        let instance = engine
+            .create(&EnvSpec::default(), &Default::default())
+            .await
+            .unwrap();
+        let bash = Bash {
+            instance: &instance,
+            workdir: None,
+            env: BTreeMap::new(),
+            user: None,
+        };
+        let (text, is_error) = bash
+            .bash(&json!({"command": "yes"}), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(!is_error);
+        assert!(
+            text.ends_with("[... and 1000 more bytes past the 4 MiB of output kept were dropped]"),
+            "{}",
+            &text[text.len() - 200..]
+        );
+    }
 
     #[test]
     fn long_output_keeps_head_and_tail() {

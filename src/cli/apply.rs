@@ -6,6 +6,7 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
 use super::{ExitStatus, failure};
+use crate::api::Verdict;
 use crate::api::session::{LockProblem, PlanOptions, Session, SessionError};
 use crate::dataset::Cache;
 use crate::diagnostic::render;
@@ -122,7 +123,6 @@ pub(super) async fn run(args: ApplyArgs<'_>) -> ExitStatus {
         retries: args.retries,
         labels: args.labels,
         concurrency: args.concurrency,
-        daytona: None,
         cpus: args.cpus,
         resources: args.resources,
         memory_mb: args.memory_mb,
@@ -219,31 +219,23 @@ fn conclude(outcome: Result<runner::RunOutcome, RunError>) -> ExitStatus {
                 },
                 outcome.run_dir.display()
             );
-            let gated = !outcome.summary.expectations.is_empty();
             if outcome.over_budget > 0 {
                 eprintln!(
                     "budget reached: ${:.4} spent, {} trial(s) not started; finished results are kept and `helios apply` again resumes",
                     outcome.spent_usd, outcome.over_budget
                 );
             }
-            if outcome.cancelled {
-                eprintln!(
+            let verdict = Verdict::of_run(&outcome);
+            match verdict {
+                Verdict::Cancelled => eprintln!(
                     "interrupted: finished results are kept; `helios apply` again runs the rest"
-                );
-                ExitStatus::Interrupted
-            } else if failure::status_of(outcome.results()) == ExitStatus::Infrastructure {
-                ExitStatus::Infrastructure
-            } else if !outcome.summary.expectations_met() {
-                eprintln!("expectations not met (see above); exit 6");
-                ExitStatus::ExpectationFailed
-            } else if outcome.over_budget > 0 {
-                ExitStatus::BudgetReached
-            } else if gated {
-                // Expectations decide: an agent's failures are what they measure.
-                ExitStatus::Success
-            } else {
-                failure::status_of(outcome.results())
+                ),
+                Verdict::ExpectationsNotMet => {
+                    eprintln!("expectations not met (see above); exit 6");
+                }
+                _ => {}
             }
+            failure::exit_status(verdict)
         }
         Err(error) => failure::run_error(&error),
     }

@@ -5,9 +5,9 @@
 use std::error::Error;
 
 use super::ExitStatus;
-use crate::api::RunnerError;
+use crate::api::{Classify, ErrorClass, RunnerError, Verdict};
 use crate::diagnostic::render;
-use crate::events::{ErrorKind, TrialStatus};
+use crate::events::ErrorKind;
 use crate::runner::RunError;
 use crate::store::trial::TrialResult;
 
@@ -22,44 +22,27 @@ pub(super) fn print(error: &(dyn Error + 'static)) {
     eprintln!("{}", chain(error));
 }
 
-/// What one trial's ending comes to: an error of an infrastructure kind is an
-/// infrastructure failure whatever the command; another failure is the agent's.
+/// What one trial's ending comes to (as [`Verdict::of_trial`] says).
 pub(super) fn status_of_trial(failed: bool, kind: Option<ErrorKind>) -> ExitStatus {
-    if kind.is_some_and(ErrorKind::is_infrastructure) {
-        ExitStatus::Infrastructure
-    } else if failed {
-        ExitStatus::TrialsFailed
-    } else {
-        ExitStatus::Success
-    }
+    exit_status(Verdict::of_trial(failed, kind))
 }
 
-/// What the trials' results come to: an infrastructure failure wins over an agent's,
-/// which wins over success. Cancelled trials are the caller's to report.
+/// What the trials' results come to (as [`Verdict::of_results`] says). Cancelled trials
+/// are the caller's to report.
 pub(super) fn status_of<'a>(results: impl IntoIterator<Item = &'a TrialResult>) -> ExitStatus {
-    results
-        .into_iter()
-        .map(|result| {
-            let kind = result.error.as_ref().map(|e| e.kind);
-            // An infrastructure status is one whatever kind a newer helios recorded.
-            let kind = match result.status {
-                TrialStatus::InfraError if !kind.is_some_and(ErrorKind::is_infrastructure) => {
-                    Some(ErrorKind::DockerError)
-                }
-                _ => kind,
-            };
-            let failed = matches!(
-                result.status,
-                TrialStatus::Failed | TrialStatus::TimedOut | TrialStatus::InfraError
-            );
-            status_of_trial(failed, kind)
-        })
-        .max_by_key(|status| match status {
-            ExitStatus::Infrastructure => 2,
-            ExitStatus::TrialsFailed => 1,
-            _ => 0,
-        })
-        .unwrap_or(ExitStatus::Success)
+    exit_status(Verdict::of_results(results))
+}
+
+/// The exit code of what a run or its trials came to.
+pub(super) fn exit_status(verdict: Verdict) -> ExitStatus {
+    match verdict {
+        Verdict::Passed => ExitStatus::Success,
+        Verdict::TrialsFailed => ExitStatus::TrialsFailed,
+        Verdict::Infrastructure => ExitStatus::Infrastructure,
+        Verdict::ExpectationsNotMet => ExitStatus::ExpectationFailed,
+        Verdict::BudgetReached => ExitStatus::BudgetReached,
+        Verdict::Cancelled => ExitStatus::Interrupted,
+    }
 }
 
 /// Prints why a run could not start or go on, and its exit code.
@@ -71,7 +54,9 @@ pub(super) fn run_error(error: &RunError) -> ExitStatus {
     }
 }
 
-/// Prints why a one-task run could not start or finish, and its exit code.
+/// Prints why a one-task run could not start or finish, and its exit code: past the task's
+/// diagnostics and the run's own errors, a problem of helios or this machine (by its
+/// [`ErrorClass`]) is an infrastructure failure, any other one invalid input.
 pub(super) fn runner_error(error: &RunnerError, styled: bool) -> ExitStatus {
     match error {
         RunnerError::InvalidTask(e) => {
@@ -79,14 +64,14 @@ pub(super) fn runner_error(error: &RunnerError, styled: bool) -> ExitStatus {
             ExitStatus::Invalid
         }
         RunnerError::Run(e) => run_error(e),
-        #[cfg(feature = "viewer")]
-        RunnerError::Viewer(_) => {
-            print(error);
-            ExitStatus::Infrastructure
-        }
         _ => {
             print(error);
-            ExitStatus::Invalid
+            match error.class() {
+                ErrorClass::Helios => ExitStatus::Infrastructure,
+                ErrorClass::Task | ErrorClass::Environment | ErrorClass::Agent => {
+                    ExitStatus::Invalid
+                }
+            }
         }
     }
 }
@@ -105,6 +90,7 @@ pub(super) fn merge_error(error: &crate::plan::merge::MergeError) -> ExitStatus 
 mod tests {
     use super::*;
     use crate::env::EnvError;
+    use crate::events::TrialStatus;
 
     #[test]
     fn an_error_prints_each_cause_once() {

@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use super::removal::{BUSY_PATIENCE, Removal, remove_idempotently};
 use super::{
     BuildSpec, Collected, EnvError, EnvSpec, Environment, ExecOutput, ExecSpec, HOST_LABEL,
-    InstallSpec, Instance, MANAGED_LABEL, Mount, PID_LABEL, ProbeSpec, Provider, RUN_LABEL,
-    Sandbox, tarball,
+    InstallSpec, Instance, MANAGED_LABEL, Mount, OUTPUT_CAP, PID_LABEL, ProbeSpec, Provider,
+    RUN_LABEL, Sandbox, tarball,
 };
 
 /// How long one engine call may go unanswered: nothing waits on a wedged daemon forever.
@@ -81,9 +81,6 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-/// Most bytes of stdout (and of stderr) kept from one command; the rest is cut.
-const OUTPUT_CAP: usize = 4 << 20;
-
 /// Keeps the container alive until it is removed, and stops at once on SIGTERM.
 const KEEP_ALIVE: &str = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done";
 
@@ -115,8 +112,8 @@ fn engine_error(e: bollard::errors::Error) -> EnvError {
         bollard::errors::Error::DockerResponseServerError {
             status_code,
             message,
-        } => EnvError::engine(format!("{message} (HTTP {status_code})")),
-        other => EnvError::engine(other.to_string()),
+        } => EnvError::engine(Provider::Docker, format!("{message} (HTTP {status_code})")),
+        other => EnvError::engine(Provider::Docker, other.to_string()),
     }
 }
 
@@ -125,10 +122,13 @@ impl DockerEngine {
     /// on an API version. `max_calls` bounds concurrent API calls.
     pub async fn connect(max_calls: usize) -> Result<DockerEngine, EnvError> {
         let docker = Docker::connect_with_local_defaults()
-            .map_err(|e| EnvError::Unreachable(e.to_string()))?;
+            .map_err(|e| EnvError::unreachable(Provider::Docker, e.to_string()))?;
         let docker = within("version", CALL_DEADLINE, async {
             docker.negotiate_version().await.map_err(|e| {
-                EnvError::Unreachable(format!("{e} (is dockerd running? is DOCKER_HOST right?)"))
+                EnvError::unreachable(
+                    Provider::Docker,
+                    format!("{e} (is dockerd running? is DOCKER_HOST right?)"),
+                )
             })
         })
         .await?;
@@ -136,7 +136,7 @@ impl DockerEngine {
             docker
                 .ping()
                 .await
-                .map_err(|e| EnvError::Unreachable(e.to_string()))
+                .map_err(|e| EnvError::unreachable(Provider::Docker, e.to_string()))
         })
         .await?;
         Ok(DockerEngine {
@@ -235,10 +235,13 @@ impl DockerEngine {
                     .find_map(first_host_of)
             });
         gateway.ok_or_else(|| {
-            EnvError::engine(format!(
-                "the Docker network `{name}` has no gateway address, so trial containers \
+            EnvError::engine(
+                Provider::Docker,
+                format!(
+                    "the Docker network `{name}` has no gateway address, so trial containers \
                  cannot reach the model gateway (is dockerd running with `--bridge=none`?)"
-            ))
+                ),
+            )
         })
     }
 
@@ -246,13 +249,18 @@ impl DockerEngine {
     /// container on the way out, another apply removing it) is waited for.
     async fn delete_network(&self, name: &str) -> Result<Removal, EnvError> {
         let call = format!("remove network {name}");
-        remove_idempotently(&format!("network `{name}`"), BUSY_PATIENCE, || async {
-            let _permit = self.permit().await;
-            within(&call, CALL_DEADLINE, async {
-                removal(self.docker.remove_network(name).await)
-            })
-            .await
-        })
+        remove_idempotently(
+            Provider::Docker,
+            &format!("network `{name}`"),
+            BUSY_PATIENCE,
+            || async {
+                let _permit = self.permit().await;
+                within(&call, CALL_DEADLINE, async {
+                    removal(self.docker.remove_network(name).await)
+                })
+                .await
+            },
+        )
         .await
     }
 
@@ -307,12 +315,17 @@ impl DockerEngine {
         let mut stream = self.docker.create_image(Some(options), None, None);
         within(&format!("pull {image}"), PULL_DEADLINE, async {
             while let Some(item) = stream.next().await {
-                let info = item
-                    .map_err(|e| EnvError::engine(format!("cannot pull image `{image}`: {e}")))?;
+                let info = item.map_err(|e| {
+                    EnvError::engine(
+                        Provider::Docker,
+                        format!("cannot pull image `{image}`: {e}"),
+                    )
+                })?;
                 if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-                    return Err(EnvError::engine(format!(
-                        "cannot pull image `{image}`: {detail}"
-                    )));
+                    return Err(EnvError::engine(
+                        Provider::Docker,
+                        format!("cannot pull image `{image}`: {detail}"),
+                    ));
                 }
             }
             Ok(())
@@ -368,6 +381,7 @@ impl DockerEngine {
                         status_code: 500..,
                         ..
                     } => EnvError::Engine {
+                        provider: Provider::Docker,
                         message: format!("building `{tag}` was cut off: {e}"),
                         source: Some(Arc::new(e)),
                     },
@@ -584,18 +598,19 @@ impl DockerEngine {
             .await?
         };
         let StartExecResults::Attached { mut output, .. } = started else {
-            return Err(EnvError::engine("exec did not attach"));
+            return Err(EnvError::engine(Provider::Docker, "exec did not attach"));
         };
         let mut result = ExecOutput::default();
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
+        let mut cut = 0;
         let collect = async {
             while let Some(chunk) = output.next().await {
-                match chunk.map_err(engine_error)? {
+                cut += match chunk.map_err(engine_error)? {
                     LogOutput::StdOut { message } => append_capped(&mut stdout, &message),
                     LogOutput::StdErr { message } => append_capped(&mut stderr, &message),
-                    _ => {}
-                }
+                    _ => 0,
+                };
             }
             Ok::<(), EnvError>(())
         };
@@ -623,6 +638,7 @@ impl DockerEngine {
         result.exit_code = inspected.exit_code;
         result.stdout = String::from_utf8_lossy(&stdout).into_owned();
         result.stderr = String::from_utf8_lossy(&stderr).into_owned();
+        result.cut = cut;
         Ok(result)
     }
 
@@ -721,7 +737,7 @@ impl DockerEngine {
     ) -> Result<Removal, EnvError> {
         let call = format!("remove container {}", short(&container.id));
         let what = format!("container `{}`", short(&container.id));
-        remove_idempotently(&what, BUSY_PATIENCE, || async {
+        remove_idempotently(Provider::Docker, &what, BUSY_PATIENCE, || async {
             let options = RemoveContainerOptionsBuilder::default()
                 .force(true)
                 .v(true)
@@ -792,19 +808,24 @@ impl DockerEngine {
     /// use by a container on its way out (409, "conflict") is asked again for a while.
     pub async fn remove_image(&self, id: &str) -> Result<(), EnvError> {
         let call = format!("remove image {}", short(id));
-        remove_idempotently(&format!("image `{id}`"), IMAGE_PATIENCE, || async {
-            let options = RemoveImageOptionsBuilder::default().force(true).build();
-            let _permit = self.permit().await;
-            within(&call, CALL_DEADLINE, async {
-                removal(
-                    self.docker
-                        .remove_image(id, Some(options), None)
-                        .await
-                        .map(|_| ()),
-                )
-            })
-            .await
-        })
+        remove_idempotently(
+            Provider::Docker,
+            &format!("image `{id}`"),
+            IMAGE_PATIENCE,
+            || async {
+                let options = RemoveImageOptionsBuilder::default().force(true).build();
+                let _permit = self.permit().await;
+                within(&call, CALL_DEADLINE, async {
+                    removal(
+                        self.docker
+                            .remove_image(id, Some(options), None)
+                            .await
+                            .map(|_| ()),
+                    )
+                })
+                .await
+            },
+        )
         .await
         .map(|_| ())
     }
@@ -886,14 +907,19 @@ impl DockerEngine {
     /// way out (409) is waited for.
     pub(crate) async fn remove_volume(&self, name: &str) -> Result<(), EnvError> {
         let call = format!("remove volume {name}");
-        remove_idempotently(&format!("volume `{name}`"), BUSY_PATIENCE, || async {
-            let options = RemoveVolumeOptionsBuilder::default().force(true).build();
-            let _permit = self.permit().await;
-            within(&call, CALL_DEADLINE, async {
-                removal(self.docker.remove_volume(name, Some(options)).await)
-            })
-            .await
-        })
+        remove_idempotently(
+            Provider::Docker,
+            &format!("volume `{name}`"),
+            BUSY_PATIENCE,
+            || async {
+                let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+                let _permit = self.permit().await;
+                within(&call, CALL_DEADLINE, async {
+                    removal(self.docker.remove_volume(name, Some(options)).await)
+                })
+                .await
+            },
+        )
         .await
         .map(|_| ())
     }
@@ -1168,9 +1194,12 @@ fn last_lines(text: &str, count: usize) -> String {
     lines[lines.len().saturating_sub(count)..].join("\n")
 }
 
-fn append_capped(buffer: &mut Vec<u8>, bytes: &[u8]) {
+/// Appends what fits under [`OUTPUT_CAP`]; returns how many bytes did not.
+fn append_capped(buffer: &mut Vec<u8>, bytes: &[u8]) -> u64 {
     let room = OUTPUT_CAP.saturating_sub(buffer.len());
-    buffer.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    let kept = bytes.len().min(room);
+    buffer.extend_from_slice(&bytes[..kept]);
+    (bytes.len() - kept) as u64
 }
 
 /// Whether a process with this pid exists on this machine.

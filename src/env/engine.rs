@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use super::registry::{Builds, Capabilities};
-use super::{DaytonaSettings, EnvError, EnvSpec, ExecOutput, ExecSpec, Provider, tarball};
+use super::{EnvError, EnvSpec, ExecOutput, ExecSpec, Provider, ProviderSettings, tarball};
 
 /// Concurrent Docker API calls when nothing else is said.
 pub const DEFAULT_DOCKER_CALLS: usize = 16;
@@ -22,15 +22,15 @@ pub const DEFAULT_DOCKER_CALLS: usize = 16;
 pub struct OpenOptions {
     /// Concurrent Docker API calls, apart from the bound on concurrent trials.
     pub docker_calls: usize,
-    /// `[environment.daytona]` of the pipeline.
-    pub daytona: DaytonaSettings,
+    /// Each provider's own settings (`[environment.<provider>]` of the pipeline).
+    pub settings: ProviderSettings,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
             docker_calls: DEFAULT_DOCKER_CALLS,
-            daytona: DaytonaSettings::default(),
+            settings: ProviderSettings::default(),
         }
     }
 }

@@ -14,10 +14,11 @@ use async_trait::async_trait;
 use sha2::Digest as _;
 use tokio_util::sync::CancellationToken;
 
+use super::registry::Capabilities;
 use super::removal::{BUSY_PATIENCE, Removal, remove_idempotently};
 use super::{
-    BuildSpec, Collected, EnvError, EnvSpec, Environment, ExecOutput, ExecSpec, Instance, Provider,
-    Sandbox, tarball,
+    BuildSpec, Collected, EnvError, EnvSpec, Environment, ExecOutput, ExecSpec, HOST_LABEL,
+    Instance, OUTPUT_CAP, PID_LABEL, Provider, Sandbox, tarball,
 };
 
 /// A command a fake sandbox was asked to run, as its script sees it.
@@ -29,6 +30,9 @@ pub struct FakeCall {
     pub env: BTreeMap<String, String>,
     /// The image the sandbox was made from.
     pub image: String,
+    /// The spec the sandbox was made from, for a script that plays what its kernel would
+    /// show (its CPU and memory limits, its network interfaces).
+    pub spec: Arc<EnvSpec>,
 }
 
 /// What a fake command does.
@@ -214,7 +218,10 @@ impl FakeHost {
         let mut removed = 0;
         for id in dead {
             let what = format!("container `{id}`");
-            if remove_idempotently(&what, BUSY_PATIENCE, || self.remove_once(&id)).await?
+            if remove_idempotently(FAKE_PROVIDER, &what, BUSY_PATIENCE, || {
+                self.remove_once(&id)
+            })
+            .await?
                 == Removal::Removed
             {
                 removed += 1;
@@ -242,6 +249,9 @@ struct FakeState {
     started: tokio::time::Instant,
     /// What dead runs left, for `reap_dead_runs`.
     host: FakeHost,
+    /// The sandboxes that exist, by id, whether or not anything still holds them: what a
+    /// reap finds by their labels.
+    sandboxes: Mutex<BTreeMap<String, LiveSandbox>>,
     /// Sandbox removals never answer (a wedged engine).
     removals_hang: bool,
     /// From when to when (tokio's clock, from the fake's creation) the engine answers no
@@ -278,6 +288,7 @@ impl FakeEngine {
                 running_commands: AtomicUsize::new(0),
                 started: tokio::time::Instant::now(),
                 host: FakeHost::default(),
+                sandboxes: Mutex::new(BTreeMap::new()),
                 removals_hang: false,
                 wedged: None,
             }),
@@ -344,10 +355,83 @@ impl FakeEngine {
     }
 }
 
+/// A sandbox of the fake, as its engine knows it.
+struct LiveSandbox {
+    labels: BTreeMap<String, String>,
+    cpus: f64,
+    memory: u64,
+}
+
+impl FakeState {
+    /// Removes sandbox `id` if it still exists (once, whoever asks: its handle or a reap);
+    /// whether this call removed it.
+    fn release(&self, id: &str) -> bool {
+        let Some(sandbox) = self.sandboxes.lock().expect("fake sandboxes").remove(id) else {
+            return false;
+        };
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        {
+            let mut in_use = self.in_use.lock().expect("fake use");
+            in_use.0 -= sandbox.cpus;
+            in_use.1 -= sandbox.memory;
+        }
+        let mut record = self.record.lock().expect("fake record");
+        record.removed += 1;
+        let now = self.started.elapsed();
+        if let Some(life) = record.lifetimes.iter_mut().find(|l| l.0 == id) {
+            life.2 = Some(now);
+        }
+        true
+    }
+
+    /// Removes the sandboxes whose labels say their run's process on this machine is gone,
+    /// as Docker's reap does; how many.
+    fn reap_dead_sandboxes(&self) -> usize {
+        let host = super::hostname();
+        let dead: Vec<String> = self
+            .sandboxes
+            .lock()
+            .expect("fake sandboxes")
+            .iter()
+            .filter(|(_, sandbox)| {
+                let pid: Option<i32> = sandbox.labels.get(PID_LABEL).and_then(|p| p.parse().ok());
+                sandbox.labels.get(HOST_LABEL) == Some(&host)
+                    && pid.is_some_and(|pid| !super::docker::process_alive(pid))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        dead.iter().filter(|id| self.release(id)).count()
+    }
+}
+
+/// A failure of the fake's engine, as the provider it plays would report it.
+pub fn engine_error(message: impl Into<String>) -> EnvError {
+    EnvError::engine(FAKE_PROVIDER, message)
+}
+
+/// The fake's engine not answering at all, as the provider it plays would report it.
+pub fn unreachable_error(message: impl Into<String>) -> EnvError {
+    EnvError::unreachable(FAKE_PROVIDER, message)
+}
+
+/// The provider the fake plays: a local engine.
+const FAKE_PROVIDER: Provider = Provider::Docker;
+
 #[async_trait]
 impl Environment for FakeEngine {
     fn provider(&self) -> Provider {
-        Provider::Docker
+        FAKE_PROVIDER
+    }
+
+    /// Docker's, but for what the fake does not play: services, network changes between
+    /// phases and allowlists (it refuses them, as a provider without them must).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            compose: false,
+            switches_network: false,
+            allowlist: false,
+            ..Provider::Docker.capabilities()
+        }
     }
 
     async fn image_exists(&self, _tag: &str) -> Result<bool, EnvError> {
@@ -397,6 +481,11 @@ impl Environment for FakeEngine {
                     .into(),
             ));
         }
+        if spec.allowlist.is_some() {
+            return Err(EnvError::Unsupported(
+                "the fake environment cannot enforce an allowlist (Docker can)".into(),
+            ));
+        }
         let call = {
             let mut record = self.state.record.lock().expect("fake record");
             record.create_calls += 1;
@@ -432,19 +521,24 @@ impl Environment for FakeEngine {
             .get(&spec.image)
             .cloned()
             .unwrap_or_default();
+        self.state.sandboxes.lock().expect("fake sandboxes").insert(
+            id.clone(),
+            LiveSandbox {
+                labels: spec.labels.clone(),
+                cpus,
+                memory,
+            },
+        );
         Ok(Instance::new(FakeSandbox {
             id,
-            cpus,
-            memory,
-            image: spec.image.clone(),
+            spec: Arc::new(spec.clone()),
             state: self.state.clone(),
             files: Mutex::new(files),
-            removed: Mutex::new(false),
         }))
     }
 
     async fn reap_dead_runs(&self) -> Result<usize, EnvError> {
-        self.state.host.reap().await
+        Ok(self.state.host.reap().await? + self.state.reap_dead_sandboxes())
     }
 
     async fn ping(&self) -> Result<(), EnvError> {
@@ -487,12 +581,9 @@ impl Environment for FakeEngine {
 
 struct FakeSandbox {
     id: String,
-    cpus: f64,
-    memory: u64,
-    image: String,
+    spec: Arc<EnvSpec>,
     state: Arc<FakeState>,
     files: Mutex<BTreeMap<String, Vec<u8>>>,
-    removed: Mutex<bool>,
 }
 
 impl FakeSandbox {
@@ -501,7 +592,8 @@ impl FakeSandbox {
             sandbox: self.id.clone(),
             command: spec.command.clone(),
             env: spec.env.clone(),
-            image: self.image.clone(),
+            image: self.spec.image.clone(),
+            spec: self.spec.clone(),
         };
         self.state
             .record
@@ -543,6 +635,16 @@ impl FakeSandbox {
             files.insert(path, content.into_bytes());
         }
         let mut stdout = stale + &reply.stdout;
+        // Cut as Docker cuts a command's output (the fake's is ASCII or cut on a character).
+        let whole = stdout.len();
+        if whole > OUTPUT_CAP {
+            let end = (0..=OUTPUT_CAP)
+                .rev()
+                .find(|&i| stdout.is_char_boundary(i))
+                .unwrap_or(0);
+            stdout.truncate(end);
+        }
+        let cut = (whole - stdout.len()) as u64;
         if verifier {
             for name in VERIFIER_REWARDS {
                 if let Some(content) = files.get(name) {
@@ -557,6 +659,7 @@ impl FakeSandbox {
             stdout,
             stderr: String::new(),
             timed_out: false,
+            cut,
         })
     }
 }
@@ -568,7 +671,7 @@ impl Sandbox for FakeSandbox {
     }
 
     fn provider(&self) -> Provider {
-        Provider::Docker
+        FAKE_PROVIDER
     }
 
     fn makes_workdir(&self) -> bool {
@@ -650,22 +753,7 @@ impl Sandbox for FakeSandbox {
         if self.state.removals_hang {
             std::future::pending::<()>().await;
         }
-        let mut removed = self.removed.lock().expect("fake removed");
-        if !*removed {
-            *removed = true;
-            self.state.live.fetch_sub(1, Ordering::SeqCst);
-            {
-                let mut in_use = self.state.in_use.lock().expect("fake use");
-                in_use.0 -= self.cpus;
-                in_use.1 -= self.memory;
-            }
-            let mut record = self.state.record.lock().expect("fake record");
-            record.removed += 1;
-            let now = self.state.started.elapsed();
-            if let Some(life) = record.lifetimes.iter_mut().find(|l| l.0 == self.id) {
-                life.2 = Some(now);
-            }
-        }
+        self.state.release(&self.id);
         Ok(())
     }
 }

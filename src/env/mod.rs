@@ -27,20 +27,23 @@ pub use engine::{
     BuildSpec, Collected, DEFAULT_DOCKER_CALLS, Engine, Environment, InstallSpec, Instance,
     OpenOptions, ProbeSpec, Sandbox,
 };
-pub use provider::{DaytonaSettings, Provider};
+pub use provider::{DaytonaSettings, HostVariables, Provider, ProviderSettings};
 pub use registry::{Builds, Capabilities};
 
 /// What went wrong with the environment itself (never the agent's fault).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EnvError {
-    #[error("cannot reach the Docker engine: {0}")]
-    Unreachable(String),
-    /// The engine refused or failed a call.
-    #[error("the Docker engine failed: {message}")]
+    /// The provider's engine or API does not answer at all (dockerd not running, a wrong
+    /// `DOCKER_HOST`).
+    #[error("cannot reach {}: {message}", .provider.engine_name())]
+    Unreachable { provider: Provider, message: String },
+    /// The provider's engine or API refused or failed a call (after its retries, if any).
+    #[error("{} failed: {message}", .provider.engine_name())]
     Engine {
+        provider: Provider,
         message: String,
         #[source]
-        source: Option<Arc<bollard::errors::Error>>,
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     },
     #[error("building image `{tag}` failed: {reason} (build log: {log})")]
     BuildFailed {
@@ -68,9 +71,6 @@ pub enum EnvError {
     /// The provider's credentials are missing or were refused.
     #[error("{0}")]
     Auth(String),
-    /// A call to Daytona failed (after its retries).
-    #[error("Daytona: {0}")]
-    Daytona(String),
     /// A sandbox did not reach `started` in time, or stopped on the way.
     #[error("sandbox `{id}` was not ready after {seconds}s (last state `{state}`)")]
     NotReady {
@@ -143,11 +143,31 @@ pub struct ImageUnfit {
 }
 
 impl EnvError {
-    /// A failure of the engine described by `message` alone.
-    pub fn engine(message: impl Into<String>) -> EnvError {
+    /// A failure of `provider`'s engine or API described by `message` alone.
+    pub fn engine(provider: Provider, message: impl Into<String>) -> EnvError {
         EnvError::Engine {
+            provider,
             message: message.into(),
             source: None,
+        }
+    }
+
+    /// `provider`'s engine or API does not answer.
+    pub fn unreachable(provider: Provider, message: impl Into<String>) -> EnvError {
+        EnvError::Unreachable {
+            provider,
+            message: message.into(),
+        }
+    }
+
+    /// The provider an error is about, when it is a provider's failure (its engine or API
+    /// unreachable, failing or silent): the `provider` of a result's error.
+    pub fn provider(&self) -> Option<Provider> {
+        match self {
+            EnvError::Unreachable { provider, .. }
+            | EnvError::Engine { provider, .. }
+            | EnvError::NoAnswer { provider, .. } => Some(*provider),
+            _ => None,
         }
     }
 
@@ -165,10 +185,9 @@ impl EnvError {
         matches!(
             self,
             EnvError::Engine { .. }
-                | EnvError::Unreachable(_)
+                | EnvError::Unreachable { .. }
                 | EnvError::Io { .. }
                 | EnvError::Desktop(_)
-                | EnvError::Daytona(_)
                 | EnvError::NotReady { .. }
                 | EnvError::NoAnswer { .. }
         )
@@ -359,6 +378,10 @@ pub struct ExecSpec {
     pub user: Option<String>,
 }
 
+/// Most bytes of standard output (and of standard error) kept from one command, on every
+/// provider; the rest is dropped and counted in [`ExecOutput::cut`].
+pub const OUTPUT_CAP: usize = 4 << 20;
+
 /// What a command did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -367,6 +390,9 @@ pub struct ExecOutput {
     pub stderr: String,
     /// The deadline passed and the command was killed.
     pub timed_out: bool,
+    /// Bytes of output past [`OUTPUT_CAP`] (standard output and error together), dropped
+    /// rather than held in memory: 0 unless the output was cut.
+    pub cut: u64,
 }
 
 /// Labels on everything helios creates, so it can be found and removed.

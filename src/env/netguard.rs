@@ -16,7 +16,7 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 
 use super::allowlist::{AllowedHost, Allowlist};
 use super::docker::{Container, DockerEngine};
-use super::{EnvError, ExecSpec};
+use super::{EnvError, ExecSpec, Provider};
 
 /// The guard's image: Debian with nftables and dnsmasq, and the user the DNS filter runs
 /// as (its queries are the only ones that leave unredirected).
@@ -312,6 +312,7 @@ impl DockerEngine {
             return Ok(());
         }
         Err(EnvError::Engine {
+            provider: Provider::Docker,
             message: format!(
                 "the network guard could not {what} (exit {:?}): {}{}",
                 output.exit_code,

@@ -1,6 +1,8 @@
 //! Where trials run: the providers of environments, and the settings of each that a
 //! pipeline can give.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +55,47 @@ impl std::fmt::Display for Provider {
     }
 }
 
+/// Each provider's own settings, as a pipeline's `[environment.<provider>]` sections give
+/// them: what opens a provider reads its part and nothing else, so the code that runs
+/// trials passes them through without naming a provider.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProviderSettings {
+    /// `[environment.daytona]`.
+    pub daytona: DaytonaSettings,
+}
+
+/// The variables providers read from this process's environment (an API key, a URL, a
+/// region), with what a program gives instead: a variable given (set, or explicitly
+/// unset) is never read from the environment, so a program's credentials are never mixed
+/// with the shell's.
+#[derive(Clone, Default)]
+pub struct HostVariables {
+    given: BTreeMap<String, Option<String>>,
+}
+
+impl HostVariables {
+    /// Gives `name` the value `value`, or makes it unset when `None`, whatever the
+    /// environment says.
+    pub fn give(&mut self, name: impl Into<String>, value: Option<String>) {
+        self.given.insert(name.into(), value);
+    }
+
+    /// `name`'s value: the given one if any, else the environment's.
+    pub fn get(&self, name: &str) -> Option<String> {
+        match self.given.get(name) {
+            Some(given) => given.clone(),
+            None => std::env::var(name).ok(),
+        }
+    }
+}
+
+impl std::fmt::Debug for HostVariables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: the values are keys.
+        f.debug_set().entries(self.given.keys()).finish()
+    }
+}
+
 /// `[environment.daytona]`: how helios manages Daytona sandboxes.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -90,4 +133,27 @@ pub struct DaytonaSettings {
     /// `https://app.daytona.io/api/toolbox/{id}/toolbox`.
     #[schemars(regex(pattern = r"\{id\}"))]
     pub toolbox_url: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_variable_wins_over_the_environment_even_when_given_unset() {
+        let mut variables = HostVariables::default();
+        assert!(variables.get("PATH").is_some(), "read from the environment");
+        variables.give("PATH", None);
+        assert_eq!(variables.get("PATH"), None);
+        variables.give("PATH", Some("/given".into()));
+        assert_eq!(variables.get("PATH").as_deref(), Some("/given"));
+    }
+
+    #[test]
+    fn host_variables_never_print_their_values() {
+        let mut variables = HostVariables::default();
+        variables.give("DAYTONA_API_KEY", Some("secret".into()));
+        let printed = format!("{variables:?}");
+        assert!(printed.contains("DAYTONA_API_KEY") && !printed.contains("secret"));
+    }
 }

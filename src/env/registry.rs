@@ -138,7 +138,7 @@ pub static ENTRIES: [Entry; 2] = [
         },
         open: |options, host| {
             Box::pin(async move {
-                let config = daytona::Config::resolve(&options.daytona, host)?;
+                let config = daytona::Config::resolve(&options.settings.daytona, host)?;
                 open_daytona(config)
             })
         },

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::EnvError;
+use super::{EnvError, Provider};
 
 /// How a provider answered one removal call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,7 @@ const BUSY_POLL: Duration = Duration::from_millis(250);
 /// `Removed` and `Gone` both count as removed. An object still busy after `patience` is an
 /// error naming it.
 pub async fn remove_idempotently<F, Fut>(
+    provider: Provider,
     what: &str,
     patience: Duration,
     mut remove: F,
@@ -48,10 +49,13 @@ where
                 tokio::time::sleep(BUSY_POLL).await;
             }
             Removal::Busy => {
-                return Err(EnvError::engine(format!(
-                    "{what} was still busy (being removed or in use) after {}s",
-                    patience.as_secs_f64()
-                )));
+                return Err(EnvError::engine(
+                    provider,
+                    format!(
+                        "{what} was still busy (being removed or in use) after {}s",
+                        patience.as_secs_f64()
+                    ),
+                ));
             }
             done => return Ok(done),
         }
@@ -67,22 +71,26 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn busy_is_asked_again_until_gone_and_counts_as_removed() {
         let calls = AtomicUsize::new(0);
-        let answer = remove_idempotently("container `c`", BUSY_PATIENCE, || async {
-            match calls.fetch_add(1, Ordering::SeqCst) {
-                0 | 1 => Ok(Removal::Busy),
-                _ => Ok(Removal::Gone),
-            }
-        })
-        .await;
+        let answer =
+            remove_idempotently(Provider::Docker, "container `c`", BUSY_PATIENCE, || async {
+                match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 | 1 => Ok(Removal::Busy),
+                    _ => Ok(Removal::Gone),
+                }
+            })
+            .await;
         assert_eq!(answer.unwrap(), Removal::Gone);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test(start_paused = true)]
     async fn busy_past_the_patience_is_an_error_naming_the_object() {
-        let error = remove_idempotently("network `n`", Duration::from_secs(2), || async {
-            Ok(Removal::Busy)
-        })
+        let error = remove_idempotently(
+            Provider::Docker,
+            "network `n`",
+            Duration::from_secs(2),
+            || async { Ok(Removal::Busy) },
+        )
         .await
         .unwrap_err();
         assert!(error.to_string().contains("network `n`"), "{error}");

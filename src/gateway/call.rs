@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::GatewayUsage;
 use super::record::{self, CallError, CallRecord};
+use super::tell::Teller;
 use crate::agent::AgentLimits;
 use crate::agent::call_log::{self, Exchange};
 use crate::events::{ErrorKind, now_rfc3339};
@@ -29,6 +30,8 @@ pub(super) struct Slot {
     dir: PathBuf,
     session_id: String,
     state: Mutex<State>,
+    /// Where the trial's model turns are told, if anywhere.
+    teller: Option<Teller>,
 }
 
 #[derive(Default)]
@@ -78,7 +81,12 @@ impl Reply {
 }
 
 impl Slot {
-    pub(super) fn new(route: &super::Route, dir: PathBuf, session_id: &str) -> Slot {
+    pub(super) fn new(
+        route: &super::Route,
+        dir: PathBuf,
+        session_id: &str,
+        teller: Option<Teller>,
+    ) -> Slot {
         Slot {
             client: route.model.client(),
             model_id: route.model.id.clone(),
@@ -87,6 +95,7 @@ impl Slot {
             dir,
             session_id: session_id.to_string(),
             state: Mutex::new(State::default()),
+            teller,
         }
     }
 
@@ -165,6 +174,9 @@ impl Slot {
             let reply = Reply::error(wire, ServeErrorKind::LimitReached, &message);
             return (reply, Err(CallError { kind, message }));
         }
+        if let Some(teller) = &self.teller {
+            teller.request(&decoded.request);
+        }
         match self.client.complete(&decoded.request).await {
             Err(error) => {
                 let message = error.to_string();
@@ -173,7 +185,10 @@ impl Slot {
                 (reply, Err(CallError { kind, message }))
             }
             Ok(response) => {
-                self.account(&decoded.request, &response);
+                let turn = self.account(&decoded.request, &response);
+                if let Some(teller) = &self.teller {
+                    teller.reply(turn, &response);
+                }
                 let id = reply_id(wire, seq);
                 let unstreamed = wire.encode_response(&self.model_id, &id, &response);
                 let body = if decoded.stream {
@@ -216,10 +231,12 @@ impl Slot {
     }
 
     /// Adds a reply's usage; a reply that passes `max_tokens` or `max_cost_usd` is still
-    /// delivered (it was paid for), and every later call is refused.
-    fn account(&self, request: &ChatRequest, response: &ChatResponse) {
+    /// delivered (it was paid for), and every later call is refused. Returns the call's
+    /// turn: how many calls the model has answered, this one included.
+    fn account(&self, request: &ChatRequest, response: &ChatResponse) -> u32 {
         let mut state = self.state();
         state.answered += 1;
+        let turn = state.answered;
         state.usage += response.usage;
         state.exchanges.push(Exchange {
             request: request.clone(),
@@ -227,7 +244,7 @@ impl Slot {
             timestamp: now_rfc3339(),
         });
         if state.limit.is_some() {
-            return;
+            return turn;
         }
         let used = state.usage.input_tokens + state.usage.output_tokens;
         if let Some(max) = self.limits.max_tokens
@@ -250,6 +267,7 @@ impl Slot {
                 ));
             }
         }
+        turn
     }
 
     /// What the trial's calls came to, with its trajectory written when it made any.

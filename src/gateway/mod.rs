@@ -11,6 +11,7 @@
 mod call;
 mod http;
 mod record;
+mod tell;
 mod vars;
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,10 +19,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::AgentLimits;
-use crate::events::ErrorKind;
+use crate::events::{ErrorKind, RunEvent, TrialIndex};
 use crate::model::Usage;
 use crate::model::runtime::ModelRuntime;
 
@@ -102,10 +104,19 @@ impl Gateway {
     }
 
     /// Opens a trial: its calls go to `route`, are recorded in `trial_dir`, and are accepted
-    /// until the lease is closed.
-    pub fn open(&self, route: &Route, trial_dir: PathBuf, session_id: &str) -> Lease {
+    /// until the lease is closed. With `events`, each model turn is told there as it
+    /// happens (`agent_turn`, `agent_text`, `tool_call`, `tool_result`), as helios's own
+    /// model loop tells its turns.
+    pub fn open(
+        &self,
+        route: &Route,
+        trial_dir: PathBuf,
+        session_id: &str,
+        events: Option<(UnboundedSender<RunEvent>, TrialIndex)>,
+    ) -> Lease {
         let token = new_token();
-        let slot = Arc::new(call::Slot::new(route, trial_dir, session_id));
+        let teller = events.map(|(sender, index)| tell::Teller::new(sender, index));
+        let slot = Arc::new(call::Slot::new(route, trial_dir, session_id, teller));
         self.shared
             .trials
             .lock()

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::task::NetworkMode;
 use crate::agent::{AgentKind, AgentLimits};
-use crate::env::{DaytonaSettings, Provider};
+use crate::env::{DaytonaSettings, Provider, ProviderSettings};
 use crate::model::computer::SafetyChecks;
 use crate::model::spec::ModelSpec;
 use crate::verify::Isolation;
@@ -153,6 +153,15 @@ pub struct EnvironmentDefaults {
     /// (always built). `apply --rebuild` builds too.
     #[serde(default, skip_serializing_if = "ImagePolicy::is_default")]
     pub images: ImagePolicy,
+}
+
+impl EnvironmentDefaults {
+    /// The providers' own sections, for opening them.
+    pub fn provider_settings(&self) -> ProviderSettings {
+        ProviderSettings {
+            daytona: self.daytona.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// `[pipeline] resources`: how a trial is admitted on this machine.

@@ -506,7 +506,7 @@ mod tests {
             RunEvent::TrialRetry {
                 index: TrialIndex(1),
                 label: "sanity/hello-file/oracle#1".into(),
-                kind: ErrorKind::DockerError,
+                kind: ErrorKind::ProviderError,
                 error: "the Docker engine failed: connection reset".into(),
                 wait_seconds: 2.0,
             },
@@ -698,7 +698,7 @@ mod tests {
                 "terminal",
                 None,
                 TrialStatus::InfraError,
-                Some(ErrorKind::DockerError),
+                Some(ErrorKind::ProviderError),
             ),
         ];
         let summary = Summary::of("quickstart", &results.iter().collect::<Vec<_>>());

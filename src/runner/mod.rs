@@ -44,7 +44,7 @@ use resources::{Ledger, Verdict};
 
 use crate::agent::installed::setup::{self, Fitness, SetupError};
 use crate::env::{
-    BuildSpec, Credentials, Engine, EnvError, ImageUnfit, Labels, OpenOptions, Provider,
+    BuildSpec, Engine, EnvError, HostVariables, ImageUnfit, Labels, OpenOptions, Provider,
 };
 use crate::events::{BuildOutcome, RunEvent, SkipReason, TrialIndex, TrialStatus, WaitReason};
 use crate::gateway::Gateway;
@@ -68,8 +68,9 @@ pub struct ApplyOptions {
     pub labels: BTreeMap<String, String>,
     /// Concurrent trials; the pipeline's `concurrency` unless overridden.
     pub concurrency: Option<usize>,
-    /// Daytona credentials, instead of the `DAYTONA_*` environment variables.
-    pub daytona: Option<Credentials>,
+    /// The variables providers read (their keys), with what the program gives instead of
+    /// this process's environment.
+    pub variables: HostVariables,
     /// CPUs the run may use on this machine at once (default: its cores).
     pub cpus: Option<f64>,
     /// Memory the run may use on this machine at once, in megabytes (default: all of it).
@@ -104,7 +105,7 @@ impl Default for ApplyOptions {
             retries: 2,
             labels: BTreeMap::new(),
             concurrency: None,
-            daytona: None,
+            variables: HostVariables::default(),
             cpus: None,
             memory_mb: None,
             build_concurrency: None,
@@ -520,11 +521,8 @@ impl Run {
 }
 
 fn host_lookup(options: &ApplyOptions) -> impl Fn(&str) -> Option<String> + Sync + use<> {
-    let credentials = options.daytona.clone();
-    move |name: &str| match &credentials {
-        Some(credentials) if credentials.owns(name) => credentials.lookup(name),
-        _ => std::env::var(name).ok(),
-    }
+    let variables = options.variables.clone();
+    move |name: &str| variables.get(name)
 }
 
 /// The run's model gateways, one per provider and kind of network whose trials call one.
@@ -620,12 +618,7 @@ async fn open_engines(
     events: &UnboundedSender<RunEvent>,
 ) -> Result<BTreeMap<Provider, Engine>, RunError> {
     let options = OpenOptions {
-        daytona: pipeline
-            .manifest
-            .environment
-            .daytona
-            .clone()
-            .unwrap_or_default(),
+        settings: pipeline.manifest.environment.provider_settings(),
         ..OpenOptions::default()
     };
     let mut engines = BTreeMap::new();

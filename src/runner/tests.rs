@@ -10,7 +10,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::env::fake::{FakeCall, FakeEngine, FakeReply};
+use crate::env::fake::{self, FakeCall, FakeEngine, FakeReply};
 use crate::events::{ErrorKind, TrialIndex, WaitReason};
 use crate::manifest::load_pipeline;
 
@@ -419,7 +419,7 @@ async fn an_infrastructure_failure_is_retried_with_backoff_and_counted_apart() {
     // The first two creates fail as an engine hiccup; t1's trial then runs normally.
     let fake = rewarding_fake().on_create(|n| {
         if n < 2 {
-            Err(EnvError::engine("connection reset"))
+            Err(fake::engine_error("connection reset"))
         } else {
             Ok(())
         }
@@ -445,7 +445,12 @@ async fn an_infrastructure_failure_is_retried_with_backoff_and_counted_apart() {
         2,
         "two failures before the attempt that ran"
     );
-    assert_eq!(results[0].retried[0].error.kind, ErrorKind::DockerError);
+    assert_eq!(results[0].retried[0].error.kind, ErrorKind::ProviderError);
+    assert_eq!(
+        results[0].retried[0].error.provider,
+        Some(crate::env::Environment::provider(&fake)),
+        "a provider's failure names the provider"
+    );
     let waits: Vec<f64> = ran
         .events
         .iter()
@@ -474,7 +479,7 @@ async fn an_infrastructure_failure_is_retried_with_backoff_and_counted_apart() {
     );
     let fake = rewarding_fake().on_create(|n| {
         if n < 3 {
-            Err(EnvError::engine("connection reset"))
+            Err(fake::engine_error("connection reset"))
         } else {
             Ok(())
         }
@@ -489,7 +494,7 @@ async fn an_infrastructure_failure_is_retried_with_backoff_and_counted_apart() {
     assert_eq!(results[0].status, TrialStatus::InfraError);
     assert_eq!(
         results[0].error.as_ref().unwrap().kind,
-        ErrorKind::DockerError
+        ErrorKind::ProviderError
     );
     assert_eq!(ran.outcome.infrastructure_errors(), 1);
     assert_eq!(ran.outcome.count(TrialStatus::InfraError), 1);
@@ -1260,7 +1265,7 @@ async fn two_applies_reaping_the_same_dead_container_both_go_on() {
 async fn a_reap_that_fails_is_a_warning_and_the_run_goes_on() {
     let host = crate::env::fake::FakeHost::new(Duration::ZERO);
     host.leave_dead("dead-run");
-    host.failing_removals(EnvError::engine("no space left on device"));
+    host.failing_removals(fake::engine_error("no space left on device"));
     let engine = Engine::new(FakeEngine::default().on_host(host));
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     reap(Provider::default(), &engine, &sender).await.unwrap();
@@ -1373,7 +1378,7 @@ async fn a_call_the_engine_did_not_answer_is_retried() {
     let result = ran.results()[0];
     assert_ne!(result.status, TrialStatus::InfraError, "{result:?}");
     assert_eq!(result.retried.len(), 1);
-    assert_eq!(result.retried[0].error.kind, ErrorKind::DockerError);
+    assert_eq!(result.retried[0].error.kind, ErrorKind::ProviderError);
 }
 
 /// Ctrl-C while the engine does not answer removals: the run still ends, within the grace

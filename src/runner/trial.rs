@@ -314,8 +314,7 @@ pub async fn run(
                         id: instance.id().to_string(),
                         error: error.to_string(),
                     });
-                    teardown_errors
-                        .push(ErrorInfo::new(ErrorKind::from(&error), error.to_string()));
+                    teardown_errors.push(ErrorInfo::from_env(&error));
                 }
                 clock.stop(phase);
                 (outcome, Some(instance.id().to_string()))
@@ -338,7 +337,7 @@ pub async fn run(
         });
         retried.push(RetriedFailure {
             at: now_rfc3339(),
-            error: ErrorInfo::new(kind, error.to_string()),
+            error: ErrorInfo::from_env(&error),
         });
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -432,13 +431,16 @@ async fn lifecycle(
             })
             .await?;
         if made.exit_code != Some(0) {
-            return Err(EnvError::engine(format!(
-                "cannot create the workdir `{workdir}` in {} `{}`: {}{}",
+            return Err(EnvError::engine(
                 instance.provider(),
-                instance.id(),
-                made.stdout.trim(),
-                made.stderr.trim()
-            )));
+                format!(
+                    "cannot create the workdir `{workdir}` in {} `{}`: {}{}",
+                    instance.provider(),
+                    instance.id(),
+                    made.stdout.trim(),
+                    made.stderr.trim()
+                ),
+            ));
         }
     }
     if let Some(desktop) = &task.desktop
@@ -930,6 +932,7 @@ fn open_lease(setup: &TrialSetup, env: &TrialEnv<'_>, dir: &Path) -> Result<Opti
             route,
             dir.to_path_buf(),
             &setup.trial_id,
+            Some((env.events.clone(), TrialIndex(setup.index))),
         ))),
         Some(Err(problem)) => Err(problem.to_string()),
         None if setup.task.container.no_network => Err(format!(
@@ -1070,14 +1073,14 @@ async fn verify_apart(
             };
             let removed = env.grace.remove(&verifier).await;
             if let Err(error) = removed {
-                teardown_errors.push(ErrorInfo::new(ErrorKind::from(&error), error.to_string()));
+                teardown_errors.push(ErrorInfo::from_env(&error));
             }
             outcome
         }
     };
     let removed = env.grace.bound(env.engine.remove_image(&image)).await;
     if let Some(Err(error)) = removed {
-        teardown_errors.push(ErrorInfo::new(ErrorKind::from(&error), error.to_string()));
+        teardown_errors.push(ErrorInfo::from_env(&error));
     }
     outcome
 }
@@ -1097,11 +1100,10 @@ fn conclude(
             ErrorKind::Cancelled,
             "the run was interrupted",
         ),
-        Attempt::Infra(error) => result.fail(
-            TrialStatus::InfraError,
-            ErrorKind::from(&error),
-            error.to_string(),
-        ),
+        Attempt::Infra(error) => {
+            result.status = TrialStatus::InfraError;
+            result.error = Some(ErrorInfo::from_env(&error));
+        }
         Attempt::Ran(ran) => {
             let ran = *ran;
             result.logs_cut = ran.logs_cut;

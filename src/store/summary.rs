@@ -517,7 +517,7 @@ pub(crate) mod tests {
     fn infra(task: &str, agent: &str, attempt: u32) -> TrialResult {
         let mut r = result(task, agent, attempt, None);
         r.status = TrialStatus::InfraError;
-        r.error = Some(ErrorInfo::new(ErrorKind::DockerError, "boom"));
+        r.error = Some(ErrorInfo::new(ErrorKind::ProviderError, "boom"));
         r
     }
 

@@ -5,18 +5,21 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::env::Provider;
+use crate::env::{EnvError, Provider};
 pub use crate::events::now_rfc3339;
 use crate::events::{ErrorKind, Phase, TrialStatus};
 
 /// The format version of `result.json`.
 pub const RESULT_FORMAT: u32 = 1;
 
-/// A typed error, as recorded: a stable `kind` and a message for people.
+/// A typed error, as recorded: a stable `kind`, a message for people, and for a provider's
+/// failure (`provider_error`, `provider_unreachable`) the provider that failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorInfo {
     pub kind: ErrorKind,
     pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Provider>,
 }
 
 impl ErrorInfo {
@@ -24,6 +27,16 @@ impl ErrorInfo {
         ErrorInfo {
             kind,
             message: message.into(),
+            provider: None,
+        }
+    }
+
+    /// An environment's error, with the provider when the provider itself failed.
+    pub fn from_env(error: &EnvError) -> ErrorInfo {
+        ErrorInfo {
+            kind: ErrorKind::from(error),
+            message: error.to_string(),
+            provider: error.provider(),
         }
     }
 }

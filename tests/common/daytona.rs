@@ -3,7 +3,8 @@
 //! the toolbox's execute, upload and download), keeps records of every sandbox, and can
 //! misbehave on request (429 and 500 on create, a sandbox that never starts, deletes that
 //! fail). Each sandbox is a real Docker container built from the Dockerfile text it was
-//! created with, so trials run their whole lifecycle with absolute paths, as in Daytona.
+//! created with and the CPUs, memory and network it asked for, so trials run their whole
+//! lifecycle with absolute paths and limits, as in Daytona.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -357,6 +358,15 @@ async fn boot(inner: Shared, id: String, dockerfile: String, body: Value) {
     run.args(["run", "-d", "--init", "--label", &label]);
     if body["networkBlockAll"].as_bool() == Some(true) {
         run.args(["--network", "none"]);
+    }
+    // The sandbox's resources, as Daytona gives them: whole CPUs (at most this machine's,
+    // which is all Docker accepts), memory in GiB.
+    if let Some(cpu) = body["cpu"].as_u64() {
+        let here = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        run.args(["--cpus", &cpu.min(here).to_string()]);
+    }
+    if let Some(memory) = body["memory"].as_u64() {
+        run.args(["--memory", &format!("{memory}g")]);
     }
     if let Some(env) = body["env"].as_object() {
         for (k, v) in env {

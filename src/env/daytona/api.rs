@@ -10,7 +10,7 @@ use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, Url};
 use serde::{Deserialize, Serialize};
 
-use crate::env::EnvError;
+use crate::env::{EnvError, Provider};
 use crate::retry::{self, RetryPolicy, Transient, parse_retry_after};
 
 /// `POST /sandbox`: a sandbox from a Dockerfile (Daytona's declarative build). Resources
@@ -202,7 +202,12 @@ impl Api {
             .connect_timeout(Duration::from_secs(30))
             .user_agent(concat!("helios/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| EnvError::Daytona(format!("cannot make an HTTP client: {e}")))?;
+            .map_err(|e| {
+                EnvError::engine(
+                    Provider::Daytona,
+                    format!("cannot make an HTTP client: {e}"),
+                )
+            })?;
         Ok(Api {
             http,
             base: base.trim_end_matches('/').to_string(),
@@ -283,10 +288,13 @@ impl Api {
             .await
             .map_err(|e| to_env(what, &e))?;
         serde_json::from_slice(&body).map_err(|e| {
-            EnvError::Daytona(format!(
-                "{what}: the answer is not what the API documents: {e}: {}",
-                excerpt(&body)
-            ))
+            EnvError::engine(
+                Provider::Daytona,
+                format!(
+                    "{what}: the answer is not what the API documents: {e}: {}",
+                    excerpt(&body)
+                ),
+            )
         })
     }
 }
@@ -385,8 +393,8 @@ fn excerpt(body: &[u8]) -> String {
 
 /// A parsed absolute URL with query pairs.
 pub(super) fn absolute(url: &str, query: &[(&str, &str)]) -> Result<Url, EnvError> {
-    let mut url =
-        Url::parse(url).map_err(|e| EnvError::Daytona(format!("`{url}` is not a URL: {e}")))?;
+    let mut url = Url::parse(url)
+        .map_err(|e| EnvError::engine(Provider::Daytona, format!("`{url}` is not a URL: {e}")))?;
     if !query.is_empty() {
         url.query_pairs_mut().extend_pairs(query);
     }
@@ -401,6 +409,6 @@ pub(super) fn to_env(what: &str, error: &ApiError) -> EnvError {
              create one in the Daytona dashboard)",
             super::KEY_VARIABLE
         )),
-        _ => EnvError::Daytona(format!("{what}: {error}")),
+        _ => EnvError::engine(Provider::Daytona, format!("{what}: {error}")),
     }
 }

@@ -81,6 +81,12 @@ impl DaytonaEngine {
         spec: &EnvSpec,
         cancel: &CancellationToken,
     ) -> Result<RemoteSandbox, EnvError> {
+        // A cancel that came first makes nothing. The race below cannot promise it: the
+        // create is polled first, and its first poll can carry a request to its answer
+        // (the conformance suite saw it under load, against a local server).
+        if cancel.is_cancelled() {
+            return Err(EnvError::Cancelled);
+        }
         let nonce = format!(
             "{}-{}-{}",
             std::process::id(),
@@ -214,15 +220,18 @@ impl DaytonaEngine {
                 }
                 "error" | "destroyed" | "destroying" | "stopped" | "stopping" | "archived"
                 | "archiving" => {
-                    return Err(EnvError::Daytona(format!(
-                        "sandbox `{}` went to `{state}` instead of starting{}",
-                        sandbox.id,
-                        if reason.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {reason}")
-                        }
-                    )));
+                    return Err(EnvError::engine(
+                        Provider::Daytona,
+                        format!(
+                            "sandbox `{}` went to `{state}` instead of starting{}",
+                            sandbox.id,
+                            if reason.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {reason}")
+                            }
+                        ),
+                    ));
                 }
                 _ => {}
             }
@@ -247,14 +256,17 @@ impl DaytonaEngine {
             .api
             .url(&format!("sandbox/{id}"), &[("force", "true")])?;
         let failed = |e: &api::ApiError| match api::to_env("DELETE /sandbox", e) {
-            EnvError::Daytona(message) => EnvError::Daytona(format!(
-                "cannot delete sandbox `{id}`: {message} (it may still run and cost: delete \
+            EnvError::Engine { message, .. } => EnvError::engine(
+                Provider::Daytona,
+                format!(
+                    "cannot delete sandbox `{id}`: {message} (it may still run and cost: delete \
                  it in the Daytona dashboard, or with `helios gc --provider daytona`)"
-            )),
+                ),
+            ),
             other => other,
         };
         let what = format!("Daytona sandbox `{id}`");
-        remove_idempotently(&what, BUSY_PATIENCE, || async {
+        remove_idempotently(Provider::Daytona, &what, BUSY_PATIENCE, || async {
             let answer = self
                 .api
                 .call(
@@ -366,6 +378,14 @@ impl Environment for DaytonaEngine {
             return Err(EnvError::Unsupported(
                 "Daytona sandboxes cannot run Compose environments: run the task with \
                  `provider = \"docker\"`"
+                    .into(),
+            ));
+        }
+        // Nor an allowlist: a sandbox made without it would reach every host.
+        if spec.allowlist.is_some() {
+            return Err(EnvError::Unsupported(
+                "Daytona sandboxes cannot enforce `network_mode = \"allowlist\"`: run the task \
+                 with `provider = \"docker\"`"
                     .into(),
             ));
         }

@@ -14,8 +14,8 @@ mod toolbox;
 
 use std::time::Duration;
 
-use super::EnvError;
-use crate::env::DaytonaSettings;
+use super::{EnvError, Provider};
+use crate::env::{DaytonaSettings, HostVariables};
 use crate::retry::RetryPolicy;
 
 #[cfg(feature = "daytona")]
@@ -40,12 +40,6 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Whether `name` is a variable these credentials stand for (set or not): such a
-    /// variable is never read from the host when credentials are given.
-    pub fn owns(&self, name: &str) -> bool {
-        [KEY_VARIABLE, URL_VARIABLE, TARGET_VARIABLE].contains(&name)
-    }
-
     /// The value these credentials give the `DAYTONA_*` variable `name`, if any.
     pub fn lookup(&self, name: &str) -> Option<String> {
         match name {
@@ -54,6 +48,17 @@ impl Credentials {
             TARGET_VARIABLE => self.target.clone(),
             _ => None,
         }
+    }
+}
+
+impl From<Credentials> for HostVariables {
+    /// The `DAYTONA_*` variables these credentials stand for, the unset ones included.
+    fn from(credentials: Credentials) -> HostVariables {
+        let mut variables = HostVariables::default();
+        for name in [KEY_VARIABLE, URL_VARIABLE, TARGET_VARIABLE] {
+            variables.give(name, credentials.lookup(name));
+        }
+        variables
     }
 }
 
@@ -110,8 +115,9 @@ impl Config {
         let api_key = non_empty(host(KEY_VARIABLE))
             .ok_or_else(|| EnvError::Auth(missing_key(&|_| None).unwrap_or_default()))?;
         let api_url = non_empty(host(URL_VARIABLE)).unwrap_or_else(|| DEFAULT_API_URL.to_string());
-        reqwest::Url::parse(&api_url)
-            .map_err(|e| EnvError::Daytona(format!("`{api_url}` is not a URL: {e}")))?;
+        reqwest::Url::parse(&api_url).map_err(|e| {
+            EnvError::engine(Provider::Daytona, format!("`{api_url}` is not a URL: {e}"))
+        })?;
         let target =
             non_empty(settings.target.clone()).or_else(|| non_empty(host(TARGET_VARIABLE)));
         let retry = RetryPolicy {
@@ -194,7 +200,10 @@ mod tests {
                 &DaytonaSettings::default(),
                 &host(&[(KEY_VARIABLE, "k"), (URL_VARIABLE, "not a url")])
             ),
-            Err(EnvError::Daytona(_))
+            Err(EnvError::Engine {
+                provider: Provider::Daytona,
+                ..
+            })
         ));
     }
 

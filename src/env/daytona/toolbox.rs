@@ -15,10 +15,7 @@ use reqwest::multipart::{Form, Part};
 
 use super::api::{ExecuteRequest, ExecuteResponse, Replay, ToolboxProxyUrl, to_env};
 use super::engine::{DaytonaEngine, RemoteSandbox};
-use crate::env::{EnvError, ExecOutput, ExecSpec, shell_quote, tarball};
-
-/// Most bytes of output kept from one command; the rest is cut.
-const OUTPUT_CAP: usize = 4 << 20;
+use crate::env::{EnvError, ExecOutput, ExecSpec, OUTPUT_CAP, Provider, shell_quote, tarball};
 
 /// The toolbox's timeout for a command without a deadline: a day.
 const NO_DEADLINE_SECS: u32 = 24 * 3600;
@@ -128,14 +125,18 @@ impl DaytonaEngine {
             }
         };
         let response: ExecuteResponse = serde_json::from_slice(&body).map_err(|e| {
-            EnvError::Daytona(format!(
-                "the toolbox of sandbox `{}` answered a command with something else than \
+            EnvError::engine(
+                Provider::Daytona,
+                format!(
+                    "the toolbox of sandbox `{}` answered a command with something else than \
                  `{{exitCode, result}}`: {e}",
-                sandbox.id
-            ))
+                    sandbox.id
+                ),
+            )
         })?;
         let mut stdout = response.result;
-        if stdout.len() > OUTPUT_CAP {
+        let whole = stdout.len();
+        if whole > OUTPUT_CAP {
             let cut = (0..=OUTPUT_CAP)
                 .rev()
                 .find(|&i| stdout.is_char_boundary(i))
@@ -144,6 +145,7 @@ impl DaytonaEngine {
         }
         Ok(Some(ExecOutput {
             exit_code: Some(response.exit_code),
+            cut: (whole - stdout.len()) as u64,
             stdout,
             stderr: String::new(),
             timed_out: false,
@@ -299,13 +301,16 @@ impl DaytonaEngine {
         if output.exit_code == Some(0) {
             return Ok(());
         }
-        Err(EnvError::Daytona(format!(
-            "{what} in sandbox `{}` failed (exit code {:?}): {} (hint: the image needs `tar`, \
+        Err(EnvError::engine(
+            Provider::Daytona,
+            format!(
+                "{what} in sandbox `{}` failed (exit code {:?}): {} (hint: the image needs `tar`, \
              `base64` and `bash`)",
-            sandbox.id,
-            output.exit_code,
-            output.stdout.trim()
-        )))
+                sandbox.id,
+                output.exit_code,
+                output.stdout.trim()
+            ),
+        ))
     }
 }
 

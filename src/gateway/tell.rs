@@ -1,0 +1,174 @@
+//! The run's events for an installed agent's model turns (`agent_turn`, `agent_text`,
+//! `tool_call`, `tool_result`), told from the calls that pass the gateway, as helios's own
+//! model loop tells its own: an installed agent runs its loop in its container, and the
+//! gateway is where helios sees it.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::events::{RunEvent, TrialIndex};
+use crate::model::{ChatRequest, ChatResponse, Part, Role};
+
+/// Where one trial's turns are told.
+pub(super) struct Teller {
+    sender: UnboundedSender<RunEvent>,
+    index: TrialIndex,
+    /// The tool calls whose results were told: an agent sends its whole conversation with
+    /// every call (and again when it retries one), and each result is told once.
+    told_results: Mutex<HashSet<String>>,
+}
+
+impl Teller {
+    pub(super) fn new(sender: UnboundedSender<RunEvent>, index: TrialIndex) -> Teller {
+        Teller {
+            sender,
+            index,
+            told_results: Mutex::default(),
+        }
+    }
+
+    fn send(&self, event: RunEvent) {
+        // A run whose receiver is gone has no one left to tell.
+        let _ = self.sender.send(event);
+    }
+
+    /// Tells the results of the agent's tool calls that a request carries back to the
+    /// model for the first time: those after the conversation's last assistant message.
+    pub(super) fn request(&self, request: &ChatRequest) {
+        let last_reply = request
+            .messages
+            .iter()
+            .rposition(|m| m.role == Role::Assistant);
+        let Some(last_reply) = last_reply else {
+            return;
+        };
+        let calls = &request.messages[last_reply].parts;
+        let mut told = self
+            .told_results
+            .lock()
+            .expect("the told results are never poisoned");
+        for part in request.messages[last_reply + 1..]
+            .iter()
+            .flat_map(|m| &m.parts)
+        {
+            let Part::ToolResult(result) = part else {
+                continue;
+            };
+            if !told.insert(result.call_id.clone()) {
+                continue;
+            }
+            // Some formats (Anthropic's) name a result's call by id only.
+            let name = if result.name.is_empty() {
+                calls
+                    .iter()
+                    .find_map(|p| match p {
+                        Part::ToolCall(call) if call.id == result.call_id => {
+                            Some(call.name.clone())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_default()
+            } else {
+                result.name.clone()
+            };
+            self.send(RunEvent::ToolResult {
+                index: self.index,
+                name,
+                output: result.output.clone(),
+                is_error: result.is_error,
+                images: Vec::new(),
+            });
+        }
+    }
+
+    /// Tells the model's reply to the trial's `turn`th answered call: the turn, its text,
+    /// and the tools it asks the agent to call.
+    pub(super) fn reply(&self, turn: u32, response: &ChatResponse) {
+        self.send(RunEvent::AgentTurn {
+            index: self.index,
+            turn,
+        });
+        let text = response.text();
+        if !text.is_empty() {
+            self.send(RunEvent::AgentText {
+                index: self.index,
+                text,
+            });
+        }
+        for call in response.tool_calls() {
+            self.send(RunEvent::ToolCall {
+                index: self.index,
+                name: call.name.clone(),
+                input: call.input.clone(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Message, ToolCall, ToolResult};
+    use tokio::sync::mpsc::unbounded_channel;
+
+    fn assistant_calling(id: &str, name: &str) -> Message {
+        Message {
+            role: Role::Assistant,
+            parts: vec![Part::ToolCall(ToolCall {
+                id: id.into(),
+                name: name.into(),
+                input: serde_json::json!({"command": "ls"}),
+            })],
+        }
+    }
+
+    fn results(call_id: &str) -> Message {
+        Message {
+            role: Role::User,
+            parts: vec![Part::ToolResult(ToolResult::text(
+                call_id, "", "a.txt", false,
+            ))],
+        }
+    }
+
+    #[test]
+    fn each_tool_result_is_told_once_with_the_name_of_its_call() {
+        let (sender, mut events) = unbounded_channel();
+        let teller = Teller::new(sender, TrialIndex(3));
+        let mut request = ChatRequest {
+            messages: vec![Message::user_text("list the files")],
+            ..ChatRequest::default()
+        };
+        teller.request(&request);
+        request.messages.push(assistant_calling("c1", "bash"));
+        request.messages.push(results("c1"));
+        teller.request(&request);
+        // The same conversation again (a retried call), then one more turn.
+        teller.request(&request);
+        request.messages.push(assistant_calling("c2", "bash"));
+        request.messages.push(results("c2"));
+        teller.request(&request);
+        let mut told = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            told.push(event);
+        }
+        assert_eq!(told.len(), 2, "{told:?}");
+        for event in told {
+            let RunEvent::ToolResult {
+                index,
+                name,
+                output,
+                ..
+            } = event
+            else {
+                panic!("{event:?}");
+            };
+            assert_eq!(
+                (index, name.as_str(), output.as_str()),
+                (TrialIndex(3), "bash", "a.txt")
+            );
+        }
+    }
+}
