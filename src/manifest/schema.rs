@@ -92,8 +92,8 @@ impl SchemaKind {
 /// - unset optional fields are left out of `default` tables;
 /// - a tagged union (`oneOf` objects told apart by a `const` property, such as an agent's
 ///   `kind`) becomes the tag with its choices and one `if`/`then` per choice, so that the
-///   errors of a table are those of its own kind ("`command` is not a field of kind
-///   `terminal`") rather than "matches none of the variants".
+///   errors of a table are those of its own kind ("`agents.t` of kind `terminal` takes
+///   no `command`") rather than "matches none of the variants".
 fn tidy_all(schema: &mut Value) {
     let Value::Object(object) = schema else {
         return;
