@@ -9,6 +9,7 @@ and ``error``. Exceptions are for runs that cannot start or finish.
 from __future__ import annotations
 
 import builtins
+from typing import Any
 
 __all__ = [
     "HeliosError",
@@ -20,7 +21,17 @@ __all__ = [
 
 
 class HeliosError(Exception):
-    """The base of every helios exception."""
+    """The base of every helios exception.
+
+    ``problems`` lists what stopped a run before any trial started, each a dict with its
+    ``kind`` (``"missing_model_key"``, ``"missing_credentials"``,
+    ``"unsupported_by_provider"``, ...), the ``task`` and ``agent`` it concerns when one,
+    its ``message`` and, when there is a known one, its ``fix``; it is empty for other
+    errors."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.problems: list[dict[str, Any]] = []
 
     @property
     def message(self) -> str:

@@ -98,6 +98,8 @@ impl Pending {
 struct Failure {
     class: ErrorClass,
     message: String,
+    /// The pre-flight problems behind it (JSON objects), for the exception's `problems`.
+    problems: Vec<Value>,
 }
 
 /// The class of `helios.errors` that stands for each class of the library's errors.
@@ -116,13 +118,24 @@ impl Failure {
         Failure {
             class,
             message: message.trim_end().to_string(),
+            problems: Vec::new(),
         }
+    }
+
+    /// With the typed problems behind `error`, if any.
+    fn with_problems_of<E: Classify + ?Sized>(mut self, error: &E) -> Failure {
+        self.problems = error
+            .problems()
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap_or(Value::Null))
+            .collect();
+        self
     }
 
     /// An error of the library, as its class says, with the message the command line
     /// prints (its causes included).
     fn of<E: Classify + std::error::Error + 'static>(error: &E) -> Failure {
-        Failure::new(error.class(), helios::api::error_chain(error))
+        Failure::new(error.class(), helios::api::error_chain(error)).with_problems_of(error)
     }
 
     fn into_py(self) -> PyErr {
@@ -130,7 +143,13 @@ impl Failure {
             let made = py
                 .import("helios.errors")
                 .and_then(|errors| errors.getattr(exception_name(self.class)))
-                .and_then(|class| class.call1((self.message.clone(),)));
+                .and_then(|class| class.call1((self.message.clone(),)))
+                .and_then(|instance| {
+                    let problems = serde_json::to_string(&self.problems).unwrap_or_default();
+                    let problems = py.import("json")?.call_method1("loads", (problems,))?;
+                    instance.setattr("problems", problems)?;
+                    Ok(instance)
+                });
             match made {
                 Ok(instance) => PyErr::from_value(instance),
                 Err(error) => error,
@@ -142,7 +161,7 @@ impl Failure {
 /// The exception for an error that stopped a run from starting or finishing, with the
 /// message the command line prints.
 fn failure(error: &RunnerError) -> Failure {
-    Failure::new(error.class(), error.message())
+    Failure::new(error.class(), error.message()).with_problems_of(error)
 }
 
 fn parse_error(error: serde_json::Error) -> Failure {

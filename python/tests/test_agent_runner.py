@@ -275,12 +275,17 @@ async def test_a_missing_api_key_is_an_agent_error(scratch: Scratch, no_keys: No
     with pytest.raises(helios.AgentError, match="ANTHROPIC_API_KEY") as raised:
         await AgentRunner(TASK, model="claude-sonnet-4-20250514", output_dir=scratch.out).run()
     assert str(raised.value).startswith("the run cannot start")
+    # The typed problem behind it, as the library found it.
+    [problem] = raised.value.problems
+    assert problem["kind"] == "missing_model_key", problem
+    assert "ANTHROPIC_API_KEY" in problem["message"] + problem.get("fix", ""), problem
     assert not scratch.out.exists()
 
 
 async def test_a_missing_daytona_key_is_an_environment_error(scratch: Scratch, no_keys: None) -> None:
-    with pytest.raises(helios.EnvironmentError, match="DAYTONA_API_KEY"):
+    with pytest.raises(helios.EnvironmentError, match="DAYTONA_API_KEY") as raised:
         await AgentRunner(TASK, agent="oracle", provider="daytona", output_dir=scratch.out).run()
+    assert [p["kind"] for p in raised.value.problems] == ["missing_credentials"]
     assert not scratch.out.exists()
 
 
@@ -288,6 +293,7 @@ def test_every_helios_error_is_a_helios_error() -> None:
     for error in (helios.TaskError, helios.EnvironmentError, helios.AgentError, helios.TimeoutError):
         assert issubclass(error, helios.HeliosError)
     assert issubclass(helios.TimeoutError, TimeoutError)
+    assert helios.TaskError("raised by a program").problems == []
 
 
 async def test_a_multi_step_task_reports_each_step(scratch: Scratch) -> None:

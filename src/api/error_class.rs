@@ -39,6 +39,12 @@ impl ErrorClass {
 /// An error that stops a run, by the part of the run it belongs to.
 pub trait Classify {
     fn class(&self) -> ErrorClass;
+
+    /// The typed problems behind the error, when it is a run's pre-flight check (each with
+    /// its kind, task, agent and fix); none for other errors.
+    fn problems(&self) -> &[Problem] {
+        &[]
+    }
 }
 
 impl Classify for RunError {
@@ -47,6 +53,13 @@ impl Classify for RunError {
             RunError::Preflight(problems) => problems.class(),
             RunError::Credentials(_) | RunError::Env(_) => ErrorClass::Environment,
             RunError::Write { .. } => ErrorClass::Helios,
+        }
+    }
+
+    fn problems(&self) -> &[Problem] {
+        match self {
+            RunError::Preflight(problems) | RunError::Credentials(problems) => &problems.0,
+            RunError::Env(_) | RunError::Write { .. } => &[],
         }
     }
 }
@@ -96,6 +109,13 @@ impl Classify for RunnerError {
             #[cfg(feature = "viewer")]
             RunnerError::Viewer(_) => ErrorClass::Helios,
             RunnerError::NoViewer | RunnerError::NoResult => ErrorClass::Helios,
+        }
+    }
+
+    fn problems(&self) -> &[Problem] {
+        match self {
+            RunnerError::Run(error) => error.problems(),
+            _ => &[],
         }
     }
 }
