@@ -391,6 +391,32 @@ struct NativeRun {
     run_id: String,
 }
 
+impl NativeRun {
+    /// The run that `driver` carries out, telling its events to `receiver`'s sender.
+    fn new(
+        driver: tokio::task::JoinHandle<Result<String, Failure>>,
+        receiver: UnboundedReceiver<String>,
+        cancel: CancellationToken,
+        viewer_url: Option<String>,
+        run_id: String,
+    ) -> NativeRun {
+        let outcome = async move {
+            driver
+                .await
+                .unwrap_or_else(|_| Err(Failure::of(&RunnerError::NoResult)))
+        }
+        .boxed()
+        .shared();
+        NativeRun {
+            events: Arc::new(Mutex::new(receiver)),
+            outcome,
+            cancel,
+            viewer_url,
+            run_id,
+        }
+    }
+}
+
 impl Drop for NativeRun {
     fn drop(&mut self) {
         self.cancel.cancel();
@@ -429,20 +455,7 @@ async fn start_run(spec: String) -> Result<NativeRun, Failure> {
             .map(|r| result_json(&r))
             .map_err(|e| failure(&e))
     });
-    let outcome = async move {
-        driver
-            .await
-            .unwrap_or_else(|_| Err(Failure::of(&RunnerError::NoResult)))
-    }
-    .boxed()
-    .shared();
-    Ok(NativeRun {
-        events: Arc::new(Mutex::new(receiver)),
-        outcome,
-        cancel,
-        viewer_url,
-        run_id,
-    })
+    Ok(NativeRun::new(driver, receiver, cancel, viewer_url, run_id))
 }
 
 fn event_json(event: &RunEvent) -> String {
@@ -699,20 +712,7 @@ async fn start_apply(spec: String) -> Result<NativeRun, Failure> {
         let events = std::mem::take(&mut *kept.lock().unwrap_or_else(|e| e.into_inner()));
         Ok(apply_json(&outcome, events))
     });
-    let outcome = async move {
-        driver
-            .await
-            .unwrap_or_else(|_| Err(Failure::of(&RunnerError::NoResult)))
-    }
-    .boxed()
-    .shared();
-    Ok(NativeRun {
-        events: Arc::new(Mutex::new(receiver)),
-        outcome,
-        cancel,
-        viewer_url: None,
-        run_id,
-    })
+    Ok(NativeRun::new(driver, receiver, cancel, None, run_id))
 }
 
 /// A finished `apply` as JSON: its trials, summary (with the expectations checked), verdict

@@ -248,19 +248,33 @@ impl DockerEngine {
     /// Removes a network; one already gone is fine, and one still busy (its last
     /// container on the way out, another apply removing it) is waited for.
     async fn delete_network(&self, name: &str) -> Result<Removal, EnvError> {
-        let call = format!("remove network {name}");
-        remove_idempotently(
-            Provider::Docker,
+        self.remove_object(
             &format!("network `{name}`"),
+            &format!("remove network {name}"),
             BUSY_PATIENCE,
-            || async {
-                let _permit = self.permit().await;
-                within(&call, CALL_DEADLINE, async {
-                    removal(self.docker.remove_network(name).await)
-                })
-                .await
-            },
+            || self.docker.remove_network(name),
         )
+        .await
+    }
+
+    /// Removes `what` with `remove`, one engine call under the engine's permits and the
+    /// call deadline, as [`remove_idempotently`] decides: gone counts as removed, and busy
+    /// is asked again until `patience` runs out.
+    async fn remove_object<F, Fut>(
+        &self,
+        what: &str,
+        call: &str,
+        patience: Duration,
+        remove: F,
+    ) -> Result<Removal, EnvError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), bollard::errors::Error>>,
+    {
+        remove_idempotently(Provider::Docker, what, patience, || async {
+            let _permit = self.permit().await;
+            within(call, CALL_DEADLINE, async { removal(remove().await) }).await
+        })
         .await
     }
 
@@ -735,23 +749,19 @@ impl DockerEngine {
         &self,
         container: &Container,
     ) -> Result<Removal, EnvError> {
-        let call = format!("remove container {}", short(&container.id));
-        let what = format!("container `{}`", short(&container.id));
-        remove_idempotently(Provider::Docker, &what, BUSY_PATIENCE, || async {
-            let options = RemoveContainerOptionsBuilder::default()
-                .force(true)
-                .v(true)
-                .build();
-            let _permit = self.permit().await;
-            within(&call, CALL_DEADLINE, async {
-                removal(
-                    self.docker
-                        .remove_container(&container.id, Some(options))
-                        .await,
-                )
-            })
-            .await
-        })
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        self.remove_object(
+            &format!("container `{}`", short(&container.id)),
+            &format!("remove container {}", short(&container.id)),
+            BUSY_PATIENCE,
+            || {
+                self.docker
+                    .remove_container(&container.id, Some(options.clone()))
+            },
+        )
         .await
     }
 
@@ -807,23 +817,14 @@ impl DockerEngine {
     /// Removes an image by id, with all its tags; gone already is fine, and an image in
     /// use by a container on its way out (409, "conflict") is asked again for a while.
     pub async fn remove_image(&self, id: &str) -> Result<(), EnvError> {
-        let call = format!("remove image {}", short(id));
-        remove_idempotently(
-            Provider::Docker,
+        let options = RemoveImageOptionsBuilder::default().force(true).build();
+        self.remove_object(
             &format!("image `{id}`"),
+            &format!("remove image {}", short(id)),
             IMAGE_PATIENCE,
             || async {
-                let options = RemoveImageOptionsBuilder::default().force(true).build();
-                let _permit = self.permit().await;
-                within(&call, CALL_DEADLINE, async {
-                    removal(
-                        self.docker
-                            .remove_image(id, Some(options), None)
-                            .await
-                            .map(|_| ()),
-                    )
-                })
-                .await
+                let removed = self.docker.remove_image(id, Some(options.clone()), None);
+                removed.await.map(|_| ())
             },
         )
         .await
@@ -906,19 +907,12 @@ impl DockerEngine {
     /// Removes a volume: gone already is fine, and one still in use by a container on its
     /// way out (409) is waited for.
     pub(crate) async fn remove_volume(&self, name: &str) -> Result<(), EnvError> {
-        let call = format!("remove volume {name}");
-        remove_idempotently(
-            Provider::Docker,
+        let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+        self.remove_object(
             &format!("volume `{name}`"),
+            &format!("remove volume {name}"),
             BUSY_PATIENCE,
-            || async {
-                let options = RemoveVolumeOptionsBuilder::default().force(true).build();
-                let _permit = self.permit().await;
-                within(&call, CALL_DEADLINE, async {
-                    removal(self.docker.remove_volume(name, Some(options)).await)
-                })
-                .await
-            },
+            || self.docker.remove_volume(name, Some(options.clone())),
         )
         .await
         .map(|_| ())
