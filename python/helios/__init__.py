@@ -44,7 +44,14 @@ from ._runner import (
     StreamingRunner,
     ToolCall,
 )
-from .errors import AgentError, EnvironmentError, HeliosError, TaskError, TimeoutError
+from .errors import (
+    AgentError,
+    EnvironmentError,
+    HeliosError,
+    HeliosWarning,
+    TaskError,
+    TimeoutError,
+)
 
 __version__ = "0.1.0"
 
@@ -61,6 +68,7 @@ __all__ = [
     "EnvironmentError",
     "Event",
     "HeliosError",
+    "HeliosWarning",
     "PlanResult",
     "PlannedTrial",
     "RunConfig",

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings as _warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from . import _native
+from .errors import HeliosWarning
 from ._runner import Event, RunContext, RunStream, StepResult
 
 __all__ = [
@@ -88,6 +90,9 @@ class ApplyResult:
     some, decide over the agents' failures."""
     events: list[dict[str, Any]] = field(default_factory=list)
     """Every event of the run, in order, as JSON objects (``{"event": "trial_finished", ...}``)."""
+    warnings: list[str] = field(default_factory=list)
+    """What loading the pipeline warned of, each as ``helios apply`` prints it (file, line,
+    caret and help); each was also issued as a :class:`helios.HeliosWarning`."""
 
     @property
     def passed(self) -> int:
@@ -103,6 +108,8 @@ class ApplyResult:
 
 def _apply_result(text: str) -> ApplyResult:
     data = json.loads(text)
+    for warning in data.get("warnings", []):
+        _warnings.warn(warning, HeliosWarning, stacklevel=3)
     trials = []
     for t in data["trials"]:
         error = t.get("error") or {}
@@ -135,6 +142,7 @@ def _apply_result(text: str) -> ApplyResult:
         expectations_met=data["expectations_met"],
         verdict=data["verdict"],
         events=data.get("events", []),
+        warnings=data.get("warnings", []),
     )
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "EnvironmentError",
     "AgentError",
     "TimeoutError",
+    "HeliosWarning",
 ]
 
 
@@ -61,3 +62,10 @@ class TimeoutError(HeliosError, builtins.TimeoutError):  # noqa: A001 - the refe
     def __init__(self, message: str, result: object | None = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class HeliosWarning(UserWarning):
+    """What ``helios apply`` warns of while loading a pipeline (an allowlist with no
+    hosts, tasks left out by ``on_invalid = "skip"``, ...), with its file, line and help:
+    :func:`helios.apply` issues each through :mod:`warnings`, and
+    ``ApplyResult.warnings`` keeps them."""

@@ -562,9 +562,25 @@ fn run_blocking(py: Python<'_>, spec: String) -> PyResult<String> {
 
 /// Loads and plans a pipeline, as every front end does; an invalid one is a `TaskError`
 /// with the diagnostics.
-fn session(path: &Path, options: &PlanOptions) -> Result<Session, Failure> {
+fn session(path: &Path, options: &PlanOptions) -> Result<(Session, Vec<String>), Failure> {
     let error = match Session::load(path, &Default::default(), options) {
-        Ok((session, _warnings)) => return Ok(session),
+        Ok((session, warnings)) => {
+            // Each warning as `helios apply` prints it (file, line, caret and help), apart.
+            let rendered = warnings
+                .diagnostics
+                .iter()
+                .map(|diagnostic| {
+                    let one = helios::diagnostic::Report {
+                        diagnostics: vec![diagnostic.clone()],
+                        sources: warnings.sources.clone(),
+                    };
+                    helios::diagnostic::render::human(&one, false)
+                        .trim_end()
+                        .to_string()
+                })
+                .collect();
+            return Ok((session, rendered));
+        }
         Err(error) => error,
     };
     let message = match &error {
@@ -621,7 +637,7 @@ fn plan(py: Python<'_>, path: PathBuf, output_dir: Option<String>) -> PyResult<S
         output_dir: output_dir.map(PathBuf::from),
         ..PlanOptions::default()
     };
-    let session = session(&path, &options).map_err(Failure::into_py)?;
+    let (session, _warnings) = session(&path, &options).map_err(Failure::into_py)?;
     Ok(py.detach(|| runtime().block_on(helios::api::plan_doc::plan_json(&session))))
 }
 
@@ -672,7 +688,7 @@ impl Reporter for PythonStream {
 /// `helios apply` does, then runs it with a [`PythonStream`] as its reporter.
 async fn start_apply(spec: String) -> Result<NativeRun, Failure> {
     let request = ApplyRequest::parse(&spec)?;
-    let session = session(&request.pipeline, &request.planning)?;
+    let (session, warnings) = session(&request.pipeline, &request.planning)?;
     if request.locked {
         session.check_lock().map_err(|p| lock_failure(&p))?;
     }
@@ -710,14 +726,14 @@ async fn start_apply(spec: String) -> Result<NativeRun, Failure> {
             .await
             .map_err(|e| Failure::of(&e))?;
         let events = std::mem::take(&mut *kept.lock().unwrap_or_else(|e| e.into_inner()));
-        Ok(apply_json(&outcome, events))
+        Ok(apply_json(&outcome, events, warnings))
     });
     Ok(NativeRun::new(driver, receiver, cancel, None, run_id))
 }
 
 /// A finished `apply` as JSON: its trials, summary (with the expectations checked), verdict
 /// and every event.
-fn apply_json(outcome: &RunOutcome, events: Vec<Value>) -> String {
+fn apply_json(outcome: &RunOutcome, events: Vec<Value>, warnings: Vec<String>) -> String {
     let trials: Vec<Value> = outcome
         .trials
         .iter()
@@ -742,6 +758,7 @@ fn apply_json(outcome: &RunOutcome, events: Vec<Value>) -> String {
         "expectations_met": outcome.summary.expectations_met(),
         "verdict": Verdict::of_run(outcome).as_str(),
         "events": events,
+        "warnings": warnings,
     })
     .to_string()
 }

@@ -119,6 +119,22 @@ def test_apply_streams_every_event_live_checks_expectations_and_honours_the_lock
     assert called == [e["event"] for e in fourth.events] and fourth.verdict == "passed"
 
 
+def test_a_pipelines_warnings_are_issued_and_kept_in_the_result(scratch: Scratch) -> None:
+    pipeline = scratch.dir / "p.toml"
+    pipeline.write_text(
+        '[pipeline]\nname = "py-apply-warn"\noutput_dir = "runs"\n'
+        f'[[tasks]]\npath = "{ROOT / "tasks" / "*"}"\ninclude = ["create-hello-file"]\n'
+        '[agents.spare]\nkind = "oracle"\n'
+        '[[stages]]\nname = "sanity"\nagents = ["nop"]\n'
+    )
+    with pytest.warns(helios.HeliosWarning, match="agent `spare` is not run by any stage"):
+        outcome = helios.apply(pipeline, labels=scratch.labels)
+    assert outcome.ran == 1
+    [warning] = outcome.warnings
+    # As `helios apply` prints it: the place in the file and the help.
+    assert "p.toml:7:9" in warning and "add it to a stage's `agents`" in warning, warning
+
+
 def test_an_exception_in_on_event_cancels_the_run_and_propagates(scratch: Scratch) -> None:
     pipeline = scratch.dir / "p.toml"
     pipeline.write_text(
