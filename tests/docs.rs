@@ -34,3 +34,34 @@ fn the_commands_and_outputs_the_docs_show_are_what_helios_does() {
     }
     cases.run();
 }
+
+/// docs/testing.md's fast tier is written twice in `.config/nextest.toml`: as the `fast`
+/// profile's filter, and as the filter of the setup script that gives the fast tests no
+/// Docker engine to reach (nextest has no named filters). The two must stay one.
+#[test]
+fn the_fast_tier_is_the_same_set_where_the_nextest_config_repeats_it() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".config/nextest.toml");
+    let config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let words = |filter: &toml::Value| -> Vec<String> {
+        filter
+            .as_str()
+            .expect("a filter is a string")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let fast = words(&config["profile"]["fast"]["default-filter"]);
+    let scripts = config["profile"]["default"]["scripts"]
+        .as_array()
+        .expect("[[profile.default.scripts]]");
+    let no_docker = scripts
+        .iter()
+        .find(|s| s["setup"].as_str() == Some("no-docker"))
+        .expect("the no-docker script's filter");
+    assert_eq!(
+        words(&no_docker["filter"]),
+        fast,
+        "`.config/nextest.toml`: the `fast` profile's `default-filter` and the `no-docker` \
+         script's `filter` must name the same tests"
+    );
+}
