@@ -99,6 +99,13 @@ impl Slot {
         }
     }
 
+    /// Tells no more of the trial's turns (its lease ended).
+    pub(super) fn silence(&self) {
+        if let Some(teller) = &self.teller {
+            teller.silence();
+        }
+    }
+
     /// The id (`provider/model`) of the model the trial's calls go to.
     pub(super) fn model_id(&self) -> &str {
         &self.model_id

@@ -165,6 +165,7 @@ impl Lease {
             .lock()
             .expect("the token table is never poisoned")
             .remove(&self.token);
+        self.slot.silence();
         self.slot.finish()
     }
 }
@@ -175,6 +176,7 @@ impl Drop for Lease {
         if let Ok(mut trials) = self.shared.trials.lock() {
             trials.remove(&self.token);
         }
+        self.slot.silence();
     }
 }
 

@@ -13,25 +13,39 @@ use crate::model::{ChatRequest, ChatResponse, Part, Role};
 
 /// Where one trial's turns are told.
 pub(super) struct Teller {
-    sender: UnboundedSender<RunEvent>,
+    /// Taken when the trial's lease ends: a call still in flight then (its agent killed, a
+    /// slow model) tells nothing after its trial's end, nor holds the run's stream open.
+    sender: Mutex<Option<UnboundedSender<RunEvent>>>,
     index: TrialIndex,
-    /// The tool calls whose results were told: an agent sends its whole conversation with
-    /// every call (and again when it retries one), and each result is told once.
-    told_results: Mutex<HashSet<String>>,
+    /// The tool results told, by the assistant message that made the call (its place in
+    /// the conversation) and the call's id: an agent sends its whole conversation with
+    /// every call (and again when it retries one), and each result is told once. Ids alone
+    /// are not enough: Gemini's may repeat from turn to turn (`call_0`).
+    told_results: Mutex<HashSet<(usize, String)>>,
 }
 
 impl Teller {
     pub(super) fn new(sender: UnboundedSender<RunEvent>, index: TrialIndex) -> Teller {
         Teller {
-            sender,
+            sender: Mutex::new(Some(sender)),
             index,
             told_results: Mutex::default(),
         }
     }
 
+    /// Tells nothing more: the trial is over.
+    pub(super) fn silence(&self) {
+        self.sender
+            .lock()
+            .expect("the sender is never poisoned")
+            .take();
+    }
+
     fn send(&self, event: RunEvent) {
-        // A run whose receiver is gone has no one left to tell.
-        let _ = self.sender.send(event);
+        if let Some(sender) = &*self.sender.lock().expect("the sender is never poisoned") {
+            // A run whose receiver is gone has no one left to tell.
+            let _ = sender.send(event);
+        }
     }
 
     /// Tells the results of the agent's tool calls that a request carries back to the
@@ -56,7 +70,7 @@ impl Teller {
             let Part::ToolResult(result) = part else {
                 continue;
             };
-            if !told.insert(result.call_id.clone()) {
+            if !told.insert((last_reply, result.call_id.clone())) {
                 continue;
             }
             // Some formats (Anthropic's) name a result's call by id only.
@@ -170,5 +184,53 @@ mod tests {
                 (TrialIndex(3), "bash", "a.txt")
             );
         }
+    }
+
+    fn told(events: &mut tokio::sync::mpsc::UnboundedReceiver<RunEvent>) -> Vec<RunEvent> {
+        let mut told = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            told.push(event);
+        }
+        told
+    }
+
+    #[test]
+    fn a_call_id_that_repeats_from_turn_to_turn_is_told_each_turn() {
+        // Gemini's calls carry no ids; they are numbered in each reply (`call_0`).
+        let (sender, mut events) = unbounded_channel();
+        let teller = Teller::new(sender, TrialIndex(0));
+        let mut request = ChatRequest {
+            messages: vec![Message::user_text("go")],
+            ..ChatRequest::default()
+        };
+        for _ in 0..3 {
+            request.messages.push(assistant_calling("call_0", "bash"));
+            request.messages.push(results("call_0"));
+            teller.request(&request);
+        }
+        assert_eq!(told(&mut events).len(), 3);
+    }
+
+    #[test]
+    fn a_silenced_teller_tells_nothing_more() {
+        let (sender, mut events) = unbounded_channel();
+        let teller = Teller::new(sender, TrialIndex(0));
+        teller.silence();
+        let reply = ChatResponse {
+            parts: vec![Part::Text {
+                text: "late".into(),
+            }],
+            stop: crate::model::StopReason::EndTurn,
+            usage: Default::default(),
+        };
+        teller.reply(1, &reply);
+        assert!(told(&mut events).is_empty());
+        assert!(
+            matches!(
+                events.try_recv(),
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+            ),
+            "and the run's stream is not held open"
+        );
     }
 }
