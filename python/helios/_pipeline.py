@@ -152,8 +152,10 @@ def _apply_spec(
     labels: Mapping[str, str] | None,
     locked: bool,
     fail_under: float | None,
+    live: bool = True,
 ) -> dict[str, Any]:
     return {
+        "live": live,
         "pipeline": str(pipeline),
         "output_dir": None if output_dir is None else str(output_dir),
         "labels": {str(k): str(v) for k, v in (labels or {}).items()},
@@ -206,7 +208,11 @@ def apply(
     Unmet expectations are not an exception: see ``ApplyResult.expectations_met`` and
     ``verdict``."""
     native = _native.start_apply_blocking(
-        json.dumps(_apply_spec(pipeline, output_dir, labels, locked, fail_under))
+        json.dumps(
+            _apply_spec(
+                pipeline, output_dir, labels, locked, fail_under, live=on_event is not None
+            )
+        )
     )
     if on_event is not None:
         try:

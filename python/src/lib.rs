@@ -647,6 +647,8 @@ struct ApplyRequest {
     planning: PlanOptions,
     locked: bool,
     labels: BTreeMap<String, String>,
+    /// Whether Python reads the events as they happen (else only the result's list).
+    live: bool,
 }
 
 impl ApplyRequest {
@@ -661,6 +663,7 @@ impl ApplyRequest {
             },
             locked: spec["locked"].as_bool().unwrap_or(false),
             labels: labels(&spec),
+            live: spec["live"].as_bool().unwrap_or(true),
         })
     }
 }
@@ -668,7 +671,8 @@ impl ApplyRequest {
 /// A Python stream is a reporter: each event, as JSON, goes to Python as it happens, and
 /// is kept for the result's `events`.
 struct PythonStream {
-    live: UnboundedSender<String>,
+    /// `None` when Python reads only the result: nothing is kept twice.
+    live: Option<UnboundedSender<String>>,
     kept: Arc<std::sync::Mutex<Vec<Value>>>,
 }
 
@@ -676,7 +680,9 @@ impl Reporter for PythonStream {
     fn event(&mut self, event: &RunEvent) {
         let value = serde_json::to_value(event).unwrap_or(Value::Null);
         // Python may have stopped reading: the result still has every event.
-        let _ = self.live.send(value.to_string());
+        if let Some(live) = &self.live {
+            let _ = live.send(value.to_string());
+        }
         self.kept
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -705,7 +711,7 @@ async fn start_apply(spec: String) -> Result<NativeRun, Failure> {
     let (live, receiver) = unbounded_channel();
     let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
     let stream = PythonStream {
-        live,
+        live: request.live.then_some(live),
         kept: kept.clone(),
     };
     let cancel = CancellationToken::new();
