@@ -154,6 +154,38 @@ impl DockerEngine {
             .expect("the semaphore is never closed")
     }
 
+    /// One call to the engine, named `call` (as its API does, for a deadline's message):
+    /// under the bound on calls at once and the call deadline, its failure an [`EnvError`].
+    async fn engine_call<T>(
+        &self,
+        call: &str,
+        work: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
+    ) -> Result<T, EnvError> {
+        let _permit = self.permit().await;
+        within(call, CALL_DEADLINE, async {
+            work.await.map_err(engine_error)
+        })
+        .await
+    }
+
+    /// Whether the engine has what `work` inspects: its 404 is `false`.
+    async fn engine_has<T>(
+        &self,
+        call: &str,
+        work: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
+    ) -> Result<bool, EnvError> {
+        let found = async {
+            match work.await {
+                Ok(_) => Ok(true),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        };
+        self.engine_call(call, found).await
+    }
+
     /// The default bridge network's gateway: the host's address on the network trial
     /// containers are attached to.
     async fn bridge_gateway(&self) -> Result<std::net::IpAddr, EnvError> {
@@ -173,30 +205,17 @@ impl DockerEngine {
             ..Default::default()
         };
         {
-            let _permit = self.permit().await;
-            within("create network", CALL_DEADLINE, async {
-                self.docker
-                    .create_network(request)
-                    .await
-                    .map_err(engine_error)
-            })
-            .await?;
+            self.engine_call("create network", self.docker.create_network(request))
+                .await?;
         }
         self.network_gateway(name).await
     }
 
     /// The address ranges of network `name`.
     pub(crate) async fn network_subnets(&self, name: &str) -> Result<Vec<ipnet::IpNet>, EnvError> {
-        let network = {
-            let _permit = self.permit().await;
-            within("inspect network", CALL_DEADLINE, async {
-                self.docker
-                    .inspect_network(name, None)
-                    .await
-                    .map_err(engine_error)
-            })
-            .await?
-        };
+        let network = self
+            .engine_call("inspect network", self.docker.inspect_network(name, None))
+            .await?;
         Ok(network
             .ipam
             .and_then(|ipam| ipam.config)
@@ -208,16 +227,9 @@ impl DockerEngine {
 
     /// The host's address on network `name`.
     async fn network_gateway(&self, name: &str) -> Result<std::net::IpAddr, EnvError> {
-        let network = {
-            let _permit = self.permit().await;
-            within("inspect network", CALL_DEADLINE, async {
-                self.docker
-                    .inspect_network(name, None)
-                    .await
-                    .map_err(engine_error)
-            })
-            .await?
-        };
+        let network = self
+            .engine_call("inspect network", self.docker.inspect_network(name, None))
+            .await?;
         let configs = network
             .ipam
             .and_then(|ipam| ipam.config)
@@ -288,14 +300,9 @@ impl DockerEngine {
         let options = bollard::query_parameters::ListNetworksOptionsBuilder::default()
             .filters(&filters)
             .build();
-        let _permit = self.permit().await;
-        let list = within("list networks", CALL_DEADLINE, async {
-            self.docker
-                .list_networks(Some(options))
-                .await
-                .map_err(engine_error)
-        })
-        .await?;
+        let list = self
+            .engine_call("list networks", self.docker.list_networks(Some(options)))
+            .await?;
         Ok(list
             .into_iter()
             .filter_map(|n| Some((n.name?, n.labels.unwrap_or_default())))
@@ -304,17 +311,8 @@ impl DockerEngine {
 
     /// Whether an image with this tag exists locally.
     pub(crate) async fn has_image(&self, tag: &str) -> Result<bool, EnvError> {
-        let _permit = self.permit().await;
-        within("inspect image", CALL_DEADLINE, async {
-            match self.docker.inspect_image(tag).await {
-                Ok(_) => Ok(true),
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => Ok(false),
-                Err(e) => Err(engine_error(e)),
-            }
-        })
-        .await
+        self.engine_has("inspect image", self.docker.inspect_image(tag))
+            .await
     }
 
     /// Makes sure a prebuilt image is present, pulling it when it is not.
@@ -452,25 +450,19 @@ impl DockerEngine {
 
     /// Creates and starts a container from `body`; one that fails to start is removed.
     pub(crate) async fn launch(&self, body: ContainerCreateBody) -> Result<Container, EnvError> {
-        let _permit = self.permit().await;
-        let created = within("create container", CALL_DEADLINE, async {
-            self.docker
-                .create_container(None::<CreateContainerOptions>, body)
-                .await
-                .map_err(engine_error)
-        })
-        .await?;
+        let created = self
+            .engine_call(
+                "create container",
+                self.docker
+                    .create_container(None::<CreateContainerOptions>, body),
+            )
+            .await?;
         let container = Container { id: created.id };
         let call = format!("start container {}", short(&container.id));
-        let started = within(&call, CALL_DEADLINE, async {
-            self.docker
-                .start_container(&container.id, None)
-                .await
-                .map_err(engine_error)
-        })
-        .await;
+        let started = self
+            .engine_call(&call, self.docker.start_container(&container.id, None))
+            .await;
         if let Err(error) = started {
-            drop(_permit);
             // Nothing else knows of this container yet: its removal is this call's.
             let _ = self.remove_container(&container).await;
             return Err(error);
@@ -483,16 +475,9 @@ impl DockerEngine {
         &self,
         container: &Container,
     ) -> Result<bollard::models::ContainerInspectResponse, EnvError> {
-        let _permit = self.permit().await;
-        within(
+        self.engine_call(
             &format!("inspect container {}", short(&container.id)),
-            CALL_DEADLINE,
-            async {
-                self.docker
-                    .inspect_container(&container.id, None)
-                    .await
-                    .map_err(engine_error)
-            },
+            self.docker.inspect_container(&container.id, None),
         )
         .await
     }
@@ -535,15 +520,9 @@ impl DockerEngine {
             labels: Some(labels.clone().into_iter().collect()),
             ..Default::default()
         };
-        let _permit = self.permit().await;
-        within("create network", CALL_DEADLINE, async {
-            self.docker
-                .create_network(request)
-                .await
-                .map(|_| ())
-                .map_err(engine_error)
-        })
-        .await
+        self.engine_call("create network", self.docker.create_network(request))
+            .await
+            .map(|_| ())
     }
 
     /// Removes a network (see [`DockerEngine::delete_network`]).
@@ -590,27 +569,16 @@ impl DockerEngine {
             user: spec.user.clone(),
             ..Default::default()
         };
-        let exec_id = {
-            let _permit = self.permit().await;
-            within("create exec", CALL_DEADLINE, async {
-                self.docker
-                    .create_exec(&container.id, options)
-                    .await
-                    .map_err(engine_error)
-            })
+        let exec_id = self
+            .engine_call(
+                "create exec",
+                self.docker.create_exec(&container.id, options),
+            )
             .await?
-            .id
-        };
-        let started = {
-            let _permit = self.permit().await;
-            within("start exec", CALL_DEADLINE, async {
-                self.docker
-                    .start_exec(&exec_id, None)
-                    .await
-                    .map_err(engine_error)
-            })
-            .await?
-        };
+            .id;
+        let started = self
+            .engine_call("start exec", self.docker.start_exec(&exec_id, None))
+            .await?;
         let StartExecResults::Attached { mut output, .. } = started else {
             return Err(EnvError::engine(Provider::Docker, "exec did not attach"));
         };
@@ -639,16 +607,9 @@ impl DockerEngine {
                 self.kill_tree(container, &pid_file).await?;
             }
         }
-        let inspected = {
-            let _permit = self.permit().await;
-            within("inspect exec", CALL_DEADLINE, async {
-                self.docker
-                    .inspect_exec(&exec_id)
-                    .await
-                    .map_err(engine_error)
-            })
-            .await?
-        };
+        let inspected = self
+            .engine_call("inspect exec", self.docker.inspect_exec(&exec_id))
+            .await?;
         result.exit_code = inspected.exit_code;
         result.stdout = String::from_utf8_lossy(&stdout).into_owned();
         result.stderr = String::from_utf8_lossy(&stderr).into_owned();
@@ -776,14 +737,12 @@ impl DockerEngine {
             .all(true)
             .filters(&filters)
             .build();
-        let _permit = self.permit().await;
-        let list = within("list containers", CALL_DEADLINE, async {
-            self.docker
-                .list_containers(Some(options))
-                .await
-                .map_err(engine_error)
-        })
-        .await?;
+        let list = self
+            .engine_call(
+                "list containers",
+                self.docker.list_containers(Some(options)),
+            )
+            .await?;
         Ok(list
             .into_iter()
             .filter_map(|c| {
@@ -803,14 +762,9 @@ impl DockerEngine {
             .all(false)
             .filters(&filters)
             .build();
-        let _permit = self.permit().await;
-        let list = within("list images", CALL_DEADLINE, async {
-            self.docker
-                .list_images(Some(options))
-                .await
-                .map_err(engine_error)
-        })
-        .await?;
+        let list = self
+            .engine_call("list images", self.docker.list_images(Some(options)))
+            .await?;
         Ok(list.into_iter().map(|i| i.id).collect())
     }
 
@@ -833,17 +787,8 @@ impl DockerEngine {
 
     /// Whether a volume of this name exists.
     pub(crate) async fn has_volume(&self, name: &str) -> Result<bool, EnvError> {
-        let _permit = self.permit().await;
-        within("inspect volume", CALL_DEADLINE, async {
-            match self.docker.inspect_volume(name).await {
-                Ok(_) => Ok(true),
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => Ok(false),
-                Err(e) => Err(engine_error(e)),
-            }
-        })
-        .await
+        self.engine_has("inspect volume", self.docker.inspect_volume(name))
+            .await
     }
 
     /// Creates an empty volume carrying `labels`.
@@ -857,15 +802,9 @@ impl DockerEngine {
             labels: Some(labels.clone().into_iter().collect()),
             ..Default::default()
         };
-        let _permit = self.permit().await;
-        within("create volume", CALL_DEADLINE, async {
-            self.docker
-                .create_volume(body)
-                .await
-                .map(|_| ())
-                .map_err(engine_error)
-        })
-        .await
+        self.engine_call("create volume", self.docker.create_volume(body))
+            .await
+            .map(|_| ())
     }
 
     /// Names of the volumes carrying every label in `labels`.
@@ -888,14 +827,9 @@ impl DockerEngine {
         let options = ListVolumesOptionsBuilder::default()
             .filters(&filters)
             .build();
-        let _permit = self.permit().await;
-        let list = within("list volumes", CALL_DEADLINE, async {
-            self.docker
-                .list_volumes(Some(options))
-                .await
-                .map_err(engine_error)
-        })
-        .await?;
+        let list = self
+            .engine_call("list volumes", self.docker.list_volumes(Some(options)))
+            .await?;
         Ok(list
             .volumes
             .unwrap_or_default()
@@ -1340,13 +1274,10 @@ impl DockerEngine {
             .chain(plan.isolated.clone())
             .collect();
         let current: Vec<String> = {
-            let _permit = self.permit().await;
-            within("inspect container", CALL_DEADLINE, async {
-                self.docker
-                    .inspect_container(&container.id, None)
-                    .await
-                    .map_err(engine_error)
-            })
+            self.engine_call(
+                "inspect container",
+                self.docker.inspect_container(&container.id, None),
+            )
             .await?
         }
         .network_settings
@@ -1354,19 +1285,16 @@ impl DockerEngine {
         .map(|n| n.into_keys().collect())
         .unwrap_or_default();
         for network in current.iter().filter(|n| !wanted.contains(n)) {
-            let _permit = self.permit().await;
-            within("disconnect network", CALL_DEADLINE, async {
-                self.docker
-                    .disconnect_network(
-                        network,
-                        bollard::models::NetworkDisconnectRequest {
-                            container: container.id.clone(),
-                            force: Some(true),
-                        },
-                    )
-                    .await
-                    .map_err(engine_error)
-            })
+            self.engine_call(
+                "disconnect network",
+                self.docker.disconnect_network(
+                    network,
+                    bollard::models::NetworkDisconnectRequest {
+                        container: container.id.clone(),
+                        force: Some(true),
+                    },
+                ),
+            )
             .await?;
         }
         for network in wanted.iter().filter(|n| !current.contains(n)) {
@@ -1381,19 +1309,16 @@ impl DockerEngine {
         container: &Container,
         network: &str,
     ) -> Result<(), EnvError> {
-        let _permit = self.permit().await;
-        within("connect network", CALL_DEADLINE, async {
-            self.docker
-                .connect_network(
-                    network,
-                    bollard::models::NetworkConnectRequest {
-                        container: container.id.clone(),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(engine_error)
-        })
+        self.engine_call(
+            "connect network",
+            self.docker.connect_network(
+                network,
+                bollard::models::NetworkConnectRequest {
+                    container: container.id.clone(),
+                    ..Default::default()
+                },
+            ),
+        )
         .await
     }
 }
