@@ -544,6 +544,39 @@ where
     }
 }
 
+/// Waits for a run to open (its pipeline loaded, engines reached, dead runs reaped,
+/// prebuilt images pulled) with the GIL released, looking for signals (Ctrl-C) a few times
+/// a second: on one, the opening is abandoned (what it made so far carries the run's
+/// labels, for the next run to reap) and the signal's exception raised.
+fn open_interruptibly(
+    py: Python<'_>,
+    opening: impl Future<Output = Result<NativeRun, Failure>> + Send + 'static,
+) -> PyResult<NativeRun> {
+    let runtime = runtime();
+    let mut handle = runtime.spawn(opening);
+    loop {
+        let done = py.detach(|| {
+            runtime.block_on(async {
+                tokio::time::timeout(Duration::from_millis(200), &mut handle).await
+            })
+        });
+        match done {
+            Ok(joined) => {
+                return joined
+                    .unwrap_or_else(|_| Err(Failure::of(&RunnerError::NoResult)))
+                    .map_err(Failure::into_py);
+            }
+            Err(_elapsed) => {
+                if let Err(signal) = py.check_signals() {
+                    handle.abort();
+                    let _ = py.detach(|| runtime.block_on(&mut handle));
+                    return Err(signal);
+                }
+            }
+        }
+    }
+}
+
 /// Starts a run described by `spec` (JSON); it comes to a [`NativeRun`].
 #[pyfunction]
 fn start(spec: String, notify: RawFd) -> Pending {
@@ -553,10 +586,7 @@ fn start(spec: String, notify: RawFd) -> Pending {
 /// Starts a run and waits for it without the GIL; returns the result as JSON.
 #[pyfunction]
 fn run_blocking(py: Python<'_>, spec: String) -> PyResult<String> {
-    let runtime = runtime();
-    let run = py
-        .detach(|| runtime.block_on(start_run(spec)))
-        .map_err(Failure::into_py)?;
+    let run = open_interruptibly(py, start_run(spec))?;
     block(py, run.outcome.clone(), &run.cancel)
 }
 
@@ -781,8 +811,7 @@ fn start_apply_async(spec: String, notify: RawFd) -> Pending {
 /// Starts `helios apply`, waiting without the GIL until the run is open.
 #[pyfunction]
 fn start_apply_blocking(py: Python<'_>, spec: String) -> PyResult<NativeRun> {
-    py.detach(|| runtime().block_on(start_apply(spec)))
-        .map_err(Failure::into_py)
+    open_interruptibly(py, start_apply(spec))
 }
 
 #[pymodule]

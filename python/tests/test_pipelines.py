@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -167,3 +172,41 @@ def test_an_exception_in_on_event_cancels_the_run_and_propagates(scratch: Scratc
     assert "cancelling" in kinds and kinds == [e["event"] for e in outcome.events], kinds
     assert outcome.cancelled and outcome.verdict == "cancelled"
     assert helios.plan(pipeline).to_run == 1
+
+
+def test_ctrl_c_while_the_run_opens_raises_at_once(
+    scratch: Scratch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A "Docker engine" that takes the connection and never answers: opening the run waits
+    # on it, for up to the engine call's deadline (two minutes). Once helios is connected,
+    # the server sends this process a Ctrl-C, then watches for the interrupt to come
+    # through; a minute later it says it never did (a hang detector, not a timing: the
+    # interrupt is looked for every 200 ms).
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = Path(tempfile.mkdtemp(dir="/tmp")) / "silent.sock"
+    server.bind(str(path))
+    server.listen()
+    interrupted = threading.Event()
+    came_through: list[bool] = []
+
+    def interrupt_once_connected() -> None:
+        connection, _ = server.accept()
+        os.kill(os.getpid(), signal.SIGINT)
+        came_through.append(interrupted.wait(timeout=60))
+        connection.close()
+
+    watcher = threading.Thread(target=interrupt_once_connected, daemon=True)
+    watcher.start()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+    pipeline = scratch.dir / "p.toml"
+    pipeline.write_text(
+        '[pipeline]\nname = "py-apply-interrupted"\noutput_dir = "runs"\n'
+        f'[[tasks]]\npath = "{ROOT / "tasks" / "*"}"\ninclude = ["create-hello-file"]\n'
+        '[[stages]]\nname = "sanity"\nagents = ["nop"]\n'
+    )
+    with pytest.raises(KeyboardInterrupt):
+        helios.apply(pipeline, labels=scratch.labels)
+    interrupted.set()
+    watcher.join()
+    server.close()
+    assert came_through == [True], "Ctrl-C waited for the engine's call to give up"
